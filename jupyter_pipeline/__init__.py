@@ -1,0 +1,58 @@
+"""jupyter-pipeline: tag notebook cells as stages and run them as a Kubeflow pipeline.
+
+Public API (imported lazily so that ``jupyter-pipeline --help`` and stage kernels start fast)::
+
+    import jupyter_pipeline as jp
+    pipeline = jp.load("digits.ipynb")      # parse + validate
+    record = pipeline_run = jp.run(pipeline, parameters={"epochs": 3})
+    jp.log_metric("accuracy", 0.97)         # inside a stage
+    jp.log_model(model, "digits")           # register a Keras model
+    model = jp.load_model("digits")         # latest version, Keras safe mode
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load": ("jupyter_pipeline.parse", "load"),
+    "from_notebook": ("jupyter_pipeline.parse", "from_notebook"),
+    "run": ("jupyter_pipeline.runner", "run_pipeline"),
+    "log_metric": ("jupyter_pipeline.context", "log_metric"),
+    "log_model": ("jupyter_pipeline.models", "log_model"),
+    "load_model": ("jupyter_pipeline.models", "load_model"),
+    "list_models": ("jupyter_pipeline.models", "list_models"),
+    "open_store": ("jupyter_pipeline.store", "open_store"),
+    "Pipeline": ("jupyter_pipeline.pipeline", "Pipeline"),
+    "Stage": ("jupyter_pipeline.pipeline", "Stage"),
+    "PipelineError": ("jupyter_pipeline.exceptions", "PipelineError"),
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'jupyter_pipeline' has no attribute {name!r}") from None
+    value = getattr(import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def load_ipython_extension(ipython):
+    """``%load_ext jupyter_pipeline``: the ``%%stage`` and ``%pipeline`` magics."""
+    from .magics import register
+
+    register(ipython)
+
+
+def _jupyter_server_extension_points():
+    return [{"module": "jupyter_pipeline.server"}]
+
+
+def _jupyter_labextension_paths():
+    return [{"src": "labextension", "dest": "jupyter-pipeline"}]

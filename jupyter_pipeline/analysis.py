@@ -1,0 +1,261 @@
+"""Static analysis of cell code: which top-level names a cell defines and which it reads first.
+
+Code goes through IPython's input transformer first (only when it has magics or shell escapes,
+which keeps large notebooks fast), so ``%timeit`` and ``!pip`` lines parse. The top level is walked
+in execution order, so ``x = x + 1`` reads ``x`` and ``y = 1; print(y)`` does not. Names read
+inside functions, lambdas, classes and comprehensions are found with :mod:`symtable`: a function
+that reads a global counts as a use of it, since calling it later needs the value.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import re
+import symtable
+from dataclasses import dataclass, field
+
+#: Names an IPython kernel provides without any definition.
+KERNEL_NAMES = frozenset(dir(builtins)) | {
+    "get_ipython", "display", "In", "Out", "exit", "quit", "_", "__", "___",
+    "__name__", "__file__", "__builtins__", "__doc__", "__spec__", "__loader__", "__package__",
+}
+
+#: Cell magics whose body is Python run in the user namespace, so its names count.
+PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun", "stage", "debug"}
+
+_NEEDS_IPYTHON = re.compile(r"^\s*(%|!)|\?\s*$|^\s*[\w.]+\s*=\s*(%|!)", re.MULTILINE)
+_CELL_MAGIC = re.compile(r"^%%(\w+)[^\n]*\n?")
+
+
+@dataclass
+class Scan:
+    """The names of one piece of code, in order of first reference."""
+
+    defines: set[str] = field(default_factory=set)
+    uses: set[str] = field(default_factory=set)  # read before any binding in this code
+    deferred_uses: set[str] = field(default_factory=set)  # read inside functions/classes
+    star_import: bool = False
+    syntax_error: tuple[int, str] | None = None  # (line, message)
+    unsavable: dict[str, str] = field(default_factory=dict)  # name -> what it holds
+
+    def first_uses(self, defined_before: set[str]) -> set[str]:
+        return self.uses - defined_before
+
+
+def to_python(source: str) -> str:
+    """The Python that IPython would run for ``source`` (magics become function calls)."""
+    m = _CELL_MAGIC.match(source)
+    if m:
+        if m.group(1) in PYTHON_CELL_MAGICS:
+            return to_python(source[m.end():])
+        return ""  # %%bash, %%html, ...: not Python
+    if not _NEEDS_IPYTHON.search(source):
+        return source
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(source)
+
+
+class _TopLevel(ast.NodeVisitor):
+    """Walks module-level code in execution order; nested scopes are left to symtable."""
+
+    def __init__(self, scan: Scan):
+        self.scan = scan
+
+    def _use(self, name: str) -> None:
+        if name not in self.scan.defines:
+            self.scan.uses.add(name)
+
+    def _define(self, name: str) -> None:
+        self.scan.defines.add(name)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load) or isinstance(node.ctx, ast.Del):
+            self._use(node.id)
+        else:
+            self._define(node.id)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self.visit(node.value)
+        for target in node.targets:
+            self.visit(target)
+        hint = _unsavable_hint(node.value)
+        if hint:
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    self.scan.unsavable[target.id] = hint
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        if node.value is not None:
+            self.visit(node.value)
+            self.visit(node.target)
+        self.visit(node.annotation)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self.visit(node.value)
+        if isinstance(node.target, ast.Name):
+            self._use(node.target.id)
+            self._define(node.target.id)
+        else:
+            self.visit(node.target)
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self.visit(node.value)
+        self._define(node.target.id)
+
+    def visit_For(self, node) -> None:
+        self.visit(node.iter)
+        self.visit(node.target)
+        for stmt in node.body + node.orelse:
+            self.visit(stmt)
+
+    visit_AsyncFor = visit_For
+
+    def visit_Import(self, node) -> None:
+        for alias in node.names:
+            if alias.name == "*":
+                self.scan.star_import = True
+            else:
+                self._define((alias.asname or alias.name).split(".")[0])
+
+    visit_ImportFrom = visit_Import
+
+    def visit_Global(self, node) -> None:  # `global x` at top level is a no-op
+        pass
+
+    def _nested(self, node, evaluated_now: list) -> None:
+        for child in evaluated_now:
+            if child is not None:
+                self.visit(child)
+
+    def visit_FunctionDef(self, node) -> None:
+        args = node.args
+        self._nested(node, node.decorator_list + args.defaults + [d for d in args.kw_defaults if d] + [node.returns])
+        self._define(node.name)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node) -> None:
+        self._nested(node, node.decorator_list + node.bases + [k.value for k in node.keywords])
+        self._define(node.name)
+
+    def visit_Lambda(self, node) -> None:
+        self._nested(node, node.args.defaults + [d for d in node.args.kw_defaults if d])
+
+    def _comprehension(self, node) -> None:
+        # Comprehension targets are local to it; everything else it reads is a use now.
+        local = {n.id for g in node.generators for n in ast.walk(g.target) if isinstance(n, ast.Name)}
+        parts = [g.iter for g in node.generators] + [c for g in node.generators for c in g.ifs]
+        parts += [getattr(node, a) for a in ("elt", "key", "value") if hasattr(node, a)]
+        for part in parts:
+            for n in ast.walk(part):
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id not in local:
+                    self._use(n.id)
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
+
+    def visit_ExceptHandler(self, node) -> None:
+        if node.type is not None:
+            self.visit(node.type)
+        if node.name:
+            self._define(node.name)
+        for stmt in node.body:
+            self.visit(stmt)
+
+    def visit_MatchAs(self, node) -> None:
+        if node.pattern is not None:
+            self.visit(node.pattern)
+        if node.name:
+            self._define(node.name)
+
+    def visit_MatchStar(self, node) -> None:
+        if node.name:
+            self._define(node.name)
+
+    def visit_MatchMapping(self, node) -> None:
+        self.generic_visit(node)
+        if node.rest:
+            self._define(node.rest)
+
+
+def _unsavable_hint(value: ast.expr) -> str | None:
+    """A reason the value of this expression can never be passed between stages, if obvious."""
+    if isinstance(value, ast.GeneratorExp):
+        return "a generator"
+    if isinstance(value, ast.Call):
+        func = value.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        if name == "open":
+            return "an open file"
+        if name in ("Lock", "RLock", "Semaphore", "Condition"):
+            return "a lock"
+        if name in ("connect", "socket", "create_connection"):
+            return "a connection"
+    return None
+
+
+def _nested_global_uses(table: symtable.SymbolTable, out: set[str], defines: set[str]) -> None:
+    for child in table.get_children():
+        for sym in child.get_symbols():
+            name = sym.get_name()
+            if sym.is_global() and sym.is_referenced():
+                out.add(name)
+            if sym.is_declared_global() and sym.is_assigned():
+                defines.add(name)
+        _nested_global_uses(child, out, defines)
+
+
+def scan(source: str) -> Scan:
+    """Analyse one cell's source (IPython syntax allowed)."""
+    result = Scan()
+    try:
+        code = to_python(source)
+    except SyntaxError as exc:  # IPython transformer can raise on broken magics
+        result.syntax_error = (exc.lineno or 1, exc.msg)
+        return result
+    if not code.strip():
+        return result
+    try:
+        tree = ast.parse(code)
+        table = symtable.symtable(code, "<cell>", "exec")
+    except SyntaxError as exc:
+        result.syntax_error = (exc.lineno or 1, exc.msg or "invalid syntax")
+        return result
+    _TopLevel(result).visit(tree)
+    _nested_global_uses(table, result.deferred_uses, result.defines)
+    return result
+
+
+@dataclass
+class Combined:
+    """The names of a sequence of cells run one after the other (a stage)."""
+
+    defines: set[str] = field(default_factory=set)
+    uses: set[str] = field(default_factory=set)
+    star_import: bool = False
+    unsavable: dict[str, str] = field(default_factory=dict)
+    first_use_cell: dict[str, int] = field(default_factory=dict)
+
+
+def combine(scans: list[tuple[int, Scan]]) -> Combined:
+    """Names used and defined by cells run in order; a use after an earlier cell's define is local."""
+    out = Combined()
+    deferred: dict[str, int] = {}
+    for cell, s in scans:
+        for name in s.uses - out.defines:
+            out.uses.add(name)
+            out.first_use_cell.setdefault(name, cell)
+        for name in s.deferred_uses:
+            deferred.setdefault(name, cell)
+        out.defines |= s.defines
+        out.star_import |= s.star_import
+        out.unsavable.update(s.unsavable)
+    # A function body may read a global the stage binds later; only names the stage never
+    # binds are uses of the function's globals.
+    for name, cell in deferred.items():
+        if name not in out.defines:
+            out.uses.add(name)
+            out.first_use_cell.setdefault(name, cell)
+    out.uses -= KERNEL_NAMES
+    return out

@@ -1,0 +1,112 @@
+"""The exception hierarchy of jupyter-pipeline.
+
+Every error a user can cause is a :class:`PipelineError`. Fronts (CLI, REST, magics) print
+``str(error)`` as one paragraph and never a traceback; structured fields let them say more.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Raised when anything in jupyter-pipeline fails in a way the user can act on."""
+
+    #: HTTP status a REST front answers with; 400 unless a subclass knows better.
+    http_status = 400
+
+
+class NotebookReadError(PipelineError):
+    """Raised when a notebook file is missing, unreadable or not a notebook."""
+
+    http_status = 404
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"Cannot read notebook {self.path}: {reason}")
+
+
+class ValidationFailed(PipelineError):
+    """Raised when a notebook has validation errors and an action needs a valid pipeline."""
+
+    http_status = 422
+
+    def __init__(self, notebook: str, problems: list):
+        self.notebook = notebook
+        self.problems = problems
+        errors = [p for p in problems if p.severity == "error"]
+        lines = "; ".join(p.describe() for p in errors[:5])
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        super().__init__(
+            f"{notebook} is not a valid pipeline: {lines}{more}. "
+            f"Run `jupyter-pipeline validate {notebook}` to see every problem."
+        )
+
+
+class UnknownKeyError(PipelineError, KeyError):
+    """Raised when a registry is asked for a key nothing was registered under."""
+
+    def __init__(self, kind: str, key: str, known):
+        self.kind, self.key = kind, key
+        choices = ", ".join(sorted(known)) or "none"
+        super().__init__(f"Unknown {kind} {key!r}; known {kind}s: {choices}.")
+
+    __str__ = Exception.__str__
+
+
+class ParameterError(PipelineError):
+    """Raised when a run parameter is unknown or its value does not fit the declared type."""
+
+
+class VariableNotSavable(PipelineError):
+    """Raised when a value a later stage needs cannot be written to the store."""
+
+    def __init__(self, variable: str, stage: str | None, type_name: str, reason: str):
+        self.variable, self.stage, self.type_name = variable, stage, type_name
+        where = f" in stage '{stage}'" if stage else ""
+        super().__init__(
+            f"Variable '{variable}'{where} cannot be passed to later stages: a value of type "
+            f"{type_name} cannot be saved ({reason}). Recompute it in the stage that needs it, "
+            f"or create it in a `setup` cell so every stage has its own."
+        )
+
+
+class StoreError(PipelineError):
+    """Raised when the artifact store cannot be reached, read or written."""
+
+    http_status = 502
+
+
+class ArtifactNotFound(StoreError):
+    """Raised when a key is not in the store."""
+
+    http_status = 404
+
+
+class RunNotFound(PipelineError):
+    """Raised when a run id is not in the store."""
+
+    http_status = 404
+
+    def __init__(self, run_id: str, store_url: str):
+        self.run_id = run_id
+        super().__init__(f"No run '{run_id}' in store {store_url}. `jupyter-pipeline runs` lists the runs.")
+
+
+class ModelNotFound(PipelineError):
+    """Raised when a registered model name or version does not exist."""
+
+    http_status = 404
+
+
+class StageFailed(PipelineError):
+    """Raised when a stage's notebook raised an error while it ran."""
+
+    def __init__(self, stage: str, message: str, cell: int | None = None):
+        self.stage, self.cell = stage, cell
+        super().__init__(message)
+
+
+class TargetError(PipelineError):
+    """Raised when a run target (Kubeflow, kfp.local) rejects or cannot take a pipeline."""
+
+    http_status = 502

@@ -1,0 +1,213 @@
+"""Typed records of a parsed pipeline: cells, stages, parameters, problems.
+
+Built by :mod:`jupyter_pipeline.parse`; everything downstream (validation, stage notebooks, the
+runner, the KFP compiler, the REST API) reads these and nothing else of the notebook.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Role(str, enum.Enum):
+    """What a notebook cell is to the pipeline."""
+
+    STAGE = "stage"  # starts or continues a stage
+    CONTINUE = "continue"  # untagged: joins the stage before it
+    SETUP = "setup"
+    PARAMETERS = "parameters"
+    SKIP = "skip"
+    METRICS = "metrics"  # Kale's pipeline-metrics cell
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """Execution and placement options of a stage, from its tags."""
+
+    gpu: int = 0
+    gpu_type: str | None = None
+    cpu: str | None = None
+    memory: str | None = None
+    image: str | None = None
+    retries: int = 0
+    timeout: int | None = None
+    cache: bool = True
+
+    def merged(self, other: "StageOptions") -> "StageOptions":
+        """Options of ``self`` overridden by whatever ``other`` sets (non-default)."""
+        base = StageOptions()
+        values = {
+            name: getattr(other, name) if getattr(other, name) != getattr(base, name) else getattr(self, name)
+            for name in self.__dataclass_fields__
+        }
+        return StageOptions(**values)
+
+    def to_json(self) -> dict:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One notebook cell as the pipeline sees it."""
+
+    index: int  # position in the notebook, 0-based
+    cell_type: str  # "code" | "markdown" | "raw"
+    source: str  # with a leading %%stage line removed
+    role: Role
+    stage: str | None = None  # the stage it belongs to, once grouped
+    tags: tuple[str, ...] = ()
+    defines: frozenset[str] = frozenset()
+    uses: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A pipeline parameter from the ``parameters`` cell, with its literal default."""
+
+    name: str
+    default: Any
+    type: str  # "int" | "float" | "bool" | "str" | "list" | "dict" | "NoneType"
+    cell: int
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "default": self.default, "type": self.type, "cell": self.cell}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A pipeline stage: its cells, its dependencies and the variables it receives and sends."""
+
+    name: str
+    cells: tuple[int, ...]  # indices of its cells (code and markdown) in notebook order
+    after: tuple[str, ...] = ()  # explicit `after:` dependencies
+    options: StageOptions = StageOptions()
+    defines: frozenset[str] = frozenset()  # top-level names it binds
+    uses: frozenset[str] = frozenset()  # names it reads before binding them
+    inputs: tuple[tuple[str, str], ...] = ()  # (variable, producing stage), sorted
+    outputs: tuple[str, ...] = ()  # variables later stages receive from it
+    parameters: tuple[str, ...] = ()  # parameters its code (or the setup code) uses
+    depends_on: tuple[str, ...] = ()  # every upstream stage: data edges plus `after:`
+    metrics_cell: bool = False  # Kale's pipeline-metrics: log its names as metrics
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "cells": list(self.cells),
+            "after": list(self.after),
+            "depends_on": list(self.depends_on),
+            "inputs": [{"name": n, "from": s} for n, s in self.inputs],
+            "outputs": list(self.outputs),
+            "parameters": list(self.parameters),
+            "gpu": self.options.gpu,
+            "options": self.options.to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation finding, returned as data with every other one."""
+
+    severity: str  # "error" | "warning"
+    code: str  # stable id, e.g. "cycle", "undefined-name"
+    message: str
+    stage: str | None = None
+    cell: int | None = None
+    line: int | None = None
+
+    def describe(self) -> str:
+        where = []
+        if self.cell is not None:
+            where.append(f"cell {self.cell}" + (f" line {self.line}" if self.line else ""))
+        if self.stage:
+            where.append(f"stage '{self.stage}'")
+        return (f"[{', '.join(where)}] " if where else "") + self.message
+
+    def to_json(self) -> dict:
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "stage": self.stage,
+            "cell": self.cell,
+            "line": self.line,
+        }
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A parsed notebook: its stages in notebook order, parameters, setup code and problems."""
+
+    name: str
+    path: str
+    cells: tuple[Cell, ...]
+    stages: tuple[Stage, ...]
+    parameters: tuple[Parameter, ...] = ()
+    setup_cells: tuple[int, ...] = ()
+    settings: dict = field(default_factory=dict, hash=False, compare=False)
+    problems: tuple[Problem, ...] = ()
+    star_import: bool = False
+    kernel_name: str = "python3"
+
+    # -- lookups ---------------------------------------------------------------------------------
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        from .exceptions import PipelineError
+
+        raise PipelineError(f"Pipeline '{self.name}' has no stage '{name}'; stages: {', '.join(self.stage_names)}.")
+
+    @property
+    def stage_names(self) -> list[str]:
+        return [s.name for s in self.stages]
+
+    def parameter(self, name: str) -> Parameter | None:
+        return next((p for p in self.parameters if p.name == name), None)
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        """(upstream, downstream) pairs, in notebook order of the downstream stage."""
+        return [(up, s.name) for s in self.stages for up in s.depends_on]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def require_valid(self) -> "Pipeline":
+        """Return self, or raise :class:`ValidationFailed` listing the errors."""
+        if self.errors:
+            from .exceptions import ValidationFailed
+
+            raise ValidationFailed(self.path, self.errors)
+        return self
+
+    def downstream(self, name: str) -> set[str]:
+        """Every stage that depends on ``name``, directly or not."""
+        children: dict[str, set[str]] = {}
+        for up, down in self.edges:
+            children.setdefault(up, set()).add(down)
+        out, todo = set(), [name]
+        while todo:
+            for child in children.get(todo.pop(), ()):
+                if child not in out:
+                    out.add(child)
+                    todo.append(child)
+        return out
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "stages": [s.to_json() for s in self.stages],
+            "edges": [list(e) for e in self.edges],
+            "parameters": [p.to_json() for p in self.parameters],
+            "setup_cells": list(self.setup_cells),
+            "settings": self.settings,
+            "problems": [p.to_json() for p in self.problems],
+        }

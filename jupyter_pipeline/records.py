@@ -1,0 +1,215 @@
+"""Run records: the persisted, JSON-shaped state of a pipeline run and of each of its stages.
+
+The JSON shape (``to_json``) is the contract shared by the CLI's ``--json`` output, the REST API
+and the TypeScript interfaces of the JupyterLab extension.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import secrets
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class StageState(str, enum.Enum):
+    """The state of one stage within a run."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not run because a stage it depends on failed
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def done(self) -> bool:
+        return self not in (StageState.PENDING, StageState.RUNNING)
+
+
+class RunState(str, enum.Enum):
+    """The state of a whole run."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+def now_iso() -> str:
+    """The current UTC time in ISO 8601 with a ``Z`` suffix."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: str) -> _dt.datetime:
+    return _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def new_run_id(pipeline_name: str) -> str:
+    """A run id that sorts by start time: ``20261121-153000-digits-3f2a``."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    slug = re.sub(r"[^a-z0-9-]+", "-", pipeline_name.lower()).strip("-")[:40] or "pipeline"
+    return f"{stamp}-{slug}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class StageRecord:
+    """What happened to one stage: state, times, output locations, metrics and error."""
+
+    status: StageState = StageState.PENDING
+    started_at: str | None = None
+    finished_at: str | None = None
+    output_notebook: str | None = None
+    input_notebook: str | None = None
+    attempts: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+    error: str | None = None
+    error_cell: int | None = None
+    reused: bool = False
+
+    @property
+    def duration(self) -> float | None:
+        if not (self.started_at and self.finished_at):
+            return None
+        return (parse_iso(self.finished_at) - parse_iso(self.started_at)).total_seconds()
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["status"] = self.status.value
+        data["duration"] = self.duration
+        if data["error"] is None:
+            del data["error"]
+            del data["error_cell"]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "StageRecord":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["status"] = StageState(known.get("status", "pending"))
+        return cls(**known)
+
+
+@dataclass
+class RunRecord:
+    """The whole run: identity, inputs, overall status and one :class:`StageRecord` per stage."""
+
+    run_id: str
+    pipeline: str
+    notebook: str
+    store: str
+    target: str = "local"
+    status: RunState = RunState.RUNNING
+    parameters: dict[str, Any] = field(default_factory=dict)
+    created_at: str = field(default_factory=now_iso)
+    finished_at: str | None = None
+    stages: dict[str, StageRecord] = field(default_factory=dict)
+    edges: list[list[str]] = field(default_factory=list)
+    error: str | None = None
+    external_id: str | None = None  # e.g. the Kubeflow run id
+    url: str | None = None  # e.g. the Kubeflow run page
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return run_key(self.run_id)
+
+    def metrics(self) -> dict[str, Any]:
+        """All metrics logged by the run's stages, keyed by metric name."""
+        out: dict[str, Any] = {}
+        for rec in self.stages.values():
+            out.update(rec.metrics)
+        return out
+
+    def to_json(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "pipeline": self.pipeline,
+            "notebook": self.notebook,
+            "status": self.status.value,
+            "target": self.target,
+            "parameters": self.parameters,
+            "store": self.store,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+            "stages": {name: rec.to_json() for name, rec in self.stages.items()},
+            "edges": self.edges,
+            "metrics": self.metrics(),
+            "error": self.error,
+            "external_id": self.external_id,
+            "url": self.url,
+            "history": self.history,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "RunRecord":
+        return cls(
+            run_id=data["run_id"],
+            pipeline=data.get("pipeline", ""),
+            notebook=data.get("notebook", ""),
+            store=data.get("store", ""),
+            target=data.get("target", "local"),
+            status=RunState(data.get("status", "running")),
+            parameters=data.get("parameters", {}),
+            created_at=data.get("created_at", ""),
+            finished_at=data.get("finished_at"),
+            stages={k: StageRecord.from_json(v) for k, v in data.get("stages", {}).items()},
+            edges=data.get("edges", []),
+            error=data.get("error"),
+            external_id=data.get("external_id"),
+            url=data.get("url"),
+            history=data.get("history", []),
+        )
+
+
+# -- store layout (DESIGN.md "Store layout") -----------------------------------------------------
+def run_prefix(run_id: str) -> str:
+    return f"runs/{run_id}"
+
+
+def run_key(run_id: str) -> str:
+    return f"runs/{run_id}/run.json"
+
+
+def stage_key(run_id: str, stage: str, name: str) -> str:
+    """Key of a file of one stage: ``input.ipynb``, ``output.ipynb``, ``vars/x.npy``..."""
+    return f"runs/{run_id}/stages/{stage}/{name}"
+
+
+# -- persistence -----------------------------------------------------------------------------------
+def save_run(store, record: RunRecord) -> None:
+    """Publish the run record (atomically, as every store write is)."""
+    store.put_json(record.key, record.to_json())
+
+
+def load_run(store, run_id: str) -> RunRecord:
+    """Read a run record back; raises :class:`RunNotFound`."""
+    from .exceptions import ArtifactNotFound, RunNotFound
+
+    try:
+        return RunRecord.from_json(store.get_json(run_key(run_id)))
+    except ArtifactNotFound:
+        raise RunNotFound(run_id, store.url) from None
+
+
+def list_runs(store, notebook: str | None = None, limit: int | None = None) -> list[RunRecord]:
+    """Run records in the store, newest first, optionally only those of one notebook."""
+    from .exceptions import ArtifactNotFound
+
+    ids = sorted((k[len("runs/"):].rstrip("/") for k in store.list("runs/") if k.endswith("/")), reverse=True)
+    out: list[RunRecord] = []
+    for run_id in ids:
+        try:
+            record = RunRecord.from_json(store.get_json(run_key(run_id)))
+        except (ArtifactNotFound, ValueError, KeyError):
+            continue  # a run folder whose record is not written yet
+        if notebook and record.notebook != notebook:
+            continue
+        out.append(record)
+        if limit and len(out) >= limit:
+            break
+    return out

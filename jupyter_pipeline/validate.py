@@ -1,0 +1,85 @@
+"""Pipeline-level checks that need the grouped stages: dependencies, cycles, empty stages.
+
+Cell-level checks (tags, syntax, names) happen while parsing; every finding is a
+:class:`~jupyter_pipeline.pipeline.Problem`, and all of them are returned together.
+"""
+
+from __future__ import annotations
+
+from .pipeline import Cell, Problem, Stage
+
+
+def stage_problems(stages: list[Stage], cells: list[Cell], first_cell: dict[str, int]) -> list[Problem]:
+    problems: list[Problem] = []
+    names = {s.name for s in stages}
+    if not stages:
+        problems.append(Problem(
+            "error", "no-stages",
+            "no cell is tagged as a stage: tag the first cell of each step `stage:NAME` (or `step:NAME`, "
+            "or start it with `%%stage NAME`)",
+        ))
+    for stage in stages:
+        cell = first_cell[stage.name]
+        for target in stage.after:
+            if target == stage.name:
+                problems.append(Problem("error", "self-dependency", f"stage '{stage.name}' is tagged after itself",
+                                        stage=stage.name, cell=cell))
+            elif target not in names:
+                problems.append(Problem(
+                    "error", "unknown-after",
+                    f"`after:{target}` names no stage; stages are: {', '.join(sorted(names))}",
+                    stage=stage.name, cell=cell,
+                ))
+        has_code = any(cells[i].cell_type == "code" and cells[i].source.strip() for i in stage.cells)
+        if not has_code:
+            problems.append(Problem("warning", "empty-stage", f"stage '{stage.name}' has no code",
+                                    stage=stage.name, cell=cell))
+    return problems
+
+
+def find_cycles(stages: list[Stage], first_cell: dict[str, int]) -> list[Problem]:
+    """One problem per distinct dependency cycle, naming its stages in order."""
+    deps = {s.name: list(s.depends_on) for s in stages}
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = finished
+    stack: list[str] = []
+    seen: set[frozenset] = set()
+    problems: list[Problem] = []
+
+    def visit(name: str) -> None:
+        state[name] = 1
+        stack.append(name)
+        for dep in deps.get(name, ()):
+            if state.get(dep) == 1:
+                cycle = stack[stack.index(dep):]
+                key = frozenset(cycle)
+                if key not in seen:
+                    seen.add(key)
+                    # Print it in dependency order: dep runs before ... before dep again.
+                    path = " → ".join(reversed(cycle + [dep]))
+                    problems.append(Problem(
+                        "error", "cycle",
+                        f"stages depend on each other in a cycle: {path} (each must run before the next)",
+                        stage=dep, cell=first_cell.get(dep),
+                    ))
+            elif dep not in state:
+                visit(dep)
+        stack.pop()
+        state[name] = 2
+
+    for stage in stages:
+        if stage.name not in state:
+            visit(stage.name)
+    return problems
+
+
+def topological_order(stages) -> list[str]:
+    """Stage names with every stage after its dependencies (notebook order among equals)."""
+    done: list[str] = []
+    remaining = list(stages)
+    while remaining:
+        ready = [s for s in remaining if all(d in done for d in s.depends_on)]
+        if not ready:
+            raise ValueError("cycle")
+        done.extend(s.name for s in ready)
+        remaining = [s for s in remaining if s not in ready]
+    return done
