@@ -1,0 +1,39 @@
+"""Shared fixtures. Feature-specific fixtures live in their own plugin modules listed below."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# One line per feature plugin module (tests/plugin_*.py).
+pytest_plugins = [
+]
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+# Keep kernels and BLAS from fighting over the 2 cores when stages run in parallel.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+
+@pytest.fixture
+def store_dir(tmp_path):
+    """A fresh local store folder."""
+    path = tmp_path / "store"
+    return str(path)
+
+
+@pytest.fixture
+def fixture_nb():
+    """Path of a fixture notebook by name: ``fixture_nb("cycle")``."""
+    def get(name: str) -> Path:
+        path = FIXTURES / f"{name}.ipynb"
+        assert path.exists(), path
+        return path
+    return get
