@@ -113,6 +113,7 @@ class RunRecord:
     external_id: str | None = None  # e.g. the Kubeflow run id
     url: str | None = None  # e.g. the Kubeflow run page
     history: list[dict] = field(default_factory=list)
+    owner: dict | None = None  # {"host", "pid"} of the process driving a local run
 
     @property
     def key(self) -> str:
@@ -143,6 +144,7 @@ class RunRecord:
             "external_id": self.external_id,
             "url": self.url,
             "history": self.history,
+            "owner": self.owner,
         }
 
     @classmethod
@@ -163,6 +165,7 @@ class RunRecord:
             external_id=data.get("external_id"),
             url=data.get("url"),
             history=data.get("history", []),
+            owner=data.get("owner"),
         )
 
 

@@ -67,6 +67,10 @@ class Store(ABC):
     def check(self) -> None:
         """Raise :class:`StoreError` with a precise message unless the store is usable now."""
 
+    def absolute_url(self) -> str:
+        """A URL naming this store from any working directory (passed to stage kernels)."""
+        return self.url
+
     def uri(self, key: str) -> str:
         """A location a person can open: a file path or an ``s3://`` URI."""
         return f"{self.url.rstrip('/')}/{key}"
@@ -185,6 +189,9 @@ class LocalStore(Store):
     def uri(self, key: str) -> str:
         return str(self.root / key)
 
+    def absolute_url(self) -> str:
+        return str(self.root)
+
     def create_exclusive(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,7 +208,7 @@ class LocalStore(Store):
         # Write beside the target, then rename: a reader never sees a half-written file.
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".jp-tmp-", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=".jp-tmp-", suffix=f".{target.name}", dir=target.parent)
         os.close(fd)
         try:
             yield Path(tmp)

@@ -1,0 +1,315 @@
+"""The local runner: a pipeline's stages as papermill executions on this machine.
+
+Each stage runs in its own process (``python -m jupyter_pipeline.stagerun``) with its own kernel;
+independent stages run at the same time, up to ``workers``. A failed stage stops what depends
+on it while independent branches finish. The run record is republished on every state change,
+so another process (the CLI's ``runs``, the Jupyter server, a browser) sees progress live.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Callable
+
+import nbformat
+
+from . import parameters as params_mod
+from .exceptions import PipelineError, RunNotFound
+from .parse import load, read_notebook, from_notebook
+from .pipeline import Pipeline, Stage
+from .records import (
+    RunRecord, RunState, StageRecord, StageState, load_run, new_run_id, now_iso, run_prefix, save_run, stage_key,
+)
+from .stagebook import stage_notebook
+from .stagerun import RESULT_PREFIX
+from .store import Store, open_store, resolve_store_url
+
+#: ``on_event(kind, record, stage)`` with kind one of run-started, stage-started,
+#: stage-finished, run-finished; ``stage`` is None for run events.
+EventHandler = Callable[[str, RunRecord, str | None], None]
+
+TERMINATE_GRACE_SECONDS = 5
+
+
+class LocalRunner:
+    """Runs one pipeline run at a time on this machine; ``cancel()`` may be called from any thread."""
+
+    def __init__(self, store: Store | str | None = None, *, workers: int | None = None,
+                 on_event: EventHandler | None = None, python: str = sys.executable):
+        self.store = open_store(store)
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.on_event = on_event or (lambda kind, record, stage: None)
+        self.python = python
+        self._lock = threading.RLock()
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._cancelled = threading.Event()
+        self.record: RunRecord | None = None
+
+    # -- public -------------------------------------------------------------------------------------
+    def run(self, pipeline: Pipeline, parameters: dict | None = None, run_id: str | None = None) -> RunRecord:
+        """Run every stage of ``pipeline``; return the finished record (failed runs too)."""
+        pipeline.require_valid()
+        values = params_mod.resolve(pipeline, parameters)
+        self.store.check()
+        record = RunRecord(
+            run_id=run_id or new_run_id(pipeline.name),
+            pipeline=pipeline.name,
+            notebook=str(Path(pipeline.path).resolve()),
+            store=self.store.url,
+            parameters=values,
+            stages={s.name: StageRecord() for s in pipeline.stages},
+            edges=[list(e) for e in pipeline.edges],
+            owner={"host": socket.gethostname(), "pid": os.getpid()},
+        )
+        self._snapshot(pipeline, record)
+        return self._execute(pipeline, record, [s.name for s in pipeline.stages])
+
+    def resume(self, run_id: str, pipeline: Pipeline | None = None) -> RunRecord:
+        """Re-run the stages of ``run_id`` that did not succeed, reusing the outputs of those that did."""
+        record = load_run(self.store, run_id)
+        if record.status == RunState.RUNNING and _owner_alive(record):
+            raise PipelineError(f"Run {run_id} is still running (process {record.owner['pid']}); cancel it first.")
+        if pipeline is None:
+            pipeline = self._pipeline_for_resume(record)
+        pipeline.require_valid()
+        self.store.check()
+        todo = {s.name for s in pipeline.stages if record.stages.get(s.name, StageRecord()).status != StageState.SUCCEEDED}
+        # A reused stage must have saved every variable the re-run stages now need from it.
+        for stage in pipeline.stages:
+            if stage.name not in todo:
+                continue
+            for var, producer in stage.inputs:
+                if producer not in todo and var not in self._saved_outputs(record.run_id, producer):
+                    todo.add(producer)
+        changed = True
+        while changed:  # everything downstream of a re-run stage re-runs too
+            changed = False
+            for up, down in pipeline.edges:
+                if up in todo and down not in todo:
+                    todo.add(down)
+                    changed = True
+        for stage in pipeline.stages:
+            if stage.name in todo:
+                record.stages[stage.name] = StageRecord()
+            else:
+                record.stages[stage.name].reused = True
+        record.stages = {s.name: record.stages[s.name] for s in pipeline.stages}
+        record.edges = [list(e) for e in pipeline.edges]
+        record.status, record.finished_at, record.error = RunState.RUNNING, None, None
+        record.owner = {"host": socket.gethostname(), "pid": os.getpid()}
+        record.history.append({"event": "resumed", "at": now_iso(), "stages": sorted(todo)})
+        self._snapshot(pipeline, record, source_only=False)
+        return self._execute(pipeline, record, [s.name for s in pipeline.stages if s.name in todo])
+
+    def cancel(self) -> None:
+        """Stop the run: running stages get SIGTERM (then SIGKILL), pending ones never start."""
+        self._cancelled.set()
+        with self._lock:
+            procs = list(self._procs.values())
+        for proc in procs:
+            _terminate(proc)
+
+    # -- internals ----------------------------------------------------------------------------------
+    def _pipeline_for_resume(self, record: RunRecord) -> Pipeline:
+        if Path(record.notebook).is_file():
+            return load(record.notebook)  # the user may have fixed the failing code
+        snapshot = f"{run_prefix(record.run_id)}/notebook.ipynb"
+        if not self.store.exists(snapshot):
+            raise PipelineError(f"Cannot resume {record.run_id}: {record.notebook} is gone and the run has no snapshot.")
+        nb = nbformat.reads(self.store.get_bytes(snapshot).decode(), as_version=4)
+        return from_notebook(nb, record.notebook)
+
+    def _saved_outputs(self, run_id: str, stage: str) -> set[str]:
+        key = stage_key(run_id, stage, "outputs.json")
+        return set(self.store.get_json(key)) if self.store.exists(key) else set()
+
+    def _snapshot(self, pipeline: Pipeline, record: RunRecord, source_only: bool = False) -> None:
+        with open(pipeline.path, "rb") as f:
+            self.store.put_bytes(f"{run_prefix(record.run_id)}/notebook.ipynb", f.read())
+        self.store.put_json(f"{run_prefix(record.run_id)}/pipeline.json", pipeline.to_json())
+
+    def _publish(self, record: RunRecord) -> None:
+        with self._lock:
+            save_run(self.store, record)
+
+    def _execute(self, pipeline: Pipeline, record: RunRecord, names: list[str]) -> RunRecord:
+        self.record = record
+        for name in names:
+            nb = stage_notebook(pipeline, name)
+            key = stage_key(record.run_id, name, "input.ipynb")
+            self.store.put_bytes(key, nbformat.writes(nb).encode())
+            record.stages[name].input_notebook = self.store.uri(key)
+        self._publish(record)
+        self.on_event("run-started", record, None)
+        stages = {s.name: s for s in pipeline.stages}
+        pending = list(names)
+        running: dict[Future, str] = {}
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="jp-stage") as pool:
+            while pending or running:
+                if self._cancelled.is_set():
+                    for name in pending:
+                        record.stages[name].status = StageState.CANCELLED
+                    pending = []
+                for name in list(pending):
+                    deps = [record.stages[d].status for d in stages[name].depends_on]
+                    if any(s in (StageState.FAILED, StageState.SKIPPED, StageState.CANCELLED) for s in deps):
+                        pending.remove(name)
+                        record.stages[name].status = StageState.SKIPPED
+                        record.stages[name].error = "not run: a stage it depends on did not succeed"
+                        self._publish(record)
+                        self.on_event("stage-finished", record, name)
+                    elif all(s == StageState.SUCCEEDED for s in deps) and len(running) < self.workers:
+                        pending.remove(name)
+                        rec = record.stages[name]
+                        rec.status, rec.started_at = StageState.RUNNING, now_iso()
+                        self._publish(record)
+                        self.on_event("stage-started", record, name)
+                        running[pool.submit(self._run_stage, stages[name], record)] = name
+                if not running:
+                    continue
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    name = running.pop(future)
+                    self._finish_stage(record, name, future.result())
+        return self._finish_run(record)
+
+    def _run_stage(self, stage: Stage, record: RunRecord) -> dict:
+        values = {k: v for k, v in record.parameters.items() if k in stage.parameters}
+        cmd = [
+            self.python, "-m", "jupyter_pipeline.stagerun",
+            "--store", self.store.absolute_url(), "--run-id", record.run_id, "--stage", stage.name,
+            "--parameters", json.dumps(values), "--cwd", str(Path(record.notebook).parent),
+        ]
+        result: dict = {}
+        for attempt in range(stage.options.retries + 1):
+            record.stages[stage.name].attempts = attempt + 1
+            if self._cancelled.is_set():
+                return {"status": "cancelled", "error": "cancelled"}
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            with self._lock:
+                self._procs[stage.name] = proc
+            try:
+                out, err = proc.communicate(timeout=stage.options.timeout)
+            except subprocess.TimeoutExpired:
+                _terminate(proc)
+                out, err = proc.communicate()
+                result = _parse_result(out, err)
+                result.update(status="failed", error=f"timed out after {stage.options.timeout} s (tag timeout:)")
+            else:
+                result = _parse_result(out, err)
+            finally:
+                with self._lock:
+                    self._procs.pop(stage.name, None)
+            if self._cancelled.is_set():
+                result.update(status="cancelled", error="cancelled")
+            if result["status"] != "failed":
+                break
+        return result
+
+    def _finish_stage(self, record: RunRecord, name: str, result: dict) -> None:
+        rec = record.stages[name]
+        rec.finished_at = now_iso()
+        rec.status = StageState(result["status"])
+        rec.metrics = result.get("metrics", {})
+        rec.output_notebook = result.get("output_notebook")
+        rec.outputs = sorted(self._saved_outputs(record.run_id, name)) if rec.status == StageState.SUCCEEDED else []
+        if rec.status != StageState.SUCCEEDED:
+            rec.error = result.get("error")
+            rec.error_cell = result.get("error_cell")
+        self._publish(record)
+        self.on_event("stage-finished", record, name)
+
+    def _finish_run(self, record: RunRecord) -> RunRecord:
+        states = [r.status for r in record.stages.values()]
+        if self._cancelled.is_set():
+            record.status = RunState.CANCELLED
+        elif all(s == StageState.SUCCEEDED for s in states):
+            record.status = RunState.SUCCEEDED
+        else:
+            record.status = RunState.FAILED
+            failed = [n for n, r in record.stages.items() if r.status == StageState.FAILED]
+            record.error = f"stage{'s' if len(failed) > 1 else ''} {', '.join(failed)} failed" if failed else None
+        record.finished_at = now_iso()
+        record.owner = None
+        self._publish(record)
+        self.on_event("run-finished", record, None)
+        return record
+
+
+def _parse_result(out: str, err: str) -> dict:
+    for line in reversed(out.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX):])
+    tail = " ".join(err.strip().splitlines()[-3:]) or "no output"
+    return {"status": "failed", "error": f"the stage process ended without a result: {tail}", "metrics": {}}
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(TERMINATE_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _owner_alive(record: RunRecord) -> bool:
+    owner = record.owner or {}
+    if owner.get("host") != socket.gethostname() or not owner.get("pid"):
+        return owner.get("host") not in (None, socket.gethostname())  # another machine: assume alive
+    try:
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_interrupted(store: Store, record: RunRecord) -> RunRecord:
+    """Record that the process driving ``record`` died: running/pending stages become interrupted."""
+    for rec in record.stages.values():
+        if not rec.status.done:
+            rec.status = StageState.INTERRUPTED
+    record.status, record.finished_at, record.owner = RunState.INTERRUPTED, now_iso(), None
+    record.error = "the process running this run stopped before it finished; `jupyter-pipeline resume` continues it"
+    save_run(store, record)
+    return record
+
+
+def effective_status(store: Store, record: RunRecord) -> RunRecord:
+    """The record, marked interrupted if it claims to run on this host but its process is gone."""
+    if record.status == RunState.RUNNING and record.target == "local" and not _owner_alive(record):
+        return mark_interrupted(store, record)
+    return record
+
+
+def run_pipeline(pipeline: Pipeline | str, parameters: dict | None = None, store: Store | str | None = None,
+                 workers: int | None = None, on_event: EventHandler | None = None) -> RunRecord:
+    """Run a pipeline (or the notebook at a path) locally; the Python API behind ``jupyter-pipeline run``."""
+    if isinstance(pipeline, (str, os.PathLike)):
+        pipeline = load(pipeline)
+    store = open_store(store or resolve_store_url(None, pipeline.settings))
+    return LocalRunner(store, workers=workers, on_event=on_event).run(pipeline, parameters)
+
+
+def resume_run(store: Store | str, run_id: str, workers: int | None = None,
+               on_event: EventHandler | None = None) -> RunRecord:
+    """Resume a run: re-run its failed, skipped, cancelled or interrupted stages."""
+    return LocalRunner(store, workers=workers, on_event=on_event).resume(run_id)
+
+
+__all__ = ["LocalRunner", "run_pipeline", "resume_run", "mark_interrupted", "effective_status", "RunNotFound",
+           "read_notebook"]
