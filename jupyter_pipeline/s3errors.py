@@ -72,10 +72,10 @@ def _network_reason(exc: BaseException) -> str:
     """A few words for a transport failure: 'connection refused', 'timed out'..."""
     inner = getattr(exc, "reason", None) or exc
     text = str(inner).lower()
+    if "refused" in text:  # checked first: urllib3's NewConnectionError is a timeout subclass
+        return "connection refused"
     if isinstance(inner, (urllib3.exceptions.TimeoutError, TimeoutError)) or "timed out" in text:
         return "timed out"
-    if "refused" in text:
-        return "connection refused"
     if "name or service not known" in text or "nodename nor servname" in text or "resolution" in text:
         return "host name not found"
     if "reset" in text or "aborted" in text or isinstance(inner, urllib3.exceptions.ProtocolError):
@@ -102,7 +102,9 @@ def describe(exc: BaseException, where: Where, what: str, attempts: int = 1) -> 
                 f"Access denied to {where.location} at {where.endpoint} while {what}; the credentials "
                 f"in {where.credential_source} lack permission for it."
             )
-        return StoreError(f"The S3 endpoint {where.endpoint} refused {what}: {code}{tries}.")
+        if code in TRANSIENT_CODES:
+            return StoreError(f"The S3 endpoint {where.endpoint} kept failing ({code}) while {what}{tries}.")
+        return StoreError(f"The S3 endpoint {where.endpoint} refused {what}: {code}.")
     if isinstance(exc, (ServerError, InvalidResponseError)):
         status = getattr(exc, "status_code", None) or getattr(exc, "_code", "?")
         return StoreError(f"The S3 endpoint {where.endpoint} failed while {what}: HTTP {status}{tries}.")

@@ -1,0 +1,86 @@
+"""``jupyter-pipeline``: the command line. Each command group lives in a module of this package
+with a ``register(subparsers, common)`` function; modules import heavy libraries only inside
+their handlers, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .output import fail, report_error
+
+#: Command modules, in help order.
+COMMAND_MODULES = ["core", "models", "kfp", "serve"]
+
+EPILOG = """examples:
+  jupyter-pipeline validate examples/digits/digits.ipynb
+  jupyter-pipeline graph examples/digits/digits.ipynb --format mermaid
+  jupyter-pipeline run examples/digits/digits.ipynb -p epochs 3
+  jupyter-pipeline runs                      # newest first
+  jupyter-pipeline resume RUN_ID             # re-run what failed
+
+Every command takes --json for machine-readable output; exit status is 0 only on success."""
+
+
+def common_parser() -> argparse.ArgumentParser:
+    """Options every subcommand accepts."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    common.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jupyter-pipeline",
+        description="Turn a notebook whose cells are tagged as stages into a pipeline; run it locally, "
+                    "with kfp.local or on Kubeflow Pipelines.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"jupyter-pipeline {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = common_parser()
+    commands: dict[str, argparse.ArgumentParser] = {}
+    modules = []
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ImportError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            continue  # a command group not built yet
+        modules.append(module)
+        commands.update(module.register(sub, common) or {})
+    for module in modules:  # let groups add options to other groups' commands (e.g. run --target kfp)
+        if hasattr(module, "extend"):
+            module.extend(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BaseException as exc:  # noqa: BLE001 - one paragraph, never a traceback (unless --debug)
+        if isinstance(exc, SystemExit):
+            raise
+        return report_error(exc, debug=getattr(args, "debug", False))
+
+
+def run() -> None:  # console-script entry point used by `jupyter pipeline`
+    sys.exit(main())
+
+
+__all__ = ["main", "fail"]

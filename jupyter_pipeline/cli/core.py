@@ -1,0 +1,177 @@
+"""Core commands: validate, graph, run, runs, resume."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .output import Progress, fail, print_json, run_summary, seconds, table
+
+
+def register(sub, common) -> dict:
+    commands = {}
+    p = sub.add_parser("validate", parents=[common], help="check a notebook and list every problem",
+                       description="Parse a tagged notebook and report all problems at once.",
+                       epilog="example: jupyter-pipeline validate examples/digits/digits.ipynb")
+    p.add_argument("notebook")
+    p.set_defaults(func=cmd_validate)
+    commands["validate"] = p
+
+    p = sub.add_parser("graph", parents=[common], help="draw the stage graph (text, dot or mermaid)",
+                       epilog="example: jupyter-pipeline graph digits.ipynb --format dot | dot -Tsvg > g.svg")
+    p.add_argument("notebook")
+    p.add_argument("--format", choices=["text", "dot", "mermaid"], default="text")
+    p.set_defaults(func=cmd_graph)
+    commands["graph"] = p
+
+    p = sub.add_parser("run", parents=[common], help="run the notebook as a pipeline",
+                       description="Run every stage of the notebook; independent stages run at the same time.",
+                       epilog="examples:\n  jupyter-pipeline run digits.ipynb -p epochs 3\n"
+                              "  jupyter-pipeline run digits.ipynb --store s3://bucket/team --json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("notebook")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="set a parameter of the `parameters` cell (repeatable); typed like its default")
+    p.add_argument("--store", help="store URL: a folder (default ./.pipeline-store) or s3://bucket/prefix")
+    p.add_argument("--target", default="local", help="local (default), kfp-local or kfp")
+    p.add_argument("--workers", type=int, help="stages run at the same time (default: number of cores)")
+    p.set_defaults(func=cmd_run)
+    commands["run"] = p
+
+    p = sub.add_parser("runs", parents=[common], help="list runs, or show one run's stages",
+                       epilog="examples:\n  jupyter-pipeline runs\n  jupyter-pipeline runs 20261121-120000-digits-ab12",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_id", nargs="?", metavar="RUN")
+    p.add_argument("--store")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=cmd_runs)
+    commands["runs"] = p
+
+    p = sub.add_parser("resume", parents=[common], help="re-run the stages of a run that did not succeed",
+                       epilog="example: jupyter-pipeline resume 20261121-120000-digits-ab12")
+    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("--store")
+    p.add_argument("--workers", type=int)
+    p.set_defaults(func=cmd_resume)
+    commands["resume"] = p
+    return commands
+
+
+def cmd_validate(args) -> int:
+    from ..exceptions import NotebookReadError
+    from ..parse import load
+
+    try:
+        pipeline = load(args.notebook)
+    except NotebookReadError as exc:
+        if args.json:
+            print_json({"path": args.notebook, "stages": [], "problems": [
+                {"severity": "error", "code": "unreadable", "message": str(exc), "stage": None, "cell": None, "line": None}]})
+            return 1
+        raise
+    errors = len(pipeline.errors)
+    warnings = len(pipeline.problems) - errors
+    if args.json:
+        print_json(pipeline.to_json())
+    else:
+        for p in pipeline.problems:
+            print(f"{args.notebook}: {p.severity}: {p.describe()}  [{p.code}]")
+        print(f"{args.notebook}: {len(pipeline.stages)} stage(s), {len(pipeline.parameters)} parameter(s), "
+              f"{errors} error(s), {warnings} warning(s)")
+    return 1 if errors else 0
+
+
+def cmd_graph(args) -> int:
+    from ..graph import FORMATS
+    from ..parse import load
+
+    pipeline = load(args.notebook)
+    if args.json:
+        print_json({"stages": [s.to_json() for s in pipeline.stages], "edges": pipeline.edges,
+                    "problems": [p.to_json() for p in pipeline.problems]})
+    else:
+        print(FORMATS[args.format](pipeline))
+        for p in pipeline.errors:
+            print(f"{args.notebook}: error: {p.describe()}", file=sys.stderr)
+    return 1 if pipeline.errors else 0
+
+
+def _parameters(args) -> dict:
+    values = {}
+    for name, value in args.parameter:
+        if name in values:
+            fail(f"parameter '{name}' is given twice")
+        values[name] = value
+    return values
+
+
+def run_options(args) -> dict:
+    """Target options from the command line (other command modules add their own)."""
+    return {k: v for k, v in vars(args).items() if k not in ("func", "notebook", "parameter", "command")}
+
+
+def cmd_run(args) -> int:
+    from ..parse import load
+    from ..store import open_store, resolve_store_url
+    from ..targets import get_target
+
+    pipeline = load(args.notebook).require_valid()
+    target = get_target(args.target)
+    store = open_store(resolve_store_url(args.store, pipeline.settings))
+    record = target(pipeline, _parameters(args), store, run_options(args), Progress())
+    if args.json:
+        print_json(record.to_json())
+    else:
+        print(run_summary(record))
+    return 0 if record.status.value == "succeeded" else 1
+
+
+def cmd_runs(args) -> int:
+    from ..records import list_runs, load_run
+    from ..runner import effective_status
+    from ..store import open_store, resolve_store_url
+
+    store = open_store(resolve_store_url(args.store))
+    if args.run_id:
+        record = effective_status(store, load_run(store, args.run_id))
+        if args.json:
+            print_json(record.to_json())
+        else:
+            print(f"run {record.run_id} of {record.notebook} ({record.target}), parameters: {record.parameters}")
+            print(run_summary(record))
+        return 0
+    records = [effective_status(store, r) for r in list_runs(store, limit=args.limit)]
+    if args.json:
+        print_json({"runs": [r.to_json() for r in records], "store": store.url})
+        return 0
+    if not records:
+        print(f"no runs in store {store.url}")
+        return 0
+    rows = []
+    for r in records:
+        done = sum(1 for s in r.stages.values() if s.status.value == "succeeded")
+        total = None
+        if r.finished_at:
+            from ..records import parse_iso
+
+            total = (parse_iso(r.finished_at) - parse_iso(r.created_at)).total_seconds()
+        rows.append([r.run_id, r.status.value, f"{done}/{len(r.stages)}", seconds(total), r.target, r.pipeline])
+    print(table(rows, ["run", "status", "stages ok", "duration", "target", "pipeline"]))
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from ..records import load_run
+    from ..runner import LocalRunner
+    from ..store import open_store, resolve_store_url
+
+    store = open_store(resolve_store_url(args.store))
+    record = load_run(store, args.run_id)
+    if record.target != "local":
+        fail(f"run {args.run_id} ran on target '{record.target}'; only local runs can be resumed here")
+    record = LocalRunner(store, workers=args.workers, on_event=Progress()).resume(args.run_id)
+    if args.json:
+        print_json(record.to_json())
+    else:
+        print(run_summary(record))
+    return 0 if record.status.value == "succeeded" else 1

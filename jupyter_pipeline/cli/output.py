@@ -1,0 +1,116 @@
+"""Printing for the CLI: JSON, tables, progress lines and one-paragraph errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+import time
+import traceback
+
+from ..exceptions import PipelineError
+
+EXIT_FAILED = 1
+EXIT_INTERNAL = 70
+
+
+class CommandFailed(Exception):
+    """Raised by a handler to end with a message and exit status (already user-facing)."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILED):
+        self.status = status
+        super().__init__(message)
+
+
+def fail(message: str, status: int = EXIT_FAILED):
+    raise CommandFailed(message, status)
+
+
+def paragraph(text: str) -> str:
+    return "\n".join(textwrap.wrap(" ".join(str(text).split()), width=100)) or str(text)
+
+
+def report_error(exc: BaseException, debug: bool = False) -> int:
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, CommandFailed):
+        print(f"error: {paragraph(str(exc))}", file=sys.stderr)
+        return exc.status
+    if isinstance(exc, PipelineError):
+        print(f"error: {paragraph(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
+    print(
+        paragraph(f"internal error: {type(exc).__name__}: {exc}. This is a bug in jupyter-pipeline; "
+                  "re-run with --debug for the traceback and report it."),
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL
+
+
+def print_json(value) -> None:
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    cols = [headers] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cols) for i in range(len(headers))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cols[1:]]
+    return "\n".join(lines)
+
+
+def seconds(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
+
+
+_MARKS = {"succeeded": "✔", "failed": "✖", "skipped": "–", "cancelled": "■", "running": "▶", "interrupted": "!"}
+
+
+class Progress:
+    """Prints one line per stage event on stderr while a run goes on."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.t0 = time.monotonic()
+
+    def __call__(self, kind: str, record, stage: str | None) -> None:
+        clock = f"[{time.monotonic() - self.t0:6.1f}s]"
+        if kind == "run-started":
+            todo = [n for n, r in record.stages.items() if not r.reused]
+            print(f"{clock} run {record.run_id}: {len(todo)} stage(s) to run, store {record.store}",
+                  file=self.stream, flush=True)
+        elif kind == "stage-started":
+            print(f"{clock} {_MARKS['running']} {stage} started", file=self.stream, flush=True)
+        elif kind == "stage-finished":
+            rec = record.stages[stage]
+            status = rec.status.value
+            extra = f" in {seconds(rec.duration)}" if rec.duration is not None else ""
+            if rec.metrics:
+                extra += "  " + ", ".join(f"{k}={_fmt(v)}" for k, v in rec.metrics.items())
+            if rec.error and status == "failed":
+                where = f" (cell {rec.error_cell + 1})" if rec.error_cell is not None else ""
+                extra += f": {rec.error}{where}"
+            print(f"{clock} {_MARKS.get(status, '?')} {stage} {status}{extra}", file=self.stream, flush=True)
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def run_summary(record) -> str:
+    rows = []
+    for name, rec in record.stages.items():
+        status = rec.status.value + (" (reused)" if rec.reused else "")
+        rows.append([name, status, seconds(rec.duration), rec.output_notebook or "-"])
+    out = [table(rows, ["stage", "status", "duration", "executed notebook"])]
+    metrics = record.metrics()
+    if metrics:
+        out.append("metrics: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
+    out.append(f"run {record.run_id} {record.status.value}" + (f": {record.error}" if record.error else ""))
+    if record.url:
+        out.append(f"run page: {record.url}")
+    return "\n".join(out)
