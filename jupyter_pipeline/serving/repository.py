@@ -1,0 +1,256 @@
+"""The served models: which versions are loaded, hot reload by polling the store, atomic swaps.
+
+The repository holds one immutable :class:`ModelState` per model name in a dict that is only ever
+*replaced*, never changed in place. A request resolves its :class:`ServedModel` once, from the
+dict current at that moment, and keeps it to the end; a new version is loaded, compiled and
+warmed up on a background thread and published by swapping in a new dict. So a swap never waits
+for requests, and no request sees a half-loaded model or fails because of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from .. import models
+from ..exceptions import PipelineError
+from ..store import Store
+from .batcher import Batcher
+from .errors import ModelNotFound, ModelNotReady
+from .predictor import Predictor, make_predictor
+from .protocol import Signature
+
+log = logging.getLogger("jupyter_pipeline.serving")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A ``--model NAME[:VERSION]`` selection; no version means "latest, and follow new ones"."""
+
+    name: str
+    version: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "ModelSpec":
+        name, _, version = text.partition(":")
+        models._check_name(name)
+        if version and not version.isdigit():
+            raise PipelineError(f"--model {text!r}: the version after ':' must be a number.")
+        return cls(name, int(version) if version else None)
+
+
+@dataclass
+class ServedModel:
+    """One loaded, compiled version of a model and its request batcher."""
+
+    name: str
+    version: int
+    meta: dict
+    predictor: Predictor
+    batcher: Batcher
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def signature(self) -> Signature:
+        return self.predictor.signature
+
+    @property
+    def platform(self) -> str:
+        backend = self.meta.get("framework", {}).get("backend") or "keras"
+        return f"keras_{backend}"
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """What the server knows about one model name; replaced whole on every change."""
+
+    name: str
+    registered: tuple[int, ...] = ()
+    ready: dict[int, ServedModel] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
+    pinned: int | None = None
+
+    @property
+    def default(self) -> ServedModel | None:
+        """The version answering requests that name no version: the pinned or newest loaded one."""
+        if self.pinned is not None:
+            return self.ready.get(self.pinned)
+        return self.ready[max(self.ready)] if self.ready else None
+
+    @property
+    def addressable(self) -> tuple[int, ...]:
+        return (self.pinned,) if self.pinned is not None else self.registered
+
+
+class ModelRepository:
+    """Loads registered models from ``store`` and keeps them current.
+
+    ``specs`` limits serving to some models (and pins versions); without it every model in the
+    store is served. ``refresh`` (blocking; run it off the event loop) picks up new versions;
+    older versions load on first request through :meth:`resolve`.
+    """
+
+    def __init__(self, store: Store, specs: list[ModelSpec] | None = None, *, executor: Executor,
+                 max_batch_size: int = 32, max_wait_ms: float = 2.0,
+                 on_batch: Callable[[str], Callable] | None = None, listener: Any = None):
+        self.store = store
+        self.specs = {s.name: s for s in specs or []}
+        self.executor = executor  # runs model calls
+        self.max_batch_size = max_batch_size
+        self.max_wait_ms = max_wait_ms
+        self.on_batch = on_batch
+        self.listener = listener
+        self.loaded_once = False
+        self._states: dict[str, ModelState] = {}
+        self._write = threading.Lock()  # serialises publishers; readers never lock
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="jp-model-load")
+        self._loading: dict[tuple[str, int], asyncio.Future] = {}
+
+    # -- reading (event loop) -----------------------------------------------------------------
+    def names(self) -> list[str]:
+        return sorted(self._states)
+
+    def state(self, name: str) -> ModelState:
+        state = self._states.get(name)
+        if state is None:
+            raise ModelNotFound(f"No model named '{name}' is served here.")
+        return state
+
+    def get(self, name: str, version: int | str | None = None) -> ServedModel | None:
+        """The served version (default: latest); ``None`` when registered but not loaded yet."""
+        state = self.state(name)
+        if version is None:
+            served = state.default
+            if served is None:
+                detail = "; ".join(f"version {v}: {m}" for v, m in sorted(state.failed.items()))
+                raise ModelNotReady(f"Model '{name}' is not ready" + (f" ({detail})." if detail else "."))
+            return served
+        v = _version_number(name, version)
+        if v not in state.addressable:
+            raise ModelNotFound(f"Model '{name}' has no version {v} here; versions: "
+                                f"{', '.join(map(str, state.addressable)) or 'none'}.")
+        if v in state.failed:
+            raise ModelNotReady(f"Model '{name}' version {v} failed to load: {state.failed[v]}")
+        return state.ready.get(v)
+
+    async def resolve(self, name: str, version: int | str | None = None) -> ServedModel:
+        """Like :meth:`get`, loading a registered older version on first use."""
+        served = self.get(name, version)
+        if served is not None:
+            return served
+        v = int(version)
+        key = (name, v)
+        future = self._loading.get(key)
+        if future is None:
+            future = asyncio.get_running_loop().run_in_executor(self._loader, self._load_and_publish, name, v)
+            self._loading[key] = future
+            future.add_done_callback(lambda _f: self._loading.pop(key, None))
+        await asyncio.shield(future)
+        served = self.get(name, v)
+        if served is None:
+            raise ModelNotReady(f"Model '{name}' version {v} is not loaded.")
+        return served
+
+    # -- writing (background thread) ----------------------------------------------------------
+    def refresh(self) -> None:
+        """Scan the store once: load new latest versions, drop deleted ones, publish the result."""
+        try:
+            names = list(self.specs) or [k.rstrip("/").rsplit("/", 1)[-1]
+                                          for k in self.store.list("models/") if k.endswith("/")]
+            for name in names:
+                self._refresh_model(name)
+            if not self.specs:
+                for gone in set(self._states) - set(names):
+                    self._publish(gone, None)
+                    log.info("model %s is no longer in the store; unloaded", gone)
+        except PipelineError as exc:
+            log.warning("could not scan the store %s for models: %s", self.store.url, exc)
+        finally:
+            self.loaded_once = True
+
+    def _refresh_model(self, name: str) -> None:
+        registered = tuple(models.list_versions(self.store, name))
+        old = self._states.get(name) or ModelState(name, pinned=self.specs.get(name, ModelSpec(name)).version)
+        if not registered and old.pinned is None:
+            if name in self._states:
+                self._publish(name, None)
+            return
+        state = replace(old, registered=registered,
+                        ready={v: m for v, m in old.ready.items() if v in registered},
+                        failed={v: e for v, e in old.failed.items() if v in registered})
+        self._publish(name, state)
+        if state.pinned is not None:
+            wanted = [state.pinned] if state.pinned in registered else []
+        else:
+            # Newest first; older ones only while nothing at all is loaded (a bad newest version
+            # must not take the model down when an older one works).
+            wanted = sorted(registered, reverse=True)
+        for v in wanted:
+            current = self._states[name]
+            if current.ready and (state.pinned is not None or v <= max(current.ready)):
+                break
+            if v in current.failed:
+                continue
+            self._load_and_publish(name, v)
+            if self._states[name].ready:
+                break
+
+    def _load_and_publish(self, name: str, version: int) -> None:
+        started = time.perf_counter()
+        try:
+            served = self._load(name, version)
+        except Exception as exc:  # noqa: BLE001 - any load failure makes this version "failed"
+            message = _one_line(exc)
+            log.error("model %s version %s failed to load: %s", name, version, message)
+            state = self._states.get(name) or ModelState(name)
+            self._publish(name, replace(state, failed={**state.failed, version: message}))
+            if self.listener:
+                self.listener.load_failed(name, version)
+            return
+        state = self._states.get(name) or ModelState(name, registered=(version,))
+        self._publish(name, replace(state, ready={**state.ready, version: served}))
+        log.info("model %s version %s ready (%.2f s to load and compile)", name, version,
+                 time.perf_counter() - started)
+
+    def _load(self, name: str, version: int) -> ServedModel:
+        meta = models.get_meta(self.store, name, version)
+        model = models.load_model(name, version, self.store)
+        predictor = make_predictor(model, self.max_batch_size)
+        predictor.warm_up()
+        batcher = Batcher(predictor, self.executor, self.max_batch_size, self.max_wait_ms,
+                          batchable=predictor.signature.batched,
+                          on_batch=self.on_batch(name) if self.on_batch else None)
+        return ServedModel(name, version, meta, predictor, batcher)
+
+    def _publish(self, name: str, state: ModelState | None) -> None:
+        with self._write:
+            states = dict(self._states)
+            before = states.get(name)
+            if state is None:
+                states.pop(name, None)
+            else:
+                states[name] = state
+            self._states = states  # the atomic swap: readers see the old dict or the new one
+        if self.listener:
+            self.listener.versions_changed(name, set(before.ready) if before else set(),
+                                           set(state.ready) if state else set())
+
+    def close(self) -> None:
+        self._loader.shutdown(wait=False, cancel_futures=True)
+
+
+def _version_number(name: str, version: int | str) -> int:
+    try:
+        return int(version)
+    except (TypeError, ValueError):
+        raise ModelNotFound(f"Model '{name}' has no version {version!r}; versions are numbers.") from None
+
+
+def _one_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
