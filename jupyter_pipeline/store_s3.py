@@ -31,6 +31,7 @@ import certifi
 import urllib3
 from minio import Minio
 from minio.error import S3Error
+from minio.helpers import check_bucket_name
 
 from . import s3errors
 from .exceptions import ArtifactNotFound, StoreError
@@ -148,6 +149,11 @@ class S3Store(Store):
             raise StoreError("Credentials do not belong in an s3:// URL; set AWS_ACCESS_KEY_ID and "
                              "AWS_SECRET_ACCESS_KEY (or MINIO_ACCESS_KEY/MINIO_SECRET_KEY) instead.")
         self.bucket = parsed.netloc
+        try:
+            check_bucket_name(self.bucket, strict=True)
+        except ValueError:
+            raise StoreError(f"Bucket name '{self.bucket}' in {url} is not valid: use 3-63 lowercase "
+                             "letters, digits, '.' or '-'.") from None
         self.prefix = parsed.path.strip("/")
         self.url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
         self.settings = settings or S3Settings.from_env()

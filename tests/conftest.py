@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # One line per feature plugin module (tests/plugin_*.py).
 pytest_plugins = [
+    "plugin_s3",
 ]
 
 os.environ.setdefault("KERAS_BACKEND", "jax")

@@ -172,8 +172,8 @@ def auth_s3(tmp_path_factory):
             users[name] = (key["AccessKeyId"], key["SecretAccessKey"])
         users["wrong"] = (users["full"][0], "not-the-secret-" + uuid.uuid4().hex)
         # From here on moto checks every request's signature and IAM policy.
-        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0",
-                                                      method="POST"), timeout=5).close()
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST",
+                                                      headers={"Content-Type": "text/plain"}), timeout=5).close()
         yield {"endpoint": endpoint, "users": users}
     finally:
         proc.terminate()

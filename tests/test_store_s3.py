@@ -1,0 +1,334 @@
+"""The s3:// store against a real S3-protocol server (moto) on loopback; see tests/plugin_s3.py."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from jupyter_pipeline.exceptions import ArtifactNotFound, StoreError
+from jupyter_pipeline.records import RunRecord, list_runs, load_run, save_run
+from jupyter_pipeline.store import LocalStore, open_store, resolve_store_url
+from jupyter_pipeline.store_s3 import S3Settings, S3Store
+from plugin_s3 import SECRET_KEY, free_port
+
+
+def settings_for(endpoint: str, access: str, secret: str, attempts: int = 3) -> S3Settings:
+    from jupyter_pipeline.s3errors import RetryPolicy
+
+    return S3Settings(endpoint=endpoint, access_key=access, secret_key=secret,
+                      retry=RetryPolicy(attempts=attempts, backoff=0.05))
+
+
+def bucket_exists(store: S3Store) -> bool:
+    return store.client.bucket_exists(store.bucket)
+
+
+# -- the store interface, same answers as the local folder ------------------------------------------
+@pytest.fixture(params=["local", "s3"])
+def any_store(request, store_dir):
+    if request.param == "local":
+        return LocalStore(store_dir)
+    return open_store(request.getfixturevalue("s3_url"))
+
+
+def test_primitives_behave_like_the_local_store(any_store, tmp_path):
+    s = any_store
+    s.check()
+    s.put_bytes("runs/r1/run.json", b'{"a": 1}')
+    s.put_json("runs/r1/stages/prep/vars/x.json", {"x": 2})
+    s.put_bytes("runs/r2/run.json", b"{}")
+    s.put_bytes("models/m/1/meta.json", b"{}")
+
+    assert s.get_bytes("runs/r1/run.json") == b'{"a": 1}'
+    assert s.get_json("runs/r1/stages/prep/vars/x.json") == {"x": 2}
+    assert s.exists("runs/r1/run.json") and not s.exists("runs/r1/nothing.json")
+    assert s.list() == ["models/", "runs/"]
+    assert s.list("runs/") == ["runs/r1/", "runs/r2/"] == s.list("runs")
+    assert s.list("runs/r1") == ["runs/r1/run.json", "runs/r1/stages/"]
+    assert s.list("runs/", recursive=True) == [
+        "runs/r1/run.json", "runs/r1/stages/prep/vars/x.json", "runs/r2/run.json"]
+    assert s.list("nothing/") == []
+    with pytest.raises(ArtifactNotFound):
+        s.get_bytes("runs/r1/nothing.json")
+
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(100_000))
+    s.put_file("runs/r1/stages/prep/vars/blob.bin", src)
+    s.get_file("runs/r1/stages/prep/vars/blob.bin", tmp_path / "back.bin")
+    assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
+    with s.writing("runs/r1/w.txt") as path:
+        path.write_text("written")
+    with s.reading("runs/r1/w.txt") as path:
+        assert path.read_text() == "written"
+    with pytest.raises(ArtifactNotFound):
+        s.get_file("runs/r1/nothing.bin", tmp_path / "x.bin")
+
+    s.delete("runs/r2/run.json")
+    s.delete("runs/r2/run.json")  # absent: no error
+    assert not s.exists("runs/r2/run.json") and "runs/r2/run.json" not in s.list("runs/", recursive=True)
+
+    assert s.create_exclusive("models/m/2/.claim", b"a") is True
+    assert s.create_exclusive("models/m/2/.claim", b"b") is False
+    assert s.get_bytes("models/m/2/.claim") == b"a"
+
+
+def test_open_store_chooses_s3_by_scheme_and_url_is_stable(s3_url, monkeypatch):
+    store = open_store(s3_url + "/")
+    assert isinstance(store, S3Store)
+    assert store.url == s3_url
+    assert store.uri("runs/r/run.json") == f"{s3_url}/runs/r/run.json"
+    monkeypatch.setenv("JUPYTER_PIPELINE_STORE", s3_url)
+    assert isinstance(open_store(resolve_store_url()), S3Store)
+    assert resolve_store_url("./elsewhere") == "./elsewhere"  # the command line wins
+
+
+def test_keys_are_written_under_the_prefix(s3_store):
+    s3_store.put_bytes("runs/r/run.json", b"{}")
+    names = [o.object_name for o in s3_store.client.list_objects(s3_store.bucket, recursive=True)]
+    assert names == ["team-a/runs/r/run.json"]
+    with pytest.raises(StoreError, match="outside the store"):
+        s3_store.put_bytes("../other/x", b"")
+
+
+# -- bucket, prefixes, records ---------------------------------------------------------------------
+def test_missing_bucket_is_created_by_check(s3_store):
+    assert not bucket_exists(s3_store)
+    s3_store.check()
+    assert bucket_exists(s3_store)
+    s3_store.check()  # idempotent
+
+
+def test_missing_bucket_is_created_on_first_write(s3_url):
+    store = open_store(s3_url)
+    assert store.list("runs/") == [] and not store.exists("runs/x/run.json")  # reads do not create it
+    assert not bucket_exists(store)
+    store.put_bytes("runs/x/run.json", b"{}")
+    assert bucket_exists(store) and store.exists("runs/x/run.json")
+
+
+def test_prefixes_in_one_bucket_never_see_each_others_runs(s3_url):
+    bucket = s3_url.rsplit("/", 1)[0]
+    a, b = open_store(f"{bucket}/team-a"), open_store(f"{bucket}/team-b")
+    rec_a = RunRecord(run_id="20260101-000000-a-0001", pipeline="a", notebook="a.ipynb", store=a.url)
+    rec_b = RunRecord(run_id="20260101-000000-b-0002", pipeline="b", notebook="b.ipynb", store=b.url)
+    save_run(a, rec_a)
+    save_run(b, rec_b)
+    assert [r.run_id for r in list_runs(a)] == [rec_a.run_id]
+    assert [r.run_id for r in list_runs(b)] == [rec_b.run_id]
+    assert load_run(a, rec_a.run_id).pipeline == "a"
+    with pytest.raises(Exception, match="No run"):
+        load_run(a, rec_b.run_id)
+    assert open_store(bucket).list() == ["team-a/", "team-b/"]
+    # A prefix that is a string prefix of another is still a different folder.
+    assert open_store(f"{bucket}/team").list() == []
+
+
+def test_readers_never_see_a_partial_run_record(s3_store):
+    s3_store.check()
+    record = RunRecord(run_id="20260101-000000-big-0001", pipeline="big", notebook="big.ipynb", store=s3_store.url)
+    save_run(s3_store, record)
+    stop, seen, errors = threading.Event(), set(), []
+
+    def read():
+        while not stop.is_set():
+            try:
+                seen.add(len(load_run(s3_store, record.run_id).history))
+            except Exception as exc:  # noqa: BLE001 - any failure to read a whole record counts
+                errors.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(1, 16):  # ~0.5 MB records: big enough to be sent in several TCP writes
+            record.history = [{"event": "x" * 500, "i": j} for j in range(i * 60)]
+            save_run(s3_store, record)
+    finally:
+        stop.set()
+        reader.join()
+    assert not errors, errors[:3]
+    assert len(seen) > 1  # the reader did overlap the writes
+
+
+# -- large values stream ---------------------------------------------------------------------------
+LARGE_SCRIPT = textwrap.dedent("""
+    import hashlib, json, os, resource, sys
+    from jupyter_pipeline.store import open_store
+    store = open_store(sys.argv[1])
+    size, src, dst = 200 * 1000 * 1000, sys.argv[2], sys.argv[3]
+    digest = hashlib.sha256()
+    with store.writing("runs/r/stages/s/vars/big.npy") as path:  # as a saver would write a variable
+        with open(path, "wb") as f:
+            block = os.urandom(1 << 20)
+            for i in range(size // len(block) + 1):
+                chunk = (block[i % 997:] + block[:i % 997])[: min(len(block), size - i * len(block))]
+                digest.update(chunk)
+                f.write(chunk)
+    with store.reading("runs/r/stages/s/vars/big.npy") as path:
+        back = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                back.update(chunk)
+        got = os.path.getsize(path)
+    etag = store.client.stat_object(store.bucket, store._name("runs/r/stages/s/vars/big.npy")).etag
+    print(json.dumps({"same": back.hexdigest() == digest.hexdigest(), "size": got, "etag": etag,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+""")
+
+
+@pytest.mark.slow
+def test_200mb_variable_streams_in_parts_without_a_whole_copy_in_memory(s3_url, tmp_path):
+    # In a child process: the moto server in this process holds the object in memory itself.
+    out = subprocess.run([sys.executable, "-c", LARGE_SCRIPT, s3_url, str(tmp_path / "a"), str(tmp_path / "b")],
+                         capture_output=True, text=True, timeout=300, env=os.environ)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["same"] and result["size"] == 200 * 1000 * 1000
+    assert result["etag"].endswith("-12")  # a multipart upload of 12 parts of 16 MiB
+    # A whole copy of the value would put the peak above 200 MB on its own.
+    assert result["peak_rss_mb"] < 170, result
+
+
+# -- concurrency -----------------------------------------------------------------------------------
+def _claim_all(url: str, keys: list[str], barrier) -> list[str]:
+    store = open_store(url)
+    barrier.wait()
+    return [k for k in keys if store.create_exclusive(k, str(os.getpid()).encode())]
+
+
+def test_create_exclusive_has_one_winner_across_processes(s3_store):
+    s3_store.check()
+    keys = [f"models/m/{i}/.claim" for i in range(1, 9)]
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager:
+        barrier = manager.Barrier(4)
+        with ctx.Pool(4) as pool:
+            results = pool.starmap(_claim_all, [(s3_store.url, keys, barrier)] * 4)
+    won = [k for r in results for k in r]
+    assert sorted(won) == sorted(keys), results  # every key claimed exactly once
+    assert all(s3_store.exists(k) for k in keys)
+
+
+# -- failures: one clear line each -----------------------------------------------------------------
+def test_wrong_secret_is_reported_as_rejected_credentials(auth_s3):
+    ok = S3Store("s3://auth-bucket/p", settings_for(auth_s3["endpoint"], *auth_s3["users"]["full"]))
+    ok.check()  # the right credentials pass: the server really checks signatures
+    ok.put_bytes("k", b"v")
+
+    access, secret = auth_s3["users"]["wrong"]
+    bad = S3Store("s3://auth-bucket/p", settings_for(auth_s3["endpoint"], access, secret))
+    for action in (bad.check, lambda: bad.get_bytes("k"), lambda: bad.put_bytes("k", b"x")):
+        with pytest.raises(StoreError) as err:
+            action()
+        message = str(err.value)
+        assert "rejected the credentials (SignatureDoesNotMatch)" in message
+        assert auth_s3["endpoint"] in message and "AWS_ACCESS_KEY_ID" in message
+        assert secret not in message and "\n" not in message
+    assert ok.get_bytes("k") == b"v"
+
+
+def test_unknown_access_key_is_reported_as_rejected_credentials(auth_s3):
+    bad = S3Store("s3://auth-bucket/p", settings_for(auth_s3["endpoint"], "AKIANOTAKEY000000000", "x" * 40))
+    with pytest.raises(StoreError, match=r"rejected the credentials \(InvalidAccessKeyId\)"):
+        bad.check()
+
+
+def test_missing_bucket_without_permission_to_create_it(auth_s3):
+    store = S3Store("s3://never-created/p", settings_for(auth_s3["endpoint"], *auth_s3["users"]["nocreate"]))
+    with pytest.raises(StoreError) as err:
+        store.check()
+    assert str(err.value) == (
+        f"Bucket 'never-created' does not exist at {auth_s3['endpoint']} and the credentials in "
+        "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY may not create it (AccessDenied); create the bucket "
+        "or use one that exists.")
+    with pytest.raises(StoreError, match="may not create it"):
+        store.put_bytes("runs/x/run.json", b"{}")
+
+
+def test_unreachable_endpoint_fails_fast_with_its_address():
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    store = S3Store("s3://nowhere/p", settings_for(endpoint, "k", SECRET_KEY))
+    started = time.monotonic()
+    with pytest.raises(StoreError) as err:
+        store.check()
+    assert time.monotonic() - started < 10
+    assert str(err.value).startswith(f"Cannot reach the S3 endpoint {endpoint} (connection refused) "
+                                     "while opening store s3://nowhere/p (tried 3 times)")
+    assert SECRET_KEY not in str(err.value)
+
+
+def test_tls_to_a_plain_http_server_says_so(s3_server):
+    endpoint = s3_server.endpoint.replace("http://", "https://")
+    store = S3Store("s3://tls-bucket/p", settings_for(endpoint, "k", "s"))
+    with pytest.raises(StoreError, match="TLS handshake .* write the endpoint as http://host:port"):
+        store.check()
+
+
+def test_transient_errors_are_retried_then_reported(private_s3):
+    store = S3Store("s3://flaky/p", settings_for(private_s3.endpoint, "k", "s", attempts=3))
+    store.check()
+    private_s3.fail_next(2, 503, "SlowDown")
+    store.put_bytes("a", b"1")  # third attempt goes through
+    private_s3.fail_next(1, 500, "InternalError")
+    assert store.get_bytes("a") == b"1"
+
+    before = private_s3.requests
+    private_s3.fail_next(3, 503, "ServiceUnavailable")
+    with pytest.raises(StoreError) as err:
+        store.get_bytes("a")
+    assert private_s3.requests - before == 3  # bounded: exactly `attempts` requests
+    assert str(err.value) == (f"The S3 endpoint {private_s3.endpoint} kept failing (ServiceUnavailable) "
+                              "while reading a (tried 3 times).")
+
+
+def test_a_client_error_is_not_retried(private_s3):
+    store = S3Store("s3://flaky2/p", settings_for(private_s3.endpoint, "k", "s", attempts=3))
+    store.check()
+    before = private_s3.requests
+    private_s3.fail_next(1, 403, "AccessDenied")
+    with pytest.raises(StoreError, match="Access denied to s3://flaky2/p"):
+        store.put_bytes("a", b"1")
+    assert private_s3.requests - before == 1
+
+
+def test_server_stopped_then_restarted(private_s3):
+    store = S3Store("s3://restart/p", settings_for(private_s3.endpoint, "k", "s"))
+    store.put_bytes("runs/r/run.json", b"{}")
+    private_s3.stop()
+    with pytest.raises(StoreError, match=f"Cannot reach the S3 endpoint {private_s3.endpoint} "
+                                         r"\(connection refused\) while reading runs/r/run.json"):
+        store.get_bytes("runs/r/run.json")
+    private_s3.start()  # same port, same objects
+    assert store.get_bytes("runs/r/run.json") == b"{}"
+
+
+# -- configuration ---------------------------------------------------------------------------------
+def test_settings_from_env_accepts_minio_names_and_hides_secrets():
+    s = S3Settings.from_env({"MINIO_ENDPOINT": "minio.kubeflow:9000", "MINIO_SECURE": "false",
+                             "MINIO_ACCESS_KEY": "minio", "MINIO_SECRET_KEY": "minio123"})
+    assert (s.endpoint, s.secure, s.access_key, s.secret_key) == ("http://minio.kubeflow:9000", False, "minio", "minio123")
+    assert s.credential_source == "MINIO_ACCESS_KEY/MINIO_SECRET_KEY"
+    assert "minio123" not in repr(s)
+
+    s = S3Settings.from_env({"JUPYTER_PIPELINE_S3_ENDPOINT": "https://s3.example.org/", "MINIO_ENDPOINT": "ignored:1",
+                             "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "MINIO_ACCESS_KEY": "c"})
+    assert (s.endpoint, s.secure, s.host, s.access_key) == ("https://s3.example.org", True, "s3.example.org", "a")
+    assert S3Settings.from_env({"MINIO_ENDPOINT": "minio:9000"}).secure  # TLS unless told otherwise
+
+
+def test_invalid_bucket_name_is_a_store_error():
+    with pytest.raises(StoreError, match="Bucket name 'B_' in s3://B_/p is not valid"):
+        open_store("s3://B_/p")
+
+
+def test_credentials_in_the_url_are_refused_without_echoing_them():
+    with pytest.raises(StoreError) as err:
+        open_store("s3://AKIA:sup3rs3cret@bucket/prefix")
+    assert "sup3rs3cret" not in str(err.value)
