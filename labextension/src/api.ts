@@ -1,0 +1,263 @@
+/**
+ * Typed functions for the REST API of the server extension (issue 5), one per endpoint.
+ *
+ * The interfaces mirror the `to_json()` shapes of `jupyter_pipeline.pipeline` and
+ * `jupyter_pipeline.records` one to one (snake_case kept on purpose).
+ */
+import { ServerConnection } from '@jupyterlab/services';
+import { PipelineAPIError, requestAPI } from './request';
+
+// -- pipeline (parse + validate) ------------------------------------------------------------------
+export interface IStageInput {
+  name: string;
+  from: string;
+}
+
+export interface IStageOptions {
+  gpu: number;
+  gpu_type: string | null;
+  cpu: string | null;
+  memory: string | null;
+  image: string | null;
+  retries: number;
+  timeout: number | null;
+  cache: boolean;
+}
+
+export interface IStage {
+  name: string;
+  cells: number[];
+  after: string[];
+  depends_on: string[];
+  inputs: IStageInput[];
+  outputs: string[];
+  parameters: string[];
+  gpu: number;
+  options: IStageOptions;
+}
+
+export interface IParameter {
+  name: string;
+  default: unknown;
+  type: string;
+  cell: number;
+}
+
+export type Severity = 'error' | 'warning';
+
+export interface IProblem {
+  severity: Severity;
+  code: string;
+  message: string;
+  stage: string | null;
+  cell: number | null;
+  line: number | null;
+}
+
+export interface IPipeline {
+  name: string;
+  path?: string;
+  stages: IStage[];
+  edges: [string, string][];
+  parameters: IParameter[];
+  setup_cells?: number[];
+  settings?: Record<string, unknown>;
+  problems: IProblem[];
+}
+
+// -- runs -----------------------------------------------------------------------------------------
+export type StageStatus =
+  | 'pending'
+  | 'running'
+  | 'succeeded'
+  | 'failed'
+  | 'skipped'
+  | 'cancelled'
+  | 'interrupted';
+
+export type RunStatus =
+  | 'running'
+  | 'succeeded'
+  | 'failed'
+  | 'cancelled'
+  | 'interrupted';
+
+export type Target = 'local' | 'kfp-local' | 'kfp';
+
+export interface IStageRecord {
+  status: StageStatus;
+  started_at: string | null;
+  finished_at: string | null;
+  duration: number | null;
+  output_notebook: string | null;
+  input_notebook?: string | null;
+  attempts?: number;
+  metrics: Record<string, unknown>;
+  outputs?: string[];
+  error?: string | null;
+  error_cell?: number | null;
+  reused?: boolean;
+}
+
+export interface IRunRecord {
+  run_id: string;
+  pipeline: string;
+  notebook: string;
+  status: RunStatus;
+  target: Target | string;
+  parameters: Record<string, unknown>;
+  store: string;
+  created_at: string;
+  finished_at: string | null;
+  stages: Record<string, IStageRecord>;
+  edges: [string, string][];
+  metrics: Record<string, unknown>;
+  error?: string | null;
+  external_id?: string | null;
+  url: string | null;
+  history?: Record<string, unknown>[];
+}
+
+export interface IRunList {
+  runs: IRunRecord[];
+}
+
+export interface IRunRequest {
+  path: string;
+  target: Target;
+  parameters: Record<string, unknown>;
+  experiment?: string;
+  /** Only sent when the user configured them in the settings; the server may override. */
+  store?: string;
+  image?: string;
+  kfp_host?: string;
+}
+
+export interface IRunStarted {
+  run_id: string;
+}
+
+export interface ICompileResult {
+  yaml: string;
+  path?: string | null;
+}
+
+/** `GET config`: the server's effective settings (no secrets). */
+export interface IServerConfig {
+  store?: string;
+  kfp_host?: string | null;
+  default_image?: string | null;
+  [key: string]: unknown;
+}
+
+/** An executed notebook (nbformat JSON). */
+export type INotebookContent = Record<string, unknown>;
+
+type Settings = ServerConnection.ISettings | undefined;
+
+const q = encodeURIComponent;
+
+// -- one function per endpoint --------------------------------------------------------------------
+/** `GET pipeline?path=NB`: parse and validate the saved notebook. */
+export function getPipeline(path: string, settings?: Settings): Promise<IPipeline> {
+  return requestAPI<IPipeline>(`pipeline?path=${q(path)}`, {}, settings);
+}
+
+/**
+ * `POST pipeline {path, content}`: validate the notebook's unsaved content.
+ *
+ * Resolves to `null` when the server does not offer this route (404/405), so the caller falls back
+ * to validating the saved file after each save.
+ */
+export async function validateContent(
+  path: string,
+  content: unknown,
+  settings?: Settings
+): Promise<IPipeline | null> {
+  try {
+    return await requestAPI<IPipeline>(
+      'pipeline',
+      { method: 'POST', body: JSON.stringify({ path, content }) },
+      settings
+    );
+  } catch (error) {
+    if (
+      error instanceof PipelineAPIError &&
+      (error.status === 404 || error.status === 405)
+    ) {
+      return null;
+    }
+    throw error;
+  }
+}
+
+/** `POST compile {path}`: the KFP YAML (and a copy next to the notebook when `save`). */
+export function compilePipeline(
+  path: string,
+  save = false,
+  settings?: Settings
+): Promise<ICompileResult> {
+  return requestAPI<ICompileResult>(
+    'compile',
+    { method: 'POST', body: JSON.stringify({ path, save }) },
+    settings
+  );
+}
+
+/** `POST runs`: start a run in the background; answers at once with its id. */
+export function startRun(request: IRunRequest, settings?: Settings): Promise<IRunStarted> {
+  return requestAPI<IRunStarted>(
+    'runs',
+    { method: 'POST', body: JSON.stringify(request) },
+    settings
+  );
+}
+
+/** `GET runs`: every run of the configured store, newest first. */
+export async function listRuns(settings?: Settings): Promise<IRunRecord[]> {
+  const data = await requestAPI<IRunList>('runs', {}, settings);
+  return data.runs ?? [];
+}
+
+/** `GET runs/ID`: one run record. */
+export function getRun(runId: string, settings?: Settings): Promise<IRunRecord> {
+  return requestAPI<IRunRecord>(`runs/${q(runId)}`, {}, settings);
+}
+
+/** `DELETE runs/ID`: cancel a running local run. */
+export function cancelRun(runId: string, settings?: Settings): Promise<unknown> {
+  return requestAPI<unknown>(`runs/${q(runId)}`, { method: 'DELETE' }, settings);
+}
+
+/** `GET runs/ID/stages/NAME/notebook`: the executed stage notebook as nbformat JSON. */
+export function getStageNotebook(
+  runId: string,
+  stage: string,
+  settings?: Settings
+): Promise<INotebookContent> {
+  return requestAPI<INotebookContent>(
+    `runs/${q(runId)}/stages/${q(stage)}/notebook`,
+    {},
+    settings
+  );
+}
+
+/** `GET config`: effective store, KFP host and default image. */
+export function getConfig(settings?: Settings): Promise<IServerConfig> {
+  return requestAPI<IServerConfig>('config', {}, settings);
+}
+
+// -- helpers on the records -----------------------------------------------------------------------
+/** Whether a run record belongs to the notebook at `path` (server-root relative). */
+export function runBelongsTo(run: IRunRecord, path: string): boolean {
+  const nb = (run.notebook || '').replace(/\\/g, '/');
+  return nb === path || nb.endsWith('/' + path);
+}
+
+/** Runs newest first (run ids sort by start time; `created_at` breaks ties). */
+export function newestFirst(runs: IRunRecord[]): IRunRecord[] {
+  return [...runs].sort((a, b) =>
+    (b.created_at || '').localeCompare(a.created_at || '') ||
+    b.run_id.localeCompare(a.run_id)
+  );
+}

@@ -1,0 +1,186 @@
+/**
+ * The stage graph: layout by dagre (layered, top to bottom), drawn as SVG.
+ */
+import dagre from '@dagrejs/dagre';
+import * as React from 'react';
+import { IPipeline, StageStatus } from './api';
+import { stageColor } from './tags';
+
+export interface IGraphNode {
+  name: string;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  gpu: number;
+  inCycle: boolean;
+}
+
+export interface IGraphLayout {
+  nodes: IGraphNode[];
+  edges: { from: string; to: string; points: { x: number; y: number }[] }[];
+  width: number;
+  height: number;
+}
+
+const NODE_HEIGHT = 30;
+const CHAR_WIDTH = 7.5;
+
+/** Lay the pipeline out; pure apart from dagre, so it is unit-testable. */
+export function layoutPipeline(pipeline: IPipeline): IGraphLayout {
+  const g = new dagre.graphlib.Graph({ multigraph: false });
+  g.setGraph({ rankdir: 'TB', nodesep: 18, ranksep: 28, marginx: 8, marginy: 8 });
+  g.setDefaultEdgeLabel(() => ({}));
+  const cyclic = new Set(
+    pipeline.problems.filter(p => p.code === 'cycle' && p.stage).map(p => p.stage as string)
+  );
+  for (const stage of pipeline.stages) {
+    const badge = stage.gpu > 0 ? 44 : 0;
+    g.setNode(stage.name, {
+      width: Math.max(70, stage.name.length * CHAR_WIDTH + 24 + badge),
+      height: NODE_HEIGHT
+    });
+  }
+  for (const [up, down] of pipeline.edges) {
+    if (g.hasNode(up) && g.hasNode(down)) {
+      g.setEdge(up, down);
+    }
+  }
+  dagre.layout(g);
+  const gpuOf = new Map(pipeline.stages.map(s => [s.name, s.gpu]));
+  const graph = g.graph();
+  return {
+    nodes: g.nodes().map(name => {
+      const n = g.node(name);
+      return {
+        name,
+        x: n.x,
+        y: n.y,
+        width: n.width,
+        height: n.height,
+        gpu: gpuOf.get(name) ?? 0,
+        inCycle: cyclic.has(name)
+      };
+    }),
+    edges: g.edges().map(e => ({
+      from: e.v,
+      to: e.w,
+      points: (g.edge(e).points ?? []) as { x: number; y: number }[]
+    })),
+    width: graph.width ?? 0,
+    height: graph.height ?? 0
+  };
+}
+
+export interface IGraphProps {
+  pipeline: IPipeline;
+  status?: Record<string, StageStatus>;
+  onSelectStage: (name: string) => void;
+}
+
+export function PipelineGraph(props: IGraphProps): JSX.Element {
+  const layout = React.useMemo(() => layoutPipeline(props.pipeline), [props.pipeline]);
+  if (layout.nodes.length === 0) {
+    return (
+      <p className="jp-pipeline-empty">
+        No stages yet: tag a code cell <code>stage:NAME</code> (stage editor above).
+      </p>
+    );
+  }
+  const path = (pts: { x: number; y: number }[]) =>
+    pts.map((p, i) => `${i ? 'L' : 'M'}${p.x.toFixed(1)},${p.y.toFixed(1)}`).join(' ');
+  return (
+    <svg
+      className="jp-pipeline-graph"
+      role="group"
+      aria-label={`Pipeline graph with ${layout.nodes.length} stages`}
+      width={layout.width}
+      height={layout.height}
+      viewBox={`0 0 ${layout.width} ${layout.height}`}
+    >
+      <defs>
+        <marker
+          id="jp-pipeline-arrow"
+          viewBox="0 0 10 10"
+          refX="9"
+          refY="5"
+          markerWidth="7"
+          markerHeight="7"
+          orient="auto-start-reverse"
+        >
+          <path d="M 0 0 L 10 5 L 0 10 z" className="jp-pipeline-arrowhead" />
+        </marker>
+      </defs>
+      {layout.edges.map(e => (
+        <path
+          key={`${e.from}->${e.to}`}
+          className="jp-pipeline-edge"
+          data-edge={`${e.from}->${e.to}`}
+          d={path(e.points)}
+          markerEnd="url(#jp-pipeline-arrow)"
+        />
+      ))}
+      {layout.nodes.map(n => {
+        const status = props.status?.[n.name];
+        const left = n.x - n.width / 2;
+        const top = n.y - n.height / 2;
+        const label =
+          `Stage ${n.name}` +
+          (n.gpu ? `, ${n.gpu} GPU` : '') +
+          (status ? `, ${status}` : '') +
+          (n.inCycle ? ', part of a cycle' : '');
+        return (
+          <g
+            key={n.name}
+            className={
+              'jp-pipeline-node' +
+              (status ? ` jp-pipeline-status-${status}` : '') +
+              (n.inCycle ? ' jp-pipeline-node-cycle' : '')
+            }
+            data-stage={n.name}
+            role="button"
+            tabIndex={0}
+            aria-label={label}
+            onClick={() => props.onSelectStage(n.name)}
+            onKeyDown={ev => {
+              if (ev.key === 'Enter' || ev.key === ' ') {
+                ev.preventDefault();
+                props.onSelectStage(n.name);
+              }
+            }}
+          >
+            <title>{label}</title>
+            <rect
+              className="jp-pipeline-node-box"
+              x={left}
+              y={top}
+              width={n.width}
+              height={n.height}
+              rx={5}
+            />
+            <rect
+              className="jp-pipeline-node-stripe"
+              x={left}
+              y={top}
+              width={6}
+              height={n.height}
+              rx={2}
+              style={{ fill: stageColor(n.name) }}
+            />
+            <text className="jp-pipeline-node-label" x={left + 14} y={n.y + 4}>
+              {n.name}
+            </text>
+            {n.gpu > 0 && (
+              <g className="jp-pipeline-gpu-badge">
+                <rect x={left + n.width - 44} y={top + 7} width={38} height={16} rx={8} />
+                <text x={left + n.width - 25} y={top + 19} textAnchor="middle">
+                  {`GPU ${n.gpu}`}
+                </text>
+              </g>
+            )}
+          </g>
+        );
+      })}
+    </svg>
+  );
+}

@@ -1,0 +1,179 @@
+/**
+ * The Runs section: runs of the active notebook, newest first; a run expands to its stages
+ * with status, duration, metrics, error, and a button opening the executed notebook.
+ */
+import * as React from 'react';
+import { IRunRecord, IStageRecord } from './api';
+
+export interface IRunsProps {
+  runs: IRunRecord[];
+  expanded: Set<string>;
+  error: string | null;
+  onToggle: (runId: string) => void;
+  onCancel: (runId: string) => void;
+  onOpenNotebook: (run: IRunRecord, stage: string) => void;
+}
+
+export function formatDuration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) {
+    return '';
+  }
+  if (seconds < 60) {
+    return `${seconds.toFixed(1)} s`;
+  }
+  const m = Math.floor(seconds / 60);
+  return `${m} min ${Math.round(seconds - m * 60)} s`;
+}
+
+function formatValue(v: unknown): string {
+  if (typeof v === 'number') {
+    return Number.isInteger(v) ? String(v) : v.toPrecision(4);
+  }
+  return typeof v === 'string' ? v : JSON.stringify(v);
+}
+
+function stageDuration(rec: IStageRecord, now: number): number | null {
+  if (rec.duration !== null && rec.duration !== undefined) {
+    return rec.duration;
+  }
+  if (rec.status === 'running' && rec.started_at) {
+    return (now - Date.parse(rec.started_at)) / 1000;
+  }
+  return null;
+}
+
+function runDuration(run: IRunRecord, now: number): number | null {
+  if (!run.created_at) {
+    return null;
+  }
+  const end = run.finished_at ? Date.parse(run.finished_at) : now;
+  return (end - Date.parse(run.created_at)) / 1000;
+}
+
+/** Stage order: the record's insertion order (the server writes stages in pipeline order). */
+function stageNames(run: IRunRecord): string[] {
+  return Object.keys(run.stages ?? {});
+}
+
+export function RunsList(props: IRunsProps): JSX.Element {
+  const now = Date.now();
+  if (props.error) {
+    return <p className="jp-pipeline-error" role="alert">Runs unavailable: {props.error}</p>;
+  }
+  if (props.runs.length === 0) {
+    return <p className="jp-pipeline-empty">No runs of this notebook yet.</p>;
+  }
+  return (
+    <ul className="jp-pipeline-runs" aria-label="Runs, newest first">
+      {props.runs.map(run => {
+        const open = props.expanded.has(run.run_id);
+        const detailsId = `jp-pipeline-run-${run.run_id}`;
+        return (
+          <li key={run.run_id} className="jp-pipeline-run" data-run-id={run.run_id} data-status={run.status}>
+            <div className="jp-pipeline-run-header">
+              <button
+                className="jp-pipeline-run-toggle"
+                aria-expanded={open}
+                aria-controls={detailsId}
+                onClick={() => props.onToggle(run.run_id)}
+              >
+                <span className={`jp-pipeline-caret${open ? ' jp-mod-open' : ''}`} aria-hidden="true" />
+                <span className={`jp-pipeline-badge jp-pipeline-status-${run.status}`}>{run.status}</span>
+                <span className="jp-pipeline-run-id" title={run.run_id}>
+                  {run.run_id}
+                </span>
+              </button>
+              <span className="jp-pipeline-run-meta">
+                {run.target} · {formatDuration(runDuration(run, now))}
+              </span>
+            </div>
+            {open && (
+              <div id={detailsId} className="jp-pipeline-run-details">
+                <div className="jp-pipeline-run-actions">
+                  {run.status === 'running' && (
+                    <button
+                      className="jp-mod-styled jp-mod-warn jp-pipeline-cancel"
+                      onClick={() => props.onCancel(run.run_id)}
+                    >
+                      Cancel run
+                    </button>
+                  )}
+                  {run.url && (
+                    <a className="jp-pipeline-kfp-link" href={run.url} target="_blank" rel="noopener noreferrer">
+                      Open in Kubeflow Pipelines
+                    </a>
+                  )}
+                </div>
+                {Object.keys(run.parameters ?? {}).length > 0 && (
+                  <div className="jp-pipeline-run-params">
+                    {Object.entries(run.parameters).map(([k, v]) => (
+                      <span key={k} className="jp-pipeline-kv">
+                        {k}={formatValue(v)}
+                      </span>
+                    ))}
+                  </div>
+                )}
+                {run.error && <pre className="jp-pipeline-error">{run.error}</pre>}
+                <table className="jp-pipeline-stage-table">
+                  <thead>
+                    <tr>
+                      <th scope="col">Stage</th>
+                      <th scope="col">Status</th>
+                      <th scope="col">Time</th>
+                      <th scope="col">
+                        <span className="jp-pipeline-sr-only">Executed notebook</span>
+                      </th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {stageNames(run).map(name => {
+                      const rec = run.stages[name];
+                      const metrics = Object.entries(rec.metrics ?? {});
+                      return (
+                        <React.Fragment key={name}>
+                          <tr className="jp-pipeline-stage-row" data-stage={name} data-status={rec.status}>
+                            <th scope="row">{name}</th>
+                            <td>
+                              <span className={`jp-pipeline-badge jp-pipeline-status-${rec.status}`}>
+                                {rec.status}
+                              </span>
+                            </td>
+                            <td>{formatDuration(stageDuration(rec, now))}</td>
+                            <td>
+                              {(rec.output_notebook || ['succeeded', 'failed'].includes(rec.status)) && (
+                                <button
+                                  className="jp-pipeline-open-notebook"
+                                  aria-label={`Open the executed notebook of stage ${name}`}
+                                  title="Open the executed notebook"
+                                  onClick={() => props.onOpenNotebook(run, name)}
+                                >
+                                  Open
+                                </button>
+                              )}
+                            </td>
+                          </tr>
+                          {(metrics.length > 0 || rec.error) && (
+                            <tr className="jp-pipeline-stage-extra">
+                              <td colSpan={4}>
+                                {metrics.map(([k, v]) => (
+                                  <span key={k} className="jp-pipeline-kv jp-pipeline-metric">
+                                    {k}={formatValue(v)}
+                                  </span>
+                                ))}
+                                {rec.error && <pre className="jp-pipeline-error">{rec.error}</pre>}
+                              </td>
+                            </tr>
+                          )}
+                        </React.Fragment>
+                      );
+                    })}
+                  </tbody>
+                </table>
+              </div>
+            )}
+          </li>
+        );
+      })}
+    </ul>
+  );
+}
