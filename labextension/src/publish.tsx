@@ -4,6 +4,7 @@
 import { Dialog, ReactWidget, showDialog } from '@jupyterlab/apputils';
 import * as React from 'react';
 import { IParameter, IRunRequest, Target } from './api';
+import { parameterText, parseParameter } from './params';
 
 export interface IPublishOptions {
   path: string;
@@ -11,47 +12,6 @@ export interface IPublishOptions {
   defaultTarget: Target;
   kfpHost: string;
   experiment: string;
-}
-
-/** A parameter's default as the text the user edits. */
-export function parameterText(p: IParameter): string {
-  if (p.type === 'str' && typeof p.default === 'string') {
-    return p.default;
-  }
-  return JSON.stringify(p.default);
-}
-
-/** The text the user typed back into the parameter's type; throws with a readable message. */
-export function parseParameter(p: IParameter, text: string): unknown {
-  const bad = () => new Error(`Parameter '${p.name}' must be a ${p.type}: '${text}'`);
-  switch (p.type) {
-    case 'str':
-      return text;
-    case 'int': {
-      if (!/^[-+]?\d+$/.test(text.trim())) {
-        throw bad();
-      }
-      return Number.parseInt(text, 10);
-    }
-    case 'float': {
-      const v = Number(text);
-      if (text.trim() === '' || !Number.isFinite(v)) {
-        throw bad();
-      }
-      return v;
-    }
-    case 'bool':
-      if (!['true', 'false'].includes(text.trim().toLowerCase())) {
-        throw bad();
-      }
-      return text.trim().toLowerCase() === 'true';
-    default:
-      try {
-        return JSON.parse(text);
-      } catch {
-        throw bad();
-      }
-  }
 }
 
 class PublishForm extends ReactWidget {

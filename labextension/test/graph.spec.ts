@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import { layoutPipeline } from '../src/graph';
+import { parameterText, parseParameter } from '../src/params';
+
+const stage = (name: string, gpu = 0) => ({
+  name,
+  cells: [],
+  after: [],
+  depends_on: [],
+  inputs: [],
+  outputs: [],
+  parameters: [],
+  gpu,
+  options: { gpu, gpu_type: null, cpu: null, memory: null, image: null, retries: 0, timeout: null, cache: true }
+});
+
+describe('layoutPipeline', () => {
+  it('places downstream stages below upstream ones', () => {
+    const layout = layoutPipeline({
+      name: 'p',
+      stages: [stage('load'), stage('train', 1), stage('evaluate')],
+      edges: [
+        ['load', 'train'],
+        ['train', 'evaluate'],
+        ['load', 'evaluate']
+      ],
+      parameters: [],
+      problems: []
+    });
+    const y = Object.fromEntries(layout.nodes.map(n => [n.name, n.y]));
+    expect(y.load).toBeLessThan(y.train);
+    expect(y.train).toBeLessThan(y.evaluate);
+    expect(layout.edges).toHaveLength(3);
+    expect(layout.nodes.find(n => n.name === 'train')?.gpu).toBe(1);
+  });
+
+  it('lays out a cycle and marks its stages', () => {
+    const layout = layoutPipeline({
+      name: 'p',
+      stages: [stage('a'), stage('b')],
+      edges: [
+        ['a', 'b'],
+        ['b', 'a']
+      ],
+      parameters: [],
+      problems: [{ severity: 'error', code: 'cycle', message: 'cycle a -> b -> a', stage: 'a', cell: 3, line: null }]
+    });
+    expect(layout.nodes).toHaveLength(2);
+    expect(layout.nodes.find(n => n.name === 'a')?.inCycle).toBe(true);
+  });
+});
+
+describe('publish dialog values', () => {
+  const p = (type: string, d: unknown) => ({ name: 'x', type, default: d, cell: 0 });
+  it('round-trips parameter defaults through their text', () => {
+    for (const [type, value] of [
+      ['int', 5],
+      ['float', 0.01],
+      ['bool', true],
+      ['str', 'adam'],
+      ['list', [1, 2]],
+      ['dict', { a: 1 }]
+    ] as const) {
+      expect(parseParameter(p(type, value), parameterText(p(type, value)))).toEqual(value);
+    }
+  });
+  it('rejects text of the wrong type', () => {
+    expect(() => parseParameter(p('int', 1), '1.5')).toThrow(/int/);
+    expect(() => parseParameter(p('float', 1), 'abc')).toThrow(/float/);
+    expect(() => parseParameter(p('bool', true), 'yes')).toThrow(/bool/);
+  });
+});

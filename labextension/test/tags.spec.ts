@@ -1,0 +1,122 @@
+import { describe, expect, it } from 'vitest';
+import {
+  declaredStages,
+  emptySpec,
+  isValidStageName,
+  magicStage,
+  readCellSpec,
+  stageColor,
+  stageOfCells,
+  writeCellSpec
+} from '../src/tags';
+
+describe('readCellSpec', () => {
+  it('reads the native dialect', () => {
+    const spec = readCellSpec(['stage:train', 'after:load', 'after:prep', 'gpu:2:nvidia-tesla-t4', 'image:py:3.11']);
+    expect(spec).toEqual({
+      role: 'stage',
+      stage: 'train',
+      after: ['load', 'prep'],
+      gpu: 2,
+      gpuType: 'nvidia-tesla-t4',
+      image: 'py:3.11'
+    });
+  });
+
+  it('reads Kale spellings', () => {
+    expect(readCellSpec(['block:load', 'prev:x', 'limit:nvidia.com/gpu:1'])).toMatchObject({
+      role: 'stage',
+      stage: 'load',
+      after: ['x'],
+      gpu: 1
+    });
+    expect(readCellSpec(['imports']).role).toBe('setup');
+    expect(readCellSpec(['functions']).role).toBe('setup');
+    expect(readCellSpec(['pipeline-parameters']).role).toBe('parameters');
+    expect(readCellSpec(['step:a']).stage).toBe('a');
+  });
+
+  it('ignores foreign tags and tolerates missing tags', () => {
+    expect(readCellSpec(undefined)).toEqual(emptySpec());
+    expect(readCellSpec(['hide-input', 'cpu:2', 'gpu:lots'])).toEqual(emptySpec());
+  });
+});
+
+describe('writeCellSpec', () => {
+  it('replaces owned tags and keeps foreign ones in order', () => {
+    const tags = ['hide-input', 'stage:old', 'prev:z', 'cpu:2', 'gpu:1', 'retries:3'];
+    const out = writeCellSpec(tags, {
+      role: 'stage',
+      stage: 'train',
+      after: ['load'],
+      gpu: 1,
+      gpuType: null,
+      image: null
+    });
+    expect(out).toEqual(['stage:train', 'after:load', 'gpu:1', 'hide-input', 'cpu:2', 'retries:3']);
+  });
+
+  it('keeps the accelerator type and drops zero GPUs', () => {
+    const spec = readCellSpec(['stage:t', 'gpu:1:nvidia-l4']);
+    expect(writeCellSpec(['stage:t', 'gpu:1:nvidia-l4'], { ...spec, gpu: 2 })).toEqual([
+      'stage:t',
+      'gpu:2:nvidia-l4'
+    ]);
+    expect(writeCellSpec(['stage:t', 'gpu:1'], { ...spec, gpu: 0 })).toEqual(['stage:t']);
+  });
+
+  it('writes roles alone and clears stage tags', () => {
+    for (const role of ['setup', 'parameters', 'skip'] as const) {
+      expect(writeCellSpec(['stage:a', 'after:b', 'x'], { ...emptySpec(), role })).toEqual([role, 'x']);
+    }
+    expect(writeCellSpec(['stage:a', 'skip', 'x'], emptySpec())).toEqual(['x']);
+  });
+
+  it('never writes a self-dependency or duplicates', () => {
+    expect(
+      writeCellSpec([], { ...emptySpec(), role: 'stage', stage: 'a', after: ['a', 'b', 'b'] })
+    ).toEqual(['stage:a', 'after:b']);
+  });
+
+  it('round-trips through readCellSpec', () => {
+    const spec = { role: 'stage' as const, stage: 'ev', after: ['tr'], gpu: 3, gpuType: null, image: 'img:1' };
+    expect(readCellSpec(writeCellSpec(['keep'], spec))).toEqual(spec);
+  });
+});
+
+describe('stages of cells', () => {
+  const cells = [
+    { cellType: 'code', tags: ['setup'] },
+    { cellType: 'code', tags: ['parameters'] },
+    { cellType: 'markdown', tags: [] },
+    { cellType: 'code', tags: ['stage:load'] },
+    { cellType: 'code', tags: undefined },
+    { cellType: 'code', tags: ['skip'] },
+    { cellType: 'code', tags: [], source: '%%stage train --gpu 1\nfit()' },
+    { cellType: 'code', tags: ['stage:load'] }
+  ];
+
+  it('follows the continuation rule', () => {
+    expect(stageOfCells(cells)).toEqual([null, null, null, 'load', 'load', null, 'train', 'load']);
+    expect(declaredStages(cells)).toEqual(['load', 'train']);
+  });
+
+  it('reads the %%stage magic line', () => {
+    expect(magicStage('%%stage prep --after load\nx = 1')).toBe('prep');
+    expect(magicStage('x = 1\n%%stage prep')).toBeNull();
+  });
+});
+
+describe('names and colours', () => {
+  it('validates stage names like the converter', () => {
+    expect(isValidStageName('train_2-b')).toBe(true);
+    expect(isValidStageName('Train')).toBe(false);
+    expect(isValidStageName('2x')).toBe(false);
+    expect(isValidStageName('a'.repeat(64))).toBe(false);
+  });
+
+  it('gives a stable colour per stage', () => {
+    expect(stageColor('train')).toBe(stageColor('train'));
+    expect(stageColor('train')).not.toBe(stageColor('load'));
+  });
+});
