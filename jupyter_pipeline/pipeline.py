@@ -119,7 +119,8 @@ class Problem:
     def describe(self) -> str:
         where = []
         if self.cell is not None:
-            where.append(f"cell {self.cell}" + (f" line {self.line}" if self.line else ""))
+            # Messages count cells from 1, as people do; the JSON field ``cell`` is the 0-based index.
+            where.append(f"cell {self.cell + 1}" + (f" line {self.line}" if self.line else ""))
         if self.stage:
             where.append(f"stage '{self.stage}'")
         return (f"[{', '.join(where)}] " if where else "") + self.message

@@ -73,8 +73,13 @@ def stage_notebook(pipeline: Pipeline, stage: Stage | str, parameters: dict | No
     return nb
 
 
-def source_cell_of(nb, index: int | None) -> int | None:
-    """The source-notebook cell a generated cell came from."""
-    if index is None or index >= len(nb.cells):
-        return None
-    return nb.cells[index].metadata.get("jupyter_pipeline", {}).get("source_cell")
+def failed_source_cell(nb) -> int | None:
+    """The source-notebook cell whose code raised, found by its error output in the executed notebook.
+
+    (papermill's ``cell_index`` counts cells before it inserts its own error banner, so the
+    executed notebook is searched instead of indexed.)
+    """
+    for cell in nb.cells:
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", ())):
+            return cell.metadata.get("jupyter_pipeline", {}).get("source_cell")
+    return None

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from .records import stage_key
-from .stagebook import RUN_PARAMETER, source_cell_of
+from .stagebook import RUN_PARAMETER, failed_source_cell
 
 RESULT_PREFIX = "JUPYTER_PIPELINE_RESULT "
 
@@ -48,7 +48,7 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
         except PapermillExecutionError as exc:
             result.update(status="failed", error=f"{exc.ename}: {exc.evalue}".strip())
             if out.exists():
-                result["error_cell"] = source_cell_of(nbformat.read(out, as_version=4), exc.cell_index)
+                result["error_cell"] = failed_source_cell(nbformat.read(out, as_version=4))
         except BaseException as exc:  # noqa: BLE001 - kernel death, cancellation: report, keep notebook
             reason = "cancelled" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else f"{type(exc).__name__}: {exc}"
             result.update(status="failed", error=reason)

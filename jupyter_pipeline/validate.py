@@ -6,6 +6,8 @@ Cell-level checks (tags, syntax, names) happen while parsing; every finding is a
 
 from __future__ import annotations
 
+import ast
+
 from .pipeline import Cell, Problem, Stage
 
 
@@ -30,11 +32,20 @@ def stage_problems(stages: list[Stage], cells: list[Cell], first_cell: dict[str,
                     f"`after:{target}` names no stage; stages are: {', '.join(sorted(names))}",
                     stage=stage.name, cell=cell,
                 ))
-        has_code = any(cells[i].cell_type == "code" and cells[i].source.strip() for i in stage.cells)
+        has_code = any(cells[i].cell_type == "code" and _has_statements(cells[i].source) for i in stage.cells)
         if not has_code:
             problems.append(Problem("warning", "empty-stage", f"stage '{stage.name}' has no code",
                                     stage=stage.name, cell=cell))
     return problems
+
+
+def _has_statements(source: str) -> bool:
+    from .analysis import to_python
+
+    try:
+        return bool(ast.parse(to_python(source)).body)
+    except SyntaxError:
+        return True  # reported as a syntax error, not as an empty stage
 
 
 def find_cycles(stages: list[Stage], first_cell: dict[str, int]) -> list[Problem]:

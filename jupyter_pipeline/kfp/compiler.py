@@ -1,0 +1,191 @@
+"""Compile a :class:`~jupyter_pipeline.pipeline.Pipeline` to a Kubeflow Pipelines v2 spec (IR YAML).
+
+Built with the kfp v2 DSL and ``kfp.compiler``: one lightweight Python component per stage
+(:mod:`.component`), tasks ordered by the pipeline's edges, the notebook's parameters as typed
+pipeline parameters, and per-stage placement (:mod:`.placement`). Each task gets its stage
+notebook as a constant argument, so the YAML alone is the complete pipeline.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from .. import __version__
+from ..exceptions import TargetError
+from ..pipeline import Pipeline, Stage
+from ..stagebook import stage_notebook
+from .entry import NONE_PREFIX
+from .component import KFP_TYPES, RUN_INPUTS, check_parameter_names, stage_component
+from .placement import DEFAULT_S3_ENDPOINT, Placement, apply
+
+#: The image stages run in unless the notebook (``image`` setting) or a stage (``image:`` tag) says
+#: otherwise; built from the repository's ``Dockerfile``.
+DEFAULT_IMAGE = f"ghcr.io/jupyter-pipeline/jupyter-pipeline:{__version__}"
+#: Store the stages use on the cluster unless the notebook's ``kfp_store`` (or an s3:// ``store``)
+#: setting says otherwise: a bucket on KFP's own MinIO.
+DEFAULT_CLUSTER_STORE = "s3://jupyter-pipeline"
+#: KFP's placeholder for the job id, resolved per run by the backend (and by kfp.local).
+JOB_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """What the compiled spec needs beyond the notebook; ``None`` fields come from notebook settings."""
+
+    name: str | None = None
+    image: str | None = None
+    store: str | None = None  # default of the jp_store pipeline parameter
+    s3_endpoint: str | None = None  # default of jp_s3_endpoint
+    placement: Placement | None = None
+    description: str | None = None
+
+    @classmethod
+    def for_pipeline(cls, pipeline: Pipeline, **overrides) -> "CompileOptions":
+        """Options from the notebook's settings, then ``overrides`` (None values ignored)."""
+        s = pipeline.settings
+        store = s.get("kfp_store") or (s["store"] if str(s.get("store", "")).startswith("s3://") else None)
+        values = dict(
+            name=s.get("name") or pipeline.name,
+            image=s.get("image") or DEFAULT_IMAGE,
+            store=store or DEFAULT_CLUSTER_STORE,
+            s3_endpoint=s.get("s3_endpoint", DEFAULT_S3_ENDPOINT),
+            placement=Placement.from_settings(s),
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def kfp_name(name: str) -> str:
+    """A pipeline name KFP accepts: lower case, digits and '-'."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:128]
+    return slug or "pipeline"
+
+
+def topological(pipeline: Pipeline) -> list[Stage]:
+    """Stages with every upstream stage first, otherwise in notebook order."""
+    done: dict[str, Stage] = {}
+    by_name = {s.name: s for s in pipeline.stages}
+
+    def visit(stage: Stage, path: tuple) -> None:
+        if stage.name in done:
+            return
+        if stage.name in path:
+            raise TargetError(f"{pipeline.path}: stages {' -> '.join(path + (stage.name,))} form a cycle.")
+        for up in stage.depends_on:
+            visit(by_name[up], path + (stage.name,))
+        done[stage.name] = stage
+
+    for stage in pipeline.stages:
+        visit(stage, ())
+    return list(done.values())
+
+
+def notebook_json(pipeline: Pipeline, stage: Stage) -> str:
+    """The stage notebook as compact, key-sorted JSON (stable across runs, so goldens can pin it)."""
+    nb = stage_notebook(pipeline, stage)
+    for cell in nb.cells:
+        cell.pop("id", None)  # random per generation
+    nb.nbformat_minor = 4  # 4.5 requires cell ids
+    nbformat.validate(nb)
+    return json.dumps(nb, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _pipeline_signature(pipeline: Pipeline, options: CompileOptions) -> inspect.Signature:
+    params = []
+    for p in pipeline.parameters:
+        annotation = KFP_TYPES[p.type]
+        default = list(p.default) if p.type == "tuple" else p.default
+        if p.type == "NoneType":
+            default = NONE_PREFIX + "null"
+        params.append(inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation,
+                                        default=default))
+    run_defaults = {"jp_store": options.store, "jp_run_id": "", "jp_s3_endpoint": options.s3_endpoint or "",
+                    "jp_workdir": ""}
+    for name, default in run_defaults.items():
+        params.append(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str,
+                                        default=default))
+    return inspect.Signature(params, return_annotation=None)
+
+
+def build(pipeline: Pipeline, options: CompileOptions | None = None):
+    """The kfp ``GraphComponent`` (a ``@dsl.pipeline``) of ``pipeline``."""
+    from kfp import dsl
+
+    pipeline.require_valid()
+    check_parameter_names(pipeline)
+    options = options or CompileOptions.for_pipeline(pipeline)
+    placement = options.placement or Placement()
+    signature = _pipeline_signature(pipeline, options)
+    names = list(signature.parameters)
+    ordered = topological(pipeline)
+    components = {
+        s.name: stage_component(pipeline, s, s.options.image or options.image or DEFAULT_IMAGE, s.options.timeout or 0)
+        for s in ordered
+    }
+    notebooks = {s.name: notebook_json(pipeline, s) for s in ordered}
+
+    def body(*channels):
+        values = dict(zip(names, channels))
+        tasks = {}
+        for stage in ordered:
+            arguments = {p: values[p] for p in stage.parameters if p in values}
+            arguments.update({name: values[name] for name in RUN_INPUTS if name in values})
+            arguments["jp_notebook"] = notebooks[stage.name]
+            arguments["jp_job_id"] = JOB_ID_PLACEHOLDER
+            task = components[stage.name](**arguments)
+            task.after(*(tasks[up] for up in stage.depends_on))
+            apply(task, stage, placement)
+            tasks[stage.name] = task
+
+    body.__signature__ = signature
+    body.__name__ = kfp_name(options.name or pipeline.name).replace("-", "_")
+    body.__doc__ = options.description or (
+        f"Pipeline '{pipeline.name}' compiled by jupyter-pipeline from {Path(pipeline.path).name}: "
+        f"{len(pipeline.stages)} stage(s)."
+    )
+    return dsl.pipeline(name=kfp_name(options.name or pipeline.name), description=body.__doc__)(body)
+
+
+def compile_pipeline(pipeline: Pipeline, path: str | os.PathLike | None = None,
+                     options: CompileOptions | None = None) -> str:
+    """Compile ``pipeline``; write the YAML to ``path`` when given and return it."""
+    from kfp import compiler
+
+    graph = build(pipeline, options)
+    with tempfile.TemporaryDirectory(prefix="jp-kfp-") as tmp:
+        target = Path(tmp) / "pipeline.yaml"
+        try:
+            compiler.Compiler().compile(pipeline_func=graph, package_path=str(target))
+        except (ValueError, TypeError) as exc:
+            raise TargetError(f"The kfp compiler rejected {pipeline.path}: {exc}") from None
+        text = target.read_text()
+    if path is not None:
+        Path(path).write_text(text)
+    return text
+
+
+def parameter_arguments(pipeline: Pipeline, values: dict) -> dict:
+    """Run arguments for the compiled pipeline's parameters (``None``-default ones travel as JSON text)."""
+    out = {}
+    for p in pipeline.parameters:
+        if p.name not in values:
+            continue
+        value = values[p.name]
+        if p.type == "NoneType":
+            value = NONE_PREFIX + json.dumps(value)
+        elif p.type == "tuple":
+            value = list(value)
+        if value is not None:
+            out[p.name] = value
+    return out
+
+
+__all__ = ["CompileOptions", "DEFAULT_IMAGE", "build", "compile_pipeline", "parameter_arguments", "kfp_name"]

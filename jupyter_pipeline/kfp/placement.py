@@ -1,0 +1,84 @@
+"""Where and how a stage's task runs on Kubernetes: resources, GPUs, node selection, secrets, retries.
+
+Everything here is applied to a ``PipelineTask`` through the kfp DSL and ``kfp.kubernetes``
+(kfp-kubernetes), so it lands in the compiled spec's container resources and platform spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..pipeline import Stage
+
+#: The Kubernetes resource NVIDIA's device plugin advertises; KFP uses the accelerator type as it.
+GPU_RESOURCE = "nvidia.com/gpu"
+#: Label NVIDIA's GPU feature discovery (GPU operator) puts on every GPU node.
+DEFAULT_GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
+#: Label whose value names the GPU model, for ``gpu:N:TYPE`` (GKE users: cloud.google.com/gke-accelerator).
+DEFAULT_GPU_TYPE_LABEL = "nvidia.com/gpu.product"
+#: KFP's own MinIO credentials secret (in every namespace of a standard install) and its keys.
+DEFAULT_SECRET = "mlpipeline-minio-artifact"
+DEFAULT_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
+DEFAULT_S3_ENDPOINT = "http://minio-service.kubeflow:9000"
+#: Extra seconds the pod gets beyond a stage's ``timeout:`` before Kubernetes kills it; within
+#: the timeout the stage runner stops the notebook itself and still uploads the executed notebook.
+TIMEOUT_GRACE_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Cluster-side settings shared by every stage of a compiled pipeline."""
+
+    gpu_node_selector: dict = field(default_factory=lambda: dict(DEFAULT_GPU_NODE_SELECTOR))
+    gpu_type_label: str = DEFAULT_GPU_TYPE_LABEL
+    node_selector: dict = field(default_factory=dict)  # every stage (e.g. a node pool)
+    secret: str | None = DEFAULT_SECRET  # None: no secret (credentials come from elsewhere)
+    secret_keys: dict = field(default_factory=lambda: dict(DEFAULT_SECRET_KEYS))
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "Placement":
+        """From the notebook's ``metadata.jupyter_pipeline`` (keys documented in CONTRIBUTING.md)."""
+        values = {}
+        if "gpu_node_selector" in settings:
+            values["gpu_node_selector"] = dict(settings["gpu_node_selector"] or {})
+        if settings.get("gpu_type_label"):
+            values["gpu_type_label"] = settings["gpu_type_label"]
+        if "node_selector" in settings:
+            values["node_selector"] = dict(settings["node_selector"] or {})
+        if "secret" in settings:
+            values["secret"] = settings["secret"] or None
+        if settings.get("secret_keys"):
+            values["secret_keys"] = dict(settings["secret_keys"])
+        return cls(**values)
+
+
+def apply(task, stage: Stage, placement: Placement) -> None:
+    """Set ``stage``'s options on its ``task``; non-GPU stages get no GPU and no GPU toleration."""
+    from kfp import kubernetes
+
+    opts = stage.options
+    task.set_display_name(stage.name)
+    if opts.cpu:
+        task.set_cpu_request(str(opts.cpu)).set_cpu_limit(str(opts.cpu))
+    if opts.memory:
+        task.set_memory_request(str(opts.memory)).set_memory_limit(str(opts.memory))
+    if opts.retries:
+        task.set_retry(num_retries=int(opts.retries))
+    if opts.timeout:
+        kubernetes.set_timeout(task, int(opts.timeout) + TIMEOUT_GRACE_SECONDS)
+    task.set_caching_options(bool(opts.cache))
+    for key, value in sorted(placement.node_selector.items()):
+        kubernetes.add_node_selector(task, label_key=key, label_value=str(value))
+    if opts.gpu:
+        gpu_type = opts.gpu_type or ""
+        # A resource name ("amd.com/gpu") is the accelerator itself; a model name ("nvidia-tesla-t4")
+        # selects nodes by label and uses NVIDIA's resource.
+        resource = gpu_type if "/" in gpu_type else GPU_RESOURCE
+        task.set_accelerator_type(resource).set_accelerator_limit(int(opts.gpu))
+        for key, value in sorted(placement.gpu_node_selector.items()):
+            kubernetes.add_node_selector(task, label_key=key, label_value=str(value))
+        if gpu_type and "/" not in gpu_type:
+            kubernetes.add_node_selector(task, label_key=placement.gpu_type_label, label_value=gpu_type)
+        kubernetes.add_toleration(task, key=resource, operator="Exists", effect="NoSchedule")
+    if placement.secret:
+        kubernetes.use_secret_as_env(task, secret_name=placement.secret, secret_key_to_env=dict(placement.secret_keys))

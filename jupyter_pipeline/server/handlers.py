@@ -1,0 +1,295 @@
+"""REST handlers under ``<base_url>/jupyter-pipeline/``: parse JSON, call the core off the event
+loop, answer JSON. Errors become ``{"message"}`` with a status in one place, :func:`error_reply`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import tornado.web
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+
+from ..exceptions import ArtifactNotFound, PipelineError
+from ..records import StageState, stage_key
+from .config import JupyterPipeline
+from .manager import RunManager
+from .paths import BadRequest, check_run_id, check_stage, relative_to_root, resolve_notebook
+
+SETTINGS_KEY = "jupyter_pipeline"
+TARGET_NAMES = ("local", "kfp-local", "kfp")
+
+
+@dataclass
+class ServerState:
+    """What every handler needs: settings, the run manager and the contents root."""
+
+    config: JupyterPipeline
+    manager: RunManager
+    root_dir: str
+
+
+class StageNotebookMissing(PipelineError):
+    """Raised when a stage has no executed notebook (yet)."""
+
+    http_status = 404
+
+
+def error_reply(exc: BaseException | None, status: int) -> tuple[int, str]:
+    """The one mapping from an exception to an HTTP status and a user-facing message."""
+    if isinstance(exc, PipelineError):
+        return exc.http_status, str(exc)
+    if isinstance(exc, tornado.web.HTTPError):
+        message = exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
+        return exc.status_code, message or exc.reason or tornado.httputil.responses.get(exc.status_code, "Error")
+    if exc is None:
+        return status, tornado.httputil.responses.get(status, "Error")
+    return 500, (f"Internal error in jupyter-pipeline ({type(exc).__name__}: {exc}). "
+                 "The Jupyter server log has the details; please report it.")
+
+
+class BaseHandler(APIHandler):
+    """Shared plumbing: state, JSON bodies, blocking calls off the loop, error replies."""
+
+    @property
+    def jp(self) -> ServerState:
+        return self.settings[SETTINGS_KEY]
+
+    def json_body(self) -> dict:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError as exc:
+            raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
+        if not isinstance(body, dict):
+            raise BadRequest("The request body must be a JSON object.")
+        return body
+
+    def notebook_path(self, path) -> Path:
+        return resolve_notebook(self.jp.root_dir, path)
+
+    async def blocking(self, fn, *args, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kwargs))
+
+    def reply(self, data, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(data, default=str))
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        exc = (kwargs.get("exc_info") or (None, None, None))[1]
+        status, message = error_reply(exc, status_code)
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": message}))
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, PipelineError):  # the user's to fix: one line, no traceback
+            self.log.warning("jupyter-pipeline: %s %s: %s", self.request.method, self.request.uri, value)
+        else:
+            super().log_exception(typ, value, tb)
+
+
+class PipelineHandler(BaseHandler):
+    """``GET pipeline?path=NB``: parse and validate the saved notebook.
+    ``POST pipeline {"path", "content"?}``: the same for unsaved content sent by the editor."""
+
+    @tornado.web.authenticated
+    async def get(self):
+        path = self.get_query_argument("path", None)
+        full = self.notebook_path(path)
+        self.reply(await self.blocking(_pipeline_json, full, path))
+
+    @tornado.web.authenticated
+    async def post(self):
+        body = self.json_body()
+        full = self.notebook_path(body.get("path"))
+        content = body.get("content")
+        if content is None:
+            self.reply(await self.blocking(_pipeline_json, full, body["path"]))
+            return
+        if not isinstance(content, dict):
+            raise BadRequest("\"content\" must be the notebook as nbformat JSON (an object).")
+        self.reply(await self.blocking(_content_json, content, body["path"]))
+
+
+def _pipeline_json(full: Path, shown: str) -> dict:
+    from ..parse import from_notebook, read_notebook
+
+    try:
+        nb = read_notebook(full)
+    except PipelineError as exc:  # say which path, as the browser knows it, not the server's
+        exc.args = (str(exc).replace(str(full), shown),)
+        raise
+    return from_notebook(nb, shown).to_json()
+
+
+def _content_json(content: dict, shown: str) -> dict:
+    import nbformat
+
+    from ..parse import from_notebook
+
+    try:
+        nb = nbformat.reads(json.dumps(content), as_version=4)
+    except Exception as exc:  # noqa: BLE001 - nbformat raises many kinds for malformed input
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise BadRequest(f"\"content\" is not a Jupyter notebook: {reason}.") from None
+    return from_notebook(nb, shown).to_json()
+
+
+class CompileHandler(BaseHandler):
+    """``POST compile {"path", "save"?, "output"?}``: the KFP YAML, optionally saved in the root."""
+
+    @tornado.web.authenticated
+    async def post(self):
+        body = self.json_body()
+        full = self.notebook_path(body.get("path"))
+        output = None
+        if body.get("output"):
+            output = self.notebook_path(body["output"])
+        elif body.get("save"):
+            output = full.with_suffix(".yaml")
+        yaml_text = await self.blocking(compile_notebook, full, self.jp.config, output)
+        shown = relative_to_root(self.jp.root_dir, str(output)) if output else None
+        self.reply({"yaml": yaml_text, "path": shown})
+
+
+class CompilerMissing(PipelineError):
+    """Raised when the Kubeflow compiler (``jupyter_pipeline.kfp``) is not available."""
+
+    http_status = 501
+
+
+def compile_notebook(full: Path, config: JupyterPipeline, output: Path | None) -> str:
+    """Compile the notebook at ``full`` to KFP YAML with the core compiler; write ``output`` if given."""
+    from ..parse import load
+
+    pipeline = load(full).require_valid()
+    try:
+        from ..kfp.compiler import CompileOptions, compile_pipeline
+    except ImportError as exc:
+        raise CompilerMissing(f"Compiling to Kubeflow Pipelines is not available here ({exc}).") from None
+    # The server's default image sits below the notebook's own `image` setting.
+    image = None if pipeline.settings.get("image") else (config.default_image or None)
+    options = CompileOptions.for_pipeline(pipeline, image=image)
+    return compile_pipeline(pipeline, output, options)
+
+
+class RunsHandler(BaseHandler):
+    """``GET runs[?notebook=NB&limit=N]``: runs newest first. ``POST runs``: start one."""
+
+    @tornado.web.authenticated
+    async def get(self):
+        notebook = self.get_query_argument("notebook", None)
+        full = str(self.notebook_path(notebook)) if notebook else None
+        limit = self.get_query_argument("limit", None)
+        try:
+            limit = int(limit) if limit else None
+        except ValueError:
+            raise BadRequest(f"limit must be a whole number, not {limit!r}.") from None
+        runs = await self.blocking(self.jp.manager.list, full, limit)
+        self.reply({"runs": runs, "store": self.jp.config.public(self.jp.root_dir)["store"]})
+
+    @tornado.web.authenticated
+    async def post(self):
+        body = self.json_body()
+        full = self.notebook_path(body.get("path"))
+        target = body.get("target", "local")
+        parameters = body.get("parameters") or {}
+        if not isinstance(target, str) or not target:
+            raise BadRequest("\"target\" must be a target name: " + ", ".join(TARGET_NAMES) + ".")
+        if not isinstance(parameters, dict):
+            raise BadRequest("\"parameters\" must be an object of parameter names to values.")
+        if body.get("store") and body["store"] != self.jp.config.store:
+            # Runs go to the server's store so that every browser lists them; say so in the log.
+            self.log.info("jupyter-pipeline: ignoring store %r from the browser; using the server's store",
+                          body["store"])
+        options = {k: body.get(k) for k in ("experiment", "image", "kfp_host")}
+        run_id = await self.blocking(self._start, full, target, parameters, options)
+        self.reply({"run_id": run_id}, status=202)
+
+    def _start(self, full: Path, target: str, parameters: dict, options: dict) -> str:
+        from ..parse import load
+
+        pipeline = load(full).require_valid()
+        if not options.get("image") and not pipeline.settings.get("image"):
+            options["image"] = self.jp.config.default_image or None
+        options["kfp_host"] = options.get("kfp_host") or self.jp.config.kfp_host or None
+        return self.jp.manager.start(pipeline, parameters, target, options)
+
+
+class RunHandler(BaseHandler):
+    """``GET runs/ID``: the run record. ``DELETE runs/ID``: cancel a running local run."""
+
+    @tornado.web.authenticated
+    async def get(self, run_id: str):
+        self.reply(await self.blocking(self.jp.manager.get, check_run_id(run_id)))
+
+    @tornado.web.authenticated
+    async def delete(self, run_id: str):
+        self.reply(await self.blocking(self.jp.manager.cancel, check_run_id(run_id)))
+
+
+class StageNotebookHandler(BaseHandler):
+    """``GET runs/ID/stages/NAME/notebook[?which=input]``: the executed stage notebook (nbformat JSON)."""
+
+    @tornado.web.authenticated
+    async def get(self, run_id: str, stage: str):
+        which = self.get_query_argument("which", "output")
+        if which not in ("output", "input"):
+            raise BadRequest("which must be 'output' (the executed notebook) or 'input' (the generated one).")
+        data = await self.blocking(self._read, check_run_id(run_id), check_stage(stage), which)
+        self.set_status(200)
+        self.finish(data)
+
+    def _read(self, run_id: str, stage: str, which: str) -> bytes:
+        record = self.jp.manager.get(run_id)
+        if stage not in record["stages"]:
+            raise StageNotebookMissing(f"Run {run_id} has no stage '{stage}'; its stages: {', '.join(record['stages'])}.")
+        try:
+            return self.jp.manager.store.get_bytes(stage_key(run_id, stage, f"{which}.ipynb"))
+        except ArtifactNotFound:
+            status = record["stages"][stage]["status"]
+            when = "has not run yet" if status in (StageState.PENDING.value, StageState.RUNNING.value) else \
+                f"left no {which} notebook (it {status})"
+            raise StageNotebookMissing(f"Stage '{stage}' of run {run_id} {when}.") from None
+
+
+class ConfigHandler(BaseHandler):
+    """``GET config``: the effective store, KFP host, default image and limits (no secrets)."""
+
+    @tornado.web.authenticated
+    async def get(self):
+        self.reply({**self.jp.config.public(self.jp.root_dir), "targets": await self.blocking(_targets)})
+
+
+@functools.lru_cache(maxsize=1)
+def _targets() -> list[str]:
+    from ..exceptions import UnknownKeyError
+    from ..targets import get_target
+
+    available = []
+    for name in TARGET_NAMES:
+        try:
+            get_target(name)
+        except UnknownKeyError:
+            continue
+        available.append(name)
+    return available
+
+
+def setup_handlers(web_app, state: ServerState) -> None:
+    """Register the routes under ``<base_url>/jupyter-pipeline/``."""
+    web_app.settings[SETTINGS_KEY] = state
+    base = url_path_join(web_app.settings["base_url"], "jupyter-pipeline")
+    segment = r"([^/]+)"
+    web_app.add_handlers(".*$", [
+        (url_path_join(base, "pipeline"), PipelineHandler),
+        (url_path_join(base, "compile"), CompileHandler),
+        (url_path_join(base, "runs"), RunsHandler),
+        (url_path_join(base, "runs", segment), RunHandler),
+        (url_path_join(base, "runs", segment, "stages", segment, "notebook"), StageNotebookHandler),
+        (url_path_join(base, "config"), ConfigHandler),
+    ])

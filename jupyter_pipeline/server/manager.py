@@ -1,0 +1,220 @@
+"""Runs started from Jupyter: each in a background thread that outlives the HTTP request.
+
+The run record in the store is the single source of truth (the runner republishes it on every
+state change), so a page reload, a second browser or the CLI's ``runs`` all see the same state.
+The manager only keeps what the store cannot: the live :class:`LocalRunner` to cancel and, for a
+target that has not written its record yet, the last event's snapshot.
+
+Nothing here imports tornado; handlers call these blocking methods off the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from .. import parameters as params_mod
+from ..exceptions import PipelineError, RunNotFound
+from ..pipeline import Pipeline
+from ..records import RunState, list_runs, load_run, new_run_id, now_iso, save_run
+from ..runner import LocalRunner, effective_status, mark_interrupted
+from ..store import Store, open_store
+from ..targets import get_target
+
+#: How long ``start`` waits for a target to report its run before answering anyway.
+START_WAIT_SECONDS = 60
+#: How long ``cancel`` waits for the run's thread to write the final record.
+CANCEL_WAIT_SECONDS = 30
+#: How long a stopping server waits for cancelled runs before marking them interrupted.
+SHUTDOWN_WAIT_SECONDS = 15
+
+
+class TooManyRuns(PipelineError):
+    """Raised when the server already drives ``max_concurrent_runs`` runs."""
+
+    http_status = 429
+
+
+class RunConflict(PipelineError):
+    """Raised when a run cannot be cancelled in its current state or from this server."""
+
+    http_status = 409
+
+
+@dataclass
+class ActiveRun:
+    """A run this server drives: its thread, its runner (local) and what it reported so far."""
+
+    run_id: str
+    target: str
+    runner: LocalRunner | None = None
+    thread: threading.Thread | None = None
+    reported: threading.Event = field(default_factory=threading.Event)  # first event, or the end
+    done: threading.Event = field(default_factory=threading.Event)
+    snapshot: dict | None = None  # the record as of the last event
+    error: BaseException | None = None
+
+
+class RunManager:
+    """Starts, tracks and cancels the runs of one Jupyter server against one store."""
+
+    def __init__(self, store: Store | str, *, max_concurrent_runs: int = 2, workers: int | None = None,
+                 target_options: dict | None = None, log: logging.Logger | None = None):
+        self.store = open_store(store)
+        self.max_concurrent_runs = max(1, max_concurrent_runs)
+        self.workers = workers or None
+        self.target_options = dict(target_options or {})
+        self.log = log or logging.getLogger(__name__)
+        self._lock = threading.Lock()
+        self._active: dict[str, ActiveRun] = {}
+
+    # -- starting -------------------------------------------------------------------------------
+    def start(self, pipeline: Pipeline, parameters: dict | None, target: str = "local",
+              options: dict | None = None) -> str:
+        """Start a run in the background and return its id once the target reported it.
+
+        Problems a user can fix (invalid notebook, bad parameter, unknown target, a target that
+        rejects the pipeline at once) are raised here, so the request that started the run gets
+        them as its answer rather than as a failed run.
+        """
+        pipeline.require_valid()
+        params_mod.resolve(pipeline, parameters)  # raises ParameterError before anything starts
+        target_fn = None if target == "local" else get_target(target)
+        run_id = new_run_id(pipeline.name)
+        active = ActiveRun(run_id=run_id, target=target)
+        with self._lock:
+            # Finished runs are read from the store from now on; forget them here.
+            self._active = {k: a for k, a in self._active.items() if not a.done.is_set()}
+            running = len({id(a) for a in self._active.values()})
+            if running >= self.max_concurrent_runs:
+                raise TooManyRuns(
+                    f"This server already drives {running} run(s), its limit "
+                    f"(c.JupyterPipeline.max_concurrent_runs = {self.max_concurrent_runs}). "
+                    "Wait for one to finish or cancel one.")
+            self._active[run_id] = active
+        if target_fn is None:
+            active.runner = LocalRunner(self.store, workers=self.workers, on_event=self._on_event(active))
+        opts = {**self.target_options, "workers": self.workers, "run_id": run_id, "store": self.store.url,
+                **{k: v for k, v in (options or {}).items() if v not in (None, "")}}
+        active.thread = threading.Thread(
+            target=self._drive, args=(active, pipeline, dict(parameters or {}), target_fn, opts),
+            name=f"jp-run-{run_id}", daemon=True)
+        active.thread.start()
+        active.reported.wait(START_WAIT_SECONDS)
+        if active.done.is_set() and active.error is not None and active.snapshot is None:
+            raise active.error  # failed before it began: the caller's request gets the error
+        if active.snapshot and active.snapshot.get("run_id") not in (None, run_id):
+            with self._lock:  # the target chose its own id; answer with that one
+                self._active[active.snapshot["run_id"]] = active
+            return active.snapshot["run_id"]
+        return run_id
+
+    def _on_event(self, active: ActiveRun):
+        def on_event(kind, record, stage):
+            try:
+                active.snapshot = record.to_json()
+            except Exception:  # noqa: BLE001 - a snapshot is a convenience, never a failure
+                pass
+            active.reported.set()
+        return on_event
+
+    def _drive(self, active: ActiveRun, pipeline: Pipeline, parameters: dict, target_fn, options: dict) -> None:
+        try:
+            if active.runner is not None:
+                active.runner.run(pipeline, parameters, run_id=active.run_id)
+            else:
+                record = target_fn(pipeline, parameters, self.store, options, self._on_event(active))
+                if record is not None and hasattr(record, "to_json"):
+                    active.snapshot = record.to_json()
+        except BaseException as exc:  # noqa: BLE001 - recorded, never lost in a thread
+            active.error = exc
+            if isinstance(exc, PipelineError):
+                self.log.warning("jupyter-pipeline: run %s failed: %s", active.run_id, exc)
+            else:
+                self.log.exception("jupyter-pipeline: run %s failed unexpectedly", active.run_id)
+            self._record_failure(active, exc)
+        finally:
+            active.done.set()
+            active.reported.set()
+
+    def _record_failure(self, active: ActiveRun, exc: BaseException) -> None:
+        """A run that died of an exception must not stay ``running`` while this server lives."""
+        run_id = (active.snapshot or {}).get("run_id", active.run_id)
+        try:
+            record = load_run(self.store, run_id)
+        except Exception:  # noqa: BLE001 - never written: the error went back to the request
+            return
+        if record.status == RunState.RUNNING:
+            record.status, record.finished_at, record.owner = RunState.FAILED, now_iso(), None
+            record.error = str(exc) or type(exc).__name__
+            save_run(self.store, record)
+
+    # -- reading --------------------------------------------------------------------------------
+    def get(self, run_id: str) -> dict:
+        """The run record as JSON; a run this server drives is read back from the store too."""
+        try:
+            return effective_status(self.store, load_run(self.store, run_id)).to_json()
+        except RunNotFound:
+            active = self._active.get(run_id)
+            if active is not None and active.snapshot is not None:
+                return active.snapshot
+            raise
+
+    def list(self, notebook: str | None = None, limit: int | None = None) -> list[dict]:
+        """Run records newest first, optionally of one notebook (absolute path)."""
+        return [effective_status(self.store, r).to_json() for r in list_runs(self.store, notebook, limit)]
+
+    # -- cancelling -----------------------------------------------------------------------------
+    def cancel(self, run_id: str) -> dict:
+        """Cancel a local run this server drives; return the final record."""
+        active = self._active.get(run_id)
+        if active is None or active.done.is_set():
+            record = effective_status(self.store, load_run(self.store, run_id))  # RunNotFound → 404
+            if record.status != RunState.RUNNING:
+                raise RunConflict(f"Run {run_id} is not running (it {record.status.value}).")
+            owner = record.owner or {}
+            raise RunConflict(
+                f"Run {run_id} is driven by another process (host {owner.get('host')}, pid {owner.get('pid')}), "
+                "not by this server; stop it there.")
+        if active.runner is None:
+            raise RunConflict(
+                f"Run {run_id} runs on target '{active.target}'; only local runs can be cancelled from Jupyter. "
+                "Stop it in the Kubeflow Pipelines UI" + (f": {active.snapshot.get('url')}" if (active.snapshot or {}).get("url") else "."))
+        active.runner.cancel()
+        active.done.wait(CANCEL_WAIT_SECONDS)
+        return self.get(run_id)
+
+    # -- server lifecycle ----------------------------------------------------------------------
+    def recover(self) -> int:
+        """Mark runs left ``running`` by a process that no longer exists as interrupted."""
+        count = 0
+        for record in list_runs(self.store):
+            if record.status == RunState.RUNNING and effective_status(self.store, record).status == RunState.INTERRUPTED:
+                count += 1
+        if count:
+            self.log.info("jupyter-pipeline: marked %d run(s) left running by a stopped process as interrupted", count)
+        return count
+
+    def shutdown(self) -> None:
+        """Stop the local runs this server drives and record them as interrupted (resumable)."""
+        with self._lock:
+            unique = {id(a): a for a in self._active.values()}.values()
+            actives = [a for a in unique if not a.done.is_set() and a.runner is not None]
+        for active in actives:
+            active.runner.cancel()
+        for active in actives:
+            active.done.wait(SHUTDOWN_WAIT_SECONDS)
+            try:
+                record = load_run(self.store, active.run_id)
+                if record.status in (RunState.RUNNING, RunState.CANCELLED):
+                    mark_interrupted(self.store, record)
+                    record.error = "the Jupyter server stopped during this run; `jupyter-pipeline resume` continues it"
+                    save_run(self.store, record)
+            except Exception as exc:  # noqa: BLE001 - the process is exiting; say why and go on
+                self.log.warning("jupyter-pipeline: could not mark run %s interrupted: %s", active.run_id, exc)
+
+    def active_ids(self) -> list[str]:
+        with self._lock:
+            return sorted(k for k, a in self._active.items() if not a.done.is_set())
+

@@ -1,0 +1,71 @@
+"""Notebook paths from the browser, resolved inside the server's root directory.
+
+The REST API takes the same relative paths as Jupyter's contents API (``dir/nb.ipynb``). Anything
+that could reach outside the root is refused before a file is opened: absolute paths, ``..``
+parts, and symlinks whose target lies outside.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path, PurePosixPath
+
+from ..exceptions import PipelineError
+
+#: Run ids and stage names travel into store keys; these are the shapes the core creates.
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+STAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+class PathNotAllowed(PipelineError):
+    """Raised when a requested path is absolute, climbs out with ``..`` or leaves the root by a symlink."""
+
+    http_status = 403
+
+
+class BadRequest(PipelineError):
+    """Raised when a request lacks a field or a field has the wrong shape."""
+
+    http_status = 400
+
+
+def resolve_notebook(root_dir: str | os.PathLike, path: object) -> Path:
+    """The absolute path of notebook ``path`` (relative to ``root_dir``); it may not exist yet."""
+    if not isinstance(path, str) or not path.strip():
+        raise BadRequest("Give the notebook's path relative to the server's root, e.g. \"path\": \"dir/nb.ipynb\".")
+    if "\0" in path:
+        raise BadRequest("The notebook path contains a NUL character.")
+    text = path.replace("\\", "/")
+    parts = PurePosixPath(text).parts
+    if text.startswith("/") or text.startswith("~") or re.match(r"^[A-Za-z]:", text) or os.path.isabs(path):
+        raise PathNotAllowed(f"Path {path!r} is absolute; give it relative to the server's root directory.")
+    if ".." in parts:
+        raise PathNotAllowed(f"Path {path!r} contains '..'; paths must stay inside the server's root directory.")
+    root = Path(root_dir).resolve()
+    full = (root / Path(*parts)).resolve()
+    if full != root and root not in full.parents:
+        # Only a symlink can get here; do not say where it points.
+        raise PathNotAllowed(f"Path {path!r} leads outside the server's root directory.")
+    return full
+
+
+def relative_to_root(root_dir: str | os.PathLike, path: str) -> str | None:
+    """``path`` (absolute) as a root-relative API path, or None when it is outside the root."""
+    root = Path(root_dir).resolve()
+    try:
+        return Path(path).resolve().relative_to(root).as_posix()
+    except ValueError:
+        return None
+
+
+def check_run_id(run_id: str) -> str:
+    if not RUN_ID_RE.match(run_id) or ".." in run_id:
+        raise BadRequest(f"{run_id!r} is not a run id.")
+    return run_id
+
+
+def check_stage(name: str) -> str:
+    if not STAGE_RE.match(name) or ".." in name:
+        raise BadRequest(f"{name!r} is not a stage name.")
+    return name

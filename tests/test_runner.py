@@ -1,0 +1,111 @@
+"""The local runner with real kernels: parallelism, values, failures, parameters, resume."""
+
+from __future__ import annotations
+
+import shutil
+
+import nbformat
+import pytest
+
+from jupyter_pipeline.exceptions import ParameterError, ValidationFailed
+from jupyter_pipeline.parse import load
+from jupyter_pipeline.records import load_run, parse_iso
+from jupyter_pipeline.runner import LocalRunner, resume_run, run_pipeline
+from jupyter_pipeline.store import open_store
+
+pytestmark = pytest.mark.slow
+
+
+def interval(rec):
+    return parse_iso(rec.started_at), parse_iso(rec.finished_at)
+
+
+def test_diamond_branches_overlap_in_time(fixture_nb, store_dir):
+    events = []
+    record = run_pipeline(fixture_nb("diamond"), store=store_dir, workers=2,
+                          on_event=lambda kind, r, stage: events.append((kind, stage)))
+    assert record.status.value == "succeeded", record.to_json()
+    (l0, l1), (r0, r1) = interval(record.stages["left"]), interval(record.stages["right"])
+    assert l0 < r1 and r0 < l1, "independent stages did not run at the same time"
+    j0, _ = interval(record.stages["join"])
+    assert j0 >= max(l1, r1)
+    assert record.stages["join"].metrics == {"joined": 23}
+    assert events[0] == ("run-started", None) and events[-1] == ("run-finished", None)
+    assert ("stage-started", "left") in events
+    # every executed stage notebook is kept, and the record in the store matches
+    store = open_store(store_dir)
+    for name in record.stages:
+        nb = nbformat.reads(store.get_bytes(f"runs/{record.run_id}/stages/{name}/output.ipynb").decode(), 4)
+        assert any(c.get("outputs") is not None for c in nb.cells)
+    assert load_run(store, record.run_id).to_json() == record.to_json()
+
+
+def test_values_cross_stages(fixture_nb, store_dir):
+    record = run_pipeline(fixture_nb("values"), store=store_dir)
+    assert record.status.value == "succeeded", record.stages["check"].error
+    assert set(record.stages["make"].outputs) == {"arr", "frame", "odd_frame", "info", "model"}
+    files = open_store(store_dir).list(f"runs/{record.run_id}/stages/make/vars/")
+    assert {f.rsplit("/", 1)[1] for f in files} == {"arr.npy", "frame.parquet", "odd_frame.pkl", "info.pkl", "model.keras"}
+
+
+def test_failure_stops_dependents_but_not_independent_branches(fixture_nb, store_dir):
+    record = run_pipeline(fixture_nb("failing_stage"), store=store_dir, workers=2)
+    states = {name: rec.status.value for name, rec in record.stages.items()}
+    assert states == {"start": "succeeded", "broken": "failed", "after_broken": "skipped", "independent": "succeeded"}
+    assert record.status.value == "failed"
+    broken = record.stages["broken"]
+    assert "ValueError: boom in broken" in broken.error
+    assert broken.error_cell == 1  # the source notebook's cell, not the generated one
+    out = open_store(store_dir).get_bytes(f"runs/{record.run_id}/stages/broken/output.ipynb").decode()
+    assert "boom in broken" in out  # executed notebook kept with its error
+
+
+def test_unpicklable_value_fails_with_named_variable(fixture_nb, store_dir):
+    record = run_pipeline(fixture_nb("unpicklable_var"), store=store_dir)
+    make = record.stages["make"]
+    assert make.status.value == "failed"
+    assert "'stream'" in make.error and "generator" in make.error and "'make'" in make.error
+    assert record.stages["use"].status.value == "skipped"
+
+
+def test_parameters_override_defaults_and_are_typed(fixture_nb, store_dir):
+    pipeline = load(fixture_nb("diamond"))
+    record = LocalRunner(store_dir).run(pipeline, {"pause": "0.1"})
+    assert record.parameters["pause"] == 0.1
+    nb = open_store(store_dir).get_bytes(f"runs/{record.run_id}/stages/left/output.ipynb").decode()
+    assert "pause = 0.1" in nb  # papermill's injected-parameters cell
+    with pytest.raises(ParameterError, match="no parameter 'pace'.*pause"):
+        LocalRunner(store_dir).run(pipeline, {"pace": "1"})
+    with pytest.raises(ParameterError, match="not a float"):
+        LocalRunner(store_dir).run(pipeline, {"pause": "slow"})
+
+
+def test_kale_and_magic_dialects_run(fixture_nb, store_dir):
+    for name in ("kale_dialect", "magic_dialect"):
+        record = run_pipeline(fixture_nb(name), store=store_dir)
+        assert record.status.value == "succeeded", (name, record.to_json())
+    assert record.stages["total"].status.value == "succeeded"
+    kale = [r for r in __import__("jupyter_pipeline").records.list_runs(open_store(store_dir)) if r.pipeline == "kale-dialect"][0]
+    assert kale.stages["pipeline-metrics"].metrics == {"total": 12.0}
+
+
+def test_invalid_pipeline_is_refused_before_running(fixture_nb, store_dir):
+    with pytest.raises(ValidationFailed):
+        run_pipeline(fixture_nb("cycle"), store=store_dir)
+
+
+def test_resume_reruns_only_what_failed(fixture_nb, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(fixture_nb("resume"), work / "resume.ipynb")
+    (work / "fail.flag").write_text("1")
+    store = str(tmp_path / "store")
+    first = run_pipeline(work / "resume.ipynb", store=store)
+    assert first.stages["second"].status.value == "failed"
+    kept_start = first.stages["first"].started_at
+    (work / "fail.flag").unlink()
+    resumed = resume_run(store, first.run_id)
+    assert resumed.run_id == first.run_id and resumed.status.value == "succeeded"
+    assert resumed.stages["first"].reused and resumed.stages["first"].started_at == kept_start
+    assert resumed.stages["second"].status.value == "succeeded"
+    assert resumed.history[-1]["stages"] == ["second"]
