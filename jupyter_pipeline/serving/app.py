@@ -108,7 +108,7 @@ class ModelServer:
         if self._http is not None:
             self._http.stop()
         deadline = time.monotonic() + timeout
-        while False:
+        while self.in_flight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         finished = self.in_flight == 0
         if not finished:
