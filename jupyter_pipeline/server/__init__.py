@@ -32,8 +32,8 @@ def _load_jupyter_server_extension(serverapp) -> None:
     # Runs a stopped server (or CLI) left `running` become `interrupted`. Listing an S3 store can
     # be slow or fail, so it happens beside the server's start, not in its way.
     threading.Thread(target=_recover, args=(manager,), name="jp-recover", daemon=True).start()
-    # Module extensions get no stop hook from jupyter_server; at exit, stop our runs cleanly so
-    # they are recorded as interrupted (resumable) rather than discovered so at the next start.
+    # Module extensions get no stop hook from jupyter_server; at exit (see _shutdown_all), stop our
+    # runs so they are recorded as interrupted (resumable) rather than discovered so at next start.
     _MANAGERS.add(manager)
     serverapp.log.info("jupyter-pipeline: REST API at %sjupyter-pipeline/, store %s",
                        serverapp.base_url, config.public(root_dir)["store"])
@@ -49,7 +49,13 @@ def _recover(manager: RunManager) -> None:
 _MANAGERS: "weakref.WeakSet[RunManager]" = weakref.WeakSet()
 
 
-@atexit.register
 def _shutdown_all() -> None:
     for manager in list(_MANAGERS):
         manager.shutdown()
+
+
+# A local run waits on stage processes in a ThreadPoolExecutor, whose threads the interpreter joins
+# at exit *before* `atexit` handlers run, so a plain atexit hook would first wait for every running
+# stage to end. threading's own exit hooks run before that join (concurrent.futures uses one).
+_register = getattr(threading, "_register_atexit", None) or atexit.register
+_register(_shutdown_all)

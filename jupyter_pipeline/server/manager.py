@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from .. import parameters as params_mod
 from ..exceptions import PipelineError, RunNotFound
 from ..pipeline import Pipeline
-from ..records import RunState, list_runs, load_run, new_run_id, now_iso, save_run
-from ..runner import LocalRunner, effective_status, mark_interrupted
+from ..records import RunState, StageState, list_runs, load_run, new_run_id, now_iso, save_run
+from ..runner import LocalRunner, effective_status
 from ..store import Store, open_store
 from ..targets import get_target
 
@@ -208,7 +208,11 @@ class RunManager:
             try:
                 record = load_run(self.store, active.run_id)
                 if record.status in (RunState.RUNNING, RunState.CANCELLED):
-                    mark_interrupted(self.store, record)
+                    for rec in record.stages.values():  # stopped by us, not by the user
+                        if rec.status in (StageState.PENDING, StageState.RUNNING, StageState.CANCELLED):
+                            rec.status = StageState.INTERRUPTED
+                    record.status, record.owner = RunState.INTERRUPTED, None
+                    record.finished_at = record.finished_at or now_iso()
                     record.error = "the Jupyter server stopped during this run; `jupyter-pipeline resume` continues it"
                     save_run(self.store, record)
             except Exception as exc:  # noqa: BLE001 - the process is exiting; say why and go on
