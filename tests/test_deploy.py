@@ -1,0 +1,207 @@
+"""``deploy``: manifests validated offline against Kubernetes' schemas, and applying them
+contract-tested against a local HTTP server that plays the Kubernetes API."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes import client
+
+from jupyter_pipeline import deploy
+from jupyter_pipeline.cli import main
+from jupyter_pipeline.deploy import DeployError, DeploySpec, apply, render
+
+K8S_VERSION = "1.30.0"
+
+
+def spec(**kw) -> DeploySpec:
+    return DeploySpec(**{"model": "digits", "store": "s3://ml-artifacts/team-a", "namespace": "team-a",
+                         "image": "registry.example/jp:1", **kw})
+
+
+def _validate(manifest: dict) -> None:
+    kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+
+
+def test_deployment_and_service_are_valid_kubernetes_objects():
+    deployment, service = render(spec(replicas=2))
+    _validate(deployment)
+    _validate(service)
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["command"] == ["jupyter-pipeline"]
+    assert container["args"] == ["serve", "--store", "s3://ml-artifacts/team-a", "--port", "8080", "--model", "digits"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert deployment["spec"]["replicas"] == 2
+    assert pod["terminationGracePeriodSeconds"] > 30  # longer than the server's drain
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert set(service["spec"]["selector"].items()) <= set(pod_labels(deployment).items())
+    assert "tolerations" not in pod and "nvidia.com/gpu" not in container["resources"]["limits"]
+
+
+def pod_labels(deployment):
+    return deployment["spec"]["template"]["metadata"]["labels"]
+
+
+def test_store_credentials_come_from_a_secret_never_inline(monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value")
+    monkeypatch.setenv("JUPYTER_PIPELINE_S3_ENDPOINT", "http://minio.kubeflow:9000")
+    manifests = render(spec(secret="team-a-minio"))
+    text = deploy.to_yaml(manifests)
+    assert "s3cr3t-value" not in text
+    env = {e["name"]: e for e in manifests[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "team-a-minio", "key": "secretkey"}}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "team-a-minio"
+    assert env["JUPYTER_PIPELINE_S3_ENDPOINT"]["value"] == "http://minio.kubeflow:9000"
+
+
+def test_gpu_placement():
+    deployment, _ = render(spec(gpu=1, gpu_type="nvidia-tesla-t4"))
+    _validate(deployment)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["nodeSelector"] == {deploy.GPU_NODE_LABEL: "nvidia-tesla-t4"}
+
+
+def test_kserve_inference_service_runs_the_same_server():
+    [isvc] = render(spec(model="digits:3", kserve=True, gpu=1))
+    assert isvc["apiVersion"] == "serving.kserve.io/v1beta1" and isvc["kind"] == "InferenceService"
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["minReplicas"] == 1
+    [container] = predictor["containers"]
+    assert container["name"] == "kserve-container"
+    assert container["args"][:2] == ["serve", "--store"] and "digits:3" in container["args"]
+    # KServe's predictor is a pod spec plus its own fields: validate that pod spec strictly.
+    pod_spec = {k: v for k, v in predictor.items() if k != "minReplicas"}
+    _validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": pod_spec})
+
+
+def test_invalid_specs_fail_with_a_message():
+    with pytest.raises(DeployError, match="local folder"):
+        render(spec(store="./.pipeline-store"))
+    with pytest.raises(DeployError, match="NAME or NAME:VERSION"):
+        render(spec(model="Digits!"))
+
+
+def test_dry_run_prints_the_manifests(capsys):
+    assert main(["deploy", "digits", "--store", "s3://ml-artifacts/team-a", "-n", "team-a",
+                 "--image", "registry.example/jp:1", "--dry-run"]) == 0
+    printed = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert printed == render(spec())
+    assert main(["deploy", "digits", "--store", "s3://b/p", "--kserve", "--dry-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["kind"] == "InferenceService"
+    assert main(["deploy", "digits", "--store", "./local", "--dry-run"]) == 1
+    assert capsys.readouterr().err.startswith("error: The store './local' is a local folder")
+
+
+# -- applying: a loopback server plays the Kubernetes API -----------------------------------------
+
+class FakeKubernetes:
+    """Records every request; answers from a script of ``(method, path) -> (status, body)``."""
+
+    def __init__(self, script: dict):
+        self.script = script
+        self.requests: list[dict] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                fake.requests.append({"method": self.command, "path": self.path,
+                                      "content_type": self.headers.get("Content-Type"), "body": body})
+                status, answer = fake.script.get((self.command, self.path.split("?")[0]), (404, {"message": "nope"}))
+                payload = json.dumps(body if answer is None else answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PATCH = do_PUT = _any
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        config = client.Configuration(host=f"http://127.0.0.1:{self.httpd.server_address[1]}")
+        self.api = client.ApiClient(config)
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def fake_kubernetes():
+    servers = []
+
+    def start(script):
+        servers.append(FakeKubernetes(script))
+        return servers[-1]
+    yield start
+    for s in servers:
+        s.close()
+
+
+DEPLOYMENTS = "/apis/apps/v1/namespaces/team-a/deployments"
+SERVICES = "/api/v1/namespaces/team-a/services"
+ISVCS = "/apis/serving.kserve.io/v1beta1/namespaces/team-a/inferenceservices"
+CONFLICT = (409, {"kind": "Status", "status": "Failure", "reason": "AlreadyExists", "code": 409,
+                  "message": "already exists"})
+
+
+def test_apply_creates_deployment_and_service(fake_kubernetes):
+    k8s = fake_kubernetes({("POST", DEPLOYMENTS): (201, None), ("POST", SERVICES): (201, None)})
+    manifests = render(spec())
+    results = apply(manifests, k8s.api)
+    assert [(r["method"], r["path"], r["content_type"]) for r in k8s.requests] == [
+        ("POST", DEPLOYMENTS, "application/json"), ("POST", SERVICES, "application/json")]
+    assert [r["body"] for r in k8s.requests] == manifests
+    assert [(r["kind"], r["name"], r["action"]) for r in results] == [
+        ("Deployment", "digits-server", "created"), ("Service", "digits-server", "created")]
+
+
+def test_apply_patches_what_already_exists(fake_kubernetes):
+    k8s = fake_kubernetes({("POST", DEPLOYMENTS): CONFLICT, ("PATCH", f"{DEPLOYMENTS}/digits-server"): (200, None),
+                           ("POST", SERVICES): CONFLICT, ("PATCH", f"{SERVICES}/digits-server"): (200, None)})
+    manifests = render(spec())
+    results = apply(manifests, k8s.api)
+    assert [(r["method"], r["path"], r["content_type"]) for r in k8s.requests] == [
+        ("POST", DEPLOYMENTS, "application/json"),
+        ("PATCH", f"{DEPLOYMENTS}/digits-server", "application/strategic-merge-patch+json"),
+        ("POST", SERVICES, "application/json"),
+        ("PATCH", f"{SERVICES}/digits-server", "application/strategic-merge-patch+json")]
+    assert k8s.requests[1]["body"] == manifests[0] and k8s.requests[3]["body"] == manifests[1]
+    assert [r["action"] for r in results] == ["configured", "configured"]
+
+
+def test_apply_kserve_creates_then_merge_patches(fake_kubernetes):
+    [isvc] = render(spec(kserve=True))
+    k8s = fake_kubernetes({("POST", ISVCS): (201, None)})
+    assert apply([isvc], k8s.api)[0]["action"] == "created"
+    assert [(r["method"], r["path"], r["body"]) for r in k8s.requests] == [("POST", ISVCS, isvc)]
+    k8s = fake_kubernetes({("POST", ISVCS): CONFLICT, ("PATCH", f"{ISVCS}/digits-server"): (200, None)})
+    assert apply([isvc], k8s.api)[0]["action"] == "configured"
+    assert [(r["method"], r["path"], r["content_type"]) for r in k8s.requests] == [
+        ("POST", ISVCS, "application/json"), ("PATCH", f"{ISVCS}/digits-server", "application/merge-patch+json")]
+
+
+def test_apply_refusal_is_one_paragraph_with_the_api_message(fake_kubernetes):
+    k8s = fake_kubernetes({("POST", DEPLOYMENTS): (403, {"kind": "Status", "code": 403, "reason": "Forbidden",
+                                                        "message": 'deployments.apps is forbidden: User "x" cannot '
+                                                                   'create resource "deployments"'})})
+    with pytest.raises(DeployError) as info:
+        apply(render(spec()), k8s.api)
+    message = str(info.value)
+    assert message.startswith("Kubernetes refused deployment/digits-server in namespace team-a: 403 Forbidden")
+    assert 'cannot create resource "deployments"' in message
+    assert len(k8s.requests) == 1  # stops at the first refusal
