@@ -13,6 +13,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,7 +96,11 @@ def notebook_json(pipeline: Pipeline, stage: Stage) -> str:
         cell.pop("id", None)  # random per generation
     nb.nbformat_minor = 4  # 4.5 requires cell ids
     nbformat.validate(nb)
-    return json.dumps(nb, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(nb, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # kfp.local's SubprocessRunner rewrites every "python3" in a task's command line to its own
+    # interpreter path, kernel names and user code included; a JSON escape hides the word from it
+    # and reads back identically everywhere.
+    return text.replace("python3", "\\u0070ython3")
 
 
 def _pipeline_signature(pipeline: Pipeline, options: CompileOptions) -> inspect.Signature:
@@ -159,7 +164,9 @@ def compile_pipeline(pipeline: Pipeline, path: str | os.PathLike | None = None,
     """Compile ``pipeline``; write the YAML to ``path`` when given and return it."""
     from kfp import compiler
 
-    graph = build(pipeline, options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # kfp's notice about its default base image
+        graph = build(pipeline, options)
     with tempfile.TemporaryDirectory(prefix="jp-kfp-") as tmp:
         target = Path(tmp) / "pipeline.yaml"
         try:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import threading
+import warnings
 from pathlib import Path
 
 from .. import parameters as params_mod
-from ..exceptions import TargetError
 from ..pipeline import Pipeline
 from ..records import RunRecord, RunState, StageRecord, StageState, new_run_id, now_iso, run_prefix, save_run, stage_key
 from ..store import open_store
@@ -85,9 +84,6 @@ class _Watcher(threading.Thread):
                 self.on_event("stage-started", self.record, name)
             if rec.status == StageState.RUNNING and self.store.exists(stage_key(self.record.run_id, name, RESULT_FILE)):
                 record_from_results(self.record, self.store, self.pipeline)
-                if self.record.stages[name].status == StageState.FAILED and self.record.stages[name].attempts <= \
-                        self.pipeline.stage(name).options.retries:
-                    continue  # kfp.local does not retry; attempts are counted for parity with the cluster
                 save_run(self.store, self.record)
                 self.on_event("stage-finished", self.record, name)
 
@@ -133,7 +129,7 @@ def run_kfp_local(pipeline: Pipeline, parameters: dict | None, store, options: d
     watcher = _Watcher(store, record, pipeline, on_event)
     log = io.StringIO()
     error = None
-    with _lock:
+    with _lock, warnings.catch_warnings():
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="jp-kfp-local-") as tmp:
@@ -144,6 +140,7 @@ def run_kfp_local(pipeline: Pipeline, parameters: dict | None, store, options: d
             compiled = components.load_component_from_file(str(yaml_path))
             watcher.start()
             try:
+                warnings.simplefilter("ignore", RuntimeWarning)  # "non-Python base image": it is ours
                 # kfp.local echoes every task's output on stdout; keep it out of --json output.
                 with contextlib.redirect_stdout(log):
                     compiled(**arguments)
@@ -164,4 +161,4 @@ def run_kfp_local(pipeline: Pipeline, parameters: dict | None, store, options: d
     return record
 
 
-__all__ = ["run_kfp_local", "record_from_results", "TargetError", "os"]
+__all__ = ["run_kfp_local", "record_from_results"]
