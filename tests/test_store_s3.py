@@ -332,3 +332,108 @@ def test_credentials_in_the_url_are_refused_without_echoing_them():
     with pytest.raises(StoreError) as err:
         open_store("s3://AKIA:sup3rs3cret@bucket/prefix")
     assert "sup3rs3cret" not in str(err.value)
+
+
+# -- whole pipelines on s3:// (real kernels, the real CLI) -----------------------------------------
+def write_notebook(path, cells: list[tuple[str, str]]):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(cells=[new_code_cell(src, metadata={"tags": [tag]}) for tag, src in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def cli(*args, env=None, timeout=240) -> subprocess.CompletedProcess:
+    exe = os.path.join(os.path.dirname(sys.executable), "jupyter-pipeline")
+    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env=env or os.environ)
+
+
+@pytest.mark.slow
+def test_whole_pipeline_lands_in_the_bucket_under_the_prefix(s3_url, tmp_path):
+    nb = write_notebook(tmp_path / "tiny.ipynb", [
+        ("setup", "import os\nos.environ.setdefault('KERAS_BACKEND', 'jax')\nimport numpy as np\n"
+                  "from jupyter_pipeline import log_metric, log_model"),
+        ("parameters", "rows = 50"),
+        ("stage:make", "features = np.linspace(0, 1, rows * 4, dtype='float32').reshape(rows, 4)\n"
+                       "log_metric('rows', rows)"),
+        ("stage:register", "import keras\n"
+                           "model = keras.Sequential([keras.Input(shape=(4,)), keras.layers.Dense(2)])\n"
+                           "log_metric('mean', float(features.mean()))\n"
+                           "version = log_model(model, 'tiny')"),
+    ])
+    out = cli("run", nb, "--store", s3_url, "--json", "-p", "rows", "30")
+    assert out.returncode == 0, out.stderr[-3000:]
+    record = json.loads(out.stdout)
+    run_id = record["run_id"]
+    assert record["status"] == "succeeded" and record["store"] == s3_url
+    assert record["stages"]["register"]["output_notebook"] == f"{s3_url}/runs/{run_id}/stages/register/output.ipynb"
+
+    store = open_store(s3_url)
+    keys = set(store.list(f"runs/{run_id}", recursive=True))
+    for stage in ("make", "register"):
+        assert {f"runs/{run_id}/stages/{stage}/input.ipynb", f"runs/{run_id}/stages/{stage}/output.ipynb"} <= keys
+    assert f"runs/{run_id}/run.json" in keys
+    assert any(k.startswith(f"runs/{run_id}/stages/make/vars/features.") for k in keys), keys
+    assert load_run(store, run_id).metrics() == {"rows": 30, "mean": 0.5}
+
+    # The model registered inside the stage sits in the run's store, tagged with run and stage.
+    models = json.loads(cli("models", "--store", s3_url, "--json").stdout)["models"]
+    [meta] = models["tiny"]
+    assert (meta["version"], meta["run_id"], meta["stage"]) == (1, run_id, "register")
+    assert meta["metrics"] == {"rows": 30, "mean": 0.5}
+    assert store.exists("models/tiny/1/model.keras")
+
+    runs = json.loads(cli("runs", "--store", s3_url, "--json").stdout)["runs"]
+    assert [r["run_id"] for r in runs] == [run_id]
+    other = s3_url.rsplit("/", 1)[0] + "/team-b"
+    assert json.loads(cli("runs", "--store", other, "--json").stdout)["runs"] == []
+
+
+@pytest.mark.slow
+def test_server_stopped_mid_run_then_resume_after_restart(private_s3, tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_PIPELINE_S3_ENDPOINT", private_s3.endpoint)
+    url = "s3://jp-restart/team-a"
+    store = open_store(url)
+    nb = write_notebook(tmp_path / "outage.ipynb", [
+        ("setup", "import os, time"),
+        ("stage:first", "stamp = 41"),
+        ("stage:second", "while not os.path.exists('go.flag'):\n    time.sleep(0.1)\nresult = stamp + 1"),
+        ("stage:third", "assert result == 42"),
+    ])
+    exe = os.path.join(os.path.dirname(sys.executable), "jupyter-pipeline")
+    proc = subprocess.Popen([exe, "run", str(nb), "--store", url, "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # wait until the second stage is running, then pull the plug
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "second stage never started"
+            runs = list_runs(store)
+            if runs and runs[0].stages["second"].status.value == "running":
+                run_id = runs[0].run_id
+                break
+            time.sleep(0.2)
+        private_s3.stop()
+        (tmp_path / "go.flag").touch()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1
+    assert f"Cannot reach the S3 endpoint {private_s3.endpoint} (connection refused)" in err, err
+    assert "Traceback" not in err
+
+    private_s3.start()  # same port, objects kept
+    shown = json.loads(cli("runs", run_id, "--store", url, "--json").stdout)
+    assert shown["status"] == "interrupted"
+    assert {k: v["status"] for k, v in shown["stages"].items()} == {
+        "first": "succeeded", "second": "interrupted", "third": "interrupted"}
+
+    out = cli("resume", run_id, "--store", url, "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    resumed = json.loads(out.stdout)
+    assert resumed["status"] == "succeeded"
+    assert resumed["stages"]["first"]["reused"] and resumed["stages"]["third"]["status"] == "succeeded"
