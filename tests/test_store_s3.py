@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,8 @@ from jupyter_pipeline.records import RunRecord, list_runs, load_run, save_run
 from jupyter_pipeline.store import LocalStore, open_store, resolve_store_url
 from jupyter_pipeline.store_s3 import S3Settings, S3Store
 from plugin_s3 import SECRET_KEY, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def settings_for(endpoint: str, access: str, secret: str, attempts: int = 3) -> S3Settings:
@@ -437,3 +440,50 @@ def test_server_stopped_mid_run_then_resume_after_restart(private_s3, tmp_path, 
     resumed = json.loads(out.stdout)
     assert resumed["status"] == "succeeded"
     assert resumed["stages"]["first"]["reused"] and resumed["stages"]["third"]["status"] == "succeeded"
+
+
+# -- binder/start ----------------------------------------------------------------------------------
+FAKE_MINIO = """#!{python}
+# Stands in for the MinIO binary: `minio server DATA --address HOST:PORT ...` serves S3 (moto).
+import os, sys
+host, port = sys.argv[sys.argv.index("--address") + 1].rsplit(":", 1)
+assert os.environ["MINIO_ROOT_USER"] and os.environ["MINIO_ROOT_PASSWORD"]
+open(os.environ["FAKE_MINIO_PIDFILE"], "w").write(str(os.getpid()))
+from moto.server import main
+main(["-H", host, "-p", port])
+"""
+
+
+def test_binder_start_runs_minio_and_points_the_store_at_it(tmp_path):
+    import signal
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "minio"
+    fake.write_text(FAKE_MINIO.format(python=sys.executable))
+    fake.chmod(0o755)
+    keep = {k: v for k, v in os.environ.items()
+            if not k.startswith(("AWS_", "MINIO_", "JUPYTER_PIPELINE_S3_", "JUPYTER_PIPELINE_STORE"))}
+    env = {**keep, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path),
+           "JUPYTER_PIPELINE_MINIO_PORT": str(free_port()), "FAKE_MINIO_PIDFILE": str(tmp_path / "pid")}
+    probe = ("import os; from jupyter_pipeline.store import open_store; s = open_store(); s.check(); "
+             "s.put_bytes('hello', b'world'); print(s.url, s.get_bytes('hello').decode(), "
+             "os.environ['AWS_ACCESS_KEY_ID'], os.environ['JUPYTER_PIPELINE_S3_ENDPOINT'])")
+    try:
+        out = subprocess.run([str(ROOT / "binder" / "start"), sys.executable, "-c", probe], env=env,
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    finally:
+        if (tmp_path / "pid").exists():
+            os.kill(int((tmp_path / "pid").read_text()), signal.SIGTERM)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["s3://jupyter-pipeline/demo", "world", "jupyter-pipeline",
+                                  f"http://127.0.0.1:{env['JUPYTER_PIPELINE_MINIO_PORT']}"]
+    assert (tmp_path / ".minio" / "credentials").stat().st_mode & 0o077 == 0  # the password is private
+
+
+def test_binder_start_without_minio_keeps_the_local_store(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    out = subprocess.run([str(ROOT / "binder" / "start"), "/usr/bin/env"], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and "JUPYTER_PIPELINE_STORE" not in out.stdout
+    assert "no minio binary" in out.stderr
