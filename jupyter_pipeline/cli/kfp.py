@@ -1,0 +1,171 @@
+"""Kubeflow commands: ``compile``, ``schedule``, and the Kubeflow options of ``run`` and ``runs``."""
+
+from __future__ import annotations
+
+import argparse
+
+from .output import Progress, print_json, run_summary
+
+
+def _connection_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Kubeflow Pipelines (--target kfp)")
+    g.add_argument("--kfp-host", metavar="URL", help="KFP API endpoint (default: $KF_PIPELINES_ENDPOINT), "
+                   "e.g. https://kubeflow.example/pipeline")
+    g.add_argument("--kfp-token", metavar="TOKEN", help="bearer token (default: $KF_PIPELINES_TOKEN)")
+    g.add_argument("--kfp-cookie", metavar="COOKIE",
+                   help="session cookie of multi-user Kubeflow, e.g. 'authservice_session=...' "
+                        "(default: $KF_PIPELINES_COOKIE)")
+    g.add_argument("--namespace", help="Kubeflow profile namespace (multi-user installations)")
+
+
+def _submit_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("compiled pipeline")
+    g.add_argument("--experiment", help="KFP experiment (default: notebook setting 'experiment', else Default); "
+                   "created when missing")
+    g.add_argument("--image", help="container image of every stage without an image: tag")
+    g.add_argument("--kfp-store", metavar="URL", help="store the stages use on the cluster "
+                   "(default: notebook setting 'kfp_store', else s3://jupyter-pipeline on KFP's MinIO)")
+
+
+def register(sub, common) -> dict:
+    commands = {}
+    p = sub.add_parser(
+        "compile", parents=[common], help="compile the notebook to a Kubeflow Pipelines v2 YAML",
+        description="Compile the notebook to a KFP v2 pipeline spec: one lightweight Python component per "
+                    "stage with its notebook embedded, GPU placement and store credentials from a Kubernetes "
+                    "secret. Upload the file in the KFP UI, or use `run --target kfp`.",
+        epilog="example: jupyter-pipeline compile examples/digits/digits.ipynb -o digits.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("notebook")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the YAML ('-': stdout)")
+    p.add_argument("--image", help="container image of every stage without an image: tag")
+    p.add_argument("--kfp-store", metavar="URL", help="default store URL of the compiled pipeline")
+    p.add_argument("--s3-endpoint", metavar="URL", help="default S3 endpoint (http://minio-service.kubeflow:9000)")
+    p.add_argument("--secret", help="Kubernetes secret with the store credentials (mlpipeline-minio-artifact); "
+                   "'' for none")
+    p.set_defaults(func=cmd_compile)
+    commands["compile"] = p
+
+    p = sub.add_parser(
+        "schedule", parents=[common], help="create a recurring run on Kubeflow Pipelines",
+        description="Upload the compiled notebook and create a recurring run on a cron schedule.",
+        epilog='example: jupyter-pipeline schedule digits.ipynb --cron "0 3 * * *" --kfp-host https://kfp.example',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("notebook")
+    p.add_argument("--cron", required=True, metavar="EXPR", help="cron expression, 5 fields (or KFP's 6)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    p.add_argument("--name", help="display name of the recurring run")
+    _connection_options(p)
+    _submit_options(p)
+    p.set_defaults(func=cmd_schedule)
+    commands["schedule"] = p
+    return commands
+
+
+def extend(commands: dict) -> None:
+    """Add Kubeflow options to ``run`` and ``runs``; route ``--target kfp`` to the handlers below."""
+    run = commands.get("run")
+    if run is not None:
+        _connection_options(run)
+        _submit_options(run)
+        run.add_argument("--wait", action="store_true", help="with --target kfp: follow the run until it ends")
+        original_run = run.get_default("func")
+        run.set_defaults(func=lambda args: cmd_run_kfp(args) if args.target == "kfp" else original_run(args))
+    runs = commands.get("runs")
+    if runs is not None:
+        runs.add_argument("--target", choices=["kfp"], help="kfp: read the run's state from Kubeflow Pipelines")
+        _connection_options(runs)
+        original_runs = runs.get_default("func")
+        runs.set_defaults(func=lambda args: cmd_runs_kfp(args) if args.target == "kfp" else original_runs(args))
+
+
+def cmd_compile(args) -> int:
+    import sys
+
+    from ..kfp.compiler import CompileOptions, compile_pipeline
+    from ..kfp.placement import Placement
+    from ..parse import load
+
+    pipeline = load(args.notebook).require_valid()
+    overrides = {"image": args.image, "store": args.kfp_store, "s3_endpoint": args.s3_endpoint}
+    if args.secret is not None:
+        placement = Placement.from_settings({**pipeline.settings, "secret": args.secret})
+        overrides["placement"] = placement
+    options = CompileOptions.for_pipeline(pipeline, **overrides)
+    to_stdout = args.output == "-"
+    text = compile_pipeline(pipeline, None if to_stdout else args.output, options=options)
+    if to_stdout:
+        sys.stdout.write(text)
+        return 0
+    summary = {"path": args.output, "pipeline": options.name, "stages": len(pipeline.stages),
+               "parameters": [p.name for p in pipeline.parameters], "image": options.image,
+               "store": options.store, "bytes": len(text.encode())}
+    if args.json:
+        print_json(summary)
+    else:
+        gpu = [s.name for s in pipeline.stages if s.options.gpu]
+        print(f"wrote {args.output}: pipeline {options.name}, {len(pipeline.stages)} stage(s)"
+              + (f", GPU: {', '.join(gpu)}" if gpu else "") + f", image {options.image}, store {options.store}")
+    return 0
+
+
+def _params(args) -> dict:
+    from .core import _parameters
+
+    return _parameters(args)
+
+
+def cmd_run_kfp(args) -> int:
+    from ..kfp.client import submit_target
+    from ..parse import load
+    from ..store import open_store, resolve_store_url
+
+    pipeline = load(args.notebook).require_valid()
+    store = open_store(resolve_store_url(args.store, pipeline.settings))
+    options = {k: v for k, v in vars(args).items() if k not in ("func", "notebook", "parameter", "command")}
+    record = submit_target(pipeline, _params(args), store, options, Progress())
+    if args.json:
+        print_json(record.to_json())
+    elif args.wait:
+        print(run_summary(record))
+    else:
+        print(f"submitted run {record.run_id} to {args.kfp_host or 'KF_PIPELINES_ENDPOINT'} "
+              f"(Kubeflow run {record.external_id})\nrun page: {record.url}\n"
+              f"follow it with: jupyter-pipeline runs {record.run_id} --target kfp")
+    if args.wait:
+        return 0 if record.status.value == "succeeded" else 1
+    return 0
+
+
+def cmd_runs_kfp(args) -> int:
+    from ..kfp.client import record_for
+    from ..store import open_store, resolve_store_url
+
+    if not args.run_id:
+        from .output import fail
+
+        fail("runs --target kfp needs a RUN (a run id of this store, or a Kubeflow run id)")
+    store = open_store(resolve_store_url(args.store))
+    options = {k: v for k, v in vars(args).items() if k.startswith("kfp_") or k == "namespace"}
+    _, record = record_for(store, args.run_id, options)
+    if args.json:
+        print_json(record.to_json())
+    else:
+        print(f"run {record.run_id} on Kubeflow (run {record.external_id}), parameters: {record.parameters}")
+        print(run_summary(record))
+    return 0
+
+
+def cmd_schedule(args) -> int:
+    from ..kfp.client import schedule
+    from ..parse import load
+
+    pipeline = load(args.notebook).require_valid()
+    options = {k: v for k, v in vars(args).items() if k not in ("func", "notebook", "parameter", "command")}
+    result = schedule(pipeline, _params(args), args.cron, options)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"recurring run {result['recurring_run_id']} created ({result['cron']}), pipeline version "
+              f"{result['version_id']}\npage: {result['url']}")
+    return 0

@@ -1,0 +1,345 @@
+"""The ``kfp`` target: submit a compiled pipeline to Kubeflow Pipelines and follow its runs.
+
+Through ``kfp.Client`` (the v2beta1 REST API): upload the pipeline (a new version when one by that
+name exists), create the experiment when missing, start a run or a recurring run, and map a run's
+task states onto the same per-stage records the local runner writes. Every failure of the server
+or of the connection becomes one :class:`~jupyter_pipeline.exceptions.TargetError` sentence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import parameters as params_mod
+from ..exceptions import TargetError
+from ..pipeline import Pipeline
+from ..records import RunRecord, RunState, StageRecord, StageState, new_run_id, now_iso, run_prefix, save_run
+from .compiler import CompileOptions, compile_pipeline, kfp_name, parameter_arguments
+
+HOST_ENV = "KF_PIPELINES_ENDPOINT"
+TOKEN_ENV = "KF_PIPELINES_TOKEN"
+COOKIE_ENV = "KF_PIPELINES_COOKIE"
+DEFAULT_EXPERIMENT = "Default"
+
+#: KFP runtime states (v2beta1 ``V2beta1RuntimeState``) as stage states.
+TASK_STATES = {
+    "PENDING": StageState.PENDING, "RUNNING": StageState.RUNNING, "PAUSED": StageState.RUNNING,
+    "SUCCEEDED": StageState.SUCCEEDED, "CACHED": StageState.SUCCEEDED, "SKIPPED": StageState.SKIPPED,
+    "FAILED": StageState.FAILED, "CANCELING": StageState.CANCELLED, "CANCELED": StageState.CANCELLED,
+}
+RUN_STATES = {
+    "SUCCEEDED": RunState.SUCCEEDED, "FAILED": RunState.FAILED, "SKIPPED": RunState.FAILED,
+    "CANCELING": RunState.CANCELLED, "CANCELED": RunState.CANCELLED,
+}
+#: When one stage has several task entries (driver, executor, retries), the one shown wins by this order.
+_PRECEDENCE = [StageState.FAILED, StageState.RUNNING, StageState.CANCELLED, StageState.SUCCEEDED,
+               StageState.SKIPPED, StageState.PENDING]
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where Kubeflow Pipelines is and how to authenticate (token or session cookie)."""
+
+    host: str
+    token: str | None = None
+    cookie: str | None = None
+    namespace: str | None = None
+
+    @classmethod
+    def from_options(cls, options: dict) -> "Connection":
+        host = options.get("kfp_host") or os.environ.get(HOST_ENV)
+        if not host:
+            raise TargetError(f"No Kubeflow Pipelines host: pass --kfp-host URL or set {HOST_ENV}.")
+        return cls(host=host.rstrip("/"), token=options.get("kfp_token") or os.environ.get(TOKEN_ENV) or None,
+                   cookie=options.get("kfp_cookie") or os.environ.get(COOKIE_ENV) or None,
+                   namespace=options.get("namespace") or None)
+
+
+def _explain(exc: BaseException, host: str, action: str) -> TargetError:
+    """One sentence for a failure talking to ``host``."""
+    status = getattr(exc, "status", None)
+    if status is not None:
+        body = getattr(exc, "body", None) or ""
+        try:
+            message = json.loads(body).get("message") or json.loads(body).get("error") or body
+        except (ValueError, AttributeError):
+            message = str(body)[:300] or getattr(exc, "reason", "")
+        if status in (401, 403):
+            return TargetError(
+                f"Kubeflow Pipelines at {host} refused the credentials while {action} (HTTP {status}: {message}). "
+                f"Pass --kfp-token (or {TOKEN_ENV}) or --kfp-cookie 'authservice_session=...' (or {COOKIE_ENV}), "
+                "and --namespace for a multi-user installation."
+            )
+        if status == 400 and "upload" in action:
+            return TargetError(f"Kubeflow Pipelines at {host} rejected the pipeline spec (HTTP 400): {message}")
+        return TargetError(f"Kubeflow Pipelines at {host} failed while {action} (HTTP {status}): {message}")
+    text = f"{type(exc).__name__}: {exc}"
+    if any(word in text for word in ("Connection", "MaxRetry", "NewConnection", "timed out", "Name or service")):
+        return TargetError(f"Cannot reach Kubeflow Pipelines at {host} while {action}: {text.splitlines()[0][:300]}. "
+                           f"Check --kfp-host (or {HOST_ENV}) and that the API is reachable from here.")
+    return TargetError(f"Kubeflow Pipelines at {host} gave an unexpected answer while {action}: {text[:300]}. "
+                       "A login page instead of the API usually means authentication is needed (--kfp-cookie).")
+
+
+class KfpClient:
+    """A thin wrapper over ``kfp.Client`` with one-sentence errors and quiet output."""
+
+    def __init__(self, connection: Connection):
+        import kfp
+
+        class _Client(kfp.Client):
+            # kfp.Client retries the health check 5 times, 5 s apart, on any API error (a refused
+            # token included); one attempt is enough to report it.
+            def get_kfp_healthz(self, sleep_duration=5):  # noqa: ARG002
+                return self._healthz_api.healthz_service_get_healthz()
+
+        self.connection = connection
+        # A namespace other than "kubeflow" makes kfp.Client skip its health check; do it ourselves.
+        with self._calling("connecting"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP v2.0.0-beta.2 and later"
+            self.client = _Client(host=connection.host, existing_token=connection.token, cookies=connection.cookie,
+                                  namespace=connection.namespace or "kubeflow")
+            health = self.client.get_kfp_healthz()
+            if not hasattr(health, "multi_user"):
+                raise ValueError("the health endpoint did not answer with KFP's JSON")
+
+    @contextlib.contextmanager
+    def _calling(self, action: str):
+        # kfp.Client prints links on stdout; that would corrupt --json output.
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                yield
+        except TargetError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every client failure becomes one sentence
+            raise _explain(exc, self.connection.host, action) from None
+
+    @property
+    def namespace(self) -> str | None:
+        return self.connection.namespace
+
+    def url(self, kind: str, ident: str) -> str:
+        return f"{self.client._get_url_prefix()}/#/{kind}/details/{ident}"
+
+    def upload(self, yaml_path: str, name: str, version: str, description: str = "") -> tuple[str, str]:
+        """Upload ``yaml_path`` as pipeline ``name`` (a new version when it exists); return (pipeline, version) ids."""
+        flt = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
+        with self._calling("looking up the pipeline"):
+            found = self.client.list_pipelines(filter=flt, namespace=self.namespace).pipelines or []
+        if found:
+            with self._calling("uploading a pipeline version"):
+                ver = self.client.upload_pipeline_version(yaml_path, pipeline_version_name=version,
+                                                          pipeline_id=found[0].pipeline_id, description=description)
+            return ver.pipeline_id, ver.pipeline_version_id
+        with self._calling("uploading the pipeline"):
+            pipe = self.client.upload_pipeline(yaml_path, pipeline_name=name, description=description,
+                                               namespace=self.namespace)
+        with self._calling("reading the pipeline's version"):
+            versions = self.client.list_pipeline_versions(pipe.pipeline_id, page_size=1,
+                                                          sort_by="created_at desc").pipeline_versions or []
+        if not versions:
+            raise TargetError(f"Kubeflow Pipelines at {self.connection.host} created pipeline {name} without a version.")
+        return pipe.pipeline_id, versions[0].pipeline_version_id
+
+    def experiment(self, name: str) -> str:
+        """The id of experiment ``name``, created when missing."""
+        with self._calling(f"creating experiment '{name}'"):
+            return self.client.create_experiment(name, namespace=self.namespace).experiment_id
+
+    def start(self, experiment_id: str, display_name: str, pipeline_id: str, version_id: str, params: dict) -> str:
+        with self._calling("starting the run"):
+            return self.client.run_pipeline(experiment_id, display_name, params=params, pipeline_id=pipeline_id,
+                                            version_id=version_id).run_id
+
+    def schedule(self, experiment_id: str, display_name: str, pipeline_id: str, version_id: str, params: dict,
+                 cron: str, max_concurrency: int = 1) -> str:
+        with self._calling("creating the recurring run"):
+            return self.client.create_recurring_run(
+                experiment_id, display_name, cron_expression=kfp_cron(cron), max_concurrency=max_concurrency,
+                params=params, pipeline_id=pipeline_id, version_id=version_id, enabled=True,
+            ).recurring_run_id
+
+    def get_run(self, run_id: str):
+        with self._calling(f"reading run {run_id}"):
+            return self.client.get_run(run_id)
+
+
+def kfp_cron(expr: str) -> str:
+    """KFP's cron has a seconds field; a classic 5-field expression runs at second 0."""
+    fields = expr.split()
+    if len(fields) == 5:
+        return "0 " + " ".join(fields)
+    if len(fields) in (6, 7) or expr.startswith("@"):
+        return expr
+    raise TargetError(f"--cron {expr!r} is not a cron expression (5 fields: minute hour day month weekday).")
+
+
+def _prepare(pipeline: Pipeline, parameters: dict | None, options: dict, tmp: str):
+    values = params_mod.resolve(pipeline, parameters)
+    compile_options = CompileOptions.for_pipeline(pipeline, image=options.get("image"), store=options.get("kfp_store"))
+    path = Path(tmp) / "pipeline.yaml"
+    yaml_text = compile_pipeline(pipeline, path, options=compile_options)
+    return values, compile_options, str(path), yaml_text
+
+
+def submit_target(pipeline: Pipeline, parameters: dict | None, store, options: dict, on_event=None) -> RunRecord:
+    """Upload and start ``pipeline`` on Kubeflow Pipelines; the record (saved in ``store``) tracks it."""
+    on_event = on_event or (lambda kind, record, stage: None)
+    pipeline.require_valid()
+    connection = Connection.from_options(options)
+    run_id = new_run_id(pipeline.name)
+    with tempfile.TemporaryDirectory(prefix="jp-kfp-") as tmp:
+        values, compile_options, path, yaml_text = _prepare(pipeline, parameters, options, tmp)
+        client = KfpClient(connection)
+        name = kfp_name(compile_options.name or pipeline.name)
+        pipeline_id, version_id = client.upload(path, name, version=run_id, description=f"from {pipeline.path}")
+    experiment = options.get("experiment") or pipeline.settings.get("experiment") or DEFAULT_EXPERIMENT
+    experiment_id = client.experiment(experiment)
+    arguments = parameter_arguments(pipeline, values)
+    arguments["jp_run_id"] = run_id
+    kfp_run_id = client.start(experiment_id, run_id, pipeline_id, version_id, arguments)
+    record = RunRecord(
+        run_id=run_id, pipeline=pipeline.name, notebook=str(Path(pipeline.path).resolve()),
+        store=compile_options.store, target="kfp", parameters=values,
+        stages={s.name: StageRecord() for s in pipeline.stages}, edges=[list(e) for e in pipeline.edges],
+        external_id=kfp_run_id, url=client.url("runs", kfp_run_id),
+        history=[{"event": "submitted", "at": now_iso(), "host": connection.host, "experiment": experiment,
+                  "pipeline_id": pipeline_id, "version_id": version_id}],
+    )
+    store.put_bytes(f"{run_prefix(run_id)}/pipeline.yaml", yaml_text.encode())
+    save_run(store, record)
+    on_event("run-started", record, None)
+    if options.get("wait"):
+        return wait(client, store, record, on_event, poll=float(options.get("poll") or 10))
+    return record
+
+
+def schedule(pipeline: Pipeline, parameters: dict | None, cron: str, options: dict) -> dict:
+    """Create a recurring run of ``pipeline``; return its ids and page."""
+    pipeline.require_valid()
+    connection = Connection.from_options(options)
+    cron_kfp = kfp_cron(cron)
+    with tempfile.TemporaryDirectory(prefix="jp-kfp-") as tmp:
+        values, compile_options, path, _ = _prepare(pipeline, parameters, options, tmp)
+        client = KfpClient(connection)
+        name = kfp_name(compile_options.name or pipeline.name)
+        version = new_run_id(pipeline.name)
+        pipeline_id, version_id = client.upload(path, name, version=version, description=f"from {pipeline.path}")
+    experiment = options.get("experiment") or pipeline.settings.get("experiment") or DEFAULT_EXPERIMENT
+    experiment_id = client.experiment(experiment)
+    display = options.get("name") or f"{name} ({cron})"
+    # jp_run_id stays empty: each scheduled run gets its own folder, kfp-<job id>.
+    recurring_id = client.schedule(experiment_id, display, pipeline_id, version_id,
+                                   parameter_arguments(pipeline, values), cron)
+    return {"recurring_run_id": recurring_id, "pipeline_id": pipeline_id, "version_id": version_id,
+            "experiment_id": experiment_id, "cron": cron_kfp, "url": client.url("recurringrun", recurring_id),
+            "host": connection.host}
+
+
+def _state(value) -> str:
+    return str(getattr(value, "value", value) or "").rsplit(".", 1)[-1].upper()
+
+
+def apply_run(record: RunRecord, run) -> RunRecord:
+    """Update ``record`` from a ``V2beta1Run``: run state, then each stage's task state."""
+    tasks: dict[str, list] = {}
+    for task in (getattr(run.run_details, "task_details", None) or []) if run.run_details else []:
+        if task.display_name in record.stages:
+            tasks.setdefault(task.display_name, []).append(task)
+    for name, entries in tasks.items():
+        mapped = [(TASK_STATES.get(_state(t.state), StageState.PENDING), t) for t in entries]
+        status, task = min(mapped, key=lambda m: _PRECEDENCE.index(m[0]))
+        rec = record.stages[name]
+        rec.status = status
+        rec.reused = any(_state(t.state) == "CACHED" for _, t in mapped)
+        rec.attempts = max(rec.attempts, sum(1 for s, _ in mapped if s in (StageState.FAILED, StageState.SUCCEEDED)) or
+                           (1 if status.done else 0))
+        rec.started_at = _iso(task.start_time) or rec.started_at
+        rec.finished_at = _iso(task.end_time) if status.done else None
+        error = getattr(task, "error", None)
+        rec.error = getattr(error, "message", None) if status == StageState.FAILED and error else (
+            rec.error if status == StageState.FAILED else None)
+    state = _state(run.state)
+    if state in RUN_STATES:
+        record.status = RUN_STATES[state]
+        record.finished_at = _iso(getattr(run, "finished_at", None)) or record.finished_at or now_iso()
+        for rec in record.stages.values():
+            if not rec.status.done:
+                rec.status = StageState.SKIPPED if record.status == RunState.FAILED else StageState.CANCELLED
+        if record.status == RunState.FAILED:
+            failed = [n for n, r in record.stages.items() if r.status == StageState.FAILED]
+            run_error = getattr(getattr(run, "error", None), "message", None)
+            record.error = (f"stage{'s' if len(failed) > 1 else ''} {', '.join(failed)} failed" if failed
+                            else run_error or "the Kubeflow run failed")
+    else:
+        record.status = RunState.RUNNING
+    return record
+
+
+def _iso(value) -> str | None:
+    if value is None:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+def refresh(client: KfpClient, store, record: RunRecord) -> RunRecord:
+    """Read the run's state from Kubeflow Pipelines into ``record`` and save it."""
+    if not record.external_id:
+        raise TargetError(f"Run {record.run_id} has no Kubeflow run id; it was not submitted to Kubeflow.")
+    apply_run(record, client.get_run(record.external_id))
+    save_run(store, record)
+    return record
+
+
+def wait(client: KfpClient, store, record: RunRecord, on_event, poll: float = 10.0,
+         timeout: float | None = None) -> RunRecord:
+    """Follow the run until it ends, turning state changes into run events."""
+    seen = {n: r.status for n, r in record.stages.items()}
+    started = time.monotonic()
+    while True:
+        refresh(client, store, record)
+        for name, rec in record.stages.items():
+            if rec.status != seen[name]:
+                if rec.status == StageState.RUNNING:
+                    on_event("stage-started", record, name)
+                elif rec.status.done:
+                    on_event("stage-finished", record, name)
+                seen[name] = rec.status
+        if record.status != RunState.RUNNING:
+            on_event("run-finished", record, None)
+            return record
+        if timeout is not None and time.monotonic() - started > timeout:
+            return record
+        time.sleep(poll)
+
+
+def record_for(store, run: str, options: dict) -> tuple[KfpClient, RunRecord]:
+    """The record of ``run`` (a run id of the store, or a Kubeflow run id) with a client to refresh it."""
+    from ..exceptions import RunNotFound
+    from ..records import load_run
+
+    client = KfpClient(Connection.from_options(options))
+    try:
+        record = load_run(store, run)
+    except RunNotFound:
+        kfp_run = client.get_run(run)  # a run started elsewhere (the KFP UI, a schedule)
+        names = sorted({t.display_name for t in (kfp_run.run_details.task_details or [])
+                        if t.display_name and not t.display_name.startswith(("root", "executor"))}
+                       if kfp_run.run_details else [])
+        record = RunRecord(run_id=run, pipeline=getattr(kfp_run, "display_name", "") or "", notebook="", store="",
+                           target="kfp", stages={n: StageRecord() for n in names}, external_id=run,
+                           url=client.url("runs", run))
+        return client, apply_run(record, kfp_run)
+    if record.target != "kfp":
+        raise TargetError(f"Run {run} ran on target '{record.target}', not on Kubeflow; drop --target kfp.")
+    return client, refresh(client, store, record)
