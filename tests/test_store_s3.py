@@ -487,3 +487,20 @@ def test_binder_start_without_minio_keeps_the_local_store(tmp_path):
                          text=True, timeout=60)
     assert out.returncode == 0 and "JUPYTER_PIPELINE_STORE" not in out.stdout
     assert "no minio binary" in out.stderr
+
+
+def test_run_stops_before_any_stage_when_the_store_is_unusable(auth_s3, tmp_path):
+    nb = write_notebook(tmp_path / "one.ipynb", [("stage:only", "x = 1")])
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MINIO_", "JUPYTER_PIPELINE_S3_"))}
+    access, secret = auth_s3["users"]["wrong"]
+    cases = {
+        "unreachable": ({"JUPYTER_PIPELINE_S3_ENDPOINT": f"http://127.0.0.1:{free_port()}"},
+                        "Cannot reach the S3 endpoint"),
+        "credentials": ({"JUPYTER_PIPELINE_S3_ENDPOINT": auth_s3["endpoint"], "AWS_ACCESS_KEY_ID": access,
+                         "AWS_SECRET_ACCESS_KEY": secret}, "rejected the credentials (SignatureDoesNotMatch)"),
+    }
+    for name, (env, expected) in cases.items():
+        out = cli("run", nb, "--store", "s3://jp-never/p", env={**keep, **env, "JUPYTER_PIPELINE_S3_RETRIES": "2"})
+        assert out.returncode == 1, (name, out.stderr)
+        assert out.stderr.startswith("error: ") and " ".join(out.stderr.split()).count(expected) == 1, (name, out.stderr)
+        assert "started" not in out.stderr and "Traceback" not in out.stderr and secret not in out.stderr
