@@ -102,14 +102,16 @@ class KfpClient:
                 return self._healthz_api.healthz_service_get_healthz()
 
         self.connection = connection
-        # A namespace other than "kubeflow" makes kfp.Client skip its health check; do it ourselves.
+        # kfp.Client checks health in its constructor unless it already knows a namespace (a
+        # --namespace, or its context file); then check here, so a bad host fails now, clearly.
         with self._calling("connecting"), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP v2.0.0-beta.2 and later"
             self.client = _Client(host=connection.host, existing_token=connection.token, cookies=connection.cookie,
                                   namespace=connection.namespace or "kubeflow")
-            health = self.client.get_kfp_healthz()
-            if not hasattr(health, "multi_user"):
-                raise ValueError("the health endpoint did not answer with KFP's JSON")
+            if self.client._context_setting.get("namespace"):
+                health = self.client.get_kfp_healthz()
+                if not hasattr(health, "multi_user"):
+                    raise ValueError("the health endpoint did not answer with KFP's JSON")
 
     @contextlib.contextmanager
     def _calling(self, action: str):
