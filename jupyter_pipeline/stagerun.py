@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from .records import stage_key
-from .stagebook import RUN_PARAMETER, failed_source_cell
+from .startup import skip_slow_optional_imports
 
 RESULT_PREFIX = "JUPYTER_PIPELINE_RESULT "
 
@@ -30,6 +30,7 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from .stagebook import RUN_PARAMETER, failed_source_cell
     from .store import open_store
 
     store = open_store(store)
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cwd")
     p.add_argument("--kernel")
     args = p.parse_args(argv)
+    skip_slow_optional_imports()
     signal.signal(signal.SIGTERM, _terminate)
     try:
         result = run_stage(args.store, args.run_id, args.stage, json.loads(args.parameters),
