@@ -213,9 +213,10 @@ export function startRun(request: IRunRequest, settings?: Settings): Promise<IRu
   );
 }
 
-/** `GET runs`: every run of the configured store, newest first. */
-export async function listRuns(settings?: Settings): Promise<IRunRecord[]> {
-  const data = await requestAPI<IRunList>('runs', {}, settings);
+/** `GET runs[?notebook=NB]`: runs of the configured store (of one notebook), newest first. */
+export async function listRuns(notebook?: string, settings?: Settings): Promise<IRunRecord[]> {
+  const query = notebook ? `?notebook=${q(notebook)}` : '';
+  const data = await requestAPI<IRunList>(`runs${query}`, {}, settings);
   return data.runs ?? [];
 }
 

@@ -171,7 +171,7 @@ export class PipelineModel {
       return;
     }
     try {
-      const all = await api.listRuns();
+      const all = await api.listRuns(path);
       let runs = api.newestFirst(all.filter(r => api.runBelongsTo(r, path)));
       // Expanded runs that are still going: fetch their full, current record.
       runs = await Promise.all(

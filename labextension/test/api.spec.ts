@@ -136,18 +136,20 @@ describe('endpoint functions', () => {
     const runs = [RUN('a', '2026-01-01T00:00:00Z')];
     const { calls, settings } = fakeServer({
       'GET /lab-base/jupyter-pipeline/runs': { body: { runs } },
+      'GET /lab-base/jupyter-pipeline/runs?notebook=sub%2Fd.ipynb': { body: { runs } },
       'GET /lab-base/jupyter-pipeline/runs/a': { body: runs[0] },
       'DELETE /lab-base/jupyter-pipeline/runs/a': { body: { run_id: 'a', status: 'cancelled' } },
       'GET /lab-base/jupyter-pipeline/runs/a/stages/my%20stage/notebook': { body: { nbformat: 4, cells: [] } },
       'POST /lab-base/jupyter-pipeline/compile': { body: { yaml: 'x: 1' } }
     });
-    expect(await api.listRuns(settings)).toEqual(runs);
+    expect(await api.listRuns(undefined, settings)).toEqual(runs);
+    expect(await api.listRuns('sub/d.ipynb', settings)).toEqual(runs);
     expect(await api.getRun('a', settings)).toEqual(runs[0]);
     await api.cancelRun('a', settings);
-    expect(calls[2].method).toBe('DELETE');
+    expect(calls[3].method).toBe('DELETE');
     expect(await api.getStageNotebook('a', 'my stage', settings)).toEqual({ nbformat: 4, cells: [] });
     expect(await api.compilePipeline('d.ipynb', true, settings)).toEqual({ yaml: 'x: 1' });
-    expect(calls[4].body).toEqual({ path: 'd.ipynb', save: true });
+    expect(calls[5].body).toEqual({ path: 'd.ipynb', save: true });
   });
 });
 
