@@ -75,8 +75,9 @@ def apply(task, stage: Stage, placement: Placement) -> None:
         # selects nodes by label and uses NVIDIA's resource.
         resource = gpu_type if "/" in gpu_type else GPU_RESOURCE
         task.set_accelerator_type(resource).set_accelerator_limit(int(opts.gpu))
-        for key, value in sorted(placement.gpu_node_selector.items()):
-            kubernetes.add_node_selector(task, label_key=key, label_value=str(value))
+        if resource == GPU_RESOURCE:  # the selector's labels are NVIDIA's (GPU operator)
+            for key, value in sorted(placement.gpu_node_selector.items()):
+                kubernetes.add_node_selector(task, label_key=key, label_value=str(value))
         if gpu_type and "/" not in gpu_type:
             kubernetes.add_node_selector(task, label_key=placement.gpu_type_label, label_value=gpu_type)
         kubernetes.add_toleration(task, key=resource, operator="Exists", effect="NoSchedule")
