@@ -8,12 +8,14 @@ so another process (the CLI's ``runs``, the Jupyter server, a browser) sees prog
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -116,6 +118,8 @@ class LocalRunner:
             procs = list(self._procs.values())
         for proc in procs:
             _terminate(proc)
+        if getattr(self, "_workers", None):
+            self._workers.close()
 
     # -- internals ----------------------------------------------------------------------------------
     def _pipeline_for_resume(self, record: RunRecord) -> Pipeline:
@@ -152,8 +156,21 @@ class LocalRunner:
         stages = {s.name: s for s in pipeline.stages}
         pending = list(names)
         running: dict[Future, str] = {}
+        cwd = str(Path(record.notebook).parent)
+        self._workers = _WarmWorkers(
+            [self.python, "-m", "jupyter_pipeline.stagerun", "--serve", "--cwd", cwd, "--kernel", pipeline.kernel_name],
+            cwd,
+        )
+        try:
+            self._schedule(record, stages, pending, running)
+        finally:
+            self._workers.close()
+        return self._finish_run(record)
+
+    def _schedule(self, record: RunRecord, stages: dict, pending: list[str], running: dict) -> None:
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="jp-stage") as pool:
             while pending or running:
+                self._workers.ensure(min(self.workers, len(pending)))
                 if self._cancelled.is_set():
                     for name in pending:
                         record.stages[name].status = StageState.CANCELLED
@@ -179,36 +196,37 @@ class LocalRunner:
                 for future in done:
                     name = running.pop(future)
                     self._finish_stage(record, name, future.result())
-        return self._finish_run(record)
 
     def _run_stage(self, stage: Stage, record: RunRecord) -> dict:
-        values = {k: v for k, v in record.parameters.items() if k in stage.parameters}
-        cmd = [
-            self.python, "-m", "jupyter_pipeline.stagerun",
-            "--store", self.store.absolute_url(), "--run-id", record.run_id, "--stage", stage.name,
-            "--parameters", json.dumps(values), "--cwd", str(Path(record.notebook).parent),
-        ]
+        job = {
+            "store": self.store.absolute_url(), "run_id": record.run_id, "stage": stage.name,
+            "parameters": {k: v for k, v in record.parameters.items() if k in stage.parameters},
+        }
         result: dict = {}
         for attempt in range(stage.options.retries + 1):
             record.stages[stage.name].attempts = attempt + 1
             if self._cancelled.is_set():
                 return {"status": "cancelled", "error": "cancelled"}
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            worker = self._workers.take()
             with self._lock:
-                self._procs[stage.name] = proc
+                self._procs[stage.name] = worker.proc
+            timer, timed_out = None, threading.Event()
+            if stage.options.timeout:
+                def expire(proc=worker.proc):
+                    timed_out.set()
+                    _terminate(proc)
+
+                timer = threading.Timer(stage.options.timeout, expire)
+                timer.start()
             try:
-                out, err = proc.communicate(timeout=stage.options.timeout)
-            except subprocess.TimeoutExpired:
-                _terminate(proc)
-                out, err = proc.communicate()
-                result = _parse_result(out, err)
-                result.update(status="failed", error=f"timed out after {stage.options.timeout} s (tag timeout:)")
-            else:
-                result = _parse_result(out, err)
+                result = worker.run(job)
             finally:
+                if timer:
+                    timer.cancel()
                 with self._lock:
                     self._procs.pop(stage.name, None)
+            if timed_out.is_set():
+                result.update(status="failed", error=f"timed out after {stage.options.timeout} s (tag timeout:)")
             if self._cancelled.is_set():
                 result.update(status="cancelled", error="cancelled")
             if result["status"] != "failed":
@@ -245,12 +263,74 @@ class LocalRunner:
         return record
 
 
-def _parse_result(out: str, err: str) -> dict:
-    for line in reversed(out.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
-    tail = " ".join(err.strip().splitlines()[-3:]) or "no output"
-    return {"status": "failed", "error": f"the stage process ended without a result: {tail}", "metrics": {}}
+class _Worker:
+    """One warm stage process (``stagerun --serve``): imports done and kernel started, waiting for a job."""
+
+    def __init__(self, cmd: list[str], cwd: str):
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+            start_new_session=True, cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def run(self, job: dict) -> dict:
+        """Send the job; return its result as soon as the worker prints it."""
+        try:
+            self.proc.stdin.write(json.dumps(job) + "\n")
+            self.proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass  # the worker died while waiting; its stderr says why
+        for line in self.proc.stdout:
+            if line.startswith(RESULT_PREFIX):
+                # The worker still shuts its kernel down; let that finish off this thread.
+                threading.Thread(target=self._drain, daemon=True).start()
+                return json.loads(line[len(RESULT_PREFIX):])
+        self.proc.wait()
+        return {"status": "failed", "error": f"the stage process ended without a result: {self._stderr_tail()}",
+                "metrics": {}}
+
+    def _drain(self) -> None:
+        for _ in self.proc.stdout:
+            pass
+        self.proc.wait()
+        self.stderr.close()
+
+    def _stderr_tail(self) -> str:
+        self.stderr.seek(0)
+        lines = [ln for ln in self.stderr.read().strip().splitlines() if "WARNING" not in ln]
+        return " ".join(lines[-3:]) or f"exit status {self.proc.returncode}"
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.proc.stdin.close()  # an idle worker exits on end of input
+        threading.Thread(target=self._drain, daemon=True).start()
+
+
+class _WarmWorkers:
+    """Keeps up to ``size`` stage processes started ahead of need, so each stage's process start,
+    imports and kernel start overlap with the stages running before it."""
+
+    def __init__(self, cmd: list[str], cwd: str):
+        self.cmd, self.cwd = cmd, cwd
+        self._idle: list[_Worker] = []
+        self._lock = threading.Lock()
+
+    def ensure(self, count: int) -> None:
+        with self._lock:
+            while len(self._idle) < count:
+                self._idle.append(_Worker(self.cmd, self.cwd))
+
+    def take(self) -> _Worker:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(0)
+        return _Worker(self.cmd, self.cwd)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.discard()
 
 
 def _terminate(proc: subprocess.Popen) -> None:

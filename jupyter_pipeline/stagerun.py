@@ -24,8 +24,12 @@ RESULT_PREFIX = "JUPYTER_PIPELINE_RESULT "
 
 
 def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *, cwd: str | None = None,
-              kernel_name: str | None = None) -> dict:
-    """Run ``runs/<run_id>/stages/<stage>/input.ipynb``; return ``{status, error?, metrics, ...}``."""
+              kernel_name: str | None = None, km=None) -> dict:
+    """Run ``runs/<run_id>/stages/<stage>/input.ipynb``; return ``{status, error?, metrics, ...}``.
+
+    ``km`` is an already started kernel manager to run in (the warm-worker mode); without it
+    papermill starts and stops a kernel of its own.
+    """
     import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -45,6 +49,7 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
             papermill.execute_notebook(
                 str(src), str(out), parameters=params, kernel_name=kernel_name, cwd=cwd,
                 progress_bar=False, log_output=False, request_save_on_cell_execute=False,
+                **({"km": km} if km is not None else {}),
             )
         except PapermillExecutionError as exc:
             result.update(status="failed", error=f"{exc.ename}: {exc.evalue}".strip())
@@ -67,24 +72,63 @@ def _terminate(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
 
 
+def _emit(result: dict) -> None:
+    sys.stdout.write("\n" + RESULT_PREFIX + json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+def serve(cwd: str | None, kernel_name: str | None) -> int:
+    """Warm-worker mode: start a kernel now, then run the one job read from stdin in it.
+
+    The local runner keeps a few of these waiting, so a stage's process start-up, imports and
+    kernel start overlap with the stages before it instead of adding to the run's length.
+    """
+    import papermill  # noqa: F401 - imported now, while waiting, not when the job arrives
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name=kernel_name or "python3")
+    km.start_kernel(cwd=cwd)
+    try:
+        line = sys.stdin.readline()
+        if not line.strip():
+            return 0  # the runner no longer needs this worker
+        job = json.loads(line)
+        try:
+            result = run_stage(job["store"], job["run_id"], job["stage"], job.get("parameters"),
+                               cwd=cwd, kernel_name=kernel_name, km=km)
+        except Exception as exc:  # noqa: BLE001 - report, never a traceback to the parent's user
+            result = {"status": "failed", "stage": job.get("stage"), "error": f"{type(exc).__name__}: {exc}", "metrics": {}}
+        _emit(result)
+        return 0 if result["status"] == "succeeded" else 1
+    finally:
+        km.shutdown_kernel(now=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m jupyter_pipeline.stagerun", description=__doc__)
-    p.add_argument("--store", required=True)
-    p.add_argument("--run-id", required=True)
-    p.add_argument("--stage", required=True)
+    p.add_argument("--serve", action="store_true", help="start a kernel, then run one JSON job read from stdin")
+    p.add_argument("--store")
+    p.add_argument("--run-id")
+    p.add_argument("--stage")
     p.add_argument("--parameters", default="{}", help="JSON object of parameter values")
     p.add_argument("--cwd")
     p.add_argument("--kernel")
     args = p.parse_args(argv)
     skip_slow_optional_imports()
     signal.signal(signal.SIGTERM, _terminate)
+    if args.serve:
+        try:
+            return serve(args.cwd, args.kernel)
+        except KeyboardInterrupt:
+            return 1
+    if not (args.store and args.run_id and args.stage):
+        p.error("--store, --run-id and --stage are required without --serve")
     try:
         result = run_stage(args.store, args.run_id, args.stage, json.loads(args.parameters),
                            cwd=args.cwd, kernel_name=args.kernel)
     except Exception as exc:  # noqa: BLE001 - report, never a traceback to the parent's user
         result = {"status": "failed", "stage": args.stage, "error": f"{type(exc).__name__}: {exc}", "metrics": {}}
-    sys.stdout.write("\n" + RESULT_PREFIX + json.dumps(result) + "\n")
-    sys.stdout.flush()
+    _emit(result)
     return 0 if result["status"] == "succeeded" else 1
 
 

@@ -109,3 +109,57 @@ def test_resume_reruns_only_what_failed(fixture_nb, tmp_path):
     assert resumed.stages["first"].reused and resumed.stages["first"].started_at == kept_start
     assert resumed.stages["second"].status.value == "succeeded"
     assert resumed.history[-1]["stages"] == ["second"]
+
+
+def _write(path, cells):
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    out = []
+    for tags, src in cells:
+        c = new_code_cell(src)
+        c.metadata["tags"] = tags
+        out.append(c)
+    nbformat.write(new_notebook(cells=out), path)
+    return path
+
+
+def test_timeout_and_retries(tmp_path):
+    nb = _write(tmp_path / "slow.ipynb", [
+        (["stage:slow", "timeout:2"], "import time\ntime.sleep(60)"),
+        (["stage:flaky", "retries:2"], "import os\nn = len(os.listdir('marks'))\nopen(f'marks/{n}', 'w').close()\n"
+                                       "assert n >= 1, 'first attempt fails'"),
+    ])
+    (tmp_path / "marks").mkdir()
+    t0 = __import__("time").monotonic()
+    record = run_pipeline(nb, store=str(tmp_path / "store"), workers=2)
+    assert __import__("time").monotonic() - t0 < 40
+    slow, flaky = record.stages["slow"], record.stages["flaky"]
+    assert slow.status.value == "failed" and "timed out after 2 s" in slow.error
+    assert flaky.status.value == "succeeded" and flaky.attempts == 2
+
+
+def test_cancel_stops_running_and_pending_stages(tmp_path):
+    import threading
+    import time
+
+    nb = _write(tmp_path / "long.ipynb", [
+        (["stage:sleepy"], "import time\ntime.sleep(120)\nv = 1"),
+        (["stage:later"], "w = v + 1"),
+    ])
+    runner = LocalRunner(str(tmp_path / "store"))
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("record", runner.run(load(nb))))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (runner.record and runner.record.stages["sleepy"].status.value == "running"):
+        time.sleep(0.2)
+    time.sleep(3)  # let the kernel start executing
+    t0 = time.monotonic()
+    runner.cancel()
+    thread.join(60)
+    assert not thread.is_alive() and time.monotonic() - t0 < 20
+    record = result["record"]
+    assert record.status.value == "cancelled"
+    assert record.stages["sleepy"].status.value == "cancelled"
+    assert record.stages["later"].status.value in ("cancelled", "skipped")
+    assert load_run(open_store(str(tmp_path / "store")), record.run_id).status.value == "cancelled"
