@@ -1,0 +1,377 @@
+"""Notebook magics (``%load_ext jupyter_pipeline``): ``%%stage`` and ``%pipeline``.
+
+``%%stage NAME [--after A B] [--gpu N] ...`` checks its arguments with the same parser the converter
+uses, then runs the cell body in the live kernel, so the notebook still works top to bottom.
+
+``%pipeline validate|graph|run|status|compile|publish [NB]`` are the CLI's actions with rich output.
+Without ``NB`` the magic works on the notebook this kernel belongs to, found through the Jupyter
+server (its sessions API, or ``JPY_SESSION_NAME``); it reads the notebook *as saved*.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+import queue
+import shlex
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.display import display
+
+from .exceptions import PipelineError
+
+LAST_RUN_NAME = "_pipeline_run"  # the user-namespace name of the last run record
+SESSION_TIMEOUT = 2.0
+_MARKS = {"succeeded": "✔", "failed": "✖", "skipped": "–", "cancelled": "■", "running": "▶",
+          "interrupted": "!", "pending": "·"}
+_COLOURS = {"succeeded": "#2e7d32", "failed": "#c62828", "running": "#1565c0", "cancelled": "#6d4c41",
+            "interrupted": "#ef6c00", "skipped": "#757575", "pending": "#757575"}
+
+
+class MagicFailed(Exception):
+    """Raised to end a magic with a one-paragraph message and no traceback (the cell still fails)."""
+
+    def _render_traceback_(self):
+        return [f"\x1b[31mpipeline error:\x1b[0m {self}"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}\n{self.format_usage().strip()}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="%pipeline", add_help=False)
+    sub = p.add_subparsers(dest="action", metavar="validate|graph|run|status|compile|publish", parser_class=_Parser)
+    sub.required = True
+    v = sub.add_parser("validate", prog="%pipeline validate", add_help=False)
+    v.add_argument("notebook", nargs="?")
+    g = sub.add_parser("graph", prog="%pipeline graph", add_help=False)
+    g.add_argument("notebook", nargs="?")
+    g.add_argument("--format", choices=["svg", "mermaid", "text"], default="svg")
+    for name in ("run", "publish"):
+        r = sub.add_parser(name, prog=f"%pipeline {name}", add_help=False)
+        r.add_argument("notebook", nargs="?")
+        r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+        r.add_argument("--store")
+        r.add_argument("--workers", type=int)
+        r.add_argument("--experiment")
+        r.add_argument("--kfp-host")
+        r.add_argument("--image")
+        if name == "run":
+            r.add_argument("--target", default="local")
+    s = sub.add_parser("status", prog="%pipeline status", add_help=False)
+    s.add_argument("run_id", nargs="?", metavar="RUN")
+    s.add_argument("--store")
+    s.add_argument("--limit", type=int, default=10)
+    c = sub.add_parser("compile", prog="%pipeline compile", add_help=False)
+    c.add_argument("notebook", nargs="?")
+    c.add_argument("-o", "--output")
+    c.add_argument("--image")
+    return p
+
+
+@magics_class
+class PipelineMagics(Magics):
+    """``%%stage`` and ``%pipeline``."""
+
+    @cell_magic
+    def stage(self, line: str, cell: str):
+        """%%stage NAME [--after A B] [--gpu N[:TYPE]] [--cpu X] [--memory X] [--image REF]
+        [--retries N] [--timeout S] [--no-cache]: mark the cell as stage NAME and run it."""
+        from .tags import read_cell
+
+        spec, _ = read_cell([], f"%%stage {line}\n", "code")
+        if spec.problems:
+            raise UsageError("; ".join(spec.problems))
+        result = self.shell.run_cell(cell, store_history=False)
+        if not result.success:  # the body's traceback is shown already; fail the cell, once
+            raise MagicFailed(f"stage '{spec.stage}' raised {type(result.error_in_exec or result.error_before_exec).__name__}"
+                              " (traceback above)")
+
+    @line_magic
+    def pipeline(self, line: str):
+        """%pipeline validate|graph|run|status|compile|publish [NB] ...: see ``%pipeline?``."""
+        args = _parser().parse_args(shlex.split(line))
+        try:
+            return getattr(self, f"_{args.action}")(args)
+        except PipelineError as exc:
+            raise MagicFailed(str(exc)) from None
+
+    # -- actions ----------------------------------------------------------------------------------
+    def _load(self, args):
+        from .parse import load
+
+        path = notebook_path(args.notebook, self.shell)
+        return load(path), path
+
+    def _validate(self, args):
+        pipeline, path = self._load(args)
+        errors = len(pipeline.errors)
+        summary = (f"{path.name}: {len(pipeline.stages)} stage(s), {len(pipeline.parameters)} parameter(s), "
+                   f"{errors} error(s), {len(pipeline.problems) - errors} warning(s) (saved file)")
+        text = [f"{p.severity}: {p.describe()}  [{p.code}]" for p in pipeline.problems] + [summary]
+        rows = "".join(
+            f"<tr><td style='color:{'#c62828' if p.severity == 'error' else '#ef6c00'}'>{p.severity}</td>"
+            f"<td>{'' if p.cell is None else p.cell + 1}</td><td>{html.escape(p.stage or '')}</td>"
+            f"<td>{html.escape(p.message)}</td><td><code>{p.code}</code></td></tr>" for p in pipeline.problems)
+        table = (f"<table><tr><th>severity</th><th>cell</th><th>stage</th><th>problem</th><th>code</th></tr>{rows}"
+                 "</table>") if rows else ""
+        display({"text/plain": "\n".join(text), "text/html": f"{table}<p>{html.escape(summary)}</p>"}, raw=True)
+
+    def _graph(self, args):
+        from .graph import mermaid, svg, text_tree
+
+        pipeline, _ = self._load(args)
+        if args.format == "svg":
+            display({"image/svg+xml": svg(pipeline), "text/plain": text_tree(pipeline)}, raw=True)
+        elif args.format == "mermaid":
+            source = mermaid(pipeline)
+            display({"text/vnd.mermaid": source, "text/markdown": f"```mermaid\n{source}\n```",
+                     "text/plain": source}, raw=True)
+        else:
+            print(text_tree(pipeline))
+        for problem in pipeline.errors:
+            print(f"error: {problem.describe()}")
+
+    def _run(self, args, target: str | None = None):
+        from .store import open_store, resolve_store_url
+        from .targets import get_target
+
+        pipeline, _ = self._load(args)
+        pipeline.require_valid()
+        target = target or args.target
+        params = {}
+        for name, value in args.parameter:
+            if name in params:
+                raise UsageError(f"parameter '{name}' is given twice")
+            params[name] = value
+        store = open_store(resolve_store_url(args.store, pipeline.settings))
+        options = {"workers": args.workers, "experiment": args.experiment, "kfp_host": args.kfp_host,
+                   "image": args.image, "store": store.url}
+        if target == "kfp" and not options["kfp_host"]:
+            options["kfp_host"] = os.environ.get("JUPYTER_PIPELINE_KFP_HOST") or os.environ.get("KF_PIPELINES_ENDPOINT")
+            if not options["kfp_host"]:
+                raise MagicFailed("No Kubeflow Pipelines host: pass --kfp-host URL or set KF_PIPELINES_ENDPOINT "
+                                  "(or JUPYTER_PIPELINE_KFP_HOST) in the kernel's environment.")
+        runner = None
+        if target == "local":
+            from .runner import LocalRunner
+
+            runner = LocalRunner(store, workers=args.workers)
+
+            def start(on_event):
+                runner.on_event = on_event
+                return runner.run(pipeline, params)
+        else:
+            fn = get_target(target)
+
+            def start(on_event):
+                return fn(pipeline, params, store, options, on_event)
+        record = _drive(start, runner, pipeline.stage_names)
+        self.shell.user_ns[LAST_RUN_NAME] = record
+        if record.status.value != "succeeded":
+            raise MagicFailed(f"run {record.run_id} {record.status.value}" + (f": {record.error}" if record.error else ""))
+
+    def _publish(self, args):
+        return self._run(args, target="kfp")
+
+    def _status(self, args):
+        from .records import list_runs, load_run
+        from .runner import effective_status
+        from .store import open_store, resolve_store_url
+
+        store = open_store(resolve_store_url(args.store))
+        if args.run_id:
+            record = effective_status(store, load_run(store, args.run_id))
+            display(_run_bundle(record), raw=True)
+            return
+        try:
+            notebook = str(notebook_path(None, self.shell).resolve())
+        except MagicFailed:
+            notebook = None  # not in a server session: list every run of the store
+        records = [effective_status(store, r) for r in list_runs(store, notebook=notebook, limit=args.limit)]
+        where = f" of {Path(notebook).name}" if notebook else ""
+        if not records:
+            print(f"no runs{where} in store {store.url}")
+            return
+        text = [f"runs{where} in {store.url}, newest first:"] + [
+            f"{r.run_id}  {r.status.value:<11} {sum(s.status.value == 'succeeded' for s in r.stages.values())}/"
+            f"{len(r.stages)} stages ok  {r.target}" for r in records]
+        rows = "".join(f"<tr><td><code>{r.run_id}</code></td><td>{_badge(r.status.value)}</td>"
+                       f"<td>{sum(s.status.value == 'succeeded' for s in r.stages.values())}/{len(r.stages)}</td>"
+                       f"<td>{r.target}</td><td>{r.created_at}</td></tr>" for r in records)
+        display({"text/plain": "\n".join(text), "text/html":
+                 f"<p>{html.escape(text[0])}</p><table><tr><th>run</th><th>status</th><th>stages ok</th>"
+                 f"<th>target</th><th>started</th></tr>{rows}</table>"}, raw=True)
+
+    def _compile(self, args):
+        from .kfp.compiler import CompileOptions, compile_pipeline
+
+        pipeline, _ = self._load(args)
+        pipeline.require_valid()
+        text = compile_pipeline(pipeline, args.output, CompileOptions.for_pipeline(pipeline, image=args.image))
+        if args.output:
+            print(f"wrote {args.output} ({len(text.splitlines())} lines, {len(pipeline.stages)} stage(s))")
+        else:
+            print(text)
+
+
+# -- live run display ----------------------------------------------------------------------------------
+def _drive(start, runner, stage_names: list[str]):
+    """Run ``start(on_event)`` in a thread; redraw a progress table here, on each event, in this cell.
+
+    Events are drawn from the kernel's main thread (outputs from other threads can land in another
+    cell); an interrupt (the kernel's stop button) cancels a local run and waits for its record.
+    """
+    events: queue.Queue = queue.Queue()
+    outcome: dict = {}
+
+    def work():
+        try:
+            outcome["record"] = start(lambda kind, record, stage: events.put(record))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the kernel's thread
+            outcome["error"] = exc
+        finally:
+            events.put(None)
+
+    handle = display({"text/plain": "starting the run…"}, raw=True, display_id=True)
+    thread = threading.Thread(target=work, name="jp-magic-run", daemon=True)
+    thread.start()
+    t0, interrupted = time.monotonic(), False
+    while True:
+        try:
+            record = events.get()
+        except KeyboardInterrupt:
+            if runner is None:
+                raise MagicFailed("interrupted: the run goes on on its target; `%pipeline status` follows it") from None
+            interrupted = True
+            runner.cancel()
+            continue
+        if record is None:
+            break
+        handle.update(_run_bundle(record, time.monotonic() - t0), raw=True)
+    thread.join()
+    if "error" in outcome:
+        handle.update({"text/plain": f"run failed to start: {outcome['error']}"}, raw=True)
+        raise outcome["error"]
+    record = outcome["record"]
+    handle.update(_run_bundle(record, time.monotonic() - t0), raw=True)
+    if interrupted:
+        raise KeyboardInterrupt
+    return record
+
+
+def _badge(status: str) -> str:
+    return f"<span style='color:{_COLOURS.get(status, '#111')}'>{_MARKS.get(status, '?')} {status}</span>"
+
+
+def _run_bundle(record, elapsed: float | None = None) -> dict:
+    """A run record as a progress table: HTML for Jupyter, text for everything else."""
+    def secs(v):
+        return "" if v is None else f"{v:.1f} s"
+
+    def metrics(m):
+        return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
+
+    head = f"run {record.run_id} ({record.target}): {record.status.value}"
+    if elapsed is not None:
+        head += f" after {elapsed:.1f} s"
+    lines = [head]
+    rows = []
+    for name, rec in record.stages.items():
+        status = rec.status.value + (" (reused)" if rec.reused else "")
+        err = f" — {rec.error}" if rec.error and rec.status.value == "failed" else ""
+        lines.append(f"  {_MARKS.get(rec.status.value, '?')} {name:<20} {status:<11} {secs(rec.duration):>8}  "
+                     f"{metrics(rec.metrics)}{err}")
+        rows.append(f"<tr><td>{html.escape(name)}</td><td>{_badge(rec.status.value)}</td><td>{secs(rec.duration)}</td>"
+                    f"<td>{html.escape(metrics(rec.metrics))}</td><td>{html.escape(rec.error or '')}</td></tr>")
+    tail = []
+    if record.error:
+        tail.append(html.escape(record.error))
+        lines.append(f"  {record.error}")
+    if record.url:
+        tail.append(f"<a href='{html.escape(record.url)}' target='_blank'>run page</a>")
+        lines.append(f"  run page: {record.url}")
+    body = (f"<p><b>{html.escape(head)}</b></p><table><tr><th>stage</th><th>status</th><th>duration</th>"
+            f"<th>metrics</th><th>error</th></tr>{''.join(rows)}</table>" + "".join(f"<p>{t}</p>" for t in tail))
+    return {"text/plain": "\n".join(lines), "text/html": body}
+
+
+# -- which notebook is this kernel's ------------------------------------------------------------------
+def notebook_path(explicit: str | None, shell=None) -> Path:
+    """``explicit``, else the notebook this kernel runs for; raises :class:`MagicFailed` if unknown."""
+    if explicit:
+        path = Path(os.path.expanduser(explicit))
+        if not path.exists():
+            raise MagicFailed(f"No notebook {explicit} (relative paths are relative to {os.getcwd()}).")
+        return path
+    for finder in (_from_sessions_api, _from_session_env, lambda: _from_vscode(shell)):
+        try:
+            found = finder()
+        except Exception:  # noqa: BLE001 - each way is a best effort; the next one may work
+            found = None
+        if found is not None and found.is_file():
+            return found
+    raise MagicFailed(
+        "Cannot tell which notebook this kernel belongs to: no running Jupyter server lists this kernel in "
+        "its sessions and JPY_SESSION_NAME is not set (a kernel started by papermill, a console or nbclient "
+        "has no notebook). Name it, e.g. `%pipeline validate path/to/notebook.ipynb`.")
+
+
+def _kernel_id() -> str | None:
+    from ipykernel import get_connection_file
+
+    name = Path(get_connection_file()).stem
+    return name[len("kernel-"):] if name.startswith("kernel-") else None
+
+
+def _from_sessions_api() -> Path | None:
+    """Ask each running Jupyter server (runtime files) which session holds this kernel."""
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    kernel_id = _kernel_id()
+    if not kernel_id:
+        return None
+    for info_file in sorted(Path(jupyter_runtime_dir()).glob("jpserver-*.json")):
+        try:
+            info = json.loads(info_file.read_text())
+            request = urllib.request.Request(info["url"].rstrip("/") + "/api/sessions",
+                                             headers={"Authorization": f"token {info.get('token', '')}"})
+            with urllib.request.urlopen(request, timeout=SESSION_TIMEOUT) as response:  # noqa: S310 - local server
+                sessions = json.load(response)
+        except (OSError, ValueError, KeyError):
+            continue
+        for session in sessions:
+            if (session.get("kernel") or {}).get("id") == kernel_id:
+                return Path(info["root_dir"]) / session["path"]
+    return None
+
+
+def _from_session_env() -> Path | None:
+    """``JPY_SESSION_NAME``: jupyter_server sets it when it starts a kernel for a session."""
+    name = os.environ.get("JPY_SESSION_NAME")
+    if not name:
+        return None
+    path = Path(name)
+    if path.is_absolute():
+        return path
+    # An API path relative to the server root; the kernel's cwd is the notebook's folder.
+    return next((p for p in (Path.cwd() / path, Path.cwd() / path.name) if p.is_file()), None)
+
+
+def _from_vscode(shell) -> Path | None:
+    value = (shell.user_ns if shell is not None else {}).get("__vsc_ipynb_file__")
+    return Path(value) if value else None
+
+
+def register(ipython) -> None:
+    """Register the magics with an IPython shell (``%load_ext jupyter_pipeline``)."""
+    ipython.register_magics(PipelineMagics)
