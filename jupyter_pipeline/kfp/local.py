@@ -141,6 +141,7 @@ def run_kfp_local(pipeline: Pipeline, parameters: dict | None, store, options: d
             watcher.start()
             try:
                 warnings.simplefilter("ignore", RuntimeWarning)  # "non-Python base image": it is ours
+                warnings.simplefilter("ignore", UserWarning)  # "accelerator has no effect locally": known
                 # kfp.local echoes every task's output on stdout; keep it out of --json output.
                 with contextlib.redirect_stdout(log):
                     compiled(**arguments)

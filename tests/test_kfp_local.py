@@ -1,0 +1,101 @@
+"""The compiled pipeline itself, executed by ``kfp.local`` (SubprocessRunner, no Docker).
+
+These runs go through the compiled YAML: each stage is the generated lightweight component,
+started by kfp.local's executor, calling the stage runner; results come back through the store
+into the same run-record format as the local runner's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from jupyter_pipeline.cli import main
+from jupyter_pipeline.parse import load
+from jupyter_pipeline.records import load_run
+from jupyter_pipeline.runner import run_pipeline
+from jupyter_pipeline.store import open_store
+from jupyter_pipeline.targets import get_target
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+pytestmark = pytest.mark.slow
+
+
+def expected_total(n, scale=2.5, shift=(1, 2), offset=10):
+    numbers = list(range(n))
+    return sum(v * scale for v in numbers) + sum(v + s for v in numbers for s in shift) + offset + float(sum(numbers))
+
+
+def test_values_pass_between_compiled_stages(store_dir):
+    events = []
+    target = get_target("kfp-local")
+    pipeline = load(FIXTURES / "kfp_values.ipynb")
+    record = target(pipeline, {"n": "4", "extra": "[1, 2]"}, open_store(store_dir), {},
+                    lambda kind, rec, stage: events.append((kind, stage, rec.stages[stage].status.value if stage else None)))
+    assert record.status.value == "succeeded", record.to_json()
+    assert record.target == "kfp-local"
+    assert record.parameters["n"] == 4 and record.parameters["extra"] == [1, 2]
+    # `extra` is no longer None: the None-default parameter reached the stage as a value
+    assert record.stages["report"].metrics == {"sum": expected_total(4), "extra_is_none": 0}
+    assert record.stages["make"].outputs == ["arr", "numbers"]
+    assert all(rec.attempts == 1 and rec.duration is not None for rec in record.stages.values())
+    store = open_store(store_dir)
+    for name in pipeline.stage_names:
+        # result.json is written by the compiled component's entry point only: proof kfp.local ran it
+        result = store.get_json(f"runs/{record.run_id}/stages/{name}/result.json")
+        assert result["status"] == "succeeded" and result["run_id"] == record.run_id
+        executed = nbformat.reads(store.get_bytes(f"runs/{record.run_id}/stages/{name}/output.ipynb").decode(), 4)
+        assert executed.metadata.kernelspec.name == "python3"  # not rewritten by kfp.local
+    spec = next(yaml.safe_load_all(store.get_bytes(f"runs/{record.run_id}/pipeline.yaml").decode()))
+    assert set(spec["root"]["dag"]["tasks"]) == set(pipeline.stage_names)
+    # events: run-started first, run-finished last, each stage started before it finished
+    assert events[0][0] == "run-started" and events[-1][0] == "run-finished"
+    for name in pipeline.stage_names:
+        kinds = [k for k, s, _ in events if s == name]
+        assert kinds == ["stage-started", "stage-finished"], (name, events)
+    # the persisted record is what `runs` shows
+    assert load_run(store, record.run_id).to_json()["stages"] == record.to_json()["stages"]
+
+    # same notebook, same parameters, local runner: same metrics and outputs, same record shape
+    local = run_pipeline(pipeline, {"n": "4", "extra": "[1, 2]"}, store=store_dir)
+    assert local.metrics() == record.metrics()
+    assert {n: r.outputs for n, r in local.stages.items()} == {n: r.outputs for n, r in record.stages.items()}
+    assert set(local.to_json()) == set(record.to_json())
+
+
+def test_failing_stage_through_the_cli(store_dir, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    code = main(["run", "tests/fixtures/kfp_failing.ipynb", "--target", "kfp-local", "--store", store_dir, "--json"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    record = json.loads(out)  # kfp.local's own output did not leak into --json
+    stages = record["stages"]
+    assert stages["first"]["status"] == "succeeded"
+    assert stages["boom"]["status"] == "failed"
+    assert stages["boom"]["error"] == "ValueError: boom in the middle"
+    assert stages["boom"]["error_cell"] == 1  # the source notebook's cell
+    assert stages["after-boom"]["status"] == "skipped"
+    assert record["status"] == "failed" and record["error"] == "stage boom failed"
+    # the executed notebook of the failed stage was uploaded, and shows the error
+    executed = nbformat.read(stages["boom"]["output_notebook"], 4)
+    assert any(o.get("ename") == "ValueError" for c in executed.cells for o in c.get("outputs", []))
+    code = main(["runs", "--store", store_dir, "--json"])
+    listed = json.loads(capsys.readouterr().out)["runs"]
+    assert [(r["run_id"], r["target"], r["status"]) for r in listed] == [(record["run_id"], "kfp-local", "failed")]
+
+
+@pytest.mark.skipif(not (ROOT / "examples/digits/digits.ipynb").exists(), reason="example missing")
+def test_digits_example(store_dir, monkeypatch):
+    pytest.importorskip("sklearn")
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    record = get_target("kfp-local")(load(ROOT / "examples/digits/digits.ipynb"), {"epochs": "1"},
+                                     open_store(store_dir), {}, None)
+    assert record.status.value == "succeeded", record.error
+    assert 0.0 < record.metrics()["accuracy"] <= 1.0
+    assert (Path(store_dir) / "models" / "digits").is_dir()
