@@ -7,7 +7,8 @@ Side by side in one run, on the example's model (digits: 64 -> Dense(64, relu) -
 * ``jupyter-pipeline serve`` with the cache off (every request reaches the model), and with the
   cache on and one repeated body (every request after the first is a cache hit);
 * the baseline a user might write instead: a minimal Flask app calling ``model.predict``
-  (MLServer with a custom runtime is the other candidate; it is not installed here).
+  under a lock, since concurrent ``model.predict`` calls fail (MLServer with a custom runtime is
+  the other candidate; it is not installed here). Throughput counts successful responses only.
 
 Servers run in their own processes; the load generator is ``wrk`` (closed loop: N connections,
 each sending its next request when the previous answer arrives) or, without wrk, a threaded
@@ -41,8 +42,10 @@ FLASK_APP = textwrap.dedent('''
     import os, sys, numpy as np
     os.environ.setdefault("KERAS_BACKEND", "jax")
     import keras
+    import threading
     from flask import Flask, request, jsonify
     model = keras.saving.load_model(sys.argv[1])
+    lock = threading.Lock()  # model.predict is not thread-safe: concurrent calls fail without it
     app = Flask(__name__)
 
     @app.post("/v2/models/digits/infer")
@@ -50,7 +53,8 @@ FLASK_APP = textwrap.dedent('''
         doc = request.get_json()
         t = doc["inputs"][0]
         x = np.asarray(t["data"], dtype="float32").reshape(t["shape"])
-        y = model.predict(x, verbose=0)
+        with lock:
+            y = model.predict(x, verbose=0)
         return jsonify({"model_name": "digits", "outputs": [
             {"name": "probs", "shape": list(y.shape), "datatype": "FP32", "data": y.reshape(-1).tolist()}]})
 
@@ -165,7 +169,7 @@ def run_wrk(port: int, path: str, bodies_file: Path, concurrency: int, duration:
                           "-s", str(script), f"http://127.0.0.1:{port}"], capture_output=True, text=True, check=True)
     line = next(l for l in out.stdout.splitlines() if l.startswith("RESULT "))
     r = json.loads(line[len("RESULT "):])
-    return {"p50_us": r["p50_us"], "p99_us": r["p99_us"], "rps": r["requests"] / r["seconds"],
+    return {"p50_us": r["p50_us"], "p99_us": r["p99_us"], "rps": (r["requests"] - r["non2xx"]) / r["seconds"],
             "failed": r["errors"] + r["non2xx"]}
 
 
@@ -193,7 +197,8 @@ def run_python_client(port: int, path: str, bodies_file: Path, concurrency: int,
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
         parts = list(pool.map(worker, range(concurrency)))
     lat = [x for p in parts for x in p[0]]
-    return {**percentiles(lat), "rps": len(lat) / duration, "failed": sum(p[1] for p in parts)}
+    failed = sum(p[1] for p in parts)
+    return {**percentiles(lat), "rps": (len(lat) - failed) / duration, "failed": failed}
 
 
 def median_of(runs: list[dict]) -> dict:

@@ -157,6 +157,8 @@ def test_older_versions_stay_addressable(served):
     assert latest["model_version"] == "2"
     np.testing.assert_allclose(np.reshape(latest["outputs"][0]["data"], (1, 10)), expected(models["v2"], x)[0],
                                rtol=1e-6, atol=1e-7)
+    status = client.get("/v1/models/versions/versions/1").json()["model_version_status"]
+    assert [(s["version"], s["state"]) for s in status] == [("1", "AVAILABLE")]
     old = client.post("/v2/models/versions/versions/1/infer", json=v2_body(x)).json()
     assert old["model_version"] == "1"
     np.testing.assert_allclose(np.reshape(old["outputs"][0]["data"], (1, 10)), expected(models["v1"], x)[0],
@@ -263,6 +265,7 @@ def test_model_that_fails_to_load_is_503_while_others_serve(served):
     assert client.get("/v2/models/broken/ready").status_code == 503
     status = client.get("/v1/models/broken").json()["model_version_status"][0]
     assert status["state"] == "END" and status["status"]["error_message"]
+    assert client.get("/v1/models/broken/versions/1").json()["model_version_status"][0]["state"] == "END"
     assert client.post("/v2/models/digits/infer", json=v2_body(rows(1))).status_code == 200
     assert client.get("/v2/health/ready").status_code == 200
     assert 'jp_serving_model_load_failures_total{model="broken"} 1.0' in client.get("/metrics").text

@@ -233,13 +233,16 @@ class ModelReadyHandler(_Handler):
 
 
 class ModelStatusV1Handler(_Handler):
-    def get(self, name, version=None):
+    async def get(self, name, version=None):
         state = self.server.repository.state(name)
         versions: dict[int, str | None] = {v: None for v in state.ready}
         versions.update(state.failed)
         if version is not None:
-            served = self.server.repository.get(name, version)  # 404 / 503 as for inference
-            versions = {served.version: None} if served else {int(version): None}
+            try:
+                served = await self.server.repository.resolve(name, version)  # 404 as for inference
+                versions = {served.version: None}
+            except ModelNotReady as exc:
+                versions = {int(version): str(exc)}
         self.send_json(protocol.model_status_v1(versions))
 
 

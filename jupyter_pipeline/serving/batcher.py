@@ -5,7 +5,9 @@ requests. Requests that arrive while a batch runs queue up and form the next bat
 grow with load and a lone request never waits. When recent batches held several requests (the
 server is under concurrent load), the batcher also waits up to ``max_wait_ms`` for the next batch
 to fill before calling the model. Requests whose inputs differ beyond the batch dimension (a free
-sequence length, say) are batched only with requests of the same shape.
+sequence length, say) are batched only with requests of the same shape. A model whose calls take
+less than ``inline_below`` seconds (measured) runs on the event loop itself: for such models the
+hand-off to a worker thread would cost more than the call.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class Batcher:
 
     def __init__(self, predict: Callable[[dict], list], executor: Executor, max_batch_size: int = 32,
                  max_wait_ms: float = 2.0, batchable: bool = True,
-                 on_batch: Callable[[int, int, float], None] | None = None):
+                 on_batch: Callable[[int, int, float], None] | None = None, inline_below: float = 0.0005):
         self.predict = predict
         self.executor = executor
         self.max_batch_size = max(1, max_batch_size)
@@ -46,6 +48,8 @@ class Batcher:
         self._running = False
         self._arrival: asyncio.Future | None = None  # set while a batch waits to fill
         self._recent = 1.0  # moving average of requests per batch: > 1 means concurrent load
+        self.inline_below = inline_below
+        self._model_seconds = float("inf")  # moving average of one model call; unknown at first
 
     @property
     def pending(self) -> int:
@@ -108,14 +112,24 @@ class Batcher:
         self._queue.extendleft(reversed(rest))
         return batch
 
+    def _timed(self, feed):
+        started = time.perf_counter()
+        outputs = self.predict(feed)
+        return outputs, time.perf_counter() - started
+
     async def _run(self, loop, batch: list[_Item]) -> None:
         if len(batch) == 1:
             feed = batch[0].inputs
         else:
             feed = {name: np.concatenate([i.inputs[name] for i in batch]) for name in batch[0].inputs}
-        started = time.perf_counter()
         try:
-            outputs = await loop.run_in_executor(self.executor, self.predict, feed)
+            if self._model_seconds < self.inline_below:
+                # A thread hop costs two wake-ups (~0.1 ms, more on a busy machine); a model call
+                # shorter than that is cheaper run right here, and requests arriving meanwhile
+                # still queue up for the next batch.
+                outputs, elapsed = self._timed(feed)
+            else:
+                outputs, elapsed = await loop.run_in_executor(self.executor, self._timed, feed)
         except Exception as exc:  # noqa: BLE001 - delivered to every waiting request
             for item in batch:
                 if not item.future.done():
@@ -125,8 +139,10 @@ class Batcher:
             self.calls += 1
             self.requests += len(batch)
             self._recent = 0.8 * self._recent + 0.2 * len(batch)
+        self._model_seconds = elapsed if self._model_seconds == float("inf") else \
+            0.9 * self._model_seconds + 0.1 * elapsed
         if self.on_batch:
-            self.on_batch(len(batch), sum(i.rows for i in batch), time.perf_counter() - started)
+            self.on_batch(len(batch), sum(i.rows for i in batch), elapsed)
         start = 0
         for item in batch:
             if item.future.done():  # the client went away
