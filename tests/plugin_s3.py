@@ -71,7 +71,7 @@ class S3Server:
         from werkzeug.serving import make_server
 
         self._server = make_server("127.0.0.1", self.port, self._wsgi, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         return self
 
