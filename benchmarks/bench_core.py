@@ -67,7 +67,7 @@ def bench_stage_overhead(tmp: Path, quick: bool) -> list[dict]:
     one = write_notebook(tmp / "single.ipynb", single)
 
     def pipeline():
-        record = run_pipeline(pipe, store=str(tmp / "store"), workers=1)
+        record = run_pipeline(pipe, store=str(tmp / "store"))  # default workers (cores)
         assert record.status.value == "succeeded"
 
     def baseline():

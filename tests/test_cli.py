@@ -1,0 +1,120 @@
+"""The command line as a user runs it: exit codes, --json, one-paragraph errors, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXE = str(Path(sys.executable).parent / "jupyter-pipeline")
+DIGITS = "examples/digits/digits.ipynb"
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def assert_clean_error(proc):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    assert proc.stderr.startswith("error:"), proc.stderr
+
+
+def test_help_lists_commands_with_examples():
+    proc = cli("--help")
+    assert proc.returncode == 0
+    for command in ("validate", "graph", "run", "runs", "resume"):
+        assert command in proc.stdout
+    assert "examples:" in proc.stdout
+    assert "-p epochs 3" in cli("run", "--help").stdout
+
+
+def test_validate_ok_and_json():
+    proc = cli("validate", DIGITS)
+    assert proc.returncode == 0 and "5 stage(s)" in proc.stdout and "0 error(s)" in proc.stdout
+    data = json.loads(cli("validate", DIGITS, "--json").stdout)
+    assert [s["name"] for s in data["stages"]] == ["load", "preprocess", "train", "evaluate", "register"]
+    assert data["problems"] == []
+
+
+def test_validate_reports_problems_and_fails(fixture_nb):
+    proc = cli("validate", fixture_nb("cycle"))
+    assert proc.returncode == 1
+    assert "a → b → a" in proc.stdout and "[cycle]" in proc.stdout
+    data = json.loads(cli("validate", fixture_nb("undefined_name"), "--json").stdout)
+    assert data["problems"][0]["code"] == "undefined-name" and data["problems"][0]["cell"] == 1
+
+
+def test_unreadable_notebook_is_one_paragraph(fixture_nb, tmp_path):
+    proc = cli("validate", fixture_nb("not_a_notebook"))
+    assert_clean_error(proc)
+    assert "not_a_notebook.ipynb" in proc.stderr and "not a Jupyter notebook" in proc.stderr
+    data = json.loads(cli("validate", tmp_path / "nope.ipynb", "--json").stdout)
+    assert data["problems"][0]["code"] == "unreadable"
+
+
+@pytest.mark.parametrize("fmt, marker", [("text", "└─▶"), ("dot", "digraph"), ("mermaid", "flowchart TD")])
+def test_graph_formats(fmt, marker):
+    proc = cli("graph", DIGITS, "--format", fmt)
+    assert proc.returncode == 0 and marker in proc.stdout
+    assert "train" in proc.stdout
+
+
+def test_run_rejects_unknown_parameter_and_bad_value_before_running(tmp_path):
+    proc = cli("run", DIGITS, "-p", "epoch", "3", "--store", tmp_path)
+    assert_clean_error(proc)
+    assert "no parameter 'epoch'" in proc.stderr and "epochs" in proc.stderr
+    proc = cli("run", DIGITS, "-p", "epochs", "many", "--store", tmp_path)
+    assert_clean_error(proc)
+    assert "'many' is not an int" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_invalid_notebook_refused(fixture_nb, tmp_path):
+    proc = cli("run", fixture_nb("cycle"), "--store", tmp_path)
+    assert_clean_error(proc)
+    assert "cycle" in proc.stderr and "validate" in proc.stderr
+
+
+def test_unknown_target_is_clear(tmp_path):
+    proc = cli("run", DIGITS, "--target", "mars", "--store", tmp_path)
+    assert_clean_error(proc)
+    assert "Unknown run target 'mars'" in proc.stderr and "local" in proc.stderr
+
+
+@pytest.mark.slow
+def test_run_json_record_on_failure_then_runs_and_resume(fixture_nb, tmp_path):
+    store = tmp_path / "store"
+    proc = cli("run", fixture_nb("failing_stage"), "--store", store, "--json")
+    assert proc.returncode == 1
+    record = json.loads(proc.stdout)  # stdout is the run record even though the run failed
+    assert record["status"] == "failed"
+    broken = record["stages"]["broken"]
+    assert broken["status"] == "failed" and "boom in broken" in broken["error"]
+    for key in ("started_at", "finished_at", "output_notebook"):
+        assert broken[key]
+    assert Path(broken["output_notebook"]).exists()
+    assert "✖ broken failed" in proc.stderr  # progress lines while it ran
+    listing = cli("runs", "--store", store)
+    assert record["run_id"] in listing.stdout and "failed" in listing.stdout
+    one = json.loads(cli("runs", record["run_id"], "--store", store, "--json").stdout)
+    assert one["stages"]["independent"]["status"] == "succeeded"
+    missing = cli("runs", "no-such-run", "--store", store)
+    assert_clean_error(missing)
+    assert "no-such-run" in missing.stderr
+
+
+@pytest.mark.slow
+def test_example_runs_end_to_end(tmp_path):
+    store = tmp_path / "store"
+    proc = cli("run", DIGITS, "-p", "epochs", "3", "--store", store)
+    assert proc.returncode == 0, proc.stderr
+    assert "accuracy=" in proc.stdout and "succeeded" in proc.stdout
+    models = list((store / "models" / "digits").glob("*/model.keras"))
+    assert len(models) == 1
+    meta = json.loads((models[0].parent / "meta.json").read_text())
+    assert meta["metrics"]["accuracy"] > 0.8 and meta["stage"] == "register"
+    assert meta["signature"]["inputs"][0]["shape"] == [None, 64]
