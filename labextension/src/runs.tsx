@@ -27,7 +27,7 @@ export function formatDuration(seconds: number | null | undefined): string {
 
 function formatValue(v: unknown): string {
   if (typeof v === 'number') {
-    return Number.isInteger(v) ? String(v) : v.toPrecision(4);
+    return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(4)));
   }
   return typeof v === 'string' ? v : JSON.stringify(v);
 }
@@ -138,7 +138,7 @@ export function RunsList(props: IRunsProps): JSX.Element {
                                 {rec.status}
                               </span>
                             </td>
-                            <td>{formatDuration(stageDuration(rec, now))}</td>
+                            <td className="jp-pipeline-time">{formatDuration(stageDuration(rec, now))}</td>
                             <td>
                               {(rec.output_notebook || ['succeeded', 'failed'].includes(rec.status)) && (
                                 <button

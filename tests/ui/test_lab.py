@@ -171,12 +171,39 @@ def test_open_a_stage_executed_notebook(page, lab):
     assert (lab["root"] / "pipeline-runs" / run_id / "evaluate.ipynb").exists()
 
 
+def show_digits(page):
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="digits.ipynb").click()
+    page.wait_for_function(
+        "() => document.querySelector('#jupyter-pipeline-sidebar .jp-pipeline-title')?.textContent.startsWith('digits')")
+
+
+def test_cancel_a_run_from_the_context_menu(page):
+    show_digits(page)
+    cell(page, 4).locator(".jp-InputArea-editor").click(button="right")
+    page.locator(".lm-Menu-item", has_text="Publish as pipeline").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.locator("button.jp-mod-accept").click()
+    dialog.wait_for(state="detached")
+    runs = page.locator(f"{SIDEBAR} .jp-pipeline-run")
+    page.wait_for_function(f"() => document.querySelectorAll('{SIDEBAR} .jp-pipeline-run').length === 2")
+    newest = runs.first
+    assert newest.get_attribute("data-status") == "running"
+    newest.locator("button.jp-pipeline-cancel").click()
+    page.wait_for_function(
+        f"() => document.querySelector('{SIDEBAR} .jp-pipeline-run')?.dataset.status === 'cancelled'",
+        timeout=60_000)
+    # Newest first: the earlier, succeeded run is second.
+    assert runs.nth(1).get_attribute("data-status") == "succeeded"
+
+
 def test_dark_theme(page, artifacts):
+    show_digits(page)
     page.keyboard.press("Control+Shift+c")
     page.keyboard.type("Use Theme: JupyterLab Dark")
     page.keyboard.press("Enter")
     page.wait_for_selector("body[data-jp-theme-light='false']", state="attached", timeout=20_000)
     page.locator('.jp-SideBar [data-id="jupyter-pipeline-sidebar"]').click() if not page.locator(
         SIDEBAR).is_visible() else None
+    page.locator(SIDEBAR).evaluate("(el) => { el.scrollTop = 0; }")
     page.locator(SIDEBAR).screenshot(path=str(artifacts / "sidebar-dark.png"))
     assert not page.errors, page.errors  # type: ignore[attr-defined]
