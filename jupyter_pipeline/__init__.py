@@ -14,7 +14,12 @@ from __future__ import annotations
 
 from importlib import import_module
 
-__version__ = "0.1.0"
+try:  # the version lives in package.json; the installed distribution carries it
+    from importlib.metadata import PackageNotFoundError, version as _version
+
+    __version__ = _version("jupyter-pipeline")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0+source"
 
 _LAZY = {
     "load": ("jupyter_pipeline.parse", "load"),
