@@ -28,7 +28,7 @@ from IPython.display import display
 from .exceptions import PipelineError
 
 LAST_RUN_NAME = "_pipeline_run"  # the user-namespace name of the last run record
-SESSION_TIMEOUT = 2.0
+SESSION_TIMEOUT = 5.0
 _MARKS = {"succeeded": "✔", "failed": "✖", "skipped": "–", "cancelled": "■", "running": "▶",
           "interrupted": "!", "pending": "·"}
 _COLOURS = {"succeeded": "#2e7d32", "failed": "#c62828", "running": "#1565c0", "cancelled": "#6d4c41",

@@ -7,14 +7,23 @@ an id, and the assertions read that cell's outputs from the executed notebook.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import nbformat
 import papermill
 from papermill.exceptions import PapermillExecutionError
 import pytest
 import yaml
+from jupyter_client import BlockingKernelClient
 from nbformat.v4 import new_code_cell, new_notebook
 
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
@@ -195,3 +204,66 @@ def test_unknown_action_and_unknown_notebook(executed):
     text = _text(nb, "no-notebook")
     assert "Cannot tell which notebook this kernel belongs to" in text and "%pipeline validate path/to" in text
     assert "Traceback" not in text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _api(url: str, token: str, method: str = "GET", body=None):
+    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None,
+                                     headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+@pytest.mark.slow
+def test_without_a_path_the_kernel_asks_the_server_sessions_api(tmp_path):
+    """Under a real Jupyter server, with JPY_SESSION_NAME gone (as after a rename), the session wins."""
+    root, runtime = tmp_path / "root", tmp_path / "runtime"
+    (root / "sub").mkdir(parents=True)
+    shutil.copy(Path(__file__).parent / "fixtures" / "server_small.ipynb", root / "sub" / "nb.ipynb")
+    port, token = _free_port(), "magics-test-token"
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", f"--ServerApp.root_dir={root}", f"--port={port}", "--no-browser",
+         "--allow-root", f"--IdentityProvider.token={token}", "--ServerApp.port_retries=0"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = None
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120  # generous: the test machine is often busy
+        while True:
+            try:
+                _api(f"{url}/api/status", token)
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "the Jupyter server did not start"
+                time.sleep(0.3)
+        session = _api(f"{url}/api/sessions", token, "POST", {
+            "path": "sub/nb.ipynb", "name": "nb.ipynb", "type": "notebook", "kernel": {"name": "python3"}})
+        client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{session['kernel']['id']}.json"))
+        client.load_connection_file()
+        client.start_channels()
+        client.wait_for_ready(timeout=120)
+        code = ("import os\nos.environ.pop('JPY_SESSION_NAME', None)\n"
+                "from jupyter_pipeline.magics import _from_sessions_api\nprint('found', _from_sessions_api())\n"
+                "get_ipython().run_line_magic('load_ext', 'jupyter_pipeline')\n"
+                "get_ipython().run_line_magic('pipeline', 'validate')\n")
+        texts = []
+        client.execute_interactive(code, timeout=120, output_hook=lambda msg: texts.append(
+            msg["content"].get("text") or msg["content"].get("data", {}).get("text/plain") or
+            "\n".join(msg["content"].get("traceback", []))))
+        out = "\n".join(t for t in texts if t)
+        assert f"found {root / 'sub' / 'nb.ipynb'}" in out, out
+        assert "nb.ipynb: 2 stage(s), 2 parameter(s), 0 error(s)" in out, out
+    finally:
+        if client is not None:
+            client.stop_channels()
+        server.terminate()  # the server shuts its kernels down
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
