@@ -22,6 +22,8 @@ from tornado.httpclient import HTTPClientError
 
 from pytest_jupyter.jupyter_server import *  # noqa: F401,F403 - fixtures, scoped to this module
 
+from test_kfp_client import kfp_server  # noqa: F401 - fixture: a loopback server playing the KFP API
+
 from jupyter_pipeline.records import RunRecord, StageRecord, StageState, save_run
 from jupyter_pipeline.server.config import JupyterPipeline
 from jupyter_pipeline.store import open_store
@@ -391,3 +393,37 @@ def test_runs_left_running_by_a_dead_process_are_interrupted_at_start(left_runni
     assert json.loads((store_path / "runs" / live.run_id / "run.json").read_text())["status"] == "running"
     status, body = api("GET", "runs")
     assert {r["run_id"]: r["status"] for r in body["runs"]} == {live.run_id: "running", dead.run_id: "interrupted"}
+
+
+# -- Kubeflow target (a loopback server plays the KFP API, as in test_kfp_client.py) --------------
+@pytest.mark.slow
+def test_kfp_run_is_submitted_and_followed_through_the_api(api, kfp_server):
+    kfp_server.run_state = "SUCCEEDED"
+    status, body = api("POST", "runs", body={"path": "small.ipynb", "target": "kfp", "experiment": "from-lab",
+                                             "kfp_host": kfp_server.host})
+    assert status == 202, body
+    run_id = body["run_id"]
+    submitted = [r for r in kfp_server.requests if r["method"] == "POST" and r["path"].endswith("/runs")]
+    assert len(submitted) == 1
+    assert any(e["display_name"] == "from-lab" for e in kfp_server.experiments)
+    status, record = api("GET", "runs", run_id)  # read back, refreshed from the (fake) cluster
+    assert status == 200, record
+    assert record["target"] == "kfp" and record["external_id"] == "kfp-run-1" and record["url"]
+    assert record["status"] == "succeeded"
+    assert any(r["method"] == "GET" and r["path"].endswith("/runs/kfp-run-1") for r in kfp_server.requests)
+    status, body = api("DELETE", "runs", run_id)
+    assert_error(status, body, 409, "not running")
+
+
+@pytest.mark.slow
+def test_unreachable_kubeflow_is_a_502_with_a_message(api):
+    status, body = api("POST", "runs", body={"path": "small.ipynb", "target": "kfp",
+                                             "kfp_host": f"http://127.0.0.1:{_closed_port()}"})
+    assert_error(status, body, 502, "127.0.0.1")
+    assert api("GET", "runs")[1]["runs"] == []
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

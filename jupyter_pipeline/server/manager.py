@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from .. import parameters as params_mod
@@ -28,6 +29,8 @@ START_WAIT_SECONDS = 60
 CANCEL_WAIT_SECONDS = 30
 #: How long a stopping server waits for cancelled runs before marking them interrupted.
 SHUTDOWN_WAIT_SECONDS = 15
+#: A Kubeflow run's state is read from the cluster at most this often per run.
+REFRESH_SECONDS = 5
 
 
 class TooManyRuns(PipelineError):
@@ -68,6 +71,7 @@ class RunManager:
         self.log = log or logging.getLogger(__name__)
         self._lock = threading.Lock()
         self._active: dict[str, ActiveRun] = {}
+        self._refreshed: dict[str, float] = {}  # run id -> when its Kubeflow state was last read
 
     # -- starting -------------------------------------------------------------------------------
     def start(self, pipeline: Pipeline, parameters: dict | None, target: str = "local",
@@ -154,12 +158,34 @@ class RunManager:
     def get(self, run_id: str) -> dict:
         """The run record as JSON; a run this server drives is read back from the store too."""
         try:
-            return effective_status(self.store, load_run(self.store, run_id)).to_json()
+            record = effective_status(self.store, load_run(self.store, run_id))
+            return self._refresh_remote(record).to_json()
         except RunNotFound:
             active = self._active.get(run_id)
             if active is not None and active.snapshot is not None:
                 return active.snapshot
             raise
+
+    def _refresh_remote(self, record):
+        """A running Kubeflow run's record, brought up to date from the cluster (at most every few seconds)."""
+        if record.target != "kfp" or record.status != RunState.RUNNING or not record.external_id:
+            return record
+        now = time.monotonic()
+        if now - self._refreshed.get(record.run_id, -REFRESH_SECONDS) < REFRESH_SECONDS:
+            return record
+        self._refreshed[record.run_id] = now
+        try:
+            from ..kfp.client import Connection, KfpClient, refresh
+
+            options = {k: v for k, v in self.target_options.items() if v}
+            # The host the run was submitted to (a browser may have named one) beats the default.
+            submitted = next((h.get("host") for h in record.history if h.get("event") == "submitted"), None)
+            if submitted:
+                options["kfp_host"] = submitted
+            return refresh(KfpClient(Connection.from_options(options)), self.store, record)
+        except Exception as exc:  # noqa: BLE001 - show the last known state; say why in the log
+            self.log.warning("jupyter-pipeline: could not refresh run %s from Kubeflow: %s", record.run_id, exc)
+            return record
 
     def list(self, notebook: str | None = None, limit: int | None = None) -> list[dict]:
         """Run records newest first, optionally of one notebook (absolute path)."""
@@ -169,18 +195,18 @@ class RunManager:
     def cancel(self, run_id: str) -> dict:
         """Cancel a local run this server drives; return the final record."""
         active = self._active.get(run_id)
-        if active is None or active.done.is_set():
+        if active is None or active.done.is_set() or active.runner is None:
             record = effective_status(self.store, load_run(self.store, run_id))  # RunNotFound → 404
             if record.status != RunState.RUNNING:
                 raise RunConflict(f"Run {run_id} is not running (it {record.status.value}).")
+            if record.target != "local":
+                raise RunConflict(
+                    f"Run {run_id} runs on target '{record.target}'; only local runs can be cancelled from "
+                    "Jupyter. Stop it in the Kubeflow Pipelines UI" + (f": {record.url}" if record.url else "."))
             owner = record.owner or {}
             raise RunConflict(
                 f"Run {run_id} is driven by another process (host {owner.get('host')}, pid {owner.get('pid')}), "
                 "not by this server; stop it there.")
-        if active.runner is None:
-            raise RunConflict(
-                f"Run {run_id} runs on target '{active.target}'; only local runs can be cancelled from Jupyter. "
-                "Stop it in the Kubeflow Pipelines UI" + (f": {active.snapshot.get('url')}" if (active.snapshot or {}).get("url") else "."))
         active.runner.cancel()
         active.done.wait(CANCEL_WAIT_SECONDS)
         return self.get(run_id)
