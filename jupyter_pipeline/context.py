@@ -22,6 +22,7 @@ class RunContext:
     store_url: str
     run_id: str
     stage: str
+    item: int | None = None  # the item index in a `map:` stage
 
     @property
     def store(self):
@@ -30,17 +31,17 @@ class RunContext:
         return open_store(self.store_url)
 
     def key(self, name: str) -> str:
-        return stage_key(self.run_id, self.stage, name)
+        return stage_key(self.run_id, self.stage, name, self.item)
 
 
 _active: RunContext | None = None
 _interactive_metrics: dict[str, float] = {}
 
 
-def activate(store_url: str, run_id: str, stage: str) -> RunContext:
-    """Make ``RunContext(store_url, run_id, stage)`` the context of this process."""
+def activate(store_url: str, run_id: str, stage: str, item: int | None = None) -> RunContext:
+    """Make ``RunContext(store_url, run_id, stage, item)`` the context of this process."""
     global _active
-    _active = RunContext(store_url, run_id, stage)
+    _active = RunContext(store_url, run_id, stage, item)
     return _active
 
 

@@ -147,7 +147,12 @@ def save_value(name: str, value, store, prefix: str, stage: str | None = None) -
     except (TypeError, AttributeError, pickle.PicklingError, NotImplementedError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise VariableNotSavable(name, stage, type_name(value), reason) from None
-    return {"file": f"{name}.{saver.ext}", "saver": saver.name, "type": type_name(value)}
+    entry = {"file": f"{name}.{saver.ext}", "saver": saver.name, "type": type_name(value)}
+    try:
+        entry["length"] = len(value)  # lets a downstream `map:` stage know its item count
+    except Exception:  # noqa: BLE001 - no length (or a broken __len__): not mappable, nothing else
+        pass
+    return entry
 
 
 def load_value(store, prefix: str, entry: dict):

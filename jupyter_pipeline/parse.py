@@ -160,6 +160,11 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
     outputs: dict[str, set[str]] = {name: set() for name in order}
     for k, name in enumerate(order):
         info = combined[name]
+        map_var, map_as = options[name].get("map_var"), options[name].get("map_as", "item")
+        if map_var:
+            # A map stage reads its item under `map_as` (provided per run) and always needs VAR.
+            info.uses = (info.uses - {map_as}) | {map_var}
+            info.first_use_cell.setdefault(map_var, first_cell[name])
         inputs = []
         for var in sorted(info.uses - provided):
             producer = next((order[j] for j in range(k - 1, -1, -1) if var in combined[order[j]].defines), None)
@@ -189,6 +194,14 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
                     f"name '{var}' is used but no stage, setup cell or parameter above defines it",
                     stage=name, cell=cell,
                 ))
+        if map_var and map_var not in param_names and map_var in provided:
+            # Undefined names are reported by the binding above; a setup or kernel name is not data.
+            problems.append(Problem(
+                "error", "map-source",
+                f"`map:{map_var}` needs '{map_var}' from a stage above or from the parameters cell, "
+                "not from a setup cell",
+                stage=name, cell=first_cell[name],
+            ))
         stage_after = tuple(after[name])
         known_after = [a for a in stage_after if a in members and a != name]
         depends = [n for n in order if n in {p for _, p in inputs} or n in known_after]

@@ -34,6 +34,10 @@ class StageOptions:
     retries: int = 0
     timeout: int | None = None
     cache: bool = True
+    map_var: str | None = None  # `map:VAR`: run once per item of VAR
+    map_chunks: int | None = None  # `map:VAR:CHUNKS`: split VAR into CHUNKS parts
+    map_as: str = "item"  # `map:VAR:as=NAME`: the name each run sees its item under
+    parallelism: int | None = None  # at most this many items at once (`parallelism:N`)
 
     def merged(self, other: "StageOptions") -> "StageOptions":
         """Options of ``self`` overridden by whatever ``other`` sets (non-default)."""

@@ -71,6 +71,9 @@ class StageRecord:
     error: str | None = None
     error_cell: int | None = None
     reused: bool = False
+    reused_from: str | None = None  # run id whose identical stage this one shares (sweeps)
+    cache_key: str | None = None
+    items: list[dict] = field(default_factory=list)  # per-item state of a `map:` stage
 
     @property
     def duration(self) -> float | None:
@@ -178,8 +181,10 @@ def run_key(run_id: str) -> str:
     return f"runs/{run_id}/run.json"
 
 
-def stage_key(run_id: str, stage: str, name: str) -> str:
-    """Key of a file of one stage: ``input.ipynb``, ``output.ipynb``, ``vars/x.npy``..."""
+def stage_key(run_id: str, stage: str, name: str, item: int | None = None) -> str:
+    """Key of a file of one stage (or of one item of a ``map:`` stage): ``output.ipynb``, ``vars/x.npy``..."""
+    if item is not None:
+        return f"runs/{run_id}/stages/{stage}/items/{item}/{name}"
     return f"runs/{run_id}/stages/{stage}/{name}"
 
 

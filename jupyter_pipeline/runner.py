@@ -31,6 +31,7 @@ from .records import (
     RunRecord, RunState, StageRecord, StageState, load_run, new_run_id, now_iso, run_prefix, save_run, stage_key,
 )
 from .stagebook import stage_notebook
+from .fanout import item_count
 from .stagerun import RESULT_PREFIX
 from .store import Store, open_store, resolve_store_url
 
@@ -53,6 +54,7 @@ class LocalRunner:
         self._lock = threading.RLock()
         self._procs: dict[str, subprocess.Popen] = {}
         self._cancelled = threading.Event()
+        self._slots = threading.BoundedSemaphore(self.workers)
         self.record: RunRecord | None = None
 
     # -- public -------------------------------------------------------------------------------------
@@ -100,7 +102,9 @@ class LocalRunner:
                     changed = True
         for stage in pipeline.stages:
             if stage.name in todo:
-                record.stages[stage.name] = StageRecord()
+                old = record.stages.get(stage.name, StageRecord())
+                # A map stage keeps its succeeded items: resume re-runs only the failed ones.
+                record.stages[stage.name] = StageRecord(items=old.items if stage.options.map_var else [])
             else:
                 record.stages[stage.name].reused = True
         record.stages = {s.name: record.stages[s.name] for s in pipeline.stages}
@@ -198,40 +202,128 @@ class LocalRunner:
                     self._finish_stage(record, name, future.result())
 
     def _run_stage(self, stage: Stage, record: RunRecord) -> dict:
+        if stage.options.map_var:
+            return self._run_map(stage, record)
+        return self._execute_stage(stage, record)
+
+    def _execute_stage(self, stage: Stage, record: RunRecord, item: int | None = None) -> dict:
+        """One papermill execution of a stage (or of one item of a map stage), with retries."""
         job = {
-            "store": self.store.absolute_url(), "run_id": record.run_id, "stage": stage.name,
+            "store": self.store.absolute_url(), "run_id": record.run_id, "stage": stage.name, "item": item,
             "parameters": {k: v for k, v in record.parameters.items() if k in stage.parameters},
         }
+        slot = stage.name if item is None else f"{stage.name}[{item}]"
         result: dict = {}
         for attempt in range(stage.options.retries + 1):
-            record.stages[stage.name].attempts = attempt + 1
+            if item is None:
+                record.stages[stage.name].attempts = attempt + 1
             if self._cancelled.is_set():
                 return {"status": "cancelled", "error": "cancelled"}
-            worker = self._workers.take()
-            with self._lock:
-                self._procs[stage.name] = worker.proc
-            timer, timed_out = None, threading.Event()
-            if stage.options.timeout:
-                def expire(proc=worker.proc):
-                    timed_out.set()
-                    _terminate(proc)
-
-                timer = threading.Timer(stage.options.timeout, expire)
-                timer.start()
-            try:
-                result = worker.run(job)
-            finally:
-                if timer:
-                    timer.cancel()
-                with self._lock:
-                    self._procs.pop(stage.name, None)
-            if timed_out.is_set():
-                result.update(status="failed", error=f"timed out after {stage.options.timeout} s (tag timeout:)")
+            with self._slots:  # at most `workers` kernels at once, map items included
+                result = self._execute_once(stage, job, slot)
             if self._cancelled.is_set():
                 result.update(status="cancelled", error="cancelled")
             if result["status"] != "failed":
                 break
         return result
+
+    def _execute_once(self, stage: Stage, job: dict, slot: str) -> dict:
+        worker = self._workers.take()
+        with self._lock:
+            self._procs[slot] = worker.proc
+        timer, timed_out = None, threading.Event()
+        if stage.options.timeout:
+            def expire(proc=worker.proc):
+                timed_out.set()
+                _terminate(proc)
+
+            timer = threading.Timer(stage.options.timeout, expire)
+            timer.start()
+        try:
+            result = worker.run(job)
+        finally:
+            if timer:
+                timer.cancel()
+            with self._lock:
+                self._procs.pop(slot, None)
+        if timed_out.is_set():
+            result.update(status="failed", error=f"timed out after {stage.options.timeout} s (tag timeout:)")
+        return result
+
+    # -- map stages -------------------------------------------------------------------------------
+    def _map_count(self, stage: Stage, record: RunRecord) -> int:
+        var = stage.options.map_var
+        producer = dict(stage.inputs).get(var)
+        if producer is None:
+            value = record.parameters.get(var)
+            try:
+                length = len(value)
+            except TypeError:
+                raise PipelineError(f"`map:{var}` in stage '{stage.name}': parameter {var} = {value!r} has no items") from None
+        else:
+            entry = self.store.get_json(stage_key(record.run_id, producer, "outputs.json")).get(var, {})
+            length = len(entry["items"]) if "items" in entry else entry.get("length")
+            if length is None:
+                raise PipelineError(
+                    f"`map:{var}` in stage '{stage.name}': '{var}' from stage '{producer}' is a "
+                    f"{entry.get('type', 'value')}, which has no length to map over"
+                )
+        return item_count(length, stage.options.map_chunks)
+
+    def _run_map(self, stage: Stage, record: RunRecord) -> dict:
+        """Run a ``map:`` stage once per item, in parallel; then publish its outputs as lists."""
+        rec = record.stages[stage.name]
+        try:
+            count = self._map_count(stage, record)
+        except PipelineError as exc:
+            return {"status": "failed", "error": str(exc)}
+        done = {it["index"]: it for it in rec.items if it.get("status") == "succeeded"}  # kept by resume
+        rec.items = [done.get(i, {"index": i, "status": "pending"}) for i in range(count)]
+        self._publish(record)
+        todo = [i for i in range(count) if i not in done]
+        size = max(1, min(len(todo), self.workers, stage.options.parallelism or self.workers))
+
+        def run_item(i: int) -> None:
+            if self._cancelled.is_set():
+                rec.items[i] = {"index": i, "status": "cancelled"}
+                return
+            rec.items[i] = {"index": i, "status": "running", "started_at": now_iso()}
+            self._publish(record)
+            result = self._execute_stage(stage, record, i)
+            rec.items[i] = {
+                "index": i, "status": result["status"], "started_at": rec.items[i]["started_at"],
+                "finished_at": now_iso(), "output_notebook": result.get("output_notebook"),
+                "metrics": result.get("metrics", {}),
+                **({"error": result.get("error"), "error_cell": result.get("error_cell")}
+                   if result["status"] != "succeeded" else {}),
+            }
+            self._publish(record)
+
+        with ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"jp-{stage.name}") as pool:
+            list(pool.map(run_item, todo))
+        metrics = _mean_metrics(rec.items)
+        bad = [it for it in rec.items if it["status"] != "succeeded"]
+        if bad:
+            first = bad[0]
+            status = "cancelled" if self._cancelled.is_set() else "failed"
+            return {"status": status, "metrics": metrics, "output_notebook": first.get("output_notebook"),
+                    "error": f"{len(bad)} of {count} item(s) did not succeed; item {first['index']}: "
+                             f"{first.get('error') or first['status']}",
+                    "error_cell": first.get("error_cell")}
+        self._gather(stage, record, count)
+        return {"status": "succeeded", "metrics": metrics,
+                "output_notebook": rec.items[0].get("output_notebook") if rec.items else None}
+
+    def _gather(self, stage: Stage, record: RunRecord, count: int) -> None:
+        """Fan-in: the stage's output index lists each variable's per-item entries, in item order."""
+        index: dict = {name: {"items": []} for name in stage.outputs}
+        for i in range(count):
+            item_index = self.store.get_json(stage_key(record.run_id, stage.name, "outputs.json", i)) if stage.outputs else {}
+            for name in stage.outputs:
+                index[name]["items"].append({**item_index[name], "prefix": f"items/{i}/vars"})
+        for name, entry in index.items():
+            entry.update(type="list", saver="items", length=count)
+        self.store.put_json(stage_key(record.run_id, stage.name, "outputs.json"), index)
 
     def _finish_stage(self, record: RunRecord, name: str, result: dict) -> None:
         rec = record.stages[name]
@@ -261,6 +353,16 @@ class LocalRunner:
         self._publish(record)
         self.on_event("run-finished", record, None)
         return record
+
+
+def _mean_metrics(items: list[dict]) -> dict:
+    """A map stage's metrics: the mean over its items of each numeric metric."""
+    values: dict[str, list[float]] = {}
+    for it in items:
+        for name, value in (it.get("metrics") or {}).items():
+            if isinstance(value, (int, float)):
+                values.setdefault(name, []).append(value)
+    return {name: sum(v) / len(v) for name, v in values.items()}
 
 
 class _Worker:

@@ -55,6 +55,9 @@ def stage_notebook(pipeline: Pipeline, stage: Stage | str, parameters: dict | No
     if stage.inputs:
         lines = [f"{name} = _jp_io.load({name!r}, {producer!r})" for name, producer in stage.inputs]
         cells.append(_cell("inputs", "\n".join(lines)))
+    if stage.options.map_var:
+        o = stage.options
+        cells.append(_cell("map-item", f"{o.map_as} = _jp_io.map_item({o.map_var}, {o.map_chunks!r})  # this run's item"))
     for index in stage.cells:
         source_cell = pipeline.cells[index]
         if source_cell.role == Role.SKIP:

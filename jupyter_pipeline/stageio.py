@@ -13,8 +13,8 @@ _indexes: dict[tuple[str, str], dict] = {}
 
 
 def activate(run: dict) -> None:
-    """Called by the first generated cell with ``{"store", "run_id", "stage"}``."""
-    context.activate(run["store"], run["run_id"], run["stage"])
+    """Called by the first generated cell with ``{"store", "run_id", "stage", "item"?}``."""
+    context.activate(run["store"], run["run_id"], run["stage"], run.get("item"))
     _indexes.clear()
 
 
@@ -26,15 +26,30 @@ def _index(producer: str) -> dict:
     return _indexes[key]
 
 
-def load(name: str, producer: str):
-    """The value of ``name`` as stage ``producer`` left it."""
+def load_entry(store, run_id: str, producer: str, entry: dict):
+    """Load one output index entry; a ``map:`` stage's entry gives the list of its items' values."""
     from .marshal import load_value
 
+    run_id = entry.get("run_id", run_id)  # a stage shared with another run of a sweep
+    if "items" in entry:
+        return [load_entry(store, run_id, producer, e) for e in entry["items"]]
+    return load_value(store, stage_key(run_id, producer, entry.get("prefix", "vars")), entry)
+
+
+def load(name: str, producer: str):
+    """The value of ``name`` as stage ``producer`` left it."""
     ctx = context.current()
     entry = _index(producer).get(name)
     if entry is None:
         raise RuntimeError(f"stage '{producer}' did not save variable '{name}' that stage '{ctx.stage}' needs")
-    return load_value(ctx.store, stage_key(ctx.run_id, producer, "vars"), entry)
+    return load_entry(ctx.store, ctx.run_id, producer, entry)
+
+
+def map_item(value, chunks: int | None = None):
+    """This run's item of ``value`` in a ``map:`` stage."""
+    from .fanout import item
+
+    return item(value, context.current().item, chunks)
 
 
 def save_outputs(names: list[str], namespace: dict) -> None:
@@ -51,8 +66,8 @@ def save_outputs(names: list[str], namespace: dict) -> None:
         )
     index = {}
     for name in names:
-        index[name] = save_value(name, namespace[name], ctx.store, stage_key(ctx.run_id, ctx.stage, "vars"), ctx.stage)
-    ctx.store.put_json(stage_key(ctx.run_id, ctx.stage, "outputs.json"), index)
+        index[name] = save_value(name, namespace[name], ctx.store, ctx.key("vars"), ctx.stage)
+    ctx.store.put_json(ctx.key("outputs.json"), index)
 
 
 def log_metrics_of(names: list[str], namespace: dict) -> None:

@@ -24,7 +24,7 @@ RESULT_PREFIX = "JUPYTER_PIPELINE_RESULT "
 
 
 def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *, cwd: str | None = None,
-              kernel_name: str | None = None, km=None) -> dict:
+              kernel_name: str | None = None, km=None, item: int | None = None) -> dict:
     """Run ``runs/<run_id>/stages/<stage>/input.ipynb``; return ``{status, error?, metrics, ...}``.
 
     ``km`` is an already started kernel manager to run in (the warm-worker mode); without it
@@ -39,7 +39,7 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
 
     store = open_store(store)
     params = dict(parameters or {})
-    params[RUN_PARAMETER] = {"store": store.absolute_url(), "run_id": run_id, "stage": stage}
+    params[RUN_PARAMETER] = {"store": store.absolute_url(), "run_id": run_id, "stage": stage, "item": item}
     result: dict = {"status": "succeeded", "stage": stage}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"jp-{stage}-") as tmp:
@@ -60,9 +60,9 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
             result.update(status="failed", error=reason)
         finally:
             if out.exists():
-                store.put_file(stage_key(run_id, stage, "output.ipynb"), out)
-                result["output_notebook"] = store.uri(stage_key(run_id, stage, "output.ipynb"))
-    metrics_key = stage_key(run_id, stage, "metrics.json")
+                store.put_file(stage_key(run_id, stage, "output.ipynb", item), out)
+                result["output_notebook"] = store.uri(stage_key(run_id, stage, "output.ipynb", item))
+    metrics_key = stage_key(run_id, stage, "metrics.json", item)
     result["metrics"] = store.get_json(metrics_key) if store.exists(metrics_key) else {}
     result["seconds"] = round(time.monotonic() - started, 3)
     return result
@@ -95,7 +95,7 @@ def serve(cwd: str | None, kernel_name: str | None) -> int:
         job = json.loads(line)
         try:
             result = run_stage(job["store"], job["run_id"], job["stage"], job.get("parameters"),
-                               cwd=cwd, kernel_name=kernel_name, km=km)
+                               cwd=cwd, kernel_name=kernel_name, km=km, item=job.get("item"))
         except Exception as exc:  # noqa: BLE001 - report, never a traceback to the parent's user
             result = {"status": "failed", "stage": job.get("stage"), "error": f"{type(exc).__name__}: {exc}", "metrics": {}}
         _emit(result)

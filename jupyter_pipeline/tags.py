@@ -71,6 +71,27 @@ def _gpu_option(spec: CellSpec, tag: str, text: str) -> None:
         spec.options["gpu_type"] = gpu_type
 
 
+IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _map_option(spec: CellSpec, tag: str, text: str) -> None:
+    """``map:VAR``, ``map:VAR:CHUNKS``, ``map:VAR:as=NAME``, ``map:VAR:CHUNKS:as=NAME``."""
+    var, *rest = text.split(":")
+    if not IDENTIFIER_RE.match(var):
+        spec.problems.append(f"tag '{tag}': '{var}' is not a variable name")
+        return
+    spec.options["map_var"] = var
+    for part in rest:
+        if part.startswith("as="):
+            name = part[3:]
+            if not IDENTIFIER_RE.match(name):
+                spec.problems.append(f"tag '{tag}': '{name}' is not a variable name")
+            else:
+                spec.options["map_as"] = name
+        else:
+            _int_option(spec, tag, "map_chunks", part, minimum=1)
+
+
 _ROLE_TAGS = {
     "parameters": Role.PARAMETERS,
     "setup": Role.SETUP,
@@ -104,6 +125,10 @@ def native(tag: str, spec: CellSpec) -> bool:
         _int_option(spec, tag, "retries", value)
     elif key == "timeout":
         _int_option(spec, tag, "timeout", value, minimum=1)
+    elif key == "map":
+        _map_option(spec, tag, value)
+    elif key == "parallelism":
+        _int_option(spec, tag, "parallelism", value, minimum=1)
     elif key == "cache":
         if value not in ("off", "on", "enabled", "disabled"):
             spec.problems.append(f"tag '{tag}': use cache:off or cache:on")

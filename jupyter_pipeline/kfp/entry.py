@@ -12,6 +12,7 @@ its appearance means "started"), ``output.ipynb`` (by the stage runner, also on 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,14 +24,53 @@ RESULT_FILE = "result.json"
 
 
 class StageTimeout(Exception):
-    """Raised in the stage's process when its ``timeout:`` elapses."""
+    """Raised in the stage's process when its kernel ignored the interrupt sent at ``timeout:``."""
 
 
-def _alarm(seconds: int):
-    def handler(signum, frame):  # noqa: ARG001
-        raise StageTimeout(f"timed out after {seconds} s (tag timeout:)")
+#: Seconds a kernel gets to stop after the interrupt before the stage process gives up on it.
+INTERRUPT_GRACE_SECONDS = 30
 
-    return handler
+
+def _children() -> list[int]:
+    """Process ids of this process's children (the kernel), from /proc; empty elsewhere."""
+    me, out = str(os.getpid()), []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[1] == me:
+                        out.append(int(entry))
+            except (OSError, IndexError):
+                continue
+    return out
+
+
+class _Deadline:
+    """``timeout:`` for the stage: interrupt the kernel (like Jupyter's stop button) so the running
+    cell fails cleanly and papermill still saves the executed notebook; raise only if it won't stop."""
+
+    def __init__(self, seconds: int):
+        self.seconds, self.fired = seconds, False
+
+    def __enter__(self):
+        if self.seconds and hasattr(signal, "SIGALRM"):
+            signal.signal(signal.SIGALRM, self._fire)
+            signal.alarm(self.seconds)
+        return self
+
+    def _fire(self, signum, frame):  # noqa: ARG002
+        kernels = _children()
+        if self.fired or not kernels:
+            raise StageTimeout(f"timed out after {self.seconds} s (tag timeout:)")
+        self.fired = True
+        for pid in kernels:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+        signal.alarm(INTERRUPT_GRACE_SECONDS)
+
+    def __exit__(self, *exc):
+        if self.seconds and hasattr(signal, "SIGALRM"):
+            signal.alarm(0)
 
 
 def run_component(*, stage: str, parameters: dict, notebook: str, store: str, run_id: str, job_id: str,
@@ -53,14 +93,10 @@ def run_component(*, stage: str, parameters: dict, notebook: str, store: str, ru
     store.put_bytes(stage_key(run_id, stage, "input.ipynb"), notebook.encode())
     started = now_iso()
     values = {name: _decode(value) for name, value in parameters.items()}
-    if timeout and hasattr(signal, "SIGALRM"):
-        signal.signal(signal.SIGALRM, _alarm(timeout))
-        signal.alarm(timeout)
-    try:
+    with _Deadline(int(timeout or 0)) as deadline:
         result = run_stage(store, run_id, stage, values, cwd=workdir if workdir and os.path.isdir(workdir) else None)
-    finally:
-        if timeout and hasattr(signal, "SIGALRM"):
-            signal.alarm(0)
+    if deadline.fired and result["status"] != "succeeded":
+        result["error"] = f"timed out after {timeout} s (tag timeout:)"
     result.update(started_at=started, finished_at=now_iso(), attempts=int(previous.get("attempts", 0)) + 1,
                   run_id=run_id)
     store.put_json(result_key, result)
