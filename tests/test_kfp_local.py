@@ -99,3 +99,26 @@ def test_digits_example(store_dir, monkeypatch):
     assert record.status.value == "succeeded", record.error
     assert 0.0 < record.metrics()["accuracy"] <= 1.0
     assert (Path(store_dir) / "models" / "digits").is_dir()
+
+
+def test_component_entry_timeout_keeps_the_executed_notebook(store_dir, tmp_path):
+    """``timeout:`` inside the component: the stage stops, the task fails, the notebook is kept."""
+    from jupyter_pipeline.kfp.compiler import notebook_json
+    from jupyter_pipeline.kfp.entry import run_component
+    from jupyter_pipeline.parse import from_notebook
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import time\nprint('sleeping')\ntime.sleep(120)", metadata={"tags": ["stage:slow"]})])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    pipeline = from_notebook(nb, str(tmp_path / "slow.ipynb"))
+    store = open_store(store_dir)
+    # an earlier attempt of this task (a KFP retry) left its result: this one is attempt 2
+    store.put_json("runs/r1/stages/slow/result.json", {"status": "failed", "attempts": 1})
+    # 10 s: longer than a kernel start on a busy machine, so the cell is running when it fires
+    with pytest.raises(RuntimeError, match="timed out after 10 s"):
+        run_component(stage="slow", parameters={}, notebook=notebook_json(pipeline, pipeline.stage("slow")),
+                      store=store_dir, run_id="r1", job_id="job", timeout=10)
+    result = store.get_json("runs/r1/stages/slow/result.json")
+    assert result["status"] == "failed" and result["attempts"] == 2
+    executed = nbformat.reads(store.get_bytes("runs/r1/stages/slow/output.ipynb").decode(), 4)
+    assert "sleeping" in json.dumps(executed.cells[-1].outputs)
