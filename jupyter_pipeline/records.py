@@ -117,6 +117,7 @@ class RunRecord:
     url: str | None = None  # e.g. the Kubeflow run page
     history: list[dict] = field(default_factory=list)
     owner: dict | None = None  # {"host", "pid"} of the process driving a local run
+    sweep_id: str | None = None  # the sweep this run is a variant of
 
     @property
     def key(self) -> str:
@@ -148,6 +149,7 @@ class RunRecord:
             "url": self.url,
             "history": self.history,
             "owner": self.owner,
+            "sweep_id": self.sweep_id,
         }
 
     @classmethod
@@ -169,6 +171,7 @@ class RunRecord:
             url=data.get("url"),
             history=data.get("history", []),
             owner=data.get("owner"),
+            sweep_id=data.get("sweep_id"),
         )
 
 

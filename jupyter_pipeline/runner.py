@@ -32,6 +32,7 @@ from .records import (
 )
 from .stagebook import stage_notebook
 from .fanout import item_count
+from .stagecache import StageCache, stage_keys
 from .stagerun import RESULT_PREFIX
 from .store import Store, open_store, resolve_store_url
 
@@ -46,7 +47,9 @@ class LocalRunner:
     """Runs one pipeline run at a time on this machine; ``cancel()`` may be called from any thread."""
 
     def __init__(self, store: Store | str | None = None, *, workers: int | None = None,
-                 on_event: EventHandler | None = None, python: str = sys.executable):
+                 on_event: EventHandler | None = None, python: str = sys.executable,
+                 cache: StageCache | None = None, slots: threading.Semaphore | None = None,
+                 warm: int | None = None, sweep_id: str | None = None):
         self.store = open_store(store)
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.on_event = on_event or (lambda kind, record, stage: None)
@@ -54,7 +57,10 @@ class LocalRunner:
         self._lock = threading.RLock()
         self._procs: dict[str, subprocess.Popen] = {}
         self._cancelled = threading.Event()
-        self._slots = threading.BoundedSemaphore(self.workers)
+        # Kernels running at once; a sweep shares one semaphore among its runs.
+        self._slots = slots or threading.BoundedSemaphore(self.workers)
+        self.cache, self.warm, self.sweep_id = cache, warm, sweep_id
+        self._keys: dict[str, str] = {}
         self.record: RunRecord | None = None
 
     # -- public -------------------------------------------------------------------------------------
@@ -72,7 +78,12 @@ class LocalRunner:
             stages={s.name: StageRecord() for s in pipeline.stages},
             edges=[list(e) for e in pipeline.edges],
             owner={"host": socket.gethostname(), "pid": os.getpid()},
+            sweep_id=self.sweep_id,
         )
+        if self.cache is not None:
+            self._keys = stage_keys(pipeline, values)
+            for name, key in self._keys.items():
+                record.stages[name].cache_key = key
         self._snapshot(pipeline, record)
         return self._execute(pipeline, record, [s.name for s in pipeline.stages])
 
@@ -174,7 +185,7 @@ class LocalRunner:
     def _schedule(self, record: RunRecord, stages: dict, pending: list[str], running: dict) -> None:
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="jp-stage") as pool:
             while pending or running:
-                self._workers.ensure(min(self.workers, len(pending)))
+                self._workers.ensure(min(self.warm if self.warm is not None else self.workers, len(pending)))
                 if self._cancelled.is_set():
                     for name in pending:
                         record.stages[name].status = StageState.CANCELLED
@@ -202,6 +213,31 @@ class LocalRunner:
                     self._finish_stage(record, name, future.result())
 
     def _run_stage(self, stage: Stage, record: RunRecord) -> dict:
+        if self.cache is not None and stage.options.cache and stage.name in self._keys:
+            owner, entry = self.cache.claim(self._keys[stage.name], record.run_id, stage.name)
+            if not owner:
+                return self._share(stage, record, entry)
+            result = {"status": "failed", "error": "not run"}
+            try:
+                result = self._compute(stage, record)
+            finally:
+                self.cache.publish(entry, result)
+            return result
+        return self._compute(stage, record)
+
+    def _share(self, stage: Stage, record: RunRecord, entry) -> dict:
+        """Use the outputs of an identical stage another run computes (or computed)."""
+        entry.done.wait()
+        result = entry.result or {}
+        if result.get("status") != "succeeded":
+            return {"status": "failed", "error": f"the identical stage of run {entry.run_id} did not succeed: "
+                                                f"{result.get('error')}"}
+        index = self.store.get_json(stage_key(entry.run_id, entry.stage, "outputs.json")) if stage.outputs else {}
+        pointed = {name: {**e, "run_id": e.get("run_id", entry.run_id)} for name, e in index.items()}
+        self.store.put_json(stage_key(record.run_id, stage.name, "outputs.json"), pointed)
+        return {**result, "reused_from": entry.run_id}
+
+    def _compute(self, stage: Stage, record: RunRecord) -> dict:
         if stage.options.map_var:
             return self._run_map(stage, record)
         return self._execute_stage(stage, record)
@@ -331,6 +367,7 @@ class LocalRunner:
         rec.status = StageState(result["status"])
         rec.metrics = result.get("metrics", {})
         rec.output_notebook = result.get("output_notebook")
+        rec.reused_from = result.get("reused_from")
         rec.outputs = sorted(self._saved_outputs(record.run_id, name)) if rec.status == StageState.SUCCEEDED else []
         if rec.status != StageState.SUCCEEDED:
             rec.error = result.get("error")

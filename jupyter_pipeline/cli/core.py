@@ -27,7 +27,9 @@ def register(sub, common) -> dict:
     p = sub.add_parser("run", parents=[common], help="run the notebook as a pipeline",
                        description="Run every stage of the notebook; independent stages run at the same time.",
                        epilog="examples:\n  jupyter-pipeline run digits.ipynb -p epochs 3\n"
-                              "  jupyter-pipeline run digits.ipynb --store s3://bucket/team --json",
+                              "  jupyter-pipeline run digits.ipynb --store s3://bucket/team --json\n"
+                              "  jupyter-pipeline run digits.ipynb --sweep learning_rate=0.1,0.01 "
+                              "--sweep hidden_units=16,64 --metric accuracy",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("notebook")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
@@ -35,6 +37,14 @@ def register(sub, common) -> dict:
     p.add_argument("--store", help="store URL: a folder (default ./.pipeline-store) or s3://bucket/prefix")
     p.add_argument("--target", default="local", help="local (default), kfp-local or kfp")
     p.add_argument("--workers", type=int, help="stages run at the same time (default: number of cores)")
+    sweep = p.add_argument_group("sweeps", "run once per combination of parameter values; stages whose "
+                                           "inputs are the same in every variant run once")
+    sweep.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2",
+                       help="values of one parameter (repeatable: the grid is their product)")
+    sweep.add_argument("--random", type=int, metavar="K", help="run K combinations drawn at random from the grid")
+    sweep.add_argument("--metric", help="rank variants by this logged metric")
+    sweep.add_argument("--goal", choices=["max", "min"], default="max", help="best is the highest (max) or lowest")
+    sweep.add_argument("--max-parallel", type=int, metavar="N", help="variants run at the same time")
     p.set_defaults(func=cmd_run)
     commands["run"] = p
 
@@ -116,6 +126,8 @@ def cmd_run(args) -> int:
     from ..targets import get_target
 
     pipeline = load(args.notebook).require_valid()
+    if args.sweep:
+        return cmd_sweep(args, pipeline)
     target = get_target(args.target)
     store = open_store(resolve_store_url(args.store, pipeline.settings))
     record = target(pipeline, _parameters(args), store, run_options(args), Progress())
@@ -175,3 +187,39 @@ def cmd_resume(args) -> int:
     else:
         print(run_summary(record))
     return 0 if record.status.value == "succeeded" else 1
+
+
+def cmd_sweep(args, pipeline) -> int:
+    from ..sweep import parse_sweep_args, run_sweep
+    from ..store import open_store, resolve_store_url
+
+    if args.target != "local":
+        fail(f"sweeps run on the local target; `--target {args.target}` with --sweep is not supported yet")
+    store = open_store(resolve_store_url(args.store, pipeline.settings))
+    result = run_sweep(pipeline, parse_sweep_args(args.sweep), store=store, fixed=_parameters(args),
+                       metric=args.metric, goal=args.goal, sample=args.random, max_parallel=args.max_parallel,
+                       workers=args.workers, on_event=Progress())
+    data = result.to_json()
+    if args.json:
+        print_json(data)
+    else:
+        print(sweep_table(data))
+    return 0 if all(v["status"] == "succeeded" for v in data["variants"]) else 1
+
+
+def sweep_table(data: dict) -> str:
+    from .output import _fmt
+
+    metric = data["metric"]
+    rows = []
+    for rank, v in enumerate(data["variants"], 1):
+        params = ", ".join(f"{k}={_fmt(val)}" for k, val in v["parameters"].items())
+        value = v["metrics"].get(metric) if metric else None
+        rows.append([("★ " if v["best"] else "  ") + str(rank), params, _fmt(value) if value is not None else "-",
+                     v["status"], v["run_id"]])
+    out = [table(rows, ["rank", "parameters", metric or "metric", "status", "run"])]
+    out.append(f"sweep {data['sweep_id']}: {len(data['variants'])} variant(s), {data['stages_executed']} stage "
+               f"execution(s) for {data['stages_used']} stage result(s) (identical stages shared)")
+    if data["best"]:
+        out.append(f"best: {data['best']} by {metric} ({data['goal']})")
+    return "\n".join(out)
