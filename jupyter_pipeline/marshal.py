@@ -50,6 +50,9 @@ def _save_keras(value, path: Path) -> None:
 
 
 def _load_keras(path: Path):
+    from .startup import default_keras_backend
+
+    default_keras_backend()
     import keras
 
     # Our own file from an upstream stage of the same run: custom layers defined in the

@@ -82,7 +82,7 @@ def signature(model) -> dict:
 
 
 def _framework_versions() -> dict:
-    import keras
+    import keras  # already imported by the caller's model
 
     out = {"python": platform.python_version(), "keras": keras.__version__}
     try:
@@ -139,12 +139,36 @@ def log_model(model, name: str, store: Store | str | None = None, metadata: dict
     return version
 
 
+def aliases(store: Store, name: str) -> dict[str, int]:
+    """Named pointers to versions of ``name`` (``{"production": 3}``), set by :func:`promote`."""
+    key = f"{model_prefix(name)}aliases.json"
+    return store.get_json(key) if store.exists(key) else {}
+
+
+def promote(name: str, version: int | str, store: Store | str | None = None, alias: str = "production") -> dict:
+    """Point ``alias`` of model ``name`` at ``version``; ``load_model(name, alias)`` then loads it."""
+    store = open_store(store or context.default_store_url())
+    v = resolve_version(store, name, version)
+    if not re.match(r"^[a-z][a-z0-9_-]{0,39}$", alias) or alias == "latest":
+        raise PipelineError(f"Alias {alias!r} is not valid: lowercase letters, digits, '-' or '_', not 'latest'.")
+    current = aliases(store, name)
+    current[alias] = v
+    store.put_json(f"{model_prefix(name)}aliases.json", current)
+    return current
+
+
 def resolve_version(store: Store, name: str, version: int | str | None = None) -> int:
+    """A version number from a number, ``latest`` (default) or an alias set by :func:`promote`."""
     versions = list_versions(store, name)
     if not versions:
         raise ModelNotFound(f"No model named '{name}' in store {store.url}.")
     if version in (None, "latest"):
         return versions[-1]
+    if isinstance(version, str) and not version.isdigit():
+        named = aliases(store, name)
+        if version not in named:
+            raise ModelNotFound(f"Model '{name}' has no alias '{version}'; aliases: {sorted(named) or 'none'}.")
+        version = named[version]
     try:
         v = int(version)
     except (TypeError, ValueError):
@@ -156,6 +180,9 @@ def resolve_version(store: Store, name: str, version: int | str | None = None) -
 
 def load_model(name: str, version: int | str | None = None, store: Store | str | None = None):
     """Load a registered Keras model (latest version by default) with Keras safe mode on."""
+    from .startup import default_keras_backend
+
+    default_keras_backend()
     import keras
 
     store = open_store(store or context.default_store_url())

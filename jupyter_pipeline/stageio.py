@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from . import context
 from .records import stage_key
+from .startup import default_keras_backend
+
+default_keras_backend()  # stage kernels: `import keras` works on a fresh install (JAX backend)
 
 _indexes: dict[tuple[str, str], dict] = {}
 

@@ -127,3 +127,19 @@ def test_models_command_lists_versions(store, no_run, capsys):
 
     assert cli_main(["models", "ghost", "--store", url]) == 1
     assert "No model named 'ghost'" in capsys.readouterr().err
+
+
+def test_promote_sets_an_alias_that_load_model_resolves(store, no_run, capsys):
+    first, second = small_model(1), small_model(2)
+    log_model(first, "digits", store=store)
+    log_model(second, "digits", store=store)
+    url = store.url if not isinstance(store, LocalStore) else str(store.root)
+    assert cli_main(["models", "promote", "digits", "1", "--store", url]) == 0
+    assert "production -> version 1" in capsys.readouterr().out
+    np.testing.assert_allclose(load_model("digits", "production", store=store).predict(X, verbose=0),
+                               first.predict(X, verbose=0), rtol=1e-6)
+    assert load_model("digits", store=store) is not None  # latest is still version 2
+    assert cli_main(["models", "promote", "digits", "9", "--store", url]) == 1
+    assert "has no version 9" in capsys.readouterr().err
+    with pytest.raises(ModelNotFound, match="no alias 'staging'"):
+        load_model("digits", "staging", store=store)

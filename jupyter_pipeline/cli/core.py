@@ -204,6 +204,14 @@ def cmd_sweep(args, pipeline) -> int:
         print_json(data)
     else:
         print(sweep_table(data))
+        if data["best"]:
+            from ..models import list_models
+
+            for name, versions in list_models(store).items():
+                for meta in versions:
+                    if meta.get("run_id") == data["best"]:
+                        print(f"the best variant registered {name} version {meta['version']}: "
+                              f"jupyter-pipeline models promote {name} {meta['version']}")
     return 0 if all(v["status"] == "succeeded" for v in data["variants"]) else 1
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .output import print_json, table
+from .output import fail, print_json, table
 
 
 def register(sub, common) -> dict:
@@ -13,9 +13,12 @@ def register(sub, common) -> dict:
         description="List the models registered with log_model in a store: every version with the "
                     "run and stage that produced it, its input/output signature and the run's metrics.",
         epilog="examples:\n  jupyter-pipeline models\n  jupyter-pipeline models digits\n"
-               "  jupyter-pipeline models --store s3://ml-artifacts/team-a --json",
+               "  jupyter-pipeline models --store s3://ml-artifacts/team-a --json\n"
+               "  jupyter-pipeline models promote digits 3          # alias 'production' -> version 3",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", nargs="?", metavar="MODEL", help="show only this model")
+    p.add_argument("words", nargs="*", metavar="MODEL | promote MODEL VERSION",
+                   help="show only MODEL; or point an alias of MODEL at VERSION")
+    p.add_argument("--alias", default="production", help="alias set by promote (default: production)")
     p.add_argument("--store", help="store URL: a folder (default ./.pipeline-store) or s3://bucket/prefix")
     p.set_defaults(func=cmd_models)
     return {"models": p}
@@ -38,6 +41,11 @@ def cmd_models(args) -> int:
     from ..store import open_store, resolve_store_url
 
     store = open_store(resolve_store_url(args.store))
+    if args.words[:1] == ["promote"]:
+        return cmd_promote(args, store)
+    if len(args.words) > 1:
+        fail("models takes one MODEL name, or `promote MODEL VERSION`")
+    args.name = args.words[0] if args.words else None
     models = list_models(store)
     if args.name:
         if args.name not in models:
@@ -58,4 +66,18 @@ def cmd_models(args) -> int:
                          _shapes(sig.get("inputs", [])), _shapes(sig.get("outputs", [])),
                          _metrics(meta.get("metrics") or {}), origin])
     print(table(rows, ["model", "version", "created", "inputs", "outputs", "metrics", "run/stage"]))
+    return 0
+
+
+def cmd_promote(args, store) -> int:
+    from ..models import promote
+
+    if len(args.words) != 3:
+        fail("usage: jupyter-pipeline models promote MODEL VERSION [--alias NAME]")
+    _, name, version = args.words
+    current = promote(name, version, store, alias=args.alias)
+    if args.json:
+        print_json({"model": name, "aliases": current})
+    else:
+        print(f"{name}: {args.alias} -> version {current[args.alias]}")
     return 0
