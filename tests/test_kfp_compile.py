@@ -208,6 +208,17 @@ def test_reserved_parameter_names_are_refused(tmp_path):
         compile_pipeline(pipeline)
 
 
+def test_map_stages_are_refused_clearly(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("items = [1, 2]", metadata={"tags": ["stage:make"]}),
+        nbformat.v4.new_code_cell("y = item * 2", metadata={"tags": ["stage:each", "map:items"]}),
+    ])
+    pipeline = from_notebook(nb, str(tmp_path / "mapped.ipynb"))
+    assert pipeline.ok, pipeline.problems
+    with pytest.raises(TargetError, match="each use map:"):
+        compile_pipeline(pipeline)
+
+
 def test_stage_names_that_are_python_keywords(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("a = 1", metadata={"tags": ["stage:import"]}),

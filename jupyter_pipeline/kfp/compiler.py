@@ -126,6 +126,12 @@ def build(pipeline: Pipeline, options: CompileOptions | None = None):
 
     pipeline.require_valid()
     check_parameter_names(pipeline)
+    mapped = [s.name for s in pipeline.stages if getattr(s.options, "map_var", None)]
+    if mapped:  # one task per item needs dsl.ParallelFor over the items; not compiled yet
+        raise TargetError(
+            f"{pipeline.path}: stage(s) {', '.join(mapped)} use map: (one run per item), which the Kubeflow "
+            "compiler does not support yet; run them with the local runner, or remove the map: tag."
+        )
     options = options or CompileOptions.for_pipeline(pipeline)
     placement = options.placement or Placement()
     signature = _pipeline_signature(pipeline, options)
