@@ -8,7 +8,11 @@ the per-item results, in item order.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from .exceptions import PipelineError
+from .pipeline import Stage
+from .records import RunRecord, now_iso, stage_key
 
 
 def item_count(length: int, chunks: int | None) -> int:
@@ -49,3 +53,91 @@ def item(value, index: int, chunks: int | None):
     if isinstance(value, dict):
         return list(value.items())[index]
     return value[index]
+
+
+class MapStages:
+    """The part of :class:`~jupyter_pipeline.runner.LocalRunner` that runs ``map:`` stages."""
+
+    def _map_count(self, stage: Stage, record: RunRecord) -> int:
+        var = stage.options.map_var
+        producer = dict(stage.inputs).get(var)
+        if producer is None:
+            value = record.parameters.get(var)
+            try:
+                length = len(value)
+            except TypeError:
+                raise PipelineError(f"`map:{var}` in stage '{stage.name}': parameter {var} = {value!r} has no items") from None
+        else:
+            entry = self.store.get_json(stage_key(record.run_id, producer, "outputs.json")).get(var, {})
+            length = len(entry["items"]) if "items" in entry else entry.get("length")
+            if length is None:
+                raise PipelineError(
+                    f"`map:{var}` in stage '{stage.name}': '{var}' from stage '{producer}' is a "
+                    f"{entry.get('type', 'value')}, which has no length to map over"
+                )
+        return item_count(length, stage.options.map_chunks)
+
+    def _run_map(self, stage: Stage, record: RunRecord) -> dict:
+        """Run a ``map:`` stage once per item, in parallel; then publish its outputs as lists."""
+        rec = record.stages[stage.name]
+        try:
+            count = self._map_count(stage, record)
+        except PipelineError as exc:
+            return {"status": "failed", "error": str(exc)}
+        done = {it["index"]: it for it in rec.items if it.get("status") == "succeeded"}  # kept by resume
+        rec.items = [done.get(i, {"index": i, "status": "pending"}) for i in range(count)]
+        self._publish(record)
+        todo = [i for i in range(count) if i not in done]
+        size = max(1, min(len(todo), self.workers, stage.options.parallelism or self.workers))
+
+        def run_item(i: int) -> None:
+            if self._cancelled.is_set():
+                rec.items[i] = {"index": i, "status": "cancelled"}
+                return
+            rec.items[i] = {"index": i, "status": "running", "started_at": now_iso()}
+            self._publish(record)
+            result = self._execute_stage(stage, record, i)
+            rec.items[i] = {
+                "index": i, "status": result["status"], "started_at": rec.items[i]["started_at"],
+                "finished_at": now_iso(), "output_notebook": result.get("output_notebook"),
+                "metrics": result.get("metrics", {}),
+                **({"error": result.get("error"), "error_cell": result.get("error_cell")}
+                   if result["status"] != "succeeded" else {}),
+            }
+            self._publish(record)
+
+        with ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"jp-{stage.name}") as pool:
+            list(pool.map(run_item, todo))
+        metrics = _mean_metrics(rec.items)
+        bad = [it for it in rec.items if it["status"] != "succeeded"]
+        if bad:
+            first = bad[0]
+            status = "cancelled" if self._cancelled.is_set() else "failed"
+            return {"status": status, "metrics": metrics, "output_notebook": first.get("output_notebook"),
+                    "error": f"{len(bad)} of {count} item(s) did not succeed; item {first['index']}: "
+                             f"{first.get('error') or first['status']}",
+                    "error_cell": first.get("error_cell")}
+        self._gather(stage, record, count)
+        return {"status": "succeeded", "metrics": metrics,
+                "output_notebook": rec.items[0].get("output_notebook") if rec.items else None}
+
+    def _gather(self, stage: Stage, record: RunRecord, count: int) -> None:
+        """Fan-in: the stage's output index lists each variable's per-item entries, in item order."""
+        index: dict = {name: {"items": []} for name in stage.outputs}
+        for i in range(count):
+            item_index = self.store.get_json(stage_key(record.run_id, stage.name, "outputs.json", i)) if stage.outputs else {}
+            for name in stage.outputs:
+                index[name]["items"].append({**item_index[name], "prefix": f"items/{i}/vars"})
+        for name, entry in index.items():
+            entry.update(type="list", saver="items", length=count)
+        self.store.put_json(stage_key(record.run_id, stage.name, "outputs.json"), index)
+
+
+def _mean_metrics(items: list[dict]) -> dict:
+    """A map stage's metrics: the mean over its items of each numeric metric."""
+    values: dict[str, list[float]] = {}
+    for it in items:
+        for name, value in (it.get("metrics") or {}).items():
+            if isinstance(value, (int, float)):
+                values.setdefault(name, []).append(value)
+    return {name: sum(v) / len(v) for name, v in values.items()}

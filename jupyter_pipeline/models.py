@@ -6,7 +6,6 @@ Versions are increasing integers claimed with an exclusive create of ``meta.json
 
 from __future__ import annotations
 
-import json
 import platform
 import re
 import sys

@@ -8,14 +8,10 @@ so another process (the CLI's ``runs``, the Jupyter server, a browser) sees prog
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -24,26 +20,25 @@ from typing import Callable
 import nbformat
 
 from . import parameters as params_mod
-from .exceptions import PipelineError, RunNotFound
-from .parse import load, read_notebook, from_notebook
+from .exceptions import PipelineError
+from .parse import from_notebook, load
 from .pipeline import Pipeline, Stage
 from .records import (
     RunRecord, RunState, StageRecord, StageState, load_run, new_run_id, now_iso, run_prefix, save_run, stage_key,
 )
+from .fanout import MapStages
 from .stagebook import stage_notebook
-from .fanout import item_count
 from .stagecache import StageCache, stage_keys
-from .stagerun import RESULT_PREFIX
 from .store import Store, open_store, resolve_store_url
+from .workers import WarmWorkers, terminate
 
 #: ``on_event(kind, record, stage)`` with kind one of run-started, stage-started,
 #: stage-finished, run-finished; ``stage`` is None for run events.
 EventHandler = Callable[[str, RunRecord, str | None], None]
 
-TERMINATE_GRACE_SECONDS = 5
 
 
-class LocalRunner:
+class LocalRunner(MapStages):
     """Runs one pipeline run at a time on this machine; ``cancel()`` may be called from any thread."""
 
     def __init__(self, store: Store | str | None = None, *, workers: int | None = None,
@@ -123,7 +118,7 @@ class LocalRunner:
         record.status, record.finished_at, record.error = RunState.RUNNING, None, None
         record.owner = {"host": socket.gethostname(), "pid": os.getpid()}
         record.history.append({"event": "resumed", "at": now_iso(), "stages": sorted(todo)})
-        self._snapshot(pipeline, record, source_only=False)
+        self._snapshot(pipeline, record)
         return self._execute(pipeline, record, [s.name for s in pipeline.stages if s.name in todo])
 
     def cancel(self) -> None:
@@ -132,7 +127,7 @@ class LocalRunner:
         with self._lock:
             procs = list(self._procs.values())
         for proc in procs:
-            _terminate(proc)
+            terminate(proc)
         if getattr(self, "_workers", None):
             self._workers.close()
 
@@ -150,7 +145,7 @@ class LocalRunner:
         key = stage_key(run_id, stage, "outputs.json")
         return set(self.store.get_json(key)) if self.store.exists(key) else set()
 
-    def _snapshot(self, pipeline: Pipeline, record: RunRecord, source_only: bool = False) -> None:
+    def _snapshot(self, pipeline: Pipeline, record: RunRecord) -> None:
         with open(pipeline.path, "rb") as f:
             self.store.put_bytes(f"{run_prefix(record.run_id)}/notebook.ipynb", f.read())
         self.store.put_json(f"{run_prefix(record.run_id)}/pipeline.json", pipeline.to_json())
@@ -172,7 +167,7 @@ class LocalRunner:
         pending = list(names)
         running: dict[Future, str] = {}
         cwd = str(Path(record.notebook).parent)
-        self._workers = _WarmWorkers(
+        self._workers = WarmWorkers(
             [self.python, "-m", "jupyter_pipeline.stagerun", "--serve", "--cwd", cwd, "--kernel", pipeline.kernel_name],
             cwd,
         )
@@ -271,7 +266,7 @@ class LocalRunner:
         if stage.options.timeout:
             def expire(proc=worker.proc):
                 timed_out.set()
-                _terminate(proc)
+                terminate(proc)
 
             timer = threading.Timer(stage.options.timeout, expire)
             timer.start()
@@ -285,81 +280,6 @@ class LocalRunner:
         if timed_out.is_set():
             result.update(status="failed", error=f"timed out after {stage.options.timeout} s (tag timeout:)")
         return result
-
-    # -- map stages -------------------------------------------------------------------------------
-    def _map_count(self, stage: Stage, record: RunRecord) -> int:
-        var = stage.options.map_var
-        producer = dict(stage.inputs).get(var)
-        if producer is None:
-            value = record.parameters.get(var)
-            try:
-                length = len(value)
-            except TypeError:
-                raise PipelineError(f"`map:{var}` in stage '{stage.name}': parameter {var} = {value!r} has no items") from None
-        else:
-            entry = self.store.get_json(stage_key(record.run_id, producer, "outputs.json")).get(var, {})
-            length = len(entry["items"]) if "items" in entry else entry.get("length")
-            if length is None:
-                raise PipelineError(
-                    f"`map:{var}` in stage '{stage.name}': '{var}' from stage '{producer}' is a "
-                    f"{entry.get('type', 'value')}, which has no length to map over"
-                )
-        return item_count(length, stage.options.map_chunks)
-
-    def _run_map(self, stage: Stage, record: RunRecord) -> dict:
-        """Run a ``map:`` stage once per item, in parallel; then publish its outputs as lists."""
-        rec = record.stages[stage.name]
-        try:
-            count = self._map_count(stage, record)
-        except PipelineError as exc:
-            return {"status": "failed", "error": str(exc)}
-        done = {it["index"]: it for it in rec.items if it.get("status") == "succeeded"}  # kept by resume
-        rec.items = [done.get(i, {"index": i, "status": "pending"}) for i in range(count)]
-        self._publish(record)
-        todo = [i for i in range(count) if i not in done]
-        size = max(1, min(len(todo), self.workers, stage.options.parallelism or self.workers))
-
-        def run_item(i: int) -> None:
-            if self._cancelled.is_set():
-                rec.items[i] = {"index": i, "status": "cancelled"}
-                return
-            rec.items[i] = {"index": i, "status": "running", "started_at": now_iso()}
-            self._publish(record)
-            result = self._execute_stage(stage, record, i)
-            rec.items[i] = {
-                "index": i, "status": result["status"], "started_at": rec.items[i]["started_at"],
-                "finished_at": now_iso(), "output_notebook": result.get("output_notebook"),
-                "metrics": result.get("metrics", {}),
-                **({"error": result.get("error"), "error_cell": result.get("error_cell")}
-                   if result["status"] != "succeeded" else {}),
-            }
-            self._publish(record)
-
-        with ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"jp-{stage.name}") as pool:
-            list(pool.map(run_item, todo))
-        metrics = _mean_metrics(rec.items)
-        bad = [it for it in rec.items if it["status"] != "succeeded"]
-        if bad:
-            first = bad[0]
-            status = "cancelled" if self._cancelled.is_set() else "failed"
-            return {"status": status, "metrics": metrics, "output_notebook": first.get("output_notebook"),
-                    "error": f"{len(bad)} of {count} item(s) did not succeed; item {first['index']}: "
-                             f"{first.get('error') or first['status']}",
-                    "error_cell": first.get("error_cell")}
-        self._gather(stage, record, count)
-        return {"status": "succeeded", "metrics": metrics,
-                "output_notebook": rec.items[0].get("output_notebook") if rec.items else None}
-
-    def _gather(self, stage: Stage, record: RunRecord, count: int) -> None:
-        """Fan-in: the stage's output index lists each variable's per-item entries, in item order."""
-        index: dict = {name: {"items": []} for name in stage.outputs}
-        for i in range(count):
-            item_index = self.store.get_json(stage_key(record.run_id, stage.name, "outputs.json", i)) if stage.outputs else {}
-            for name in stage.outputs:
-                index[name]["items"].append({**item_index[name], "prefix": f"items/{i}/vars"})
-        for name, entry in index.items():
-            entry.update(type="list", saver="items", length=count)
-        self.store.put_json(stage_key(record.run_id, stage.name, "outputs.json"), index)
 
     def _finish_stage(self, record: RunRecord, name: str, result: dict) -> None:
         rec = record.stages[name]
@@ -390,98 +310,6 @@ class LocalRunner:
         self._publish(record)
         self.on_event("run-finished", record, None)
         return record
-
-
-def _mean_metrics(items: list[dict]) -> dict:
-    """A map stage's metrics: the mean over its items of each numeric metric."""
-    values: dict[str, list[float]] = {}
-    for it in items:
-        for name, value in (it.get("metrics") or {}).items():
-            if isinstance(value, (int, float)):
-                values.setdefault(name, []).append(value)
-    return {name: sum(v) / len(v) for name, v in values.items()}
-
-
-class _Worker:
-    """One warm stage process (``stagerun --serve``): imports done and kernel started, waiting for a job."""
-
-    def __init__(self, cmd: list[str], cwd: str):
-        self.stderr = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
-            start_new_session=True, cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-    def run(self, job: dict) -> dict:
-        """Send the job; return its result as soon as the worker prints it."""
-        try:
-            self.proc.stdin.write(json.dumps(job) + "\n")
-            self.proc.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass  # the worker died while waiting; its stderr says why
-        for line in self.proc.stdout:
-            if line.startswith(RESULT_PREFIX):
-                # The worker still shuts its kernel down; let that finish off this thread.
-                threading.Thread(target=self._drain, daemon=True).start()
-                return json.loads(line[len(RESULT_PREFIX):])
-        self.proc.wait()
-        return {"status": "failed", "error": f"the stage process ended without a result: {self._stderr_tail()}",
-                "metrics": {}}
-
-    def _drain(self) -> None:
-        for _ in self.proc.stdout:
-            pass
-        self.proc.wait()
-        self.stderr.close()
-
-    def _stderr_tail(self) -> str:
-        self.stderr.seek(0)
-        lines = [ln for ln in self.stderr.read().strip().splitlines() if "WARNING" not in ln]
-        return " ".join(lines[-3:]) or f"exit status {self.proc.returncode}"
-
-    def discard(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.proc.stdin.close()  # an idle worker exits on end of input
-        threading.Thread(target=self._drain, daemon=True).start()
-
-
-class _WarmWorkers:
-    """Keeps up to ``size`` stage processes started ahead of need, so each stage's process start,
-    imports and kernel start overlap with the stages running before it."""
-
-    def __init__(self, cmd: list[str], cwd: str):
-        self.cmd, self.cwd = cmd, cwd
-        self._idle: list[_Worker] = []
-        self._lock = threading.Lock()
-
-    def ensure(self, count: int) -> None:
-        with self._lock:
-            while len(self._idle) < count:
-                self._idle.append(_Worker(self.cmd, self.cwd))
-
-    def take(self) -> _Worker:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop(0)
-        return _Worker(self.cmd, self.cwd)
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for worker in idle:
-            worker.discard()
-
-
-def _terminate(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(TERMINATE_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _owner_alive(record: RunRecord) -> bool:
@@ -530,5 +358,4 @@ def resume_run(store: Store | str, run_id: str, workers: int | None = None,
     return LocalRunner(store, workers=workers, on_event=on_event).resume(run_id)
 
 
-__all__ = ["LocalRunner", "run_pipeline", "resume_run", "mark_interrupted", "effective_status", "RunNotFound",
-           "read_notebook"]
+__all__ = ["LocalRunner", "run_pipeline", "resume_run", "mark_interrupted", "effective_status"]

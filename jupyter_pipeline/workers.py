@@ -1,0 +1,102 @@
+"""Warm stage workers: ``python -m jupyter_pipeline.stagerun --serve`` processes started ahead of need.
+
+Each worker imports papermill and starts its kernel as soon as it is spawned, then waits for
+one job on stdin; the local runner keeps a few waiting so that a stage's process start, imports
+and kernel start overlap with the stages running before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+
+from .stagerun import RESULT_PREFIX
+
+TERMINATE_GRACE_SECONDS = 5
+
+
+class Worker:
+    """One warm stage process (``stagerun --serve``): imports done and kernel started, waiting for a job."""
+
+    def __init__(self, cmd: list[str], cwd: str):
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+            start_new_session=True, cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def run(self, job: dict) -> dict:
+        """Send the job; return its result as soon as the worker prints it."""
+        try:
+            self.proc.stdin.write(json.dumps(job) + "\n")
+            self.proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass  # the worker died while waiting; its stderr says why
+        for line in self.proc.stdout:
+            if line.startswith(RESULT_PREFIX):
+                # The worker still shuts its kernel down; let that finish off this thread.
+                threading.Thread(target=self._drain, daemon=True).start()
+                return json.loads(line[len(RESULT_PREFIX):])
+        self.proc.wait()
+        return {"status": "failed", "error": f"the stage process ended without a result: {self._stderr_tail()}",
+                "metrics": {}}
+
+    def _drain(self) -> None:
+        for _ in self.proc.stdout:
+            pass
+        self.proc.wait()
+        self.stderr.close()
+
+    def _stderr_tail(self) -> str:
+        self.stderr.seek(0)
+        lines = [ln for ln in self.stderr.read().strip().splitlines() if "WARNING" not in ln]
+        return " ".join(lines[-3:]) or f"exit status {self.proc.returncode}"
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.proc.stdin.close()  # an idle worker exits on end of input
+        threading.Thread(target=self._drain, daemon=True).start()
+
+
+class WarmWorkers:
+    """Keeps up to ``size`` stage processes started ahead of need, so each stage's process start,
+    imports and kernel start overlap with the stages running before it."""
+
+    def __init__(self, cmd: list[str], cwd: str):
+        self.cmd, self.cwd = cmd, cwd
+        self._idle: list[Worker] = []
+        self._lock = threading.Lock()
+
+    def ensure(self, count: int) -> None:
+        with self._lock:
+            while len(self._idle) < count:
+                self._idle.append(Worker(self.cmd, self.cwd))
+
+    def take(self) -> Worker:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(0)
+        return Worker(self.cmd, self.cwd)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.discard()
+
+
+def terminate(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(TERMINATE_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
