@@ -202,7 +202,13 @@ class LocalRunner(MapStages):
                         running[pool.submit(self._run_stage, stages[name], record)] = name
                 if not running:
                     continue
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                try:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                except KeyboardInterrupt:
+                    # Ctrl-C (or SIGTERM turned into it by the CLI): stop the stages, then keep
+                    # looping so every record is written as cancelled before returning.
+                    self.cancel()
+                    continue
                 for future in done:
                     name = running.pop(future)
                     self._finish_stage(record, name, future.result())

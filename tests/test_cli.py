@@ -118,3 +118,29 @@ def test_example_runs_end_to_end(tmp_path):
     meta = json.loads((models[0].parent / "meta.json").read_text())
     assert meta["metrics"]["accuracy"] > 0.8 and meta["stage"] == "register"
     assert meta["signature"]["inputs"][0]["shape"] == [None, 64]
+
+
+@pytest.mark.slow
+def test_sigterm_cancels_the_run_and_records_it(tmp_path):
+    import signal
+    import time
+
+    from nbformat.v4 import new_code_cell, new_notebook
+    import nbformat
+
+    cell = new_code_cell("import time\ntime.sleep(120)\nv = 1")
+    cell.metadata["tags"] = ["stage:sleepy"]
+    nbformat.write(new_notebook(cells=[cell]), tmp_path / "sleepy.ipynb")
+    store = tmp_path / "store"
+    proc = subprocess.Popen([EXE, "run", str(tmp_path / "sleepy.ipynb"), "--store", str(store), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(store.glob("runs/*/stages/sleepy/input.ipynb")):
+        time.sleep(0.2)
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    record = json.loads(out)
+    assert record["status"] == "cancelled" and record["stages"]["sleepy"]["status"] == "cancelled"
+    assert "Traceback" not in err

@@ -135,7 +135,12 @@ def cmd_run(args) -> int:
         print_json(record.to_json())
     else:
         print(run_summary(record))
-    return 0 if record.status.value == "succeeded" else 1
+    return _exit_status(record)
+
+
+def _exit_status(record) -> int:
+    """0 for a succeeded run, 130 (as for Ctrl-C) for a cancelled one, else 1."""
+    return {"succeeded": 0, "cancelled": 130}.get(record.status.value, 1)
 
 
 def cmd_runs(args) -> int:
@@ -186,7 +191,7 @@ def cmd_resume(args) -> int:
         print_json(record.to_json())
     else:
         print(run_summary(record))
-    return 0 if record.status.value == "succeeded" else 1
+    return _exit_status(record)
 
 
 def cmd_sweep(args, pipeline) -> int:
