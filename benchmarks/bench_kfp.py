@@ -1,6 +1,6 @@
 """Kubeflow benchmarks: compile time, and a kfp-local run against a local run of the same notebook.
 
-    .venv/bin/python benchmarks/bench_kfp.py [--stages 80] [--repeat 3] [--skip-runs]
+    .venv/bin/python benchmarks/bench_kfp.py [--stages 80] [--repeat 3] [--skip-runs] [--quick]
 
 Figures are printed as ratios against a baseline measured in the same process (STYLE.md):
 compile time of an 80-stage notebook per stage vs the 5-stage example, and the wall time of
@@ -45,12 +45,15 @@ def timed(fn, repeat: int) -> float:
     return median_time(fn, repeat)[0]
 
 
-def main() -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stages", type=int, default=80)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-runs", action="store_true", help="only the compile benchmark")
-    args = ap.parse_args()
+    ap.add_argument("--quick", action="store_true", help="one repeat (benchmarks/run.py --quick)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.repeat = 1
 
     t0 = time.perf_counter()
     import kfp.compiler  # noqa: F401 - import cost reported separately
@@ -81,6 +84,7 @@ def main() -> int:
         ]
         if args.skip_runs:
             print_rows(rows)
+            save_rows("kfp", rows)
             return 0
 
         from jupyter_pipeline.runner import run_pipeline

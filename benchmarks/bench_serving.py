@@ -14,7 +14,9 @@ Servers run in their own processes; the load generator is ``wrk`` (closed loop: 
 each sending its next request when the previous answer arrives) or, without wrk, a threaded
 Python client. Each cell is the median of ``--repeat`` runs.
 
-    .venv/bin/python benchmarks/bench_serving.py [--duration 4] [--repeat 3] [--json out.json]
+    .venv/bin/python benchmarks/bench_serving.py [--duration 4] [--repeat 3] [--json out.json] [--quick]
+
+``--quick`` (used by ``benchmarks/run.py --quick``): 1 s per cell, one run, a fifth of the floor calls.
 """
 
 from __future__ import annotations
@@ -110,15 +112,16 @@ def time_calls(fn, n: int) -> dict:
     return percentiles(samples)
 
 
-def floor(model, x) -> dict:
+def floor(model, x, scale: float = 1.0) -> dict:
     from jupyter_pipeline.serving.predictor import make_predictor
 
     predictor = make_predictor(model, 32)
     predictor.warm_up()
     feed = {"pixels": x}
-    return {"compiled (server's call path)": time_calls(lambda: predictor(feed), 3000),
-            "model(x, training=False)": time_calls(lambda: np.asarray(model(x, training=False)), 500),
-            "model.predict(x)": time_calls(lambda: model.predict(x, verbose=0), 500)}
+    n = lambda calls: max(20, int(calls * scale))  # noqa: E731
+    return {"compiled (server's call path)": time_calls(lambda: predictor(feed), n(3000)),
+            "model(x, training=False)": time_calls(lambda: np.asarray(model(x, training=False)), n(500)),
+            "model.predict(x)": time_calls(lambda: model.predict(x, verbose=0), n(500))}
 
 
 def free_port() -> int:
@@ -210,7 +213,10 @@ def main(argv=None) -> int:
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
     parser.add_argument("--repeat", type=int, default=3, help="measurements per cell (median reported)")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--quick", action="store_true", help="1 s per cell, one run, fewer floor calls")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.repeat = 1.0, 1
     sys.path.insert(0, str(ROOT))
     from jupyter_pipeline.models import log_model
 
@@ -225,7 +231,7 @@ def main(argv=None) -> int:
     same = tmp / "same.txt"
     same.write_text(body_for(rng.random((1, 64), dtype=np.float32)) + "\n")
     x = rng.random((1, 64), dtype=np.float32)
-    results: dict = {"generator": load.__name__, "floor": floor(model, x), "servers": {}}
+    results: dict = {"generator": load.__name__, "floor": floor(model, x, 0.2 if args.quick else 1.0), "servers": {}}
     print(f"load generator: {'wrk' if load is run_wrk else 'python threads'}; "
           f"{args.repeat} x {args.duration:.0f} s per cell, medians\n")
     for label, p50 in ((k, v["p50_us"]) for k, v in results["floor"].items()):

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_store.py                  # 1 GiB, 3 repeats, moto on loopback
     .venv/bin/python benchmarks/bench_store.py --size-mb 256 --repeat 5
+    .venv/bin/python benchmarks/bench_store.py --quick          # 64 MiB, 2 repeats (benchmarks/run.py --quick)
     .venv/bin/python benchmarks/bench_store.py --endpoint http://127.0.0.1:9000   # a running MinIO;
                                                 # credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
 
@@ -26,6 +27,9 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import row, save_rows  # noqa: E402
 
 from jupyter_pipeline.store_s3 import S3Settings, S3Store, client_for  # noqa: E402
 
@@ -60,12 +64,15 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=1024, help="file size in MiB (default 1024)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--endpoint", help="use this S3 server instead of starting moto")
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="64 MiB, 2 repeats")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.size_mb, args.repeat = 64, 2
 
     proc = None
     if args.endpoint:
@@ -117,6 +124,11 @@ def main() -> None:
         print(f"  {k:10s} {v:7.2f} s  {mib / v:8.1f} MiB/s")
     print(f"  ratio store/plain: upload {med['store put'] / med['plain put']:.2f}, "
           f"download {med['store get'] / med['plain get']:.2f}  (goal <= 1.2)")
+    server = "moto on loopback" if proc else "given S3 server"
+    rows = [row(f"S3 store {op} of a {args.size_mb} MiB value ({server})", med[f"store {op}"], med[f"plain {op}"],
+                "s", f"minio SDK f{op}_object", "goal <= 1.2") for op in ("put", "get")]
+    save_rows("store", rows)
+    return rows
 
 
 if __name__ == "__main__":
