@@ -88,6 +88,7 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
     setup_cells: list[int] = []
     parameters: list[Parameter] = []
     current: str | None = None
+    skipped_defines: dict[str, int] = {}  # names bound only in `skip` cells, for a better message
 
     for index, raw in enumerate(nb.cells):
         cell_tags = tuple(raw.get("metadata", {}).get("tags", []) or ())
@@ -128,7 +129,9 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
             ))
 
         code_scan = None
-        if raw.cell_type == "code" and role != Role.SKIP:
+        if raw.cell_type == "code" and role == Role.SKIP:
+            skipped_defines.update({n: index for n in analysis.scan(source).defines if n not in skipped_defines})
+        elif raw.cell_type == "code":
             code_scan = scans[index] = analysis.scan(source)
             if code_scan.syntax_error:
                 line, msg = code_scan.syntax_error
@@ -189,9 +192,12 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
                     "variables of stages above them", stage=name, cell=cell,
                 ))
             elif not star_import:
+                skipped = skipped_defines.get(var)
+                hint = (f"; cell {skipped + 1} defines it but is tagged `skip`, so it is not part of the pipeline"
+                        if skipped is not None else "")
                 problems.append(Problem(
                     "error", "undefined-name",
-                    f"name '{var}' is used but no stage, setup cell or parameter above defines it",
+                    f"name '{var}' is used but no stage, setup cell or parameter above defines it{hint}",
                     stage=name, cell=cell,
                 ))
         if map_var and map_var not in param_names and map_var in provided:

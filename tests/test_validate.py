@@ -76,3 +76,12 @@ def test_bad_option_values():
     assert "'lots' is not a whole number" in messages
     assert "not a Kubernetes quantity" in messages
     assert "≥ 1" in messages
+
+
+def test_name_defined_only_in_a_skip_cell_is_explained():
+    cells = [new_code_cell("x = 1"), new_code_cell("helper = 2"), new_code_cell("y = x + helper")]
+    for c, tags in zip(cells, (["stage:a"], ["skip"], ["stage:b"])):
+        c.metadata["tags"] = tags
+    p = from_notebook(new_notebook(cells=cells))
+    [problem] = p.errors
+    assert problem.code == "undefined-name" and "cell 2 defines it but is tagged `skip`" in problem.message
