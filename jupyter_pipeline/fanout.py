@@ -59,23 +59,9 @@ class MapStages:
     """The part of :class:`~jupyter_pipeline.runner.LocalRunner` that runs ``map:`` stages."""
 
     def _map_count(self, stage: Stage, record: RunRecord) -> int:
-        var = stage.options.map_var
-        producer = dict(stage.inputs).get(var)
-        if producer is None:
-            value = record.parameters.get(var)
-            try:
-                length = len(value)
-            except TypeError:
-                raise PipelineError(f"`map:{var}` in stage '{stage.name}': parameter {var} = {value!r} has no items") from None
-        else:
-            entry = self.store.get_json(stage_key(record.run_id, producer, "outputs.json")).get(var, {})
-            length = len(entry["items"]) if "items" in entry else entry.get("length")
-            if length is None:
-                raise PipelineError(
-                    f"`map:{var}` in stage '{stage.name}': '{var}' from stage '{producer}' is a "
-                    f"{entry.get('type', 'value')}, which has no length to map over"
-                )
-        return item_count(length, stage.options.map_chunks)
+        o = stage.options
+        return map_count(self.store, record.run_id, stage.name, o.map_var, dict(stage.inputs).get(o.map_var),
+                         o.map_chunks, record.parameters)
 
     def _run_map(self, stage: Stage, record: RunRecord) -> dict:
         """Run a ``map:`` stage once per item, in parallel; then publish its outputs as lists."""
@@ -108,7 +94,7 @@ class MapStages:
 
         with ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"jp-{stage.name}") as pool:
             list(pool.map(run_item, todo))
-        metrics = _mean_metrics(rec.items)
+        metrics = mean_metrics(rec.items)
         bad = [it for it in rec.items if it["status"] != "succeeded"]
         if bad:
             first = bad[0]
@@ -122,18 +108,43 @@ class MapStages:
                 "output_notebook": rec.items[0].get("output_notebook") if rec.items else None}
 
     def _gather(self, stage: Stage, record: RunRecord, count: int) -> None:
-        """Fan-in: the stage's output index lists each variable's per-item entries, in item order."""
-        index: dict = {name: {"items": []} for name in stage.outputs}
-        for i in range(count):
-            item_index = self.store.get_json(stage_key(record.run_id, stage.name, "outputs.json", i)) if stage.outputs else {}
-            for name in stage.outputs:
-                index[name]["items"].append({**item_index[name], "prefix": f"items/{i}/vars"})
-        for name, entry in index.items():
-            entry.update(type="list", saver="items", length=count)
-        self.store.put_json(stage_key(record.run_id, stage.name, "outputs.json"), index)
+        gather(self.store, record.run_id, stage.name, stage.outputs, count)
 
 
-def _mean_metrics(items: list[dict]) -> dict:
+def map_count(store, run_id: str, stage: str, var: str, producer: str | None, chunks: int | None,
+              parameters: dict) -> int:
+    """How many items the ``map:VAR[:CHUNKS]`` stage ``stage`` has in run ``run_id``: from the value of
+    parameter VAR, or (``producer`` given) from the ``length`` its producer recorded in its output index."""
+    if producer is None:
+        value = parameters.get(var)
+        try:
+            length = len(value)
+        except TypeError:
+            raise PipelineError(f"`map:{var}` in stage '{stage}': parameter {var} = {value!r} has no items") from None
+    else:
+        entry = store.get_json(stage_key(run_id, producer, "outputs.json")).get(var, {})
+        length = len(entry["items"]) if "items" in entry else entry.get("length")
+        if length is None:
+            raise PipelineError(
+                f"`map:{var}` in stage '{stage}': '{var}' from stage '{producer}' is a "
+                f"{entry.get('type', 'value')}, which has no length to map over"
+            )
+    return item_count(length, chunks)
+
+
+def gather(store, run_id: str, stage: str, outputs, count: int) -> None:
+    """Fan-in: the stage's output index lists each output variable's per-item entries, in item order."""
+    index: dict = {name: {"items": []} for name in outputs}
+    for i in range(count):
+        item_index = store.get_json(stage_key(run_id, stage, "outputs.json", i)) if outputs else {}
+        for name in outputs:
+            index[name]["items"].append({**item_index[name], "prefix": f"items/{i}/vars"})
+    for name, entry in index.items():
+        entry.update(type="list", saver="items", length=count)
+    store.put_json(stage_key(run_id, stage, "outputs.json"), index)
+
+
+def mean_metrics(items: list[dict]) -> dict:
     """A map stage's metrics: the mean over its items of each numeric metric."""
     values: dict[str, list[float]] = {}
     for it in items:

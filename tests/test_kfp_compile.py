@@ -208,15 +208,93 @@ def test_reserved_parameter_names_are_refused(tmp_path):
         compile_pipeline(pipeline)
 
 
-def test_map_stages_are_refused_clearly(tmp_path):
+def check_golden(name: str, text: str) -> None:
+    golden = GOLDEN / f"{name}.yaml"
+    if REGENERATE or not golden.exists():
+        golden.write_text(text)
+        if not REGENERATE:
+            pytest.fail(f"{golden} did not exist and was written; review and commit it")
+    assert text == golden.read_text(), (
+        f"compiled {name} differs from {golden}; if intended, regenerate with JP_REGENERATE_GOLDEN=1")
+
+
+def test_map_stages_compile_to_plan_loop_gather():
+    spec, platform, text = compiled("fanout", image=IMAGE)
+    check_golden("kfp_fanout", text)
+    tasks = spec["root"]["dag"]["tasks"]
+    # features (map:rows:8:as=part, parallelism:2): plan after its producer, a loop over the plan's
+    # output limited to 2 at once, then a gather after the loop; downstream waits for the gather
+    assert tasks["plan-features"]["dependentTasks"] == ["make"]
+    loop = tasks["for-loop-1"]
+    assert loop["iteratorPolicy"] == {"parallelismLimit": 2}
+    assert loop["parameterIterator"]["items"] == {"inputParameter": "pipelinechannel--plan-features-Output"}
+    assert sorted(tasks["gather-features"]["dependentTasks"]) == ["for-loop-1", "plan-features"]
+    assert tasks["gather-features"]["inputs"]["parameters"]["jp_items"] == {
+        "taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "plan-features"}}
+    assert sorted(tasks["check"]["dependentTasks"]) == ["gather-features", "gather-greet", "make"]
+    inner = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    assert list(inner) == ["features"]
+    item = inner["features"]["inputs"]["parameters"]["jp_item"]
+    assert item["parameterExpressionSelector"] == 'parseJson(string_value)["item"]'
+    source = spec["deploymentSpec"]["executors"]["exec-features"]["container"]["command"][-1]
+    assert "item=jp_item" in source and "jp_item: int" in source
+    # greet maps over a parameter: its plan needs no producer, only the parameter's value
+    assert "dependentTasks" not in tasks["plan-greet"]
+    assert tasks["plan-greet"]["inputs"]["parameters"]["names"] == {"componentInputParameter": "names"}
+    assert "iteratorPolicy" not in tasks["for-loop-2"]  # no parallelism: tag, no limit
+    # bookkeeping tasks: the store secret, never a cache hit, no GPU
+    assert tasks["plan-features"]["cachingOptions"] == {} and tasks["gather-greet"]["cachingOptions"] == {}
+    for name in ("exec-plan-features", "exec-gather-features"):
+        assert platform[name]["secretAsEnv"][0]["secretName"] == "mlpipeline-minio-artifact"
+        assert "accelerator" not in (spec["deploymentSpec"]["executors"][name]["container"].get("resources") or {})
+
+
+def test_sweep_compiles_to_one_loop_over_the_variants():
+    from jupyter_pipeline.kfp.sweep import compile_sweep, shared_stages
+
+    pipeline = load("tests/fixtures/sweep_metric.ipynb")
+    values = [{"a": a, "b": 1} for a in (1, 3, 5)]
+    shared = shared_stages(pipeline, values)
+    assert shared == ["prep"]  # score uses the swept parameter a
+    text = compile_sweep(pipeline, ["a"], shared, CompileOptions.for_pipeline(pipeline, image=IMAGE), max_parallel=2)
+    check_golden("kfp_sweep", text)
+    spec = next(yaml.safe_load_all(text))
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == {"prep", "for-loop-1"}
+    assert spec["root"]["inputDefinitions"]["parameters"]["jp_variants"]["parameterType"] == "LIST"
+    loop = tasks["for-loop-1"]
+    assert loop["iteratorPolicy"] == {"parallelismLimit": 2} and loop["dependentTasks"] == ["prep"]
+    assert loop["parameterIterator"]["items"] == {"inputParameter": "pipelinechannel--jp_variants"}
+    inner = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    assert set(inner) == {"link-variant", "score"} and inner["score"]["dependentTasks"] == ["link-variant"]
+    params = inner["score"]["inputs"]["parameters"]
+    assert params["a"]["parameterExpressionSelector"] == 'parseJson(string_value)["a"]'
+    assert params["jp_run_id"]["parameterExpressionSelector"] == 'parseJson(string_value)["run_id"]'
+    assert params["b"] == {"componentInputParameter": "pipelinechannel--b"}  # not swept: the run's value
+    link = inner["link-variant"]["inputs"]["parameters"]
+    assert link["jp_owner"] == {"componentInputParameter": "pipelinechannel--jp_run_id"}
+
+
+def test_a_map_stage_inside_a_sweep_reads_the_variant_from_its_own_item(tmp_path):
+    from jupyter_pipeline.kfp.sweep import compile_sweep, shared_stages
+
     nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("items = [1, 2]", metadata={"tags": ["stage:make"]}),
-        nbformat.v4.new_code_cell("y = item * 2", metadata={"tags": ["stage:each", "map:items"]}),
+        nbformat.v4.new_code_cell("k = 2", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("values = [1, 2, 3]", metadata={"tags": ["stage:make"]}),
+        nbformat.v4.new_code_cell("y = item * k", metadata={"tags": ["stage:each", "map:values"]}),
     ])
-    pipeline = from_notebook(nb, str(tmp_path / "mapped.ipynb"))
-    assert pipeline.ok, pipeline.problems
-    with pytest.raises(TargetError, match="each use map:"):
-        compile_pipeline(pipeline)
+    pipeline = from_notebook(nb, str(tmp_path / "nested.ipynb"))
+    shared = shared_stages(pipeline, [{"k": 2}, {"k": 3}])
+    assert shared == ["make"]
+    spec = next(yaml.safe_load_all(compile_sweep(pipeline, ["k"], shared)))
+    outer = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    assert outer["plan-each"]["inputs"]["parameters"]["jp_variant"] == {
+        "componentInputParameter": "pipelinechannel--jp_variants-loop-item"}
+    inner = spec["components"]["comp-for-loop-2"]["dag"]["tasks"]["each"]["inputs"]["parameters"]
+    # from the inner loop's item, not the outer one's (kfp.local cannot resolve outer items there)
+    for name, field in (("k", "k"), ("jp_run_id", "run_id"), ("jp_item", "item")):
+        assert inner[name]["componentInputParameter"] == "pipelinechannel--plan-each-Output-loop-item"
+        assert inner[name]["parameterExpressionSelector"] == f'parseJson(string_value)["{field}"]'
 
 
 def test_stage_names_that_are_python_keywords(tmp_path):

@@ -122,3 +122,56 @@ def test_component_entry_timeout_keeps_the_executed_notebook(store_dir, tmp_path
     assert result["status"] == "failed" and result["attempts"] == 2
     executed = nbformat.reads(store.get_bytes("runs/r1/stages/slow/output.ipynb").decode(), 4)
     assert "sleeping" in json.dumps(executed.cells[-1].outputs)
+
+
+def test_map_stage_runs_each_item_as_a_loop_iteration(store_dir):
+    """fanout.ipynb's `check` stage asserts that 8 chunks of a 1,000-row frame equal the unchunked code."""
+    events = []
+    pipeline = load(FIXTURES / "fanout.ipynb")
+    record = get_target("kfp-local")(pipeline, {}, open_store(store_dir), {},
+                                     lambda kind, rec, stage: events.append((kind, stage)))
+    assert record.status.value == "succeeded", record.to_json()
+    features = record.stages["features"]
+    assert [it["index"] for it in features.items] == list(range(8))
+    assert all(it["status"] == "succeeded" for it in features.items) and features.metrics == {"rows": 125.0}
+    assert len(record.stages["greet"].items) == 3 and record.stages["check"].status.value == "succeeded"
+    store = open_store(store_dir)
+    for i in range(8):  # written by the compiled component of iteration i
+        assert store.get_json(f"runs/{record.run_id}/stages/features/items/{i}/result.json")["index"] == i
+    for name in pipeline.stage_names:
+        assert [k for k, s in events if s == name] == ["stage-started", "stage-finished"], (name, events)
+
+
+def test_failed_map_item_fails_the_stage_and_keeps_its_notebook(tmp_path):
+    import shutil
+
+    shutil.copy(FIXTURES / "fanout_resume.ipynb", tmp_path / "fanout_resume.ipynb")
+    (tmp_path / "fail.flag").write_text("1")  # item 2 (value 3) raises while it exists
+    record = get_target("kfp-local")(load(tmp_path / "fanout_resume.ipynb"), {}, open_store(str(tmp_path / "store")),
+                                     {}, None)
+    square = record.stages["square"]
+    assert record.status.value == "failed" and square.status.value == "failed"
+    assert square.error.startswith("1 of 4 item(s) did not succeed; item 2: RuntimeError: item 3 fails")
+    assert [it["status"] for it in square.items] == ["succeeded", "succeeded", "failed", "succeeded"]
+    assert square.output_notebook.endswith("items/2/output.ipynb")
+    assert record.stages["total"].status.value == "skipped"
+
+
+def test_sweep_is_one_kfp_local_pipeline_sharing_the_unswept_stage(store_dir, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    code = main(["run", "tests/fixtures/sweep_metric.ipynb", "--target", "kfp-local", "--store", store_dir,
+                 "--sweep", "a=1,3,5", "--sweep", "b=0,2", "--metric", "score", "--max-parallel", "2", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0, data
+    assert len(data["variants"]) == 6 and data["stages_executed"] == 7 and data["stages_used"] == 12
+    best = data["variants"][0]
+    assert best["best"] and best["parameters"] == {"a": 3, "b": 2} and best["metrics"]["score"] == 12
+    store = open_store(store_dir)
+    records = [load_run(store, v["run_id"]) for v in data["variants"]]
+    assert {(r.target, r.sweep_id) for r in records} == {("kfp-local", data["sweep_id"])}
+    owners = [r.run_id for r in records if r.stages["prep"].reused_from is None]
+    assert len(owners) == 1 and all(r.stages["prep"].reused_from in (None, owners[0]) for r in records)
+    # prep ran once: one executed notebook, in the owner's folder
+    assert sum(store.exists(f"runs/{r.run_id}/stages/prep/output.ipynb") for r in records) == 1
+    spec = next(yaml.safe_load_all(store.get_bytes(f"sweeps/{data['sweep_id']}/pipeline.yaml").decode()))
+    assert set(spec["root"]["dag"]["tasks"]) == {"prep", "for-loop-1"}

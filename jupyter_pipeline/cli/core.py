@@ -195,15 +195,14 @@ def cmd_resume(args) -> int:
 
 
 def cmd_sweep(args, pipeline) -> int:
-    from ..sweep import parse_sweep_args, run_sweep
     from ..store import open_store, resolve_store_url
+    from ..sweep import parse_sweep_args
+    from ..targets import get_sweep_target
 
-    if args.target != "local":
-        fail(f"sweeps run on the local target; `--target {args.target}` with --sweep is not supported yet")
+    target = get_sweep_target(args.target)
     store = open_store(resolve_store_url(args.store, pipeline.settings))
-    result = run_sweep(pipeline, parse_sweep_args(args.sweep), store=store, fixed=_parameters(args),
-                       metric=args.metric, goal=args.goal, sample=args.random, max_parallel=args.max_parallel,
-                       workers=args.workers, on_event=Progress())
+    options = {**run_options(args), "fixed": _parameters(args), "sample": args.random}
+    result = target(pipeline, parse_sweep_args(args.sweep), store, options, Progress())
     data = result.to_json()
     if args.json:
         print_json(data)

@@ -24,8 +24,10 @@ from ..exceptions import TargetError
 from ..pipeline import Pipeline, Stage
 from ..stagebook import stage_notebook
 from .entry import NONE_PREFIX
-from .component import KFP_TYPES, RUN_INPUTS, check_parameter_names, stage_component
-from .placement import DEFAULT_S3_ENDPOINT, Placement, apply
+from .component import (
+    KFP_TYPES, RUN_INPUTS, check_parameter_names, component, gather_function, plan_function, stage_component,
+)
+from .placement import DEFAULT_S3_ENDPOINT, Placement, apply, helper
 
 #: The image stages run in unless the notebook (``image`` setting) or a stage (``image:`` tag) says
 #: otherwise; built from the repository's ``Dockerfile``.
@@ -120,47 +122,99 @@ def _pipeline_signature(pipeline: Pipeline, options: CompileOptions) -> inspect.
     return inspect.Signature(params, return_annotation=None)
 
 
+class StageTasks:
+    """Adds the tasks of stages to the ``@dsl.pipeline`` body being built, one stage at a time.
+
+    A plain stage is one task. A ``map:`` stage is a *plan* task listing its items at run time,
+    a ``dsl.ParallelFor`` over them (``parallelism:`` as its limit) running the stage's task once
+    per item, and a *gather* task after the loop that publishes the outputs as lists (fan-in);
+    downstream stages depend on the gather task.
+    """
+
+    def __init__(self, pipeline: Pipeline, options: CompileOptions):
+        self.pipeline, self.options = pipeline, options
+        self.placement = options.placement or Placement()
+        self.image = options.image or DEFAULT_IMAGE
+        self.ordered = topological(pipeline)
+        self.components = {
+            s.name: stage_component(pipeline, s, s.options.image or self.image, s.options.timeout or 0)
+            for s in self.ordered
+        }
+        self.notebooks = {s.name: notebook_json(pipeline, s) for s in self.ordered}
+        self.plans, self.gathers = {}, {}
+        for s in self.ordered:
+            if s.options.map_var:
+                self.plans[s.name] = component(plan_function(pipeline, s), self.image)
+                self.gathers[s.name] = component(gather_function(pipeline, s), self.image)
+
+    def add(self, stage: Stage, values: dict, after: list, variant=None, swept: tuple = ()):
+        """Add ``stage`` with run inputs from ``values`` (channels by input name); returns the task
+        downstream stages wait for. Inside a sweep's variant loop, ``variant`` is the loop's item
+        and ``swept`` the names of the parameters it sets."""
+        store = {name: values[name] for name in ("jp_store", "jp_run_id", "jp_s3_endpoint")}
+        store["jp_job_id"] = JOB_ID_PLACEHOLDER
+        if not stage.options.map_var:
+            task = self._stage_task(stage, values)
+            task.after(*after)
+            return task
+        from kfp import dsl
+
+        o = stage.options
+        var_argument = {o.map_var: values[o.map_var]} if o.map_var not in dict(stage.inputs) else {}
+        plan = self.plans[stage.name](**var_argument, **store, jp_variant={} if variant is None else variant)
+        plan.after(*after)
+        helper(plan, f"{stage.name} (items)", self.placement)
+        with dsl.ParallelFor(plan.output, parallelism=o.parallelism or 0) as each:
+            # Swept values and the variant's run id come from the item itself: see entry.plan_items.
+            inner = {**values, "jp_run_id": each.run_id} if variant is not None else dict(values)
+            for name in swept:
+                inner[name] = getattr(each, name)
+            task = self._stage_task(stage, inner, item=each.item)
+        gather = self.gathers[stage.name](jp_items=plan.output, **store)
+        gather.after(task)
+        helper(gather, f"{stage.name} (gather)", self.placement)
+        return gather
+
+    def _stage_task(self, stage: Stage, values: dict, item=None):
+        arguments = {p: values[p] for p in stage.parameters if p in values}
+        arguments.update({name: values[name] for name in RUN_INPUTS if name in values})
+        arguments["jp_notebook"] = self.notebooks[stage.name]
+        arguments["jp_job_id"] = JOB_ID_PLACEHOLDER
+        if item is not None:
+            arguments["jp_item"] = item
+        task = self.components[stage.name](**arguments)
+        apply(task, stage, self.placement)
+        return task
+
+
 def build(pipeline: Pipeline, options: CompileOptions | None = None):
     """The kfp ``GraphComponent`` (a ``@dsl.pipeline``) of ``pipeline``."""
-    from kfp import dsl
-
     pipeline.require_valid()
     check_parameter_names(pipeline)
-    mapped = [s.name for s in pipeline.stages if getattr(s.options, "map_var", None)]
-    if mapped:  # one task per item needs dsl.ParallelFor over the items; not compiled yet
-        raise TargetError(
-            f"{pipeline.path}: stage(s) {', '.join(mapped)} use map: (one run per item), which the Kubeflow "
-            "compiler does not support yet; run them with the local runner, or remove the map: tag."
-        )
     options = options or CompileOptions.for_pipeline(pipeline)
-    placement = options.placement or Placement()
     signature = _pipeline_signature(pipeline, options)
     names = list(signature.parameters)
-    ordered = topological(pipeline)
-    components = {
-        s.name: stage_component(pipeline, s, s.options.image or options.image or DEFAULT_IMAGE, s.options.timeout or 0)
-        for s in ordered
-    }
-    notebooks = {s.name: notebook_json(pipeline, s) for s in ordered}
+    stages = StageTasks(pipeline, options)
 
     def body(*channels):
         values = dict(zip(names, channels))
         tasks = {}
-        for stage in ordered:
-            arguments = {p: values[p] for p in stage.parameters if p in values}
-            arguments.update({name: values[name] for name in RUN_INPUTS if name in values})
-            arguments["jp_notebook"] = notebooks[stage.name]
-            arguments["jp_job_id"] = JOB_ID_PLACEHOLDER
-            task = components[stage.name](**arguments)
-            task.after(*(tasks[up] for up in stage.depends_on))
-            apply(task, stage, placement)
-            tasks[stage.name] = task
+        for stage in stages.ordered:
+            tasks[stage.name] = stages.add(stage, values, [tasks[up] for up in stage.depends_on])
+
+    return as_pipeline(body, signature, pipeline, options)
+
+
+def as_pipeline(body, signature: inspect.Signature, pipeline: Pipeline, options: CompileOptions,
+                summary: str | None = None):
+    """``body`` with ``signature`` as the ``@dsl.pipeline`` of ``pipeline``."""
+    from kfp import dsl
 
     body.__signature__ = signature
     body.__name__ = kfp_name(options.name or pipeline.name).replace("-", "_")
     body.__doc__ = options.description or (
         f"Pipeline '{pipeline.name}' compiled by jupyter-pipeline from {Path(pipeline.path).name}: "
-        f"{len(pipeline.stages)} stage(s)."
+        f"{summary or f'{len(pipeline.stages)} stage(s)'}."
     )
     return dsl.pipeline(name=kfp_name(options.name or pipeline.name), description=body.__doc__)(body)
 
@@ -168,11 +222,16 @@ def build(pipeline: Pipeline, options: CompileOptions | None = None):
 def compile_pipeline(pipeline: Pipeline, path: str | os.PathLike | None = None,
                      options: CompileOptions | None = None) -> str:
     """Compile ``pipeline``; write the YAML to ``path`` when given and return it."""
-    from kfp import compiler
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # kfp's notice about its default base image
         graph = build(pipeline, options)
+    return compile_graph(graph, pipeline, path)
+
+
+def compile_graph(graph, pipeline: Pipeline, path: str | os.PathLike | None = None) -> str:
+    """The YAML of a built ``@dsl.pipeline``; written to ``path`` too when given."""
+    from kfp import compiler
+
     with tempfile.TemporaryDirectory(prefix="jp-kfp-") as tmp:
         target = Path(tmp) / "pipeline.yaml"
         try:

@@ -29,6 +29,8 @@ RUN_INPUTS = {
     "jp_s3_endpoint": "S3/MinIO endpoint of the store; empty: keep the environment's",
     "jp_workdir": "working directory of the stage's kernel; empty: the task's own",
 }
+#: The run-level inputs of the helper components (plan, gather, link): where the run's files are.
+STORE_INPUTS = ("jp_store", "jp_run_id", "jp_job_id", "jp_s3_endpoint")
 #: Names a notebook parameter may not have (they would shadow the run-level inputs).
 RESERVED = frozenset(RUN_INPUTS) | {"jupyter_pipeline", "_jp_entry"}
 
@@ -68,54 +70,132 @@ def _arg(name: str, annotation: str) -> ast.arg:
     return ast.arg(arg=name, annotation=ast.parse(annotation, mode="eval").body)
 
 
-def stage_function(pipeline: Pipeline, stage: Stage, timeout: int = 0) -> StageFunction:
-    """Build the component function of ``stage``: typed inputs, docstring, one-call body."""
-    params = [p for p in pipeline.parameters if p.name in stage.parameters]
-    typed = [_arg(p.name, _ANNOTATIONS[KFP_TYPES[p.type]]) for p in params]
-    run_args = [_arg(name, "str") for name in RUN_INPUTS]
+def _build(name: str, label: str, args: list[ast.arg], entry: str, keywords: list[ast.keyword], doc: str,
+           returns: str | None = None) -> StageFunction:
+    """A function ``name(args) -> returns`` whose body is ``return _jp_entry.<entry>(**keywords)``."""
     call = ast.Call(
-        func=ast.Attribute(value=ast.Name("_jp_entry", ast.Load()), attr="run_component", ctx=ast.Load()),
-        args=[],
-        keywords=[
-            ast.keyword("stage", ast.Constant(stage.name)),
-            ast.keyword("parameters", ast.Dict(keys=[ast.Constant(p.name) for p in params],
-                                                values=[ast.Name(p.name, ast.Load()) for p in params])),
-            *(ast.keyword(name[3:], ast.Name(name, ast.Load())) for name in RUN_INPUTS if name != "jp_job_id"),
-            ast.keyword("job_id", ast.Name("jp_job_id", ast.Load())),
-            ast.keyword("timeout", ast.Constant(int(timeout or 0))),
-        ],
+        func=ast.Attribute(value=ast.Name("_jp_entry", ast.Load()), attr=entry, ctx=ast.Load()),
+        args=[], keywords=keywords,
     )
-    doc = (f"Stage '{stage.name}' of pipeline '{pipeline.name}', run by jupyter-pipeline's stage runner.\n\n"
-           "Args:\n" + "".join(f"    {p.name}: notebook parameter ({p.type}, default {p.default!r}).\n" for p in params)
-           + "".join(f"    {name}: {text}.\n" for name, text in RUN_INPUTS.items()))
-    name = function_name(stage.name)
     func_def = ast.FunctionDef(
         name=name,
-        args=ast.arguments(posonlyargs=[], args=typed + run_args, vararg=None, kwonlyargs=[],
+        args=ast.arguments(posonlyargs=[], args=args, vararg=None, kwonlyargs=[],
                            kw_defaults=[], kwarg=None, defaults=[]),
         body=[
             ast.Expr(ast.Constant(doc)),
             ast.Import(names=[ast.alias(name="jupyter_pipeline.kfp.entry", asname="_jp_entry")]),
-            ast.Expr(call),
+            ast.Return(call) if returns else ast.Expr(call),
         ],
         decorator_list=[],
-        returns=ast.Constant(None),
+        returns=ast.parse(returns, mode="eval").body if returns else ast.Constant(None),
     )
     if sys.version_info >= (3, 12):
         func_def.type_params = []
     module = ast.fix_missing_locations(ast.Module(body=[func_def], type_ignores=[]))
     source = ast.unparse(module) + "\n"
     # A unique pseudo-file per build: linecache serves it to inspect.getsource.
-    filename = f"<jupyter-pipeline {pipeline.name}:{stage.name}:{next(_counter)}>"
+    filename = f"<jupyter-pipeline {label}:{next(_counter)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict = {}
     exec(compile(module, filename, "exec", dont_inherit=True), namespace)  # noqa: S102 - our own syntax tree, no user text
     return StageFunction(name=name, source=source, func=namespace[name])
 
 
+def _name(name: str) -> ast.Name:
+    return ast.Name(name, ast.Load())
+
+
+def _params(pipeline: Pipeline, names) -> list:
+    return [p for p in pipeline.parameters if p.name in names]
+
+
+def _typed(params) -> list[ast.arg]:
+    return [_arg(p.name, _ANNOTATIONS[KFP_TYPES[p.type]]) for p in params]
+
+
+def _store_keywords() -> list[ast.keyword]:
+    return [ast.keyword(name[3:], _name(name)) for name in STORE_INPUTS]
+
+
+def stage_function(pipeline: Pipeline, stage: Stage, timeout: int = 0) -> StageFunction:
+    """Build the component function of ``stage``: typed inputs, docstring, one-call body.
+
+    A ``map:`` stage's component also takes ``jp_item``, the index of the item it runs on.
+    """
+    params = _params(pipeline, stage.parameters)
+    mapped = bool(stage.options.map_var)
+    run_args = [_arg(name, "str") for name in RUN_INPUTS] + ([_arg("jp_item", "int")] if mapped else [])
+    keywords = [
+        ast.keyword("stage", ast.Constant(stage.name)),
+        ast.keyword("parameters", ast.Dict(keys=[ast.Constant(p.name) for p in params],
+                                            values=[_name(p.name) for p in params])),
+        *(ast.keyword(name[3:], _name(name)) for name in RUN_INPUTS if name != "jp_job_id"),
+        ast.keyword("job_id", _name("jp_job_id")),
+        ast.keyword("timeout", ast.Constant(int(timeout or 0))),
+        *([ast.keyword("item", _name("jp_item"))] if mapped else []),
+    ]
+    doc = (f"Stage '{stage.name}' of pipeline '{pipeline.name}', run by jupyter-pipeline's stage runner.\n\n"
+           "Args:\n" + "".join(f"    {p.name}: notebook parameter ({p.type}, default {p.default!r}).\n" for p in params)
+           + "".join(f"    {name}: {text}.\n" for name, text in RUN_INPUTS.items())
+           + ("    jp_item: index of the item of a map: stage this task runs.\n" if mapped else ""))
+    return _build(function_name(stage.name), f"{pipeline.name}:{stage.name}", _typed(params) + run_args,
+                  "run_component", keywords, doc)
+
+
+def plan_function(pipeline: Pipeline, stage: Stage) -> StageFunction:
+    """The component that lists the items of ``map:`` stage ``stage`` at run time (fan-out)."""
+    o = stage.options
+    producer = dict(stage.inputs).get(o.map_var)
+    params = [] if producer else _params(pipeline, [o.map_var])
+    args = _typed(params) + [_arg(name, "str") for name in STORE_INPUTS] + [_arg("jp_variant", "dict")]
+    keywords = [
+        ast.keyword("stage", ast.Constant(stage.name)),
+        ast.keyword("var", ast.Constant(o.map_var)),
+        ast.keyword("producer", ast.Constant(producer)),
+        ast.keyword("chunks", ast.Constant(o.map_chunks)),
+        ast.keyword("parameters", ast.Dict(keys=[ast.Constant(p.name) for p in params],
+                                            values=[_name(p.name) for p in params])),
+        *_store_keywords(),
+        ast.keyword("variant", _name("jp_variant")),
+    ]
+    doc = (f"Items of stage '{stage.name}' (map:{o.map_var}) of pipeline '{pipeline.name}': one loop iteration each.")
+    return _build("plan_" + function_name(stage.name), f"{pipeline.name}:plan:{stage.name}", args,
+                  "plan_items", keywords, doc, returns="list")
+
+
+def gather_function(pipeline: Pipeline, stage: Stage) -> StageFunction:
+    """The component that publishes the outputs of ``map:`` stage ``stage`` as lists (fan-in)."""
+    args = [_arg("jp_items", "list")] + [_arg(name, "str") for name in STORE_INPUTS]
+    keywords = [
+        ast.keyword("stage", ast.Constant(stage.name)),
+        ast.keyword("outputs", ast.List([ast.Constant(n) for n in stage.outputs], ast.Load())),
+        ast.keyword("items", _name("jp_items")),
+        *_store_keywords(),
+    ]
+    doc = f"Gather the items of stage '{stage.name}' of pipeline '{pipeline.name}' into its outputs."
+    return _build("gather_" + function_name(stage.name), f"{pipeline.name}:gather:{stage.name}", args,
+                  "gather_items", keywords, doc)
+
+
+def link_function(pipeline: Pipeline, shared: list[str]) -> StageFunction:
+    """The first task of each sweep variant: point the variant's run at the stages run once for all."""
+    args = [_arg("jp_owner", "str")] + [_arg(name, "str") for name in STORE_INPUTS]
+    keywords = [
+        ast.keyword("stages", ast.List([ast.Constant(n) for n in shared], ast.Load())),
+        ast.keyword("owner", _name("jp_owner")),
+        *_store_keywords(),
+    ]
+    doc = f"Start a variant of a sweep of pipeline '{pipeline.name}': link the shared stages' results."
+    return _build("link_variant", f"{pipeline.name}:link", args, "link_variant", keywords, doc)
+
+
 def stage_component(pipeline: Pipeline, stage: Stage, image: str, timeout: int = 0):
     """The kfp ``PythonComponent`` of ``stage`` on ``image`` (which has jupyter-pipeline and kfp)."""
+    return component(stage_function(pipeline, stage, timeout), image)
+
+
+def component(built: StageFunction, image: str):
+    """The kfp ``PythonComponent`` of a built function on ``image`` (which has jupyter-pipeline and kfp)."""
     from kfp import dsl
 
-    built = stage_function(pipeline, stage, timeout)
     return dsl.component(built.func, base_image=image, install_kfp_package=False)

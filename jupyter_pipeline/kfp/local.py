@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import io
+import tempfile
 import threading
 import warnings
 from pathlib import Path
 
 from .. import parameters as params_mod
+from ..fanout import mean_metrics
 from ..pipeline import Pipeline
-from ..records import RunRecord, RunState, StageRecord, StageState, new_run_id, now_iso, run_prefix, save_run, stage_key
+from ..records import (
+    RunRecord, RunState, StageRecord, StageState, new_run_id, now_iso, run_prefix, save_run, stage_key,
+)
 from ..store import open_store
 from .compiler import CompileOptions, compile_pipeline, parameter_arguments
-from .entry import RESULT_FILE
+from .entry import ITEMS_FILE, RESULT_FILE
 
 POLL_SECONDS = 0.2
 #: kfp.local keeps global configuration; one kfp.local run at a time per process.
@@ -32,8 +36,10 @@ def record_from_results(record: RunRecord, store, pipeline: Pipeline) -> RunReco
     for stage in pipeline.stages:
         rec = record.stages[stage.name]
         key = stage_key(record.run_id, stage.name, RESULT_FILE)
-        if store.exists(key):
-            result = store.get_json(key)
+        result = store.get_json(key) if store.exists(key) else None
+        if stage.options.map_var:
+            result = _map_result(store, record.run_id, stage.name, result)
+        if result is not None:
             rec.status = StageState(result.get("status", "failed"))
             rec.started_at, rec.finished_at = result.get("started_at"), result.get("finished_at")
             rec.metrics = result.get("metrics") or {}
@@ -41,6 +47,8 @@ def record_from_results(record: RunRecord, store, pipeline: Pipeline) -> RunReco
             rec.attempts = int(result.get("attempts") or 1)
             rec.error = result.get("error") if rec.status != StageState.SUCCEEDED else None
             rec.error_cell = result.get("error_cell") if rec.status != StageState.SUCCEEDED else None
+            rec.reused_from = result.get("reused_from")
+            rec.items = result.get("items") or []
             outputs_key = stage_key(record.run_id, stage.name, "outputs.json")
             if rec.status == StageState.SUCCEEDED and store.exists(outputs_key):
                 rec.outputs = sorted(store.get_json(outputs_key))
@@ -48,6 +56,34 @@ def record_from_results(record: RunRecord, store, pipeline: Pipeline) -> RunReco
         if store.exists(input_key):
             rec.input_notebook = store.uri(input_key)
     return record
+
+
+def _map_result(store, run_id: str, stage: str, result: dict | None) -> dict | None:
+    """A ``map:`` stage's result: the gather task's, or (a failed item stopped the loop) one made
+    from the items' own results, worded as the local runner words it."""
+    if result is not None:
+        return result
+    plan_key = stage_key(run_id, stage, ITEMS_FILE)
+    if not store.exists(plan_key):
+        return None
+    count = store.get_json(plan_key)["count"]
+    items = []
+    for i in range(count):
+        key = stage_key(run_id, stage, RESULT_FILE, i)
+        r = store.get_json(key) if store.exists(key) else {"status": "skipped", "error": "not run"}
+        items.append({"index": i, **{k: r.get(k) for k in ("status", "started_at", "finished_at",
+                                                           "output_notebook", "metrics", "error", "error_cell")}})
+    bad = [it for it in items if it["status"] != "succeeded"]
+    if not bad or any(it["status"] is None for it in items):
+        return None  # still running
+    first = next((it for it in bad if it["status"] == "failed"), bad[0])
+    started = [it["started_at"] for it in items if it["started_at"]]
+    return {"status": "failed", "items": items, "metrics": mean_metrics(items),
+            "started_at": min(started, default=None),
+            "finished_at": max((it["finished_at"] for it in items if it["finished_at"]), default=None),
+            "output_notebook": first.get("output_notebook"), "error_cell": first.get("error_cell"),
+            "error": f"{len(bad)} of {count} item(s) did not succeed; item {first['index']}: "
+                     f"{first.get('error') or first['status']}"}
 
 
 def _finish(record: RunRecord, pipeline: Pipeline, error: str | None) -> RunRecord:
@@ -69,97 +105,123 @@ def _finish(record: RunRecord, pipeline: Pipeline, error: str | None) -> RunReco
 
 
 class _Watcher(threading.Thread):
-    """Turns the stages' store files into run events while kfp.local runs (it runs one task at a time)."""
+    """Turns the stages' store files into run events while kfp.local runs (one run, or a sweep's variants)."""
 
-    def __init__(self, store, record: RunRecord, pipeline: Pipeline, on_event):
+    def __init__(self, store, records: list[RunRecord], pipeline: Pipeline, on_event):
         super().__init__(name="jp-kfp-local-watch", daemon=True)
-        self.store, self.record, self.pipeline, self.on_event = store, record, pipeline, on_event
+        self.store, self.records, self.pipeline, self.on_event = store, records, pipeline, on_event
         self.stop = threading.Event()
+        self.started: set[tuple[str, str]] = set()
+        self.finished: set[tuple[str, str]] = set()
 
     def poll(self) -> None:
-        for name, rec in self.record.stages.items():
-            if rec.status == StageState.PENDING and self.store.exists(stage_key(self.record.run_id, name, "input.ipynb")):
+        for record in self.records:
+            self._poll(record)
+
+    def _poll(self, record: RunRecord) -> None:
+        # kfp.local runs independent tasks and loop iterations at the same time: a stage may start
+        # and finish between two polls, so events follow what changed, each stage's in order.
+        changed = False
+        for name, rec in record.stages.items():
+            if rec.status == StageState.PENDING and self.store.exists(stage_key(record.run_id, name, "input.ipynb")):
                 rec.status, rec.started_at = StageState.RUNNING, now_iso()
-                save_run(self.store, self.record)
-                self.on_event("stage-started", self.record, name)
-            if rec.status == StageState.RUNNING and self.store.exists(stage_key(self.record.run_id, name, RESULT_FILE)):
-                record_from_results(self.record, self.store, self.pipeline)
-                save_run(self.store, self.record)
-                self.on_event("stage-finished", self.record, name)
+                changed = True
+        record_from_results(record, self.store, self.pipeline)
+        events = []
+        for name, rec in record.stages.items():
+            key = (record.run_id, name)
+            if rec.status not in (StageState.PENDING, StageState.SKIPPED) and key not in self.started:
+                self.started.add(key)
+                events.append(("stage-started", name))
+            if rec.status.done and key not in self.finished:
+                self.finished.add(key)
+                events.append(("stage-finished", name))
+        if changed or events:
+            save_run(self.store, record)
+        for kind, name in events:
+            self.on_event(kind, record, name)
 
     def run(self) -> None:
         while not self.stop.wait(POLL_SECONDS):
             self.poll()
 
 
+def new_record(pipeline: Pipeline, store, values: dict, run_id: str | None = None, **fields) -> RunRecord:
+    """The record of a kfp-local run of ``pipeline`` with parameter ``values``."""
+    return RunRecord(
+        run_id=run_id or new_run_id(pipeline.name), pipeline=pipeline.name,
+        notebook=str(Path(pipeline.path).resolve()), store=store.url, target="kfp-local", parameters=values,
+        stages={s.name: StageRecord() for s in pipeline.stages}, edges=[list(e) for e in pipeline.edges], **fields,
+    )
+
+
+def snapshot(store, pipeline: Pipeline, run_id: str, yaml_text: str) -> None:
+    """What a run folder keeps of its pipeline: the compiled YAML, the notebook, the parsed pipeline."""
+    prefix = run_prefix(run_id)
+    store.put_bytes(f"{prefix}/pipeline.yaml", yaml_text.encode())
+    with open(pipeline.path, "rb") as f:
+        store.put_bytes(f"{prefix}/notebook.ipynb", f.read())
+    store.put_json(f"{prefix}/pipeline.json", pipeline.to_json())
+
+
+def execute(yaml_text: str, arguments: dict, store, records: list[RunRecord], pipeline: Pipeline,
+            on_event) -> list[RunRecord]:
+    """Run compiled ``yaml_text`` with kfp.local, turning the stages' files into ``records`` and events."""
+    from kfp import components, local
+
+    for record in records:
+        save_run(store, record)
+        on_event("run-started", record, None)
+    watcher = _Watcher(store, records, pipeline, on_event)
+    log = io.StringIO()
+    error = None
+    with _lock, warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="jp-kfp-local-") as tmp:
+        yaml_path = Path(tmp) / "pipeline.yaml"
+        yaml_path.write_text(yaml_text)
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(Path(tmp) / "outputs"),
+                   raise_on_error=False)
+        compiled = components.load_component_from_file(str(yaml_path))
+        watcher.start()
+        try:
+            warnings.simplefilter("ignore", RuntimeWarning)  # "non-Python base image": it is ours
+            warnings.simplefilter("ignore", UserWarning)  # "accelerator has no effect locally": known
+            # kfp.local echoes every task's output on stdout; keep it out of --json output.
+            with contextlib.redirect_stdout(log):
+                compiled(**arguments)
+        except Exception as exc:  # noqa: BLE001 - kfp.local's own failures become the run's error
+            error = f"kfp.local: {type(exc).__name__}: {exc}"
+        finally:
+            watcher.stop.set()
+            watcher.join()
+    for record in records:
+        store.put_bytes(f"{run_prefix(record.run_id)}/kfp-local.log", log.getvalue().encode())
+    watcher.poll()  # events of the last stages
+    for record in records:
+        _finish(record, pipeline, error)
+        save_run(store, record)
+    watcher.poll()  # skipped stages
+    for record in records:
+        on_event("run-finished", record, None)
+    return records
+
+
 def run_kfp_local(pipeline: Pipeline, parameters: dict | None, store, options: dict | None = None,
                   on_event=None) -> RunRecord:
     """Compile ``pipeline`` and run the compiled spec with kfp.local; return the finished record."""
-    from kfp import components, local
-
     options = options or {}
     on_event = on_event or (lambda kind, record, stage: None)
     pipeline.require_valid()
     values = params_mod.resolve(pipeline, parameters)
     store = open_store(store)
     store.check()
-    record = RunRecord(
-        run_id=options.get("run_id") or new_run_id(pipeline.name),
-        pipeline=pipeline.name,
-        notebook=str(Path(pipeline.path).resolve()),
-        store=store.url,
-        target="kfp-local",
-        parameters=values,
-        stages={s.name: StageRecord() for s in pipeline.stages},
-        edges=[list(e) for e in pipeline.edges],
-    )
-    prefix = run_prefix(record.run_id)
+    record = new_record(pipeline, store, values, options.get("run_id"))
     # The stages must use this store from this process's environment: no cluster endpoint.
     compile_options = CompileOptions.for_pipeline(pipeline, store=store.absolute_url(), s3_endpoint="")
     yaml_text = compile_pipeline(pipeline, options=compile_options)
-    store.put_bytes(f"{prefix}/pipeline.yaml", yaml_text.encode())
-    with open(pipeline.path, "rb") as f:
-        store.put_bytes(f"{prefix}/notebook.ipynb", f.read())
-    store.put_json(f"{prefix}/pipeline.json", pipeline.to_json())
-    save_run(store, record)
-    on_event("run-started", record, None)
-
+    snapshot(store, pipeline, record.run_id, yaml_text)
     arguments = parameter_arguments(pipeline, values)
     arguments.update(jp_run_id=record.run_id, jp_workdir=str(Path(pipeline.path).resolve().parent))
-    watcher = _Watcher(store, record, pipeline, on_event)
-    log = io.StringIO()
-    error = None
-    with _lock, warnings.catch_warnings():
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="jp-kfp-local-") as tmp:
-            yaml_path = Path(tmp) / "pipeline.yaml"
-            yaml_path.write_text(yaml_text)
-            local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(Path(tmp) / "outputs"),
-                       raise_on_error=False)
-            compiled = components.load_component_from_file(str(yaml_path))
-            watcher.start()
-            try:
-                warnings.simplefilter("ignore", RuntimeWarning)  # "non-Python base image": it is ours
-                warnings.simplefilter("ignore", UserWarning)  # "accelerator has no effect locally": known
-                # kfp.local echoes every task's output on stdout; keep it out of --json output.
-                with contextlib.redirect_stdout(log):
-                    compiled(**arguments)
-            except Exception as exc:  # noqa: BLE001 - kfp.local's own failures become the run's error
-                error = f"kfp.local: {type(exc).__name__}: {exc}"
-            finally:
-                watcher.stop.set()
-                watcher.join()
-    store.put_bytes(f"{prefix}/kfp-local.log", log.getvalue().encode())
-    watcher.poll()  # events of the last stage
-    record_from_results(record, store, pipeline)
-    _finish(record, pipeline, error)
-    save_run(store, record)
-    for name, rec in record.stages.items():
-        if rec.status == StageState.SKIPPED:
-            on_event("stage-finished", record, name)
-    on_event("run-finished", record, None)
-    return record
+    return execute(yaml_text, arguments, store, [record], pipeline, on_event)[0]
 
 
-__all__ = ["run_kfp_local", "record_from_results"]
+__all__ = ["run_kfp_local", "record_from_results", "execute", "new_record", "snapshot"]

@@ -83,3 +83,17 @@ def apply(task, stage: Stage, placement: Placement) -> None:
         kubernetes.add_toleration(task, key=resource, operator="Exists", effect="NoSchedule")
     if placement.secret:
         kubernetes.use_secret_as_env(task, secret_name=placement.secret, secret_key_to_env=dict(placement.secret_keys))
+
+
+def helper(task, name: str, placement: Placement) -> None:
+    """Settings of the small bookkeeping tasks (a map stage's plan and gather, a sweep variant's
+    link): the store secret and the notebook-wide node selector; no GPU, no resources, no cache
+    (they read and write the run's folder, whose state a cached result would not reflect)."""
+    from kfp import kubernetes
+
+    task.set_display_name(name)
+    task.set_caching_options(False)
+    for key, value in sorted(placement.node_selector.items()):
+        kubernetes.add_node_selector(task, label_key=key, label_value=str(value))
+    if placement.secret:
+        kubernetes.use_secret_as_env(task, secret_name=placement.secret, secret_key_to_env=dict(placement.secret_keys))
