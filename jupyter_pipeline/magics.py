@@ -3,7 +3,7 @@
 ``%%stage NAME [--after A B] [--gpu N] ...`` checks its arguments with the same parser the converter
 uses, then runs the cell body in the live kernel, so the notebook still works top to bottom.
 
-``%pipeline validate|graph|run|status|compile|publish [NB]`` are the CLI's actions with rich output.
+``%pipeline validate|graph|run|sweep|status|compile|publish [NB]`` are the CLI's actions with rich output.
 Without ``NB`` the magic works on the notebook this kernel belongs to, found through the Jupyter
 server (its sessions API, or ``JPY_SESSION_NAME``); it reads the notebook *as saved*.
 """
@@ -14,10 +14,7 @@ import argparse
 import html
 import json
 import os
-import queue
 import shlex
-import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -26,13 +23,11 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
 from .exceptions import PipelineError
+from .livetable import SweepProgress, badge, drive, run_bundle, sweep_bundle
 
 LAST_RUN_NAME = "_pipeline_run"  # the user-namespace name of the last run record
 SESSION_TIMEOUT = 5.0
-_MARKS = {"succeeded": "✔", "failed": "✖", "skipped": "–", "cancelled": "■", "running": "▶",
-          "interrupted": "!", "pending": "·"}
-_COLOURS = {"succeeded": "#2e7d32", "failed": "#c62828", "running": "#1565c0", "cancelled": "#6d4c41",
-            "interrupted": "#ef6c00", "skipped": "#757575", "pending": "#757575"}
+LAST_SWEEP_NAME = "_pipeline_sweep"  # the user-namespace name of the last sweep result
 
 
 class MagicFailed(Exception):
@@ -49,14 +44,15 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="%pipeline", add_help=False)
-    sub = p.add_subparsers(dest="action", metavar="validate|graph|run|status|compile|publish", parser_class=_Parser)
+    sub = p.add_subparsers(dest="action", metavar="validate|graph|run|sweep|status|compile|publish",
+                           parser_class=_Parser)
     sub.required = True
     v = sub.add_parser("validate", prog="%pipeline validate", add_help=False)
     v.add_argument("notebook", nargs="?")
     g = sub.add_parser("graph", prog="%pipeline graph", add_help=False)
     g.add_argument("notebook", nargs="?")
     g.add_argument("--format", choices=["svg", "mermaid", "text"], default="svg")
-    for name in ("run", "publish"):
+    for name in ("run", "publish", "sweep"):
         r = sub.add_parser(name, prog=f"%pipeline {name}", add_help=False)
         r.add_argument("notebook", nargs="?")
         r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
@@ -65,8 +61,14 @@ def _parser() -> argparse.ArgumentParser:
         r.add_argument("--experiment")
         r.add_argument("--kfp-host")
         r.add_argument("--image")
-        if name == "run":
+        if name != "publish":
             r.add_argument("--target", default="local")
+        if name == "sweep":
+            r.add_argument("--sweep", action="append", default=[], required=True, metavar="NAME=V1,V2")
+            r.add_argument("--random", type=int, metavar="K")
+            r.add_argument("--metric")
+            r.add_argument("--goal", choices=["max", "min"], default="max")
+            r.add_argument("--max-parallel", type=int, metavar="N")
     s = sub.add_parser("status", prog="%pipeline status", add_help=False)
     s.add_argument("run_id", nargs="?", metavar="RUN")
     s.add_argument("--store")
@@ -98,7 +100,7 @@ class PipelineMagics(Magics):
 
     @line_magic
     def pipeline(self, line: str):
-        """%pipeline validate|graph|run|status|compile|publish [NB] ...: see ``%pipeline?``."""
+        """%pipeline validate|graph|run|sweep|status|compile|publish [NB] ...: see ``%pipeline?``."""
         args = _parser().parse_args(shlex.split(line))
         try:
             return getattr(self, f"_{args.action}")(args)
@@ -148,11 +150,7 @@ class PipelineMagics(Magics):
         pipeline, _ = self._load(args)
         pipeline.require_valid()
         target = target or args.target
-        params = {}
-        for name, value in args.parameter:
-            if name in params:
-                raise UsageError(f"parameter '{name}' is given twice")
-            params[name] = value
+        params = _parameters(args)
         store = open_store(resolve_store_url(args.store, pipeline.settings))
         options = {"workers": args.workers, "experiment": args.experiment, "kfp_host": args.kfp_host,
                    "image": args.image, "store": store.url}
@@ -175,10 +173,33 @@ class PipelineMagics(Magics):
 
             def start(on_event):
                 return fn(pipeline, params, store, options, on_event)
-        record = _drive(start, runner, pipeline.stage_names)
+        record = drive(start, runner.cancel if runner else None, run_bundle)
         self.shell.user_ns[LAST_RUN_NAME] = record
         if record.status.value != "succeeded":
             raise MagicFailed(f"run {record.run_id} {record.status.value}" + (f": {record.error}" if record.error else ""))
+
+    def _sweep(self, args):
+        """Run every variant (``--sweep NAME=V1,V2`` grid), live, then the variants ranked by ``--metric``."""
+        from .store import open_store, resolve_store_url
+        from .sweep import parse_sweep_args
+        from .targets import get_sweep_target
+
+        pipeline, _ = self._load(args)
+        pipeline.require_valid()
+        grid = parse_sweep_args(args.sweep)
+        target = get_sweep_target(args.target)
+        store = open_store(resolve_store_url(args.store, pipeline.settings))
+        options = {"fixed": _parameters(args), "metric": args.metric, "goal": args.goal, "sample": args.random,
+                   "max_parallel": args.max_parallel, "workers": args.workers}
+        progress = SweepProgress(list(grid), args.metric)
+        result = drive(lambda on_event: target(pipeline, grid, store, options, on_event), None, progress.bundle,
+                       final=lambda r: sweep_bundle(r.to_json()), what="sweep")
+        self.shell.user_ns[LAST_SWEEP_NAME] = result
+        data = result.to_json()
+        failed = [v["run_id"] for v in data["variants"] if v["status"] != "succeeded"]
+        if failed:
+            raise MagicFailed(f"sweep {data['sweep_id']}: {len(failed)} of {len(data['variants'])} variant(s) did "
+                              f"not succeed ({', '.join(failed)})")
 
     def _publish(self, args):
         return self._run(args, target="kfp")
@@ -191,7 +212,7 @@ class PipelineMagics(Magics):
         store = open_store(resolve_store_url(args.store))
         if args.run_id:
             record = effective_status(store, load_run(store, args.run_id))
-            display(_run_bundle(record), raw=True)
+            display(run_bundle(record), raw=True)
             return
         try:
             notebook = str(notebook_path(None, self.shell).resolve())
@@ -205,7 +226,7 @@ class PipelineMagics(Magics):
         text = [f"runs{where} in {store.url}, newest first:"] + [
             f"{r.run_id}  {r.status.value:<11} {sum(s.status.value == 'succeeded' for s in r.stages.values())}/"
             f"{len(r.stages)} stages ok  {r.target}" for r in records]
-        rows = "".join(f"<tr><td><code>{r.run_id}</code></td><td>{_badge(r.status.value)}</td>"
+        rows = "".join(f"<tr><td><code>{r.run_id}</code></td><td>{badge(r.status.value)}</td>"
                        f"<td>{sum(s.status.value == 'succeeded' for s in r.stages.values())}/{len(r.stages)}</td>"
                        f"<td>{r.target}</td><td>{r.created_at}</td></tr>" for r in records)
         display({"text/plain": "\n".join(text), "text/html":
@@ -224,85 +245,13 @@ class PipelineMagics(Magics):
             print(text)
 
 
-# -- live run display ----------------------------------------------------------------------------------
-def _drive(start, runner, stage_names: list[str]):
-    """Run ``start(on_event)`` in a thread; redraw a progress table here, on each event, in this cell.
-
-    Events are drawn from the kernel's main thread (outputs from other threads can land in another
-    cell); an interrupt (the kernel's stop button) cancels a local run and waits for its record.
-    """
-    events: queue.Queue = queue.Queue()
-    outcome: dict = {}
-
-    def work():
-        try:
-            outcome["record"] = start(lambda kind, record, stage: events.put(record))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the kernel's thread
-            outcome["error"] = exc
-        finally:
-            events.put(None)
-
-    handle = display({"text/plain": "starting the run…"}, raw=True, display_id=True)
-    thread = threading.Thread(target=work, name="jp-magic-run", daemon=True)
-    thread.start()
-    t0, interrupted = time.monotonic(), False
-    while True:
-        try:
-            record = events.get()
-        except KeyboardInterrupt:
-            if runner is None:
-                raise MagicFailed("interrupted: the run goes on on its target; `%pipeline status` follows it") from None
-            interrupted = True
-            runner.cancel()
-            continue
-        if record is None:
-            break
-        handle.update(_run_bundle(record, time.monotonic() - t0), raw=True)
-    thread.join()
-    if "error" in outcome:
-        handle.update({"text/plain": f"run failed to start: {outcome['error']}"}, raw=True)
-        raise outcome["error"]
-    record = outcome["record"]
-    handle.update(_run_bundle(record, time.monotonic() - t0), raw=True)
-    if interrupted:
-        raise KeyboardInterrupt
-    return record
-
-
-def _badge(status: str) -> str:
-    return f"<span style='color:{_COLOURS.get(status, '#111')}'>{_MARKS.get(status, '?')} {status}</span>"
-
-
-def _run_bundle(record, elapsed: float | None = None) -> dict:
-    """A run record as a progress table: HTML for Jupyter, text for everything else."""
-    def secs(v):
-        return "" if v is None else f"{v:.1f} s"
-
-    def metrics(m):
-        return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
-
-    head = f"run {record.run_id} ({record.target}): {record.status.value}"
-    if elapsed is not None:
-        head += f" after {elapsed:.1f} s"
-    lines = [head]
-    rows = []
-    for name, rec in record.stages.items():
-        status = rec.status.value + (" (reused)" if rec.reused else "")
-        err = f" — {rec.error}" if rec.error and rec.status.value == "failed" else ""
-        lines.append(f"  {_MARKS.get(rec.status.value, '?')} {name:<20} {status:<11} {secs(rec.duration):>8}  "
-                     f"{metrics(rec.metrics)}{err}")
-        rows.append(f"<tr><td>{html.escape(name)}</td><td>{_badge(rec.status.value)}</td><td>{secs(rec.duration)}</td>"
-                    f"<td>{html.escape(metrics(rec.metrics))}</td><td>{html.escape(rec.error or '')}</td></tr>")
-    tail = []
-    if record.error:
-        tail.append(html.escape(record.error))
-        lines.append(f"  {record.error}")
-    if record.url:
-        tail.append(f"<a href='{html.escape(record.url)}' target='_blank'>run page</a>")
-        lines.append(f"  run page: {record.url}")
-    body = (f"<p><b>{html.escape(head)}</b></p><table><tr><th>stage</th><th>status</th><th>duration</th>"
-            f"<th>metrics</th><th>error</th></tr>{''.join(rows)}</table>" + "".join(f"<p>{t}</p>" for t in tail))
-    return {"text/plain": "\n".join(lines), "text/html": body}
+def _parameters(args) -> dict:
+    params = {}
+    for name, value in args.parameter:
+        if name in params:
+            raise UsageError(f"parameter '{name}' is given twice")
+        params[name] = value
+    return params
 
 
 # -- which notebook is this kernel's ------------------------------------------------------------------

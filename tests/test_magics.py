@@ -42,12 +42,16 @@ def _notebook(store: str, yaml_path: str):
         _cell("load", "%load_ext jupyter_pipeline", skip),
         _cell("params", "n = 3", "parameters"),
         _cell("make", "%%stage make\nnumbers = list(range(n))\nprint('made', numbers)"),
-        _cell("total", "%%stage total --after make --gpu 0\ntotal = sum(numbers)\nprint('total', total)"),
+        _cell("total", "%%stage total --after make --gpu 0\ntotal = sum(numbers)\nprint('total', total)\n"
+                       "from jupyter_pipeline import log_metric\nlog_metric('total', total)"),
         _cell("validate", "%pipeline validate", skip),
         _cell("graph", "%pipeline graph", skip),
         _cell("mermaid", "%pipeline graph --format mermaid", skip),
         _cell("run", f"%pipeline run -p n 4 --store {store} --workers 2", skip),
         _cell("last", f"run_id = {'_pipeline_run'}.run_id\nprint(run_id, _pipeline_run.status.value)", skip),
+        _cell("sweep", f"%pipeline sweep --store {store} --workers 2 --sweep n=2,5,3 --metric total --goal min", skip),
+        _cell("sweep-result", "print(_pipeline_sweep.best.parameters['n'], len(_pipeline_sweep.runs))", skip),
+        _cell("sweep-no-grid", "%pipeline sweep", skip, fails),
         _cell("status-one", f"%pipeline status $run_id --store {store}", skip),
         _cell("status-list", f"%pipeline status --store {store}", skip),
         _cell("compile", f"%pipeline compile -o {yaml_path}", skip),
@@ -159,6 +163,22 @@ def test_run_shows_per_stage_progress_and_succeeds(executed):
     assert (tmp / "store" / "runs" / run_id / "run.json").is_file()
     executed_total = nbformat.read(tmp / "store" / "runs" / run_id / "stages" / "total" / "output.ipynb", 4)
     assert "total 6" in "".join(o.get("text", "") for c in executed_total.cells for o in c.get("outputs", []))
+
+
+@pytest.mark.slow
+def test_sweep_shows_variants_live_then_ranked(executed):
+    nb, tmp = executed
+    displays = [o for o in _outputs(nb, "sweep") if o.output_type == "display_data"]
+    assert len(displays) == 1  # the live table, redrawn in place, ends as the ranked table
+    text = _text(nb, "sweep")
+    rows = [line for line in text.splitlines() if re.match(r"\s*★?\s*\d ", line)]
+    assert [re.search(r"n=(\d)", r).group(1) for r in rows] == ["2", "3", "5"], text  # total = 1, 3, 10
+    assert rows[0].lstrip().startswith("★ 1") and "best:" in text and "by total (min)" in text
+    assert "<td>★ 1</td>" in _text(nb, "sweep", "text/html")
+    assert _text(nb, "sweep-result").split() == ["2", "3"]
+    sweeps = list((tmp / "store" / "sweeps").iterdir())
+    assert len(sweeps) == 1 and (sweeps[0] / "sweep.json").is_file()
+    assert "the following arguments are required: --sweep" in _text(nb, "sweep-no-grid")
 
 
 @pytest.mark.slow
