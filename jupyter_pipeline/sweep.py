@@ -104,14 +104,14 @@ class SweepResult:
 def run_sweep(pipeline: Pipeline, grid: dict[str, list], *, store: Store | str | None = None,
               fixed: dict | None = None, metric: str | None = None, goal: str = "max",
               sample: int | None = None, max_parallel: int | None = None, workers: int | None = None,
-              on_event=None) -> SweepResult:
+              on_event=None, sweep_id: str | None = None) -> SweepResult:
     """Run every variant; identical stages run once. Returns the ranked result (also stored)."""
     pipeline.require_valid()
     if goal not in ("max", "min"):
         raise ParameterError(f"--goal must be max or min, not {goal!r}")
     store = open_store(store)
     overrides = variants(pipeline, grid, fixed, sample)
-    sweep_id = new_run_id(f"{pipeline.name}-sweep")
+    sweep_id = sweep_id or new_run_id(f"{pipeline.name}-sweep")
     result = SweepResult(sweep_id, pipeline.path, metric, goal, swept=list(grid))
     cache = StageCache()
     probe = LocalRunner(store, workers=workers)

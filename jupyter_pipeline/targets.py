@@ -3,7 +3,7 @@
 A target is a callable ``(pipeline, parameters, store, options, on_event) -> RunRecord``
 registered in :data:`targets`. A sweep target is a callable ``(pipeline, grid, store, options,
 on_event) -> SweepResult`` registered in :data:`sweep_targets` (options: ``fixed``, ``metric``,
-``goal``, ``sample``, ``max_parallel``, ``workers``). Modules for optional targets register themselves on import and
+``goal``, ``sample``, ``max_parallel``, ``workers``, ``sweep_id``). Modules for optional targets register themselves on import and
 are imported lazily, so the CLI stays fast and kfp is only imported when used.
 """
 
@@ -54,7 +54,8 @@ def _local_sweep(pipeline, grid, store, options, on_event):
 
     return run_sweep(pipeline, grid, store=store, fixed=options.get("fixed"), metric=options.get("metric"),
                      goal=options.get("goal") or "max", sample=options.get("sample"),
-                     max_parallel=options.get("max_parallel"), workers=options.get("workers"), on_event=on_event)
+                     max_parallel=options.get("max_parallel"), workers=options.get("workers"), on_event=on_event,
+                     sweep_id=options.get("sweep_id"))
 
 
 sweep_targets.register("local", _local_sweep)

@@ -325,6 +325,45 @@ def test_background_local_run_polled_to_success(api, root, store_path):
 
 
 @pytest.mark.slow
+def test_sweep_runs_in_the_background_and_lists_its_variants(api, store_path):
+    sweep = {"grid": {"n": [2, 4, 3]}, "metric": "total", "goal": "max"}
+    status, body = api("POST", "runs", body={"path": "small.ipynb", "parameters": {"delay": 0.5}, "sweep": sweep})
+    assert status == 202 and set(body) == {"sweep_id"}, body
+    sweep_id = body["sweep_id"]
+    deadline = time.monotonic() + POLL_TIMEOUT
+    while True:
+        runs = api("GET", "runs")[1]["runs"]
+        if len(runs) == 3 and all(r["status"] != "running" for r in runs):
+            break
+        assert time.monotonic() < deadline, runs
+        time.sleep(0.25)
+    assert {r["sweep_id"] for r in runs} == {sweep_id} and {r["status"] for r in runs} == {"succeeded"}
+    assert sorted((r["parameters"]["n"], r["parameters"]["delay"], r["metrics"]["total"]) for r in runs) == [
+        (2, 0.5, 1), (3, 0.5, 3), (4, 0.5, 6)]
+    result_file = store_path / "sweeps" / sweep_id / "sweep.json"
+    while not result_file.exists():  # written just after the last variant's record
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    result = json.loads(result_file.read_text())
+    assert result["best"] == next(r["run_id"] for r in runs if r["parameters"]["n"] == 4)
+
+
+def test_bad_sweeps_are_refused_before_anything_runs(api):
+    for sweep, words in [({"grid": []}, ("grid",)), ({"grid": {"n": []}}, ("non-empty list",)),
+                         ({"grid": {"n": [1]}, "goal": "up"}, ("goal",)),
+                         ({"grid": {"n": [1]}, "max_parallel": 0}, ("max_parallel",))]:
+        status, body = api("POST", "runs", body={"path": "small.ipynb", "sweep": sweep})
+        assert_error(status, body, 400, *words)
+    status, body = api("POST", "runs", body={"path": "small.ipynb", "sweep": {"grid": {"epochs": [1, 2]}}})
+    assert_error(status, body, 400, "no parameter 'epochs'")
+    status, body = api("POST", "runs", body={"path": "small.ipynb", "sweep": {"grid": {"n": ["x"]}}})
+    assert_error(status, body, 400, "'n'")
+    status, body = api("POST", "runs", body={"path": "small.ipynb", "target": "kfp", "sweep": {"grid": {"n": [1]}}})
+    assert_error(status, body, (400, 502), "not submitted to a Kubeflow cluster yet")
+    assert api("GET", "runs")[1]["runs"] == []
+
+
+@pytest.mark.slow
 def test_cancel_a_running_local_run(api):
     status, body = api("POST", "runs", body={"path": "small.ipynb", "parameters": {"delay": 120}})
     assert status == 202, body

@@ -122,7 +122,7 @@ def run_sweep_kfp_local(pipeline: Pipeline, grid: dict[str, list], store, option
     combos = variants(pipeline, grid, options.get("fixed"), options.get("sample"))
     values = [params_mod.resolve(pipeline, c) for c in combos]
     swept = list(grid)
-    sweep_id = new_run_id(f"{pipeline.name}-sweep")
+    sweep_id = options.get("sweep_id") or new_run_id(f"{pipeline.name}-sweep")
     records = [new_record(pipeline, store, v, sweep_id=sweep_id) for v in values]
     shared = shared_stages(pipeline, values)
     compile_options = CompileOptions.for_pipeline(pipeline, store=store.absolute_url(), s3_endpoint="")

@@ -178,7 +178,9 @@ def compile_notebook(full: Path, config: JupyterPipeline, output: Path | None) -
 
 
 class RunsHandler(BaseHandler):
-    """``GET runs[?notebook=NB&limit=N]``: runs newest first. ``POST runs``: start one."""
+    """``GET runs[?notebook=NB&limit=N]``: runs newest first. ``POST runs``: start one, or with
+    ``"sweep": {"grid": {NAME: [V1, V2]}, "metric", "goal", "max_parallel", "sample"}`` a sweep
+    (answer ``{"sweep_id"}``; its variants are runs carrying that ``sweep_id``)."""
 
     @tornado.web.authenticated
     async def get(self):
@@ -207,8 +209,20 @@ class RunsHandler(BaseHandler):
             self.log.info("jupyter-pipeline: ignoring store %r from the browser; using the server's store",
                           body["store"])
         options = {k: body.get(k) for k in ("experiment", "image", "kfp_host")}
+        if body.get("sweep") is not None:
+            sweep = _sweep_options(body["sweep"])
+            sweep_id = await self.blocking(self._start_sweep, full, target, parameters, sweep)
+            self.reply({"sweep_id": sweep_id}, status=202)
+            return
         run_id = await self.blocking(self._start, full, target, parameters, options)
         self.reply({"run_id": run_id}, status=202)
+
+    def _start_sweep(self, full: Path, target: str, parameters: dict, sweep: dict) -> str:
+        from ..parse import load
+
+        pipeline = load(full).require_valid()
+        grid = sweep.pop("grid")
+        return self.jp.manager.start_sweep(pipeline, grid, parameters, target, sweep)
 
     def _start(self, full: Path, target: str, parameters: dict, options: dict) -> str:
         from ..parse import load
@@ -218,6 +232,25 @@ class RunsHandler(BaseHandler):
             options["image"] = self.jp.config.default_image or None
         options["kfp_host"] = options.get("kfp_host") or self.jp.config.kfp_host or None
         return self.jp.manager.start(pipeline, parameters, target, options)
+
+
+def _sweep_options(sweep) -> dict:
+    """The ``sweep`` field of ``POST runs``, checked: grid, metric, goal, max_parallel, sample."""
+    if not isinstance(sweep, dict) or not isinstance(sweep.get("grid"), dict) or not sweep["grid"]:
+        raise BadRequest("\"sweep\" must be an object with \"grid\": {parameter name: [values, ...]}.")
+    for name, values in sweep["grid"].items():
+        if not isinstance(values, list) or not values:
+            raise BadRequest(f"sweep grid: \"{name}\" must be a non-empty list of values.")
+    if sweep.get("goal", "max") not in ("max", "min"):
+        raise BadRequest("sweep \"goal\" must be \"max\" or \"min\".")
+    if sweep.get("metric") is not None and not isinstance(sweep["metric"], str):
+        raise BadRequest("sweep \"metric\" must be the name of a logged metric.")
+    for key in ("max_parallel", "sample"):
+        value = sweep.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise BadRequest(f"sweep \"{key}\" must be a whole number of at least 1.")
+    return {"grid": sweep["grid"], "metric": sweep.get("metric") or None, "goal": sweep.get("goal", "max"),
+            "max_parallel": sweep.get("max_parallel"), "sample": sweep.get("sample")}
 
 
 class RunHandler(BaseHandler):

@@ -16,12 +16,12 @@ import time
 from dataclasses import dataclass, field
 
 from .. import parameters as params_mod
-from ..exceptions import PipelineError, RunNotFound
+from ..exceptions import ParameterError, PipelineError, RunNotFound
 from ..pipeline import Pipeline
 from ..records import RunState, StageState, list_runs, load_run, new_run_id, now_iso, save_run
 from ..runner import LocalRunner, effective_status
 from ..store import Store, open_store
-from ..targets import get_target
+from ..targets import get_sweep_target, get_target
 
 #: How long ``start`` waits for a target to report its run before answering anyway.
 START_WAIT_SECONDS = 60
@@ -86,7 +86,54 @@ class RunManager:
         params_mod.resolve(pipeline, parameters)  # raises ParameterError before anything starts
         target_fn = None if target == "local" else get_target(target)
         run_id = new_run_id(pipeline.name)
-        active = ActiveRun(run_id=run_id, target=target)
+        active = self._claim(ActiveRun(run_id=run_id, target=target))
+        if target_fn is None:
+            active.runner = LocalRunner(self.store, workers=self.workers, on_event=self._on_event(active))
+        opts = {**self.target_options, "workers": self.workers, "run_id": run_id, "store": self.store.url,
+                **{k: v for k, v in (options or {}).items() if v not in (None, "")}}
+
+        def work():
+            if active.runner is not None:
+                active.runner.run(pipeline, dict(parameters or {}), run_id=active.run_id)
+            else:
+                record = target_fn(pipeline, dict(parameters or {}), self.store, opts, self._on_event(active))
+                if record is not None and hasattr(record, "to_json"):
+                    active.snapshot = record.to_json()
+
+        self._launch(active, work)
+        if active.snapshot and active.snapshot.get("run_id") not in (None, run_id):
+            with self._lock:  # the target chose its own id; answer with that one
+                self._active[active.snapshot["run_id"]] = active
+            return active.snapshot["run_id"]
+        return run_id
+
+    def start_sweep(self, pipeline: Pipeline, grid: dict, parameters: dict | None = None, target: str = "local",
+                    options: dict | None = None) -> str:
+        """Start a sweep (one run per combination of ``grid``'s values) in the background; return its id.
+
+        It counts as one of ``max_concurrent_runs``; its variants are ordinary runs carrying
+        ``sweep_id``, listed by :meth:`list` as they start.
+        """
+        from ..sweep import variants
+
+        pipeline.require_valid()
+        if not isinstance(grid, dict) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
+            raise ParameterError("a sweep's grid maps parameter names to non-empty lists of values")
+        variants(pipeline, grid, parameters)  # raises ParameterError before anything starts
+        target_fn = get_sweep_target(target)
+        sweep_id = new_run_id(f"{pipeline.name}-sweep")
+        active = self._claim(ActiveRun(run_id=sweep_id, target=target))
+        opts = {**{k: v for k, v in (options or {}).items() if v not in (None, "")},
+                "fixed": dict(parameters or {}), "workers": self.workers, "sweep_id": sweep_id}
+
+        def work():
+            result = target_fn(pipeline, grid, self.store, opts, self._on_event(active, keep=False))
+            active.snapshot = {"sweep_id": sweep_id, **result.to_json()}
+
+        self._launch(active, work)
+        return sweep_id
+
+    def _claim(self, active: ActiveRun) -> ActiveRun:
         with self._lock:
             # Finished runs are read from the store from now on; forget them here.
             self._active = {k: a for k, a in self._active.items() if not a.done.is_set()}
@@ -96,41 +143,31 @@ class RunManager:
                     f"This server already drives {running} run(s), its limit "
                     f"(c.JupyterPipeline.max_concurrent_runs = {self.max_concurrent_runs}). "
                     "Wait for one to finish or cancel one.")
-            self._active[run_id] = active
-        if target_fn is None:
-            active.runner = LocalRunner(self.store, workers=self.workers, on_event=self._on_event(active))
-        opts = {**self.target_options, "workers": self.workers, "run_id": run_id, "store": self.store.url,
-                **{k: v for k, v in (options or {}).items() if v not in (None, "")}}
-        active.thread = threading.Thread(
-            target=self._drive, args=(active, pipeline, dict(parameters or {}), target_fn, opts),
-            name=f"jp-run-{run_id}", daemon=True)
+            self._active[active.run_id] = active
+        return active
+
+    def _launch(self, active: ActiveRun, work) -> None:
+        """Run ``work`` in a daemon thread; return once it reported (or failed, raising its error)."""
+        active.thread = threading.Thread(target=self._drive, args=(active, work), name=f"jp-run-{active.run_id}",
+                                         daemon=True)
         active.thread.start()
         active.reported.wait(START_WAIT_SECONDS)
         if active.done.is_set() and active.error is not None and active.snapshot is None:
             raise active.error  # failed before it began: the caller's request gets the error
-        if active.snapshot and active.snapshot.get("run_id") not in (None, run_id):
-            with self._lock:  # the target chose its own id; answer with that one
-                self._active[active.snapshot["run_id"]] = active
-            return active.snapshot["run_id"]
-        return run_id
 
-    def _on_event(self, active: ActiveRun):
+    def _on_event(self, active: ActiveRun, keep: bool = True):
         def on_event(kind, record, stage):
-            try:
-                active.snapshot = record.to_json()
-            except Exception:  # noqa: BLE001 - a snapshot is a convenience, never a failure
-                pass
+            if keep:
+                try:
+                    active.snapshot = record.to_json()
+                except Exception:  # noqa: BLE001 - a snapshot is a convenience, never a failure
+                    pass
             active.reported.set()
         return on_event
 
-    def _drive(self, active: ActiveRun, pipeline: Pipeline, parameters: dict, target_fn, options: dict) -> None:
+    def _drive(self, active: ActiveRun, work) -> None:
         try:
-            if active.runner is not None:
-                active.runner.run(pipeline, parameters, run_id=active.run_id)
-            else:
-                record = target_fn(pipeline, parameters, self.store, options, self._on_event(active))
-                if record is not None and hasattr(record, "to_json"):
-                    active.snapshot = record.to_json()
+            work()
         except BaseException as exc:  # noqa: BLE001 - recorded, never lost in a thread
             active.error = exc
             if isinstance(exc, PipelineError):
