@@ -116,6 +116,8 @@ export interface IRunRecord {
   external_id?: string | null;
   url: string | null;
   history?: Record<string, unknown>[];
+  /** The sweep this run is a variant of. */
+  sweep_id?: string | null;
 }
 
 export interface IRunList {
@@ -131,10 +133,22 @@ export interface IRunRequest {
   store?: string;
   image?: string;
   kfp_host?: string;
+  /** Run once per combination of the grid's values instead (a sweep). */
+  sweep?: ISweepRequest;
 }
 
+/** The `sweep` field of `POST runs`. */
+export interface ISweepRequest {
+  grid: Record<string, unknown[]>;
+  metric?: string;
+  goal?: 'max' | 'min';
+  max_parallel?: number;
+}
+
+/** `POST runs` answers `run_id` for a run, `sweep_id` for a sweep (its variants are runs with that `sweep_id`). */
 export interface IRunStarted {
-  run_id: string;
+  run_id?: string;
+  sweep_id?: string;
 }
 
 export interface ICompileResult {
@@ -204,7 +218,7 @@ export function compilePipeline(
   );
 }
 
-/** `POST runs`: start a run in the background; answers at once with its id. */
+/** `POST runs`: start a run (or, with `sweep`, a sweep) in the background; answers at once with its id. */
 export function startRun(request: IRunRequest, settings?: Settings): Promise<IRunStarted> {
   return requestAPI<IRunStarted>(
     'runs',

@@ -156,7 +156,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
           await panel.context.save();
         }
         const { run_id } = await api.startRun(request);
-        model.expanded.add(run_id);
+        if (run_id) {
+          model.expanded.add(run_id); // a sweep's variants appear in the runs list as they start
+        }
         shell.activateById(sidebar.id);
         await model.refreshRuns();
       } catch (error) {

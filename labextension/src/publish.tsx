@@ -1,10 +1,11 @@
 /**
- * The "Publish as pipeline" dialog: target, experiment and the notebook's parameters.
+ * The "Publish as pipeline" dialog: target, experiment and the notebook's parameters; with
+ * "Sweep", comma-separated values per parameter (one run per combination), a metric and a goal.
  */
 import { Dialog, ReactWidget, showDialog } from '@jupyterlab/apputils';
 import * as React from 'react';
 import { IParameter, IRunRequest, Target } from './api';
-import { parameterText, parseParameter } from './params';
+import { parameterText, parseParameter, parseSweepGrid, variantCount } from './params';
 
 export interface IPublishOptions {
   path: string;
@@ -18,6 +19,10 @@ class PublishForm extends ReactWidget {
   target: Target;
   experiment: string;
   values: Record<string, string>;
+  sweep = false;
+  sweepValues: Record<string, string> = {};
+  metric = '';
+  goal: 'max' | 'min' = 'max';
 
   constructor(private readonly _opts: IPublishOptions) {
     super();
@@ -29,14 +34,53 @@ class PublishForm extends ReactWidget {
 
   getValue(): IRunRequest {
     const parameters: Record<string, unknown> = {};
+    const grid = this.sweep ? parseSweepGrid(this._opts.parameters, this.sweepValues) : {};
     for (const p of this._opts.parameters) {
-      parameters[p.name] = parseParameter(p, this.values[p.name] ?? '');
+      if (!(p.name in grid)) {
+        parameters[p.name] = parseParameter(p, this.values[p.name] ?? '');
+      }
     }
     const request: IRunRequest = { path: this._opts.path, target: this.target, parameters };
+    if (this.sweep) {
+      request.sweep = { grid, goal: this.goal };
+      if (this.metric.trim()) {
+        request.sweep.metric = this.metric.trim();
+      }
+    }
     if (this.experiment.trim()) {
       request.experiment = this.experiment.trim();
     }
     return request;
+  }
+
+  get options(): IPublishOptions {
+    return this._opts;
+  }
+
+  private renderSweep(set: (fn: () => void) => void): JSX.Element {
+    return (
+      <div className="jp-pipeline-sweep">
+        <label htmlFor="jp-pipeline-sweep-metric">Rank by metric</label>
+        <input
+          id="jp-pipeline-sweep-metric"
+          className="jp-mod-styled"
+          placeholder="e.g. accuracy"
+          value={this.metric}
+          onChange={ev => set(() => (this.metric = ev.target.value))}
+        />
+        <label htmlFor="jp-pipeline-sweep-goal">Best is the</label>
+        <select
+          id="jp-pipeline-sweep-goal"
+          className="jp-mod-styled"
+          value={this.goal}
+          onChange={ev => set(() => (this.goal = ev.target.value as 'max' | 'min'))}
+        >
+          <option value="max">highest value</option>
+          <option value="min">lowest value</option>
+        </select>
+        <p className="jp-pipeline-muted jp-pipeline-sweep-summary">{sweepSummary(this)}</p>
+      </div>
+    );
   }
 
   protected render(): JSX.Element {
@@ -70,6 +114,17 @@ class PublishForm extends ReactWidget {
           value={this.experiment}
           onChange={ev => set(() => (this.experiment = ev.target.value))}
         />
+        {o.parameters.length > 0 && (
+          <label className="jp-pipeline-sweep-toggle">
+            <input
+              type="checkbox"
+              id="jp-pipeline-sweep"
+              checked={this.sweep}
+              onChange={ev => set(() => (this.sweep = ev.target.checked))}
+            />{' '}
+            Sweep: one run per combination of parameter values
+          </label>
+        )}
         <fieldset className="jp-pipeline-form-params">
           <legend>Parameters</legend>
           {o.parameters.length === 0 && <span className="jp-pipeline-muted">none</span>}
@@ -83,13 +138,34 @@ class PublishForm extends ReactWidget {
                 className="jp-mod-styled"
                 data-parameter={p.name}
                 value={this.values[p.name] ?? ''}
+                disabled={this.sweep && !!(this.sweepValues[p.name] ?? '').trim()}
                 onChange={ev => set(() => (this.values[p.name] = ev.target.value))}
               />
+              {this.sweep && (
+                <input
+                  className="jp-mod-styled jp-pipeline-sweep-values"
+                  data-sweep-parameter={p.name}
+                  placeholder={`values to sweep, e.g. ${parameterText(p)}, …`}
+                  value={this.sweepValues[p.name] ?? ''}
+                  onChange={ev => set(() => (this.sweepValues[p.name] = ev.target.value))}
+                />
+              )}
             </React.Fragment>
           ))}
         </fieldset>
+        {this.sweep && this.renderSweep(set)}
       </div>
     );
+  }
+}
+
+/** The sweep's metric, goal and how many variants the typed values make. */
+function sweepSummary(form: PublishForm): string {
+  try {
+    const n = variantCount(parseSweepGrid(form.options.parameters, form.sweepValues));
+    return `${n} variant${n === 1 ? '' : 's'}`;
+  } catch (err) {
+    return (err as Error).message;
   }
 }
 

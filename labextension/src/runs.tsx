@@ -85,6 +85,12 @@ export function RunsList(props: IRunsProps): JSX.Element {
               </button>
               <span className="jp-pipeline-run-meta">
                 {run.target} · {formatDuration(runDuration(run, now))}
+                {run.sweep_id && (
+                  <span className="jp-pipeline-run-sweep" title={`variant of sweep ${run.sweep_id}`}>
+                    {' '}
+                    · sweep
+                  </span>
+                )}
               </span>
             </div>
             {open && (

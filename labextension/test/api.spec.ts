@@ -125,6 +125,18 @@ describe('endpoint functions', () => {
     await expect(api.validateContent('d.ipynb', {}, broken.settings)).rejects.toThrow('bad json');
   });
 
+  it('POST runs with a sweep returns the sweep id', async () => {
+    const { calls, settings } = fakeServer({ 'POST /lab-base/jupyter-pipeline/runs': { body: { sweep_id: 's1' } } });
+    const request: api.IRunRequest = {
+      path: 'd.ipynb',
+      target: 'local',
+      parameters: { epochs: 1 },
+      sweep: { grid: { lr: [0.1, 0.01] }, metric: 'accuracy', goal: 'max' }
+    };
+    expect(await api.startRun(request, settings)).toEqual({ sweep_id: 's1' });
+    expect(calls[0].body).toEqual(request);
+  });
+
   it('POST runs sends the request and returns the run id', async () => {
     const { calls, settings } = fakeServer({ 'POST /lab-base/jupyter-pipeline/runs': { body: { run_id: 'r1' } } });
     const request: api.IRunRequest = { path: 'd.ipynb', target: 'local', parameters: { epochs: 1 }, experiment: 'e' };
