@@ -13,7 +13,6 @@ stages and runs up to 8.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time

@@ -176,8 +176,10 @@ def notes(details: dict, failures: dict) -> list[str]:
                 out.append(f"- **{label}**: Kale failed: `{d['kale_error']}`")
                 continue
             diff = d["differences"]
+            same_inputs = not any(x.startswith(("inputs of", "... inputs")) for x in diff)
             out.append(f"- **{label}**: {d['stages']} stages in both; edges ours {d['edges_ours']}, Kale "
-                       f"{d['edges_kale']}; " + ("no differences." if not diff else "differences:"))
+                       f"{d['edges_kale']}; " + ("the same input variables per stage; " if same_inputs else "")
+                       + ("no differences." if not diff else "differences:"))
             out += [f"  - {x}" for x in diff]
         out.append("")
     local = details.get("local", {})
