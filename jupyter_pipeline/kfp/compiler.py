@@ -105,7 +105,7 @@ def notebook_json(pipeline: Pipeline, stage: Stage) -> str:
     return text.replace("python3", "\\u0070ython3")
 
 
-def _pipeline_signature(pipeline: Pipeline, options: CompileOptions) -> inspect.Signature:
+def pipeline_signature(pipeline: Pipeline, options: CompileOptions) -> inspect.Signature:
     params = []
     for p in pipeline.parameters:
         annotation = KFP_TYPES[p.type]
@@ -192,7 +192,7 @@ def build(pipeline: Pipeline, options: CompileOptions | None = None):
     pipeline.require_valid()
     check_parameter_names(pipeline)
     options = options or CompileOptions.for_pipeline(pipeline)
-    signature = _pipeline_signature(pipeline, options)
+    signature = pipeline_signature(pipeline, options)
     names = list(signature.parameters)
     stages = StageTasks(pipeline, options)
 

@@ -25,7 +25,7 @@ from ..stagecache import stage_keys
 from ..store import open_store
 from ..sweep import SweepResult, variants
 from .compiler import (
-    DEFAULT_IMAGE, JOB_ID_PLACEHOLDER, CompileOptions, StageTasks, _pipeline_signature, as_pipeline, compile_graph,
+    DEFAULT_IMAGE, JOB_ID_PLACEHOLDER, CompileOptions, StageTasks, pipeline_signature, as_pipeline, compile_graph,
     parameter_arguments, topological,
 )
 from .component import check_parameter_names, component, link_function
@@ -55,7 +55,7 @@ def build_sweep(pipeline: Pipeline, swept: list[str], shared: list[str], options
     pipeline.require_valid()
     check_parameter_names(pipeline)
     options = options or CompileOptions.for_pipeline(pipeline)
-    base = _pipeline_signature(pipeline, options)
+    base = pipeline_signature(pipeline, options)
     signature = base.replace(parameters=[*base.parameters.values(), inspect.Parameter(
         VARIANTS_INPUT, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=list, default=[])])
     names = list(signature.parameters)
