@@ -161,6 +161,8 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
     }
     stages: list[Stage] = []
     outputs: dict[str, set[str]] = {name: set() for name in order}
+    position = {name: i for i, name in enumerate(order)}
+    latest: dict[str, str] = {}  # variable -> the nearest stage above that binds it
     for k, name in enumerate(order):
         info = combined[name]
         map_var, map_as = options[name].get("map_var"), options[name].get("map_as", "item")
@@ -170,7 +172,7 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
             info.first_use_cell.setdefault(map_var, first_cell[name])
         inputs = []
         for var in sorted(info.uses - provided):
-            producer = next((order[j] for j in range(k - 1, -1, -1) if var in combined[order[j]].defines), None)
+            producer = latest.get(var)
             cell = info.first_use_cell.get(var)
             if producer:
                 inputs.append((var, producer))
@@ -210,7 +212,8 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
             ))
         stage_after = tuple(after[name])
         known_after = [a for a in stage_after if a in members and a != name]
-        depends = [n for n in order if n in {p for _, p in inputs} or n in known_after]
+        depends = sorted({p for _, p in inputs} | set(known_after), key=position.get)
+        latest.update(dict.fromkeys(info.defines, name))
         stages.append(Stage(
             name=name,
             cells=tuple(members[name]),

@@ -49,37 +49,44 @@ def _has_statements(source: str) -> bool:
 
 
 def find_cycles(stages: list[Stage], first_cell: dict[str, int]) -> list[Problem]:
-    """One problem per distinct dependency cycle, naming its stages in order."""
+    """One problem per distinct dependency cycle, naming its stages in order.
+
+    Iterative depth-first search, so a pipeline of thousands of stages cannot hit Python's
+    recursion limit.
+    """
     deps = {s.name: list(s.depends_on) for s in stages}
-    state: dict[str, int] = {}  # 1 = on the stack, 2 = finished
-    stack: list[str] = []
+    state: dict[str, int] = {}  # 1 = on the path, 2 = finished
     seen: set[frozenset] = set()
     problems: list[Problem] = []
-
-    def visit(name: str) -> None:
-        state[name] = 1
-        stack.append(name)
-        for dep in deps.get(name, ()):
+    for root in deps:
+        if root in state:
+            continue
+        path: list[str] = [root]
+        todo = [iter(deps[root])]
+        state[root] = 1
+        while todo:
+            dep = next(todo[-1], None)
+            if dep is None:
+                state[path.pop()] = 2
+                todo.pop()
+                continue
+            if dep not in deps:
+                continue  # an unknown stage, reported elsewhere
             if state.get(dep) == 1:
-                cycle = stack[stack.index(dep):]
-                key = frozenset(cycle)
-                if key not in seen:
-                    seen.add(key)
+                cycle = path[path.index(dep):]
+                if frozenset(cycle) not in seen:
+                    seen.add(frozenset(cycle))
                     # Print it in dependency order: dep runs before ... before dep again.
-                    path = " → ".join(reversed(cycle + [dep]))
+                    chain = " → ".join(reversed(cycle + [dep]))
                     problems.append(Problem(
                         "error", "cycle",
-                        f"stages depend on each other in a cycle: {path} (each must run before the next)",
+                        f"stages depend on each other in a cycle: {chain} (each must run before the next)",
                         stage=dep, cell=first_cell.get(dep),
                     ))
             elif dep not in state:
-                visit(dep)
-        stack.pop()
-        state[name] = 2
-
-    for stage in stages:
-        if stage.name not in state:
-            visit(stage.name)
+                state[dep] = 1
+                path.append(dep)
+                todo.append(iter(deps[dep]))
     return problems
 
 
