@@ -173,14 +173,22 @@ class S3Store(Store):
         return s3errors.call(fn, self._where, what, self.settings.retry)
 
     def _write(self, what: str, fn):
-        """Run a write; when the bucket is missing, create it once and write again."""
-        try:
-            return self._call(what, fn)
-        except StoreError as exc:
-            if self._bucket_ready or not isinstance(exc.__cause__, S3Error) or exc.__cause__.code != "NoSuchBucket":
-                raise
-        self._ensure_bucket()
-        return self._call(what, fn)
+        """Run a write; when the bucket is missing, create it and write again.
+
+        A bucket just created (here or by a concurrent writer) can take a moment to be visible
+        to every request (AWS documents this; moto shows it under concurrent creation), so a
+        write that still sees NoSuchBucket is tried again a few times before giving up.
+        """
+        for attempt in range(4):
+            try:
+                return self._call(what, fn)
+            except StoreError as exc:
+                missing = isinstance(exc.__cause__, S3Error) and exc.__cause__.code == "NoSuchBucket"
+                if not missing or attempt == 3:
+                    raise
+            if self._bucket_ready:
+                time.sleep(0.1 * (attempt + 1))
+            self._ensure_bucket()
 
     def _ensure_bucket(self) -> None:
         try:

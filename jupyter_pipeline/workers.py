@@ -40,8 +40,12 @@ class Worker:
         for line in self.proc.stdout:
             if line.startswith(RESULT_PREFIX):
                 # The worker still shuts its kernel down; let that finish off this thread.
+                result = json.loads(line[len(RESULT_PREFIX):])
+                if result.get("status") == "failed" and "Kernel died" in (result.get("error") or ""):
+                    # The kernel shares this worker's stderr: its last words say why it died.
+                    result["error"] += f" (kernel output: {self._stderr_tail()})"
                 threading.Thread(target=self._drain, daemon=True).start()
-                return json.loads(line[len(RESULT_PREFIX):])
+                return result
         self.proc.wait()
         return {"status": "failed", "error": f"the stage process ended without a result: {self._stderr_tail()}",
                 "metrics": {}}
