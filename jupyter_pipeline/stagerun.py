@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -86,7 +87,12 @@ def serve(cwd: str | None, kernel_name: str | None) -> int:
     import papermill  # noqa: F401 - imported now, while waiting, not when the job arrives
     from jupyter_client.manager import KernelManager
 
-    km = KernelManager(kernel_name=kernel_name or "python3")
+    # IPC sockets under a private folder rather than TCP ports: jupyter_client picks TCP ports by
+    # binding and releasing them, so a busy machine (other kernels, test servers) can take one
+    # before the kernel binds it, and the kernel dies at start ("Kernel died before replying to
+    # kernel_info"). Unix sockets with a unique path cannot collide.
+    sockets = tempfile.mkdtemp(prefix="jp-kernel-")
+    km = KernelManager(kernel_name=kernel_name or "python3", transport="ipc", ip=os.path.join(sockets, "k"))
     km.start_kernel(cwd=cwd)
     try:
         line = sys.stdin.readline()
@@ -102,6 +108,7 @@ def serve(cwd: str | None, kernel_name: str | None) -> int:
         return 0 if result["status"] == "succeeded" else 1
     finally:
         km.shutdown_kernel(now=True)
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
