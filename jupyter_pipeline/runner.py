@@ -63,6 +63,7 @@ class LocalRunner(MapStages):
         """Run every stage of ``pipeline``; return the finished record (failed runs too)."""
         pipeline.require_valid()
         values = params_mod.resolve(pipeline, parameters)
+        kernel_note = self._choose_kernel(pipeline)
         self.store.check()
         record = RunRecord(
             run_id=run_id or new_run_id(pipeline.name),
@@ -74,6 +75,7 @@ class LocalRunner(MapStages):
             edges=[list(e) for e in pipeline.edges],
             owner={"host": socket.gethostname(), "pid": os.getpid()},
             sweep_id=self.sweep_id,
+            history=[{"event": "kernel-fallback", "at": now_iso(), "message": kernel_note}] if kernel_note else [],
         )
         if self.cache is not None:
             self._keys = stage_keys(pipeline, values)
@@ -90,6 +92,7 @@ class LocalRunner(MapStages):
         if pipeline is None:
             pipeline = self._pipeline_for_resume(record)
         pipeline.require_valid()
+        kernel_note = self._choose_kernel(pipeline)
         self.store.check()
         todo = {s.name for s in pipeline.stages if record.stages.get(s.name, StageRecord()).status != StageState.SUCCEEDED}
         # A reused stage must have saved every variable the re-run stages now need from it.
@@ -118,6 +121,8 @@ class LocalRunner(MapStages):
         record.status, record.finished_at, record.error = RunState.RUNNING, None, None
         record.owner = {"host": socket.gethostname(), "pid": os.getpid()}
         record.history.append({"event": "resumed", "at": now_iso(), "stages": sorted(todo)})
+        if kernel_note:
+            record.history.append({"event": "kernel-fallback", "at": now_iso(), "message": kernel_note})
         self._snapshot(pipeline, record)
         return self._execute(pipeline, record, [s.name for s in pipeline.stages if s.name in todo])
 
@@ -168,7 +173,7 @@ class LocalRunner(MapStages):
         running: dict[Future, str] = {}
         cwd = str(Path(record.notebook).parent)
         self._workers = WarmWorkers(
-            [self.python, "-m", "jupyter_pipeline.stagerun", "--serve", "--cwd", cwd, "--kernel", pipeline.kernel_name],
+            [self.python, "-m", "jupyter_pipeline.stagerun", "--serve", "--cwd", cwd, "--kernel", self._kernel],
             cwd,
         )
         try:
@@ -212,6 +217,30 @@ class LocalRunner(MapStages):
                 for future in done:
                     name = running.pop(future)
                     self._finish_stage(record, name, future.result())
+
+    def _choose_kernel(self, pipeline: Pipeline) -> str | None:
+        """Set the kernel the stages run in: the notebook's, if this machine has it.
+
+        Returns a note for the run record when it falls back. Notebooks often carry the kernel name of the machine they were written on (a conda or
+        venv kernel); unless ``metadata.jupyter_pipeline.kernel`` asks for one explicitly, a
+        missing kernel falls back to ``python3`` and the run record says so.
+        """
+        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+        name = self._kernel = pipeline.kernel_name
+        try:
+            KernelSpecManager().get_kernel_spec(name)
+            return None
+        except NoSuchKernel:
+            known = sorted(KernelSpecManager().find_kernel_specs())
+            if pipeline.settings.get("kernel") or "python3" not in known:
+                raise PipelineError(
+                    f"{pipeline.path} asks for the kernel '{name}', which is not installed here; installed "
+                    f"kernels: {', '.join(known) or 'none'}. Install it, or set "
+                    "metadata.jupyter_pipeline.kernel to one of these."
+                ) from None
+            self._kernel = "python3"
+            return f"kernel '{name}' is not installed here; stages run in 'python3'"
 
     def _run_stage(self, stage: Stage, record: RunRecord) -> dict:
         if self.cache is not None and stage.options.cache and stage.name in self._keys:

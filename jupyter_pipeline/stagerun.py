@@ -54,6 +54,9 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
             )
         except PapermillExecutionError as exc:
             result.update(status="failed", error=f"{exc.ename}: {exc.evalue}".strip())
+            if exc.ename == "ModuleNotFoundError" and "jupyter_pipeline" in str(exc.evalue):
+                result["error"] += (f" — the kernel '{kernel_name or 'python3'}' runs a Python without "
+                                    "jupyter-pipeline; install it there, or set metadata.jupyter_pipeline.kernel")
             if out.exists():
                 result["error_cell"] = failed_source_cell(nbformat.read(out, as_version=4))
         except BaseException as exc:  # noqa: BLE001 - kernel death, cancellation: report, keep notebook

@@ -7,7 +7,7 @@ import shutil
 import nbformat
 import pytest
 
-from jupyter_pipeline.exceptions import ParameterError, ValidationFailed
+from jupyter_pipeline.exceptions import ParameterError, PipelineError, ValidationFailed
 from jupyter_pipeline.parse import load
 from jupyter_pipeline.records import load_run, parse_iso
 from jupyter_pipeline.runner import LocalRunner, resume_run, run_pipeline
@@ -163,3 +163,18 @@ def test_cancel_stops_running_and_pending_stages(tmp_path):
     assert record.stages["sleepy"].status.value == "cancelled"
     assert record.stages["later"].status.value in ("cancelled", "skipped")
     assert load_run(open_store(str(tmp_path / "store")), record.run_id).status.value == "cancelled"
+
+
+def test_missing_notebook_kernel_falls_back_to_python3(fixture_nb, tmp_path):
+    nb = nbformat.read(fixture_nb("resume"), 4)
+    nb.metadata["kernelspec"] = {"name": "conda-env-elsewhere-py", "display_name": "x", "language": "python"}
+    path = tmp_path / "other_kernel.ipynb"
+    nbformat.write(nb, path)
+    record = run_pipeline(path, store=str(tmp_path / "store"))
+    assert record.status.value == "succeeded", record.to_json()
+    assert record.history[0]["event"] == "kernel-fallback" and "conda-env-elsewhere-py" in record.history[0]["message"]
+    nb.metadata["jupyter_pipeline"] = {"kernel": "conda-env-elsewhere-py"}  # asked for explicitly: an error
+    nbformat.write(nb, path)
+    with pytest.raises(PipelineError, match="not installed here; installed kernels: .*python3"):
+        run_pipeline(path, store=str(tmp_path / "store"))
+    assert len(list((tmp_path / "store" / "runs").iterdir())) == 1  # refused before a record was made
