@@ -83,6 +83,9 @@ class Progress:
             todo = [n for n, r in record.stages.items() if not r.reused]
             print(f"{clock} run {record.run_id}: {len(todo)} stage(s) to run, store {record.store}",
                   file=self.stream, flush=True)
+            for note in record.history:
+                if note.get("event") == "kernel-fallback":
+                    print(f"{clock} note: {note['message']}", file=self.stream, flush=True)
         elif kind == "stage-started":
             print(f"{clock} {_MARKS['running']} {stage} started", file=self.stream, flush=True)
         elif kind == "stage-finished":
