@@ -73,6 +73,8 @@ class StageRecord:
     reused: bool = False
     reused_from: str | None = None  # run id whose identical stage this one shares (sweeps)
     cache_key: str | None = None
+    fingerprint: dict | None = None  # what the cache key hashes: code, setup, parameters, upstream keys
+    why: str | None = None  # with --incremental: why the stage ran (or that it was reused)
     items: list[dict] = field(default_factory=list)  # per-item state of a `map:` stage
 
     @property

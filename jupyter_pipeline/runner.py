@@ -24,11 +24,12 @@ from .exceptions import PipelineError
 from .parse import from_notebook, load
 from .pipeline import Pipeline, Stage
 from .records import (
-    RunRecord, RunState, StageRecord, StageState, load_run, new_run_id, now_iso, run_prefix, save_run, stage_key,
+    RunRecord, RunState, StageRecord, StageState, list_runs, load_run, new_run_id, now_iso, run_prefix, save_run,
+    stage_key,
 )
 from .fanout import MapStages
 from .stagebook import stage_notebook
-from .stagecache import StageCache, stage_keys
+from .stagecache import StageCache, stage_fingerprints, why_it_runs
 from .store import Store, open_store, resolve_store_url
 from .workers import WarmWorkers, terminate
 
@@ -44,7 +45,7 @@ class LocalRunner(MapStages):
     def __init__(self, store: Store | str | None = None, *, workers: int | None = None,
                  on_event: EventHandler | None = None, python: str = sys.executable,
                  cache: StageCache | None = None, slots: threading.Semaphore | None = None,
-                 warm: int | None = None, sweep_id: str | None = None):
+                 warm: int | None = None, sweep_id: str | None = None, incremental: bool = False):
         self.store = open_store(store)
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.on_event = on_event or (lambda kind, record, stage: None)
@@ -56,6 +57,8 @@ class LocalRunner(MapStages):
         self._slots = slots or threading.BoundedSemaphore(self.workers)
         self.cache, self.warm, self.sweep_id = cache, warm, sweep_id
         self._keys: dict[str, str] = {}
+        self.incremental = incremental
+        self._reuse: dict[str, tuple[str, StageRecord]] = {}  # stage -> (earlier run, its record)
         self.record: RunRecord | None = None
 
     # -- public -------------------------------------------------------------------------------------
@@ -77,10 +80,12 @@ class LocalRunner(MapStages):
             sweep_id=self.sweep_id,
             history=[{"event": "kernel-fallback", "at": now_iso(), "message": kernel_note}] if kernel_note else [],
         )
-        if self.cache is not None:
-            self._keys = stage_keys(pipeline, values)
-            for name, key in self._keys.items():
-                record.stages[name].cache_key = key
+        fingerprints = stage_fingerprints(pipeline, values)
+        self._keys = {name: fp["key"] for name, fp in fingerprints.items()}
+        for name, fp in fingerprints.items():
+            record.stages[name].cache_key, record.stages[name].fingerprint = fp["key"], fp
+        if self.incremental:
+            self._plan_reuse(pipeline, record, fingerprints)
         self._snapshot(pipeline, record)
         return self._execute(pipeline, record, [s.name for s in pipeline.stages])
 
@@ -185,7 +190,8 @@ class LocalRunner(MapStages):
     def _schedule(self, record: RunRecord, stages: dict, pending: list[str], running: dict) -> None:
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="jp-stage") as pool:
             while pending or running:
-                self._workers.ensure(min(self.warm if self.warm is not None else self.workers, len(pending)))
+                to_run = sum(1 for name in pending if name not in self._reuse)
+                self._workers.ensure(min(self.warm if self.warm is not None else self.workers, to_run))
                 if self._cancelled.is_set():
                     for name in pending:
                         record.stages[name].status = StageState.CANCELLED
@@ -242,7 +248,40 @@ class LocalRunner(MapStages):
             self._kernel = "python3"
             return f"kernel '{name}' is not installed here; stages run in 'python3'"
 
+    def _plan_reuse(self, pipeline: Pipeline, record: RunRecord, fingerprints: dict) -> None:
+        """--incremental: find, per stage, an earlier run of this notebook with the same key."""
+        earlier = list_runs(self.store, notebook=record.notebook)
+        for stage in pipeline.stages:
+            fp = fingerprints[stage.name]
+            rec = record.stages[stage.name]
+            if not stage.options.cache:
+                rec.why = "tagged cache:off"
+                continue
+            match = next((r for r in earlier if (s := r.stages.get(stage.name)) and s.status == StageState.SUCCEEDED
+                          and s.cache_key == fp["key"]
+                          and (not stage.outputs or self.store.exists(stage_key(r.run_id, stage.name, "outputs.json")))),
+                         None)
+            if match is not None:
+                self._reuse[stage.name] = (match.run_id, match.stages[stage.name])
+                rec.why = f"unchanged since run {match.run_id}"
+                rec.reused_from = match.stages[stage.name].reused_from or match.run_id
+            else:
+                last = next((r.stages[stage.name] for r in earlier if stage.name in r.stages), None)
+                rec.why = why_it_runs(fp, last)
+
+    def _reuse_earlier(self, stage: Stage, record: RunRecord) -> dict:
+        run_id, earlier = self._reuse[stage.name]
+        if stage.outputs:
+            index = self.store.get_json(stage_key(run_id, stage.name, "outputs.json"))
+            pointed = {name: {**e, "run_id": e.get("run_id", run_id)} for name, e in index.items()}
+            self.store.put_json(stage_key(record.run_id, stage.name, "outputs.json"), pointed)
+        record.stages[stage.name].items = earlier.items
+        return {"status": "succeeded", "metrics": earlier.metrics, "output_notebook": earlier.output_notebook,
+                "reused_from": earlier.reused_from or run_id}
+
     def _run_stage(self, stage: Stage, record: RunRecord) -> dict:
+        if stage.name in self._reuse:
+            return self._reuse_earlier(stage, record)
         if self.cache is not None and stage.options.cache and stage.name in self._keys:
             owner, entry = self.cache.claim(self._keys[stage.name], record.run_id, stage.name)
             if not owner:

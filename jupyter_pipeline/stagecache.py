@@ -15,24 +15,54 @@ from dataclasses import dataclass, field
 from .pipeline import Pipeline
 
 
-def stage_keys(pipeline: Pipeline, values: dict) -> dict[str, str]:
-    """``{stage: key}`` for a run of ``pipeline`` with parameter ``values``."""
-    setup = [pipeline.cells[i].source for i in pipeline.setup_cells]
-    keys: dict[str, str] = {}
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=repr).encode()).hexdigest()[:20]
+
+
+def stage_fingerprints(pipeline: Pipeline, values: dict) -> dict[str, dict]:
+    """``{stage: {"key", "code", "setup", "parameters", "upstream"}}``: the key and what went into it."""
+    setup = _digest([pipeline.cells[i].source for i in pipeline.setup_cells])
+    out: dict[str, dict] = {}
     for stage in pipeline.stages:  # notebook order: dependencies come first
         o = stage.options
-        material = {
-            "code": [pipeline.cells[i].source for i in stage.cells if pipeline.cells[i].cell_type == "code"],
-            "setup": setup,
-            "parameters": {name: values.get(name) for name in stage.parameters},
-            "inputs": sorted(stage.inputs),
-            "outputs": list(stage.outputs),
+        code = _digest({
+            "cells": [pipeline.cells[i].source for i in stage.cells if pipeline.cells[i].cell_type == "code"],
+            "inputs": sorted(stage.inputs), "outputs": list(stage.outputs),
             "map": [o.map_var, o.map_chunks, o.map_as],
-            "upstream": {name: keys.get(name) for name in stage.depends_on},
-        }
-        blob = json.dumps(material, sort_keys=True, default=repr).encode()
-        keys[stage.name] = hashlib.sha256(blob).hexdigest()[:20]
-    return keys
+        })
+        parameters = {name: values.get(name) for name in stage.parameters}
+        upstream = {name: out[name]["key"] for name in stage.depends_on if name in out}
+        key = _digest({"code": code, "setup": setup, "parameters": parameters, "upstream": upstream})
+        out[stage.name] = {"key": key, "code": code, "setup": setup, "parameters": parameters, "upstream": upstream}
+    return out
+
+
+def stage_keys(pipeline: Pipeline, values: dict) -> dict[str, str]:
+    """``{stage: key}`` for a run of ``pipeline`` with parameter ``values``."""
+    return {name: fp["key"] for name, fp in stage_fingerprints(pipeline, values).items()}
+
+
+def why_it_runs(fingerprint: dict, earlier) -> str:
+    """Why a stage runs again, compared with its record in an earlier run (or None)."""
+    if earlier is None:
+        return "no earlier run of this notebook has it"
+    before = earlier.fingerprint or {}
+    if earlier.status.value != "succeeded":
+        return f"it did not succeed last time ({earlier.status.value})"
+    if not before:
+        return "the earlier run kept no fingerprint"
+    if before.get("code") != fingerprint["code"]:
+        return "its code changed"
+    if before.get("setup") != fingerprint["setup"]:
+        return "the setup code changed"
+    changed = [f"{k} {before['parameters'].get(k)!r} → {v!r}" for k, v in fingerprint["parameters"].items()
+               if before.get("parameters", {}).get(k) != v]
+    if changed:
+        return "parameter " + ", ".join(changed)
+    ups = sorted(k for k, v in fingerprint["upstream"].items() if before.get("upstream", {}).get(k) != v)
+    if ups:
+        return "upstream stage " + ", ".join(ups) + " changed"
+    return "the earlier outputs are not in the store"
 
 
 @dataclass

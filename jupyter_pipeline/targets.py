@@ -43,7 +43,8 @@ def get_sweep_target(name: str) -> Target:
 def _local(pipeline, parameters, store, options, on_event):
     from .runner import LocalRunner
 
-    return LocalRunner(store, workers=options.get("workers"), on_event=on_event).run(pipeline, parameters)
+    return LocalRunner(store, workers=options.get("workers"), on_event=on_event,
+                       incremental=bool(options.get("incremental"))).run(pipeline, parameters)
 
 
 targets.register("local", _local)

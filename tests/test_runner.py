@@ -178,3 +178,32 @@ def test_missing_notebook_kernel_falls_back_to_python3(fixture_nb, tmp_path):
     with pytest.raises(PipelineError, match="not installed here; installed kernels: .*python3"):
         run_pipeline(path, store=str(tmp_path / "store"))
     assert len(list((tmp_path / "store" / "runs").iterdir())) == 1  # refused before a record was made
+
+
+def test_incremental_reuses_unchanged_stages_and_says_why_others_run(fixture_nb, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    path = work / "diamond.ipynb"
+    shutil.copy(fixture_nb("diamond"), path)
+    store = str(tmp_path / "store")
+    first = LocalRunner(store, incremental=True).run(load(path), {"pause": "0.1"})
+    assert first.status.value == "succeeded"
+    assert first.stages["start"].why == "no earlier run of this notebook has it"
+    # same parameters: everything is reused, nothing runs
+    second = LocalRunner(store, incremental=True).run(load(path), {"pause": "0.1"})
+    assert all(s.reused_from == first.run_id for s in second.stages.values())
+    assert second.stages["join"].metrics == {"joined": 23}
+    # a parameter that only the branches use: start is reused, the branches and join run again
+    nb = nbformat.read(path, 4)
+    third = LocalRunner(store, incremental=True).run(load(path), {"pause": "0.2"})
+    why = {name: rec.why for name, rec in third.stages.items()}
+    assert third.stages["start"].reused_from == first.run_id
+    assert why["left"] == "parameter pause 0.1 → 0.2" and why["join"] == "upstream stage left, right changed"
+    assert third.stages["left"].reused_from is None and third.stages["left"].status.value == "succeeded"
+    # edit one branch's code: only it and what depends on it run
+    nb.cells[3].source = nb.cells[3].source.replace("base + 1", "base + 100")  # the `left` stage
+    nbformat.write(nb, path)
+    fourth = LocalRunner(store, incremental=True).run(load(path), {"pause": "0.2"})
+    assert fourth.stages["left"].why == "its code changed"
+    assert fourth.stages["right"].reused_from == third.run_id and fourth.stages["start"].reused_from == first.run_id
+    assert fourth.stages["join"].metrics == {"joined": 122}  # 110 + 12: reused `right` value loaded through pointers

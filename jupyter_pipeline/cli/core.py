@@ -37,6 +37,9 @@ def register(sub, common) -> dict:
     p.add_argument("--store", help="store URL: a folder (default ./.pipeline-store) or s3://bucket/prefix")
     p.add_argument("--target", default="local", help="local (default), kfp-local or kfp")
     p.add_argument("--workers", type=int, help="stages run at the same time (default: number of cores)")
+    p.add_argument("--incremental", action="store_true",
+                   help="reuse each stage whose code, setup, parameters and upstream stages are unchanged since an "
+                        "earlier run of this notebook in the store; print why every other stage runs")
     sweep = p.add_argument_group("sweeps", "run once per combination of parameter values; stages whose "
                                            "inputs are the same in every variant run once")
     sweep.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2",

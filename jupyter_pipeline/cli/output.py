@@ -80,24 +80,30 @@ class Progress:
     def __call__(self, kind: str, record, stage: str | None) -> None:
         clock = f"[{time.monotonic() - self.t0:6.1f}s]"
         if kind == "run-started":
-            todo = [n for n, r in record.stages.items() if not r.reused]
+            todo = [n for n, r in record.stages.items() if not (r.reused or r.reused_from)]
             print(f"{clock} run {record.run_id}: {len(todo)} stage(s) to run, store {record.store}",
                   file=self.stream, flush=True)
             for note in record.history:
                 if note.get("event") == "kernel-fallback":
                     print(f"{clock} note: {note['message']}", file=self.stream, flush=True)
         elif kind == "stage-started":
-            print(f"{clock} {_MARKS['running']} {stage} started", file=self.stream, flush=True)
+            if record.stages[stage].reused_from:
+                return  # reported once, when it is done
+            why = record.stages[stage].why
+            print(f"{clock} {_MARKS['running']} {stage} started" + (f" ({why})" if why else ""),
+                  file=self.stream, flush=True)
         elif kind == "stage-finished":
             rec = record.stages[stage]
             status = rec.status.value
-            extra = f" in {seconds(rec.duration)}" if rec.duration is not None else ""
+            if rec.reused_from and status == "succeeded":
+                status = f"reused from run {rec.reused_from}"
+            extra = f" in {seconds(rec.duration)}" if rec.duration is not None and not rec.reused_from else ""
             if rec.metrics:
                 extra += "  " + ", ".join(f"{k}={_fmt(v)}" for k, v in rec.metrics.items())
             if rec.error and status == "failed":
                 where = f" (cell {rec.error_cell + 1})" if rec.error_cell is not None else ""
                 extra += f": {rec.error}{where}"
-            print(f"{clock} {_MARKS.get(status, '?')} {stage} {status}{extra}", file=self.stream, flush=True)
+            print(f"{clock} {_MARKS.get(rec.status.value, '?')} {stage} {status}{extra}", file=self.stream, flush=True)
 
 
 def _fmt(v) -> str:
@@ -107,7 +113,7 @@ def _fmt(v) -> str:
 def run_summary(record) -> str:
     rows = []
     for name, rec in record.stages.items():
-        status = rec.status.value + (" (reused)" if rec.reused else "")
+        status = rec.status.value + (" (reused)" if rec.reused or rec.reused_from else "")
         rows.append([name, status, seconds(rec.duration), rec.output_notebook or "-"])
     out = [table(rows, ["stage", "status", "duration", "executed notebook"])]
     metrics = record.metrics()
