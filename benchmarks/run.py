@@ -97,6 +97,14 @@ def _local(quick: bool):
     return bench_local.bench_local(quick)
 
 
+def _sweep(quick: bool):
+    import bench_sweep
+
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    with tempfile.TemporaryDirectory(prefix="jp-bench-sweep-") as tmp:
+        return bench_sweep.bench_sweep(Path(tmp), quick), {}
+
+
 def _scaling(part: str):
     def run(quick: bool):
         import bench_scaling
@@ -114,6 +122,7 @@ BENCHMARKS = {
     "scaling-compile": ("validate/compile 10, 100, 1,000 stages", _scaling("bench_validate_compile")),
     "scaling-run": ("local run of 2, 8, 32 stages", _scaling("bench_run")),
     "kfp": ("KFP compile, kfp-local vs local run", _kfp),
+    "sweep": ("6-variant sweep vs 6 independent runs", _sweep),
     "kale": ("conversion vs Kubeflow Kale", _kale),
     "local": ("local run vs Elyra's local mode", _local),
     "store": ("S3 store vs plain minio SDK", _store),
