@@ -83,7 +83,9 @@ class LocalRunner(MapStages):
         fingerprints = stage_fingerprints(pipeline, values)
         self._keys = {name: fp["key"] for name, fp in fingerprints.items()}
         for name, fp in fingerprints.items():
-            record.stages[name].cache_key, record.stages[name].fingerprint = fp["key"], fp
+            # The record keeps the key and what went into it (for --incremental's "why").
+            record.stages[name].cache_key = fp["key"]
+            record.stages[name].fingerprint = {k: v for k, v in fp.items() if k != "key"}
         if self.incremental:
             self._plan_reuse(pipeline, record, fingerprints)
         self._snapshot(pipeline, record)
@@ -271,10 +273,7 @@ class LocalRunner(MapStages):
 
     def _reuse_earlier(self, stage: Stage, record: RunRecord) -> dict:
         run_id, earlier = self._reuse[stage.name]
-        if stage.outputs:
-            index = self.store.get_json(stage_key(run_id, stage.name, "outputs.json"))
-            pointed = {name: {**e, "run_id": e.get("run_id", run_id)} for name, e in index.items()}
-            self.store.put_json(stage_key(record.run_id, stage.name, "outputs.json"), pointed)
+        self._link_outputs(stage, record, run_id, stage.name)
         record.stages[stage.name].items = earlier.items
         return {"status": "succeeded", "metrics": earlier.metrics, "output_notebook": earlier.output_notebook,
                 "reused_from": earlier.reused_from or run_id}
@@ -301,10 +300,16 @@ class LocalRunner(MapStages):
         if result.get("status") != "succeeded":
             return {"status": "failed", "error": f"the identical stage of run {entry.run_id} did not succeed: "
                                                 f"{result.get('error')}"}
-        index = self.store.get_json(stage_key(entry.run_id, entry.stage, "outputs.json")) if stage.outputs else {}
-        pointed = {name: {**e, "run_id": e.get("run_id", entry.run_id)} for name, e in index.items()}
-        self.store.put_json(stage_key(record.run_id, stage.name, "outputs.json"), pointed)
+        self._link_outputs(stage, record, entry.run_id, entry.stage)
         return {**result, "reused_from": entry.run_id}
+
+    def _link_outputs(self, stage: Stage, record: RunRecord, run_id: str, source: str) -> None:
+        """Point this run's output index of ``stage`` at the values ``source`` saved in ``run_id``."""
+        if not stage.outputs:
+            return
+        index = self.store.get_json(stage_key(run_id, source, "outputs.json"))
+        pointed = {name: {**e, "run_id": e.get("run_id", run_id)} for name, e in index.items()}
+        self.store.put_json(stage_key(record.run_id, stage.name, "outputs.json"), pointed)
 
     def _compute(self, stage: Stage, record: RunRecord) -> dict:
         if stage.options.map_var:

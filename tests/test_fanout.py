@@ -51,7 +51,8 @@ def test_array_and_frame_chunks_cover_everything_once():
 
 @pytest.mark.slow
 def test_chunked_map_equals_unchunked_code(fixture_nb, store_dir):
-    record = run_pipeline(fixture_nb("fanout"), store=store_dir, workers=2)
+    # 4 kernel slots, so that the stage's own `parallelism:2` is what limits its items
+    record = run_pipeline(fixture_nb("fanout"), store=store_dir, workers=4)
     assert record.status.value == "succeeded", record.to_json()
     features = record.stages["features"]
     assert len(features.items) == 8 and all(it["status"] == "succeeded" for it in features.items)

@@ -46,13 +46,7 @@ def compiled(name: str, **overrides) -> tuple[dict, dict, str]:
 ])
 def test_golden(name, overrides):
     _, _, text = compiled(name, **overrides)
-    golden = GOLDEN / f"{name}.yaml"
-    if REGENERATE or not golden.exists():
-        golden.write_text(text)
-        if not REGENERATE:
-            pytest.fail(f"{golden} did not exist and was written; review and commit it")
-    assert text == golden.read_text(), (
-        f"compiled {name} differs from {golden}; if intended, regenerate with JP_REGENERATE_GOLDEN=1")
+    check_golden(name, text)
 
 
 def test_compiling_twice_gives_the_same_bytes():
