@@ -1,4 +1,4 @@
-"""Core benchmarks (issue 2): validation speed, per-stage overhead, variable transfer, CLI start-up.
+"""Core benchmarks: validation speed, per-stage overhead, variable transfer, CLI start-up.
 
     python benchmarks/bench_core.py [--quick]
 

@@ -1,4 +1,4 @@
-"""Sweep benchmark (issue 9): a 6-variant sweep against the same 6 variants as independent runs.
+"""Sweep benchmark: a 6-variant sweep against the same 6 variants as independent runs.
 
     python benchmarks/bench_sweep.py [--quick]
 
