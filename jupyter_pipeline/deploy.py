@@ -19,8 +19,8 @@ from urllib.parse import urlparse
 from . import __version__
 from .exceptions import PipelineError
 from .registry import Registry
+from .settings import DEFAULT_IMAGE
 
-DEFAULT_IMAGE = os.environ.get("JUPYTER_PIPELINE_IMAGE", f"jupyter-pipeline:{__version__}")
 DEFAULT_SECRET = "mlpipeline-minio-artifact"
 DEFAULT_S3_ENDPOINT = "http://minio-service.kubeflow:9000"
 GPU_NODE_LABEL = "cloud.google.com/gke-accelerator"  # the label kfp's accelerator type selects on

@@ -154,11 +154,6 @@ class PipelineMagics(Magics):
         store = open_store(resolve_store_url(args.store, pipeline.settings))
         options = {"workers": args.workers, "experiment": args.experiment, "kfp_host": args.kfp_host,
                    "image": args.image, "store": store.url}
-        if target == "kfp" and not options["kfp_host"]:
-            options["kfp_host"] = os.environ.get("JUPYTER_PIPELINE_KFP_HOST") or os.environ.get("KF_PIPELINES_ENDPOINT")
-            if not options["kfp_host"]:
-                raise MagicFailed("No Kubeflow Pipelines host: pass --kfp-host URL or set KF_PIPELINES_ENDPOINT "
-                                  "(or JUPYTER_PIPELINE_KFP_HOST) in the kernel's environment.")
         runner = None
         if target == "local":
             from .runner import LocalRunner
@@ -235,10 +230,12 @@ class PipelineMagics(Magics):
 
     def _compile(self, args):
         from .kfp.compiler import CompileOptions, compile_pipeline
+        from .settings import Settings
 
         pipeline, _ = self._load(args)
         pipeline.require_valid()
-        text = compile_pipeline(pipeline, args.output, CompileOptions.for_pipeline(pipeline, image=args.image))
+        settings = Settings(flags={"image": args.image}, notebook=pipeline.settings)
+        text = compile_pipeline(pipeline, args.output, CompileOptions.for_pipeline(pipeline, settings))
         if args.output:
             print(f"wrote {args.output} ({len(text.splitlines())} lines, {len(pipeline.stages)} stage(s))")
         else:

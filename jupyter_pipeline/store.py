@@ -22,9 +22,8 @@ from urllib.parse import urlparse
 
 from .exceptions import ArtifactNotFound, StoreError
 from .registry import Registry
+from .settings import DEFAULT_STORE  # noqa: F401 - re-exported
 
-DEFAULT_STORE = "./.pipeline-store"
-CONFIG_FILE_ENV = "JUPYTER_PIPELINE_CONFIG"
 
 
 class Store(ABC):
@@ -229,34 +228,11 @@ class LocalStore(Store):
 stores: Registry[type[Store]] = Registry("store scheme")
 
 
-def config_file() -> Path:
-    """The user-level config file (JSON) read for defaults such as the store URL."""
-    env = os.environ.get(CONFIG_FILE_ENV)
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "jupyter-pipeline" / "config.json"
-
-
-def read_config() -> dict:
-    path = config_file()
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"Cannot read the config file {path}: {exc}.") from None
-
-
 def resolve_store_url(explicit: str | None = None, notebook_settings: dict | None = None) -> str:
-    """The store URL in effect: command line, then notebook metadata, environment, config file."""
-    return (
-        explicit
-        or (notebook_settings or {}).get("store")
-        or os.environ.get("JUPYTER_PIPELINE_STORE")
-        or read_config().get("store")
-        or DEFAULT_STORE
-    )
+    """The store URL in effect (see :mod:`jupyter_pipeline.settings` for the precedence)."""
+    from .settings import Settings
+
+    return Settings(flags={"store": explicit}, notebook=notebook_settings).get("store")
 
 
 def open_store(url: str | Store | None = None) -> Store:

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # One line per feature plugin module (tests/plugin_*.py).
 pytest_plugins = [
     "plugin_s3",
+    "plugin_kubernetes",
 ]
 
 os.environ.setdefault("KERAS_BACKEND", "jax")

@@ -1,16 +1,13 @@
 """``deploy``: manifests validated offline against Kubernetes' schemas, and applying them
-contract-tested against a local HTTP server that plays the Kubernetes API."""
+contract-tested against a local HTTP server that plays the Kubernetes API (``plugin_kubernetes``)."""
 
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import kubernetes_validate
 import pytest
 import yaml
-from kubernetes import client
 
 from jupyter_pipeline import deploy
 from jupyter_pipeline.cli import main
@@ -102,55 +99,6 @@ def test_dry_run_prints_the_manifests(capsys):
 
 
 # -- applying: a loopback server plays the Kubernetes API -----------------------------------------
-
-class FakeKubernetes:
-    """Records every request; answers from a script of ``(method, path) -> (status, body)``."""
-
-    def __init__(self, script: dict):
-        self.script = script
-        self.requests: list[dict] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _any(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
-                fake.requests.append({"method": self.command, "path": self.path,
-                                      "content_type": self.headers.get("Content-Type"), "body": body})
-                status, answer = fake.script.get((self.command, self.path.split("?")[0]), (404, {"message": "nope"}))
-                payload = json.dumps(body if answer is None else answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = do_PATCH = do_PUT = _any
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        config = client.Configuration(host=f"http://127.0.0.1:{self.httpd.server_address[1]}")
-        self.api = client.ApiClient(config)
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def fake_kubernetes():
-    servers = []
-
-    def start(script):
-        servers.append(FakeKubernetes(script))
-        return servers[-1]
-    yield start
-    for s in servers:
-        s.close()
-
 
 DEPLOYMENTS = "/apis/apps/v1/namespaces/team-a/deployments"
 SERVICES = "/api/v1/namespaces/team-a/services"

@@ -293,3 +293,25 @@ def test_missing_host(capsys, monkeypatch):
     monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
     code, out, err = run_cli(["run", "tests/fixtures/kfp_values.ipynb", "--target", "kfp"], capsys)
     assert code == 1 and "--kfp-host" in err
+
+
+def test_inside_a_pod_nothing_needs_configuring(kfp_server, in_pod, tmp_path, capsys, monkeypatch):
+    """In a Kubeflow notebook pod: the in-cluster endpoint, the projected KFP token, the pod's
+    namespace and the notebook's own image, as kfp.Client and Kale find them."""
+    from jupyter_pipeline import cluster
+
+    monkeypatch.chdir(ROOT)
+    for name in ("KF_PIPELINES_ENDPOINT", "JUPYTER_PIPELINE_KFP_HOST", "KF_PIPELINES_TOKEN", "JUPYTER_PIPELINE_IMAGE",
+                 "JUPYTER_PIPELINE_NAMESPACE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JUPYTER_PIPELINE_CONFIG", str(tmp_path / "none.json"))
+    monkeypatch.setattr(cluster, "KFP_IN_CLUSTER_HOST", kfp_server.host)
+    code, out, err = run_cli(["run", "tests/fixtures/kfp_values.ipynb", "--target", "kfp",
+                              "--store", str(tmp_path / "s"), "--json"], capsys)
+    assert code == 0, err
+    assert all(r["authorization"] == "Bearer kfp-projected-token" for r in kfp_server.requests)
+    assert kfp_server.requests[1]["query"]["namespace"] == ["team-a"]
+    spec = uploaded_spec(kfp_server.requests[2])
+    assert {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()} == {
+        "registry.example/team/notebook:7"}
+    assert json.loads(out)["history"][0]["host"] == kfp_server.host

@@ -9,13 +9,16 @@ from .output import Progress, print_json, run_summary
 
 def _connection_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Kubeflow Pipelines (--target kfp)")
-    g.add_argument("--kfp-host", metavar="URL", help="KFP API endpoint (default: $KF_PIPELINES_ENDPOINT), "
-                   "e.g. https://kubeflow.example/pipeline")
-    g.add_argument("--kfp-token", metavar="TOKEN", help="bearer token (default: $KF_PIPELINES_TOKEN)")
+    g.add_argument("--kfp-host", metavar="URL", help="KFP API endpoint, e.g. https://kubeflow.example/pipeline "
+                   "(default: $JUPYTER_PIPELINE_KFP_HOST or $KF_PIPELINES_ENDPOINT, the config file's kfp_host, "
+                   "then inside a pod the in-cluster endpoint)")
+    g.add_argument("--kfp-token", metavar="TOKEN", help="bearer token (default: $JUPYTER_PIPELINE_KFP_TOKEN or "
+                   "$KF_PIPELINES_TOKEN, then inside a pod its Kubeflow service-account token)")
     g.add_argument("--kfp-cookie", metavar="COOKIE",
                    help="session cookie of multi-user Kubeflow, e.g. 'authservice_session=...' "
                         "(default: $KF_PIPELINES_COOKIE)")
-    g.add_argument("--namespace", help="Kubeflow profile namespace (multi-user installations)")
+    g.add_argument("--namespace", help="Kubeflow profile namespace (multi-user installations; default: "
+                   "$JUPYTER_PIPELINE_NAMESPACE, then inside a pod the pod's namespace)")
 
 
 def _submit_options(p: argparse.ArgumentParser) -> None:
@@ -85,13 +88,14 @@ def cmd_compile(args) -> int:
     from ..kfp.compiler import CompileOptions, compile_pipeline
     from ..kfp.placement import Placement
     from ..parse import load
+    from ..settings import from_options
 
     pipeline = load(args.notebook).require_valid()
-    overrides = {"image": args.image, "store": args.kfp_store, "s3_endpoint": args.s3_endpoint}
+    overrides = {"s3_endpoint": args.s3_endpoint}
     if args.secret is not None:
         placement = Placement.from_settings({**pipeline.settings, "secret": args.secret})
         overrides["placement"] = placement
-    options = CompileOptions.for_pipeline(pipeline, **overrides)
+    options = CompileOptions.for_pipeline(pipeline, from_options(vars(args), pipeline.settings), **overrides)
     to_stdout = args.output == "-"
     text = compile_pipeline(pipeline, None if to_stdout else args.output, options=options)
     if to_stdout:
@@ -129,7 +133,8 @@ def cmd_run_kfp(args) -> int:
     elif args.wait:
         print(run_summary(record))
     else:
-        print(f"submitted run {record.run_id} to {args.kfp_host or 'KF_PIPELINES_ENDPOINT'} "
+        host = next((h.get("host") for h in record.history if h.get("event") == "submitted"), "Kubeflow")
+        print(f"submitted run {record.run_id} to {host} "
               f"(Kubeflow run {record.external_id})\nrun page: {record.url}\n"
               f"follow it with: jupyter-pipeline runs {record.run_id} --target kfp")
     if args.wait:

@@ -50,10 +50,11 @@ def register(sub, common) -> dict:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("model", metavar="MODEL", help="NAME or NAME:VERSION")
     d.add_argument("--store", help="s3:// store URL the cluster can reach (default: the configured store)")
-    d.add_argument("--namespace", "-n", default="default")
+    d.add_argument("--namespace", "-n", help="namespace (default: $JUPYTER_PIPELINE_NAMESPACE, the config file's "
+                                             "namespace, inside a pod its own namespace, else 'default')")
     d.add_argument("--name", help="resource name (default MODEL-server)")
     d.add_argument("--image", default=None, help="container image with jupyter-pipeline installed "
-                                                 "(default $JUPYTER_PIPELINE_IMAGE or jupyter-pipeline:VERSION)")
+                                                 "(default: the image setting, see docs/settings.md)")
     d.add_argument("--replicas", type=int, default=1)
     d.add_argument("--cpu", default="1", help="CPU request (default 1)")
     d.add_argument("--memory", default="2Gi", help="memory request and limit (default 2Gi)")
@@ -109,11 +110,12 @@ def cmd_serve(args) -> int:
 
 def cmd_deploy(args) -> int:
     from .. import deploy
-    from ..store import resolve_store_url
+    from ..settings import Settings
 
+    settings = Settings(flags={"store": args.store, "image": args.image, "namespace": args.namespace})
     spec = deploy.DeploySpec(
-        model=args.model, store=resolve_store_url(args.store), namespace=args.namespace, name=args.name,
-        image=args.image or deploy.DEFAULT_IMAGE, replicas=args.replicas, cpu=args.cpu, memory=args.memory,
+        model=args.model, store=settings.get("store"), namespace=settings.get("namespace") or "default",
+        name=args.name, image=settings.get("image"), replicas=args.replicas, cpu=args.cpu, memory=args.memory,
         gpu=args.gpu, gpu_type=args.gpu_type, secret=args.secret or deploy.DEFAULT_SECRET,
         s3_endpoint=args.s3_endpoint, kserve=args.kserve, serve_args=["--no-cache"] if args.no_cache else [])
     manifests = deploy.render(spec)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import tempfile
 import time
 import warnings
@@ -22,6 +21,7 @@ from .. import parameters as params_mod
 from ..exceptions import TargetError
 from ..pipeline import Pipeline
 from ..records import RunRecord, RunState, StageRecord, StageState, new_run_id, now_iso, run_prefix, save_run
+from ..settings import Settings, from_options
 from .compiler import CompileOptions, compile_pipeline, kfp_name, parameter_arguments
 
 HOST_ENV = "KF_PIPELINES_ENDPOINT"
@@ -54,13 +54,19 @@ class Connection:
     namespace: str | None = None
 
     @classmethod
-    def from_options(cls, options: dict) -> "Connection":
-        host = options.get("kfp_host") or os.environ.get(HOST_ENV)
+    def from_settings(cls, settings: Settings) -> "Connection":
+        """Host, token, cookie and namespace in effect (see :mod:`jupyter_pipeline.settings`)."""
+        host = settings.get("kfp_host")
         if not host:
-            raise TargetError(f"No Kubeflow Pipelines host: pass --kfp-host URL or set {HOST_ENV}.")
-        return cls(host=host.rstrip("/"), token=options.get("kfp_token") or os.environ.get(TOKEN_ENV) or None,
-                   cookie=options.get("kfp_cookie") or os.environ.get(COOKIE_ENV) or None,
-                   namespace=options.get("namespace") or None)
+            raise TargetError(f"No Kubeflow Pipelines host: pass --kfp-host URL, or set {HOST_ENV} (or "
+                              "JUPYTER_PIPELINE_KFP_HOST), or kfp_host in the config file.")
+        return cls(host=host.rstrip("/"), token=settings.get("kfp_token") or None,
+                   cookie=settings.get("kfp_cookie") or None, namespace=settings.get("namespace") or None)
+
+    @classmethod
+    def from_options(cls, options: dict, notebook: dict | None = None) -> "Connection":
+        """The connection a run target's ``options`` name, through the settings' precedence."""
+        return cls.from_settings(from_options(options, notebook))
 
 
 def _explain(exc: BaseException, host: str, action: str) -> TargetError:
@@ -184,9 +190,9 @@ def kfp_cron(expr: str) -> str:
     raise TargetError(f"--cron {expr!r} is not a cron expression (5 fields: minute hour day month weekday).")
 
 
-def _prepare(pipeline: Pipeline, parameters: dict | None, options: dict, tmp: str):
+def _prepare(pipeline: Pipeline, parameters: dict | None, settings: Settings, tmp: str):
     values = params_mod.resolve(pipeline, parameters)
-    compile_options = CompileOptions.for_pipeline(pipeline, image=options.get("image"), store=options.get("kfp_store"))
+    compile_options = CompileOptions.for_pipeline(pipeline, settings)
     path = Path(tmp) / "pipeline.yaml"
     yaml_text = compile_pipeline(pipeline, path, options=compile_options)
     return values, compile_options, str(path), yaml_text
@@ -196,14 +202,15 @@ def submit_target(pipeline: Pipeline, parameters: dict | None, store, options: d
     """Upload and start ``pipeline`` on Kubeflow Pipelines; the record (saved in ``store``) tracks it."""
     on_event = on_event or (lambda kind, record, stage: None)
     pipeline.require_valid()
-    connection = Connection.from_options(options)
+    settings = from_options(options, pipeline.settings)
+    connection = Connection.from_settings(settings)
     run_id = new_run_id(pipeline.name)
     with tempfile.TemporaryDirectory(prefix="jp-kfp-") as tmp:
-        values, compile_options, path, yaml_text = _prepare(pipeline, parameters, options, tmp)
+        values, compile_options, path, yaml_text = _prepare(pipeline, parameters, settings, tmp)
         client = KfpClient(connection)
         name = kfp_name(compile_options.name or pipeline.name)
         pipeline_id, version_id = client.upload(path, name, version=run_id, description=f"from {pipeline.path}")
-    experiment = options.get("experiment") or pipeline.settings.get("experiment") or DEFAULT_EXPERIMENT
+    experiment = settings.get("experiment") or DEFAULT_EXPERIMENT
     experiment_id = client.experiment(experiment)
     arguments = parameter_arguments(pipeline, values)
     arguments["jp_run_id"] = run_id
@@ -227,15 +234,16 @@ def submit_target(pipeline: Pipeline, parameters: dict | None, store, options: d
 def schedule(pipeline: Pipeline, parameters: dict | None, cron: str, options: dict) -> dict:
     """Create a recurring run of ``pipeline``; return its ids and page."""
     pipeline.require_valid()
-    connection = Connection.from_options(options)
+    settings = from_options(options, pipeline.settings)
+    connection = Connection.from_settings(settings)
     cron_kfp = kfp_cron(cron)
     with tempfile.TemporaryDirectory(prefix="jp-kfp-") as tmp:
-        values, compile_options, path, _ = _prepare(pipeline, parameters, options, tmp)
+        values, compile_options, path, _ = _prepare(pipeline, parameters, settings, tmp)
         client = KfpClient(connection)
         name = kfp_name(compile_options.name or pipeline.name)
         version = new_run_id(pipeline.name)
         pipeline_id, version_id = client.upload(path, name, version=version, description=f"from {pipeline.path}")
-    experiment = options.get("experiment") or pipeline.settings.get("experiment") or DEFAULT_EXPERIMENT
+    experiment = settings.get("experiment") or DEFAULT_EXPERIMENT
     experiment_id = client.experiment(experiment)
     display = options.get("name") or f"{name} ({cron})"
     # jp_run_id stays empty: each scheduled run gets its own folder, kfp-<job id>.

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import nbformat
 
-from .. import __version__
 from ..exceptions import TargetError
 from ..pipeline import Pipeline, Stage
+from ..settings import DEFAULT_IMAGE, Settings
 from ..stagebook import stage_notebook
 from .entry import NONE_PREFIX
 from .component import (
@@ -29,9 +29,6 @@ from .component import (
 )
 from .placement import DEFAULT_S3_ENDPOINT, Placement, apply, helper
 
-#: The image stages run in unless the notebook (``image`` setting) or a stage (``image:`` tag) says
-#: otherwise; built from the repository's ``Dockerfile``.
-DEFAULT_IMAGE = f"ghcr.io/jupyter-pipeline/jupyter-pipeline:{__version__}"
 #: Store the stages use on the cluster unless the notebook's ``kfp_store`` (or an s3:// ``store``)
 #: setting says otherwise: a bucket on KFP's own MinIO.
 DEFAULT_CLUSTER_STORE = "s3://jupyter-pipeline"
@@ -41,28 +38,38 @@ JOB_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"
 
 @dataclass(frozen=True)
 class CompileOptions:
-    """What the compiled spec needs beyond the notebook; ``None`` fields come from notebook settings."""
+    """What the compiled spec needs beyond the notebook's cells."""
 
     name: str | None = None
     image: str | None = None
+    image_source: str = "flag"  # where the image came from (a source of jupyter_pipeline.settings)
     store: str | None = None  # default of the jp_store pipeline parameter
     s3_endpoint: str | None = None  # default of jp_s3_endpoint
     placement: Placement | None = None
     description: str | None = None
 
     @classmethod
-    def for_pipeline(cls, pipeline: Pipeline, **overrides) -> "CompileOptions":
-        """Options from the notebook's settings, then ``overrides`` (None values ignored)."""
+    def for_pipeline(cls, pipeline: Pipeline, settings: Settings | None = None, **overrides) -> "CompileOptions":
+        """Options from ``settings`` (default: the notebook's own and the environment's), then
+        ``overrides`` (None values ignored)."""
         s = pipeline.settings
-        store = s.get("kfp_store") or (s["store"] if str(s.get("store", "")).startswith("s3://") else None)
+        settings = settings or Settings(notebook=s)
+        store = settings.get("kfp_store")
+        if not store:
+            store = settings.get("store")
+            store = store if str(store).startswith("s3://") else DEFAULT_CLUSTER_STORE
+        image = settings.resolve("image")
         values = dict(
             name=s.get("name") or pipeline.name,
-            image=s.get("image") or DEFAULT_IMAGE,
-            store=store or DEFAULT_CLUSTER_STORE,
+            image=image.value,
+            image_source=image.source,
+            store=store,
             s3_endpoint=s.get("s3_endpoint", DEFAULT_S3_ENDPOINT),
             placement=Placement.from_settings(s),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if overrides.get("image"):
+            values["image_source"] = "flag"
         return cls(**values)
 
 

@@ -26,7 +26,7 @@ def _load_jupyter_server_extension(serverapp) -> None:
         config.store_url(root_dir),
         max_concurrent_runs=config.max_concurrent_runs,
         workers=config.workers or None,
-        target_options={"kfp_host": config.kfp_host or None},
+        target_options={"server_settings": config.server_values()},
         log=serverapp.log,
     )
     setup_handlers(serverapp.web_app, ServerState(config=config, manager=manager, root_dir=root_dir))

@@ -1,8 +1,9 @@
 """Settings of the server extension, as traitlets (``c.JupyterPipeline.store = ...``).
 
-Every setting falls back to an environment variable, then to the user config file the CLI reads
-(``~/.config/jupyter-pipeline/config.json``), then to a default, so the server, the CLI and the
-magics agree on the store when nothing is configured.
+The store, Kubeflow host, namespace and default image are resolved by
+:class:`jupyter_pipeline.settings.Settings` like everywhere else: a value sent by the browser, then
+the notebook's setting, the environment, these traitlets, the user config file, the in-cluster
+defaults and the built-in default. The traitlets hold only what ``jupyter_server_config.py`` sets.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from urllib.parse import urlparse, urlunparse
 from traitlets import Integer, Unicode, default
 from traitlets.config import Configurable
 
-from ..store import DEFAULT_STORE, read_config
+from ..settings import DEFAULT_STORE, Settings
 
 
 def _env_int(name: str, fallback: int) -> int:
@@ -31,17 +32,24 @@ class JupyterPipeline(Configurable):
         config=True,
         help="Artifact store for runs started from Jupyter and listed by the REST API: a folder "
              "(relative paths are relative to the server's root directory) or s3://bucket/prefix. "
-             "Default: $JUPYTER_PIPELINE_STORE, the CLI config file, then ./.pipeline-store.",
+             "$JUPYTER_PIPELINE_STORE wins over it; without either, the user config file, then ./.pipeline-store.",
     )
     kfp_host = Unicode(
         config=True,
-        help="Kubeflow Pipelines endpoint for the 'kfp' target. Default: $JUPYTER_PIPELINE_KFP_HOST, "
-             "then $KF_PIPELINES_ENDPOINT, then the CLI config file's kfp_host.",
+        help="Kubeflow Pipelines endpoint for the 'kfp' target. $JUPYTER_PIPELINE_KFP_HOST or "
+             "$KF_PIPELINES_ENDPOINT win over it; without any, the user config file, then inside a "
+             "Kubernetes pod the in-cluster endpoint.",
+    )
+    namespace = Unicode(
+        config=True,
+        help="Kubeflow profile namespace for the 'kfp' target. $JUPYTER_PIPELINE_NAMESPACE wins over it; "
+             "without either, the user config file, then inside a pod the pod's namespace.",
     )
     default_image = Unicode(
         config=True,
-        help="Container image for stages on Kubeflow when neither the notebook nor the stage sets one. "
-             "Default: $JUPYTER_PIPELINE_IMAGE, then the CLI config file's image.",
+        help="Container image for stages on Kubeflow when neither the stage nor the notebook sets one. "
+             "$JUPYTER_PIPELINE_IMAGE wins over it; without either, the user config file, then inside a "
+             "pod the notebook server's own image, then the built-in default.",
     )
     max_concurrent_runs = Integer(
         config=True,
@@ -54,19 +62,6 @@ class JupyterPipeline(Configurable):
              "Default: $JUPYTER_PIPELINE_WORKERS, else 0.",
     )
 
-    @default("store")
-    def _default_store(self):
-        return os.environ.get("JUPYTER_PIPELINE_STORE") or _config_value("store") or DEFAULT_STORE
-
-    @default("kfp_host")
-    def _default_kfp_host(self):
-        return (os.environ.get("JUPYTER_PIPELINE_KFP_HOST") or os.environ.get("KF_PIPELINES_ENDPOINT")
-                or _config_value("kfp_host") or "")
-
-    @default("default_image")
-    def _default_default_image(self):
-        return os.environ.get("JUPYTER_PIPELINE_IMAGE") or _config_value("image") or ""
-
     @default("max_concurrent_runs")
     def _default_max_concurrent_runs(self):
         return max(1, _env_int("JUPYTER_PIPELINE_MAX_RUNS", 2))
@@ -75,9 +70,19 @@ class JupyterPipeline(Configurable):
     def _default_workers(self):
         return max(0, _env_int("JUPYTER_PIPELINE_WORKERS", 0))
 
+    def server_values(self) -> dict:
+        """The settings these traitlets set, by setting name (unset ones left out)."""
+        values = {"store": self.store, "kfp_host": self.kfp_host, "namespace": self.namespace,
+                  "image": self.default_image}
+        return {k: v for k, v in values.items() if v}
+
+    def settings(self, flags: dict | None = None, notebook: dict | None = None) -> Settings:
+        """The settings in effect for a request: ``flags`` sent by the browser, the notebook's own."""
+        return Settings(flags=flags, notebook=notebook, server=self.server_values())
+
     def store_url(self, root_dir: str) -> str:
         """The store URL with a relative folder made absolute against the server's root."""
-        url = self.store
+        url = _config_value(lambda: self.settings().get("store"), DEFAULT_STORE)
         scheme = urlparse(url).scheme
         if scheme in ("", "file") or len(scheme) == 1:
             raw = urlparse(url).path if scheme == "file" else url
@@ -87,20 +92,22 @@ class JupyterPipeline(Configurable):
 
     def public(self, root_dir: str) -> dict:
         """The effective settings, safe to show in a browser (no credentials)."""
+        settings = self.settings()
         return {
             "store": _without_credentials(self.store_url(root_dir)),
-            "kfp_host": _without_credentials(self.kfp_host) or None,
-            "default_image": self.default_image or None,
+            "kfp_host": _without_credentials(_config_value(lambda: settings.get("kfp_host"), "")) or None,
+            "namespace": _config_value(lambda: settings.get("namespace"), None),
+            "default_image": _config_value(lambda: settings.get("image"), None),
             "max_concurrent_runs": self.max_concurrent_runs,
             "workers": self.workers or os.cpu_count() or 1,
         }
 
 
-def _config_value(key: str) -> str | None:
+def _config_value(read, fallback):
     try:
-        return read_config().get(key)
+        return read()
     except Exception:  # noqa: BLE001 - an unreadable config file must not stop the server
-        return None
+        return fallback
 
 
 def _without_credentials(url: str) -> str:

@@ -171,9 +171,7 @@ def compile_notebook(full: Path, config: JupyterPipeline, output: Path | None) -
         from ..kfp.compiler import CompileOptions, compile_pipeline
     except ImportError as exc:
         raise CompilerMissing(f"Compiling to Kubeflow Pipelines is not available here ({exc}).") from None
-    # The server's default image sits below the notebook's own `image` setting.
-    image = None if pipeline.settings.get("image") else (config.default_image or None)
-    options = CompileOptions.for_pipeline(pipeline, image=image)
+    options = CompileOptions.for_pipeline(pipeline, config.settings(notebook=pipeline.settings))
     return compile_pipeline(pipeline, output, options)
 
 
@@ -204,7 +202,7 @@ class RunsHandler(BaseHandler):
             raise BadRequest("\"target\" must be a target name: " + ", ".join(TARGET_NAMES) + ".")
         if not isinstance(parameters, dict):
             raise BadRequest("\"parameters\" must be an object of parameter names to values.")
-        if body.get("store") and body["store"] != self.jp.config.store:
+        if body.get("store") and body["store"] != self.jp.manager.store.url:
             # Runs go to the server's store so that every browser lists them; say so in the log.
             self.log.info("jupyter-pipeline: ignoring store %r from the browser; using the server's store",
                           body["store"])
@@ -228,9 +226,6 @@ class RunsHandler(BaseHandler):
         from ..parse import load
 
         pipeline = load(full).require_valid()
-        if not options.get("image") and not pipeline.settings.get("image"):
-            options["image"] = self.jp.config.default_image or None
-        options["kfp_host"] = options.get("kfp_host") or self.jp.config.kfp_host or None
         return self.jp.manager.start(pipeline, parameters, target, options)
 
 
