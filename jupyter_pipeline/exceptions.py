@@ -33,13 +33,14 @@ class ValidationFailed(PipelineError):
     def __init__(self, notebook: str, problems: list):
         self.notebook = notebook
         self.problems = problems
-        errors = [p for p in problems if p.severity == "error"]
+        super().__init__(f"{self.summary()} Run `jupyter-pipeline validate {notebook}` to see every problem.")
+
+    def summary(self) -> str:
+        """The errors in one sentence, without the command-line hint (fronts add their own)."""
+        errors = [p for p in self.problems if p.severity == "error"]
         lines = "; ".join(p.describe() for p in errors[:5])
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-        super().__init__(
-            f"{notebook} is not a valid pipeline: {lines}{more}. "
-            f"Run `jupyter-pipeline validate {notebook}` to see every problem."
-        )
+        return f"{self.notebook} is not a valid pipeline: {lines}{more}."
 
 
 class UnknownKeyError(PipelineError, KeyError):

@@ -34,8 +34,9 @@ POLL_TIMEOUT = 120
 
 # -- fixtures ------------------------------------------------------------------------------------
 @pytest.fixture
-def store_path(tmp_path):
-    return tmp_path / "store"
+def store_path(jp_root_dir):
+    """The store inside the root, as by default (`./.pipeline-store`), so requests could aim at it."""
+    return jp_root_dir / ".pipeline-store"
 
 
 @pytest.fixture
@@ -283,6 +284,77 @@ def test_compile_returns_the_kfp_yaml_and_saves_a_copy_on_request(api, root):
     assert (root / "sub" / "dir" / "nb.yaml").read_text() == body["yaml"]
     status, body = api("POST", "compile", body={"path": "invalid.ipynb"})
     assert_error(status, body, 422, "not a valid pipeline")
+
+
+def test_compile_writes_only_new_yaml_files_inside_the_root(api, root, store_path):
+    notebook = (root / "small.ipynb").read_bytes()
+    save_run(open_store(str(store_path)), RunRecord(run_id="20260101-000000-small-keep", pipeline="small",
+                                                    notebook=str(root / "small.ipynb"), store=str(store_path)))
+    record = store_path / "runs" / "20260101-000000-small-keep" / "run.json"
+    kept = record.read_bytes()
+    refused = [
+        ("small.ipynb", 403, "only as a .yaml or .yml file"),  # over the notebook itself
+        ("notes.txt", 403, "only as a .yaml or .yml file"),
+        (".pipeline-store/runs/20260101-000000-small-keep/run.json", 403, "only as a .yaml"),
+        (".pipeline-store/runs/20260101-000000-small-keep/pipeline.yaml", 403, "inside the pipeline store"),
+        ("no/such/folder/p.yaml", 400, "does not exist"),
+        ("sub", 403, "only as a .yaml"),
+    ]
+    for output, status, words in refused:
+        code, body = api("POST", "compile", body={"path": "small.ipynb", "output": output})
+        assert_error(code, body, status, words)
+        code, body = api("POST", "compile", body={"path": "small.ipynb", "output": output, "overwrite": True})
+        assert_error(code, body, status, words)
+    # a YAML file that leads to the notebook by a symlink is judged by where it leads
+    (root / "sneaky.yaml").symlink_to(root / "small.ipynb")
+    code, body = api("POST", "compile", body={"path": "small.ipynb", "output": "sneaky.yaml", "overwrite": True})
+    assert_error(code, body, 403, "only as a .yaml")
+    assert (root / "small.ipynb").read_bytes() == notebook and record.read_bytes() == kept
+    assert api("GET", "runs", "20260101-000000-small-keep")[0] == 200
+
+    code, body = api("POST", "compile", body={"path": "small.ipynb", "output": "sub/p.yml"})
+    assert code == 200 and body["path"] == "sub/p.yml", body
+    assert (root / "sub" / "p.yml").read_text() == body["yaml"]
+    (root / "sub" / "p.yml").write_text("mine")
+    code, body = api("POST", "compile", body={"path": "small.ipynb", "output": "sub/p.yml"})
+    assert_error(code, body, 409, "already exists", "overwrite")
+    assert (root / "sub" / "p.yml").read_text() == "mine"
+    code, body = api("POST", "compile", body={"path": "small.ipynb", "save": True})  # small.yaml is new
+    assert code == 200 and body["path"] == "small.yaml"
+    code, body = api("POST", "compile", body={"path": "small.ipynb", "save": True})
+    assert_error(code, body, 409, "'small.yaml' already exists")
+    code, body = api("POST", "compile", body={"path": "small.ipynb", "output": "sub/p.yml", "overwrite": True})
+    assert code == 200 and (root / "sub" / "p.yml").read_text() == body["yaml"]
+    code, body = api("POST", "compile", body={"path": "small.ipynb", "output": "sub/p.yml", "overwrite": "yes"})
+    assert_error(code, body, 400, "overwrite")
+
+
+def test_error_messages_show_root_relative_paths(api, root):
+    (root / "broken.ipynb").write_text("{not a notebook")
+    requests = [
+        ("GET", ("pipeline",), None, {"path": "sub/dir/missing.ipynb"}, "sub/dir/missing.ipynb"),
+        ("POST", ("compile",), {"path": "invalid.ipynb"}, None, "invalid.ipynb"),
+        ("POST", ("runs",), {"path": "invalid.ipynb"}, None, "invalid.ipynb"),
+        ("POST", ("compile",), {"path": "broken.ipynb"}, None, "broken.ipynb"),
+        ("POST", ("runs",), {"path": "sub/dir/gone.ipynb"}, None, "sub/dir/gone.ipynb"),
+    ]
+    for method, parts, body, params, shown in requests:
+        status, reply = api(method, *parts, body=body, params=params)
+        assert 400 <= status < 500, (parts, status, reply)
+        assert shown in reply["message"], reply
+        assert str(root) not in reply["message"] and str(root.resolve()) not in reply["message"], reply
+    # an invalid notebook points to the Problems list, not to a command line
+    status, reply = api("POST", "runs", body={"path": "invalid.ipynb"})
+    assert_error(status, reply, 422, "invalid.ipynb is not a valid pipeline", "Problems")
+    assert "jupyter-pipeline validate" not in reply["message"]
+
+
+def test_kubeflow_without_a_host_is_a_400_naming_the_setting(api, monkeypatch):
+    monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
+    status, body = api("POST", "runs", body={"path": "small.ipynb", "target": "kfp"})
+    assert_error(status, body, 400, "Settings Editor", "Kubeflow Pipelines host")
+    assert "--kfp-host" not in body["message"]
+    assert api("GET", "runs")[1]["runs"] == []
 
 
 # -- runs ------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,11 +15,12 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from ..exceptions import ArtifactNotFound, PipelineError
+from ..exceptions import ArtifactNotFound, PipelineError, ValidationFailed
 from ..records import StageState, stage_key
 from .config import JupyterPipeline
 from .manager import RunManager
-from .paths import BadRequest, check_run_id, check_stage, relative_to_root, resolve_notebook
+from .paths import (BadRequest, OutputExists, check_run_id, check_stage, relative_to_root, resolve_notebook,
+                    resolve_output)
 
 SETTINGS_KEY = "jupyter_pipeline"
 TARGET_NAMES = ("local", "kfp-local", "kfp")
@@ -39,17 +41,36 @@ class StageNotebookMissing(PipelineError):
     http_status = 404
 
 
-def error_reply(exc: BaseException | None, status: int) -> tuple[int, str]:
-    """The one mapping from an exception to an HTTP status and a user-facing message."""
-    if isinstance(exc, PipelineError):
-        return exc.http_status, str(exc)
-    if isinstance(exc, tornado.web.HTTPError):
+def error_reply(exc: BaseException | None, status: int, root_dir: str | None = None) -> tuple[int, str]:
+    """The one mapping from an exception to an HTTP status and a user-facing message.
+
+    Paths in the message are shown relative to ``root_dir``, as the browser names files; the
+    server's own folders are none of the browser's business.
+    """
+    if isinstance(exc, ValidationFailed):  # the browser lists every problem itself
+        status, message = exc.http_status, f"{exc.summary()} The Problems list shows every problem."
+    elif isinstance(exc, PipelineError):
+        status, message = exc.http_status, str(exc)
+    elif isinstance(exc, tornado.web.HTTPError):
         message = exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
-        return exc.status_code, message or exc.reason or tornado.httputil.responses.get(exc.status_code, "Error")
-    if exc is None:
-        return status, tornado.httputil.responses.get(status, "Error")
-    return 500, (f"Internal error in jupyter-pipeline ({type(exc).__name__}: {exc}). "
-                 "The Jupyter server log has the details; please report it.")
+        status, message = exc.status_code, message or exc.reason or tornado.httputil.responses.get(
+            exc.status_code, "Error")
+    elif exc is None:
+        message = tornado.httputil.responses.get(status, "Error")
+    else:
+        status, message = 500, (f"Internal error in jupyter-pipeline ({type(exc).__name__}: {exc}). "
+                                "The Jupyter server log has the details; please report it.")
+    return status, root_relative(message, root_dir) if root_dir else message
+
+
+def root_relative(message: str, root_dir: str) -> str:
+    """``message`` with absolute paths under ``root_dir`` made root-relative (``/srv/nb/a.ipynb`` → ``a.ipynb``)."""
+    roots = {str(Path(root_dir)), str(Path(root_dir).resolve())}
+    for root in sorted(roots, key=len, reverse=True):  # the longer spelling first, if one contains the other
+        root = root.rstrip("/") or "/"
+        message = message.replace(root + "/", "")
+        message = re.sub(re.escape(root) + r"(?![\w.-])", ".", message)
+    return message
 
 
 class BaseHandler(APIHandler):
@@ -80,7 +101,7 @@ class BaseHandler(APIHandler):
 
     def write_error(self, status_code: int, **kwargs) -> None:
         exc = (kwargs.get("exc_info") or (None, None, None))[1]
-        status, message = error_reply(exc, status_code)
+        status, message = error_reply(exc, status_code, self.jp.root_dir)
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"message": message}))
@@ -140,20 +161,30 @@ def _content_json(content: dict, shown: str) -> dict:
 
 
 class CompileHandler(BaseHandler):
-    """``POST compile {"path", "save"?, "output"?}``: the KFP YAML, optionally saved in the root."""
+    """``POST compile {"path", "save"?, "output"?, "overwrite"?}``: the KFP YAML, optionally saved.
+
+    ``output`` (or ``save``: next to the notebook) must be a new ``.yaml``/``.yml`` file inside
+    the root and outside the store; an existing YAML file is replaced only with ``"overwrite": true``.
+    """
 
     @tornado.web.authenticated
     async def post(self):
         body = self.json_body()
         full = self.notebook_path(body.get("path"))
+        overwrite = body.get("overwrite", False)
+        if not isinstance(overwrite, bool):
+            raise BadRequest("\"overwrite\" must be true or false.")
+        target = body.get("output") or (str(Path(body["path"]).with_suffix(".yaml")) if body.get("save") else None)
         output = None
-        if body.get("output"):
-            output = self.notebook_path(body["output"])
-        elif body.get("save"):
-            output = full.with_suffix(".yaml")
-        yaml_text = await self.blocking(compile_notebook, full, self.jp.config, output)
+        if target:
+            output = resolve_output(self.jp.root_dir, target, overwrite=overwrite, forbidden=self._store_dirs())
+        yaml_text = await self.blocking(compile_notebook, full, self.jp.config, output, overwrite)
         shown = relative_to_root(self.jp.root_dir, str(output)) if output else None
         self.reply({"yaml": yaml_text, "path": shown})
+
+    def _store_dirs(self) -> tuple[str, ...]:
+        url = self.jp.config.store_url(self.jp.root_dir)
+        return (url,) if Path(url).is_absolute() else ()
 
 
 class CompilerMissing(PipelineError):
@@ -162,8 +193,13 @@ class CompilerMissing(PipelineError):
     http_status = 501
 
 
-def compile_notebook(full: Path, config: JupyterPipeline, output: Path | None) -> str:
-    """Compile the notebook at ``full`` to KFP YAML with the core compiler; write ``output`` if given."""
+def compile_notebook(full: Path, config: JupyterPipeline, output: Path | None = None,
+                     overwrite: bool = False) -> str:
+    """Compile the notebook at ``full`` to KFP YAML with the core compiler; write ``output`` if given.
+
+    A new ``output`` is created exclusively, so a file that appeared since the request was checked
+    is not replaced either.
+    """
     from ..parse import load
 
     pipeline = load(full).require_valid()
@@ -172,7 +208,15 @@ def compile_notebook(full: Path, config: JupyterPipeline, output: Path | None) -
     except ImportError as exc:
         raise CompilerMissing(f"Compiling to Kubeflow Pipelines is not available here ({exc}).") from None
     options = CompileOptions.for_pipeline(pipeline, config.settings(notebook=pipeline.settings))
-    return compile_pipeline(pipeline, output, options)
+    text = compile_pipeline(pipeline, None, options)
+    if output is not None:
+        try:
+            with open(output, "w" if overwrite else "x", encoding="utf-8") as f:
+                f.write(text)
+        except FileExistsError:
+            raise OutputExists(f"{output.name!r} appeared while compiling; send \"overwrite\": true "
+                               "to replace it.") from None
+    return text
 
 
 class RunsHandler(BaseHandler):
@@ -226,7 +270,29 @@ class RunsHandler(BaseHandler):
         from ..parse import load
 
         pipeline = load(full).require_valid()
+        if target == "kfp":
+            _check_kfp_host(pipeline, {**self.jp.manager.target_options, **options})
         return self.jp.manager.start(pipeline, parameters, target, options)
+
+
+class KfpHostMissing(PipelineError):
+    """Raised when a run on Kubeflow is asked for and no Kubeflow Pipelines host is configured."""
+
+    http_status = 400
+
+
+def _check_kfp_host(pipeline, options: dict) -> None:
+    """Refuse a ``kfp`` run without a host up front, in the browser's words (its settings, not flags)."""
+    from ..exceptions import TargetError
+    from ..kfp.client import Connection
+
+    try:
+        Connection.from_options(options, pipeline.settings)
+    except TargetError:
+        raise KfpHostMissing(
+            "No Kubeflow Pipelines host is configured. Set one in Settings → Settings Editor → Pipeline → "
+            "Kubeflow Pipelines host (or ask whoever runs this Jupyter server to set c.JupyterPipeline.kfp_host), "
+            "or publish to another target.") from None
 
 
 def _sweep_options(sweep) -> dict:

@@ -30,6 +30,16 @@ class BadRequest(PipelineError):
     http_status = 400
 
 
+class OutputExists(PipelineError):
+    """Raised when a compile output would replace an existing file without ``"overwrite": true``."""
+
+    http_status = 409
+
+
+#: The only files ``POST compile`` writes.
+OUTPUT_SUFFIXES = (".yaml", ".yml")
+
+
 def resolve_notebook(root_dir: str | os.PathLike, path: object) -> Path:
     """The absolute path of notebook ``path`` (relative to ``root_dir``); it may not exist yet."""
     if not isinstance(path, str) or not path.strip():
@@ -47,6 +57,32 @@ def resolve_notebook(root_dir: str | os.PathLike, path: object) -> Path:
     if full != root and root not in full.parents:
         # Only a symlink can get here; do not say where it points.
         raise PathNotAllowed(f"Path {path!r} leads outside the server's root directory.")
+    return full
+
+
+def resolve_output(root_dir: str | os.PathLike, path: object, *, overwrite: bool = False,
+                   forbidden: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """Where ``POST compile`` may write ``path``: a ``.yaml``/``.yml`` file inside the root.
+
+    Never a notebook or any other kind of file, never inside a ``forbidden`` folder (the store),
+    and an existing file only when ``overwrite`` is set (and it is a YAML file too). Symlinks are
+    judged by where they lead.
+    """
+    full = resolve_notebook(root_dir, path)
+    shown = relative_to_root(root_dir, str(full)) or str(path)
+    if full.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise PathNotAllowed(f"The compiled pipeline is saved only as a .yaml or .yml file; {shown!r} is not one.")
+    for folder in forbidden:
+        folder = Path(folder).resolve()
+        if full == folder or folder in full.parents:
+            raise PathNotAllowed(f"{shown!r} is inside the pipeline store; save the compiled pipeline elsewhere.")
+    if full.is_dir():
+        raise OutputExists(f"{shown!r} is a folder; name a .yaml file to save the compiled pipeline in.")
+    if full.exists() and not overwrite:
+        raise OutputExists(f"{shown!r} already exists; send \"overwrite\": true to replace it.")
+    if not full.parent.is_dir():
+        parent = relative_to_root(root_dir, str(full.parent)) or "its folder"
+        raise BadRequest(f"Cannot save {shown!r}: the folder {parent!r} does not exist.")
     return full
 
 
