@@ -92,7 +92,7 @@ class PipelineMagics(Magics):
 
         spec, _ = read_cell([], f"%%stage {line}\n", "code")
         if spec.problems:
-            raise UsageError("; ".join(spec.problems))
+            raise UsageError("; ".join(message for _, message in spec.problems))
         result = self.shell.run_cell(cell, store_history=False)
         if not result.success:  # the body's traceback is shown already; fail the cell, once
             raise MagicFailed(f"stage '{spec.stage}' raised {type(result.error_in_exec or result.error_before_exec).__name__}"

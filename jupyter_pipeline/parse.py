@@ -5,6 +5,7 @@ bind each stage's free names to the stage that produces them, and collect every 
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 from pathlib import Path
@@ -14,9 +15,9 @@ import nbformat
 from . import analysis, tags
 from .exceptions import NotebookReadError
 from .pipeline import Cell, Parameter, Pipeline, Problem, Role, Stage, StageOptions
-from .validate import find_cycles, stage_problems
-
-SETTINGS_KEY = "jupyter_pipeline"
+from .notebook_settings import KEY as SETTINGS_KEY
+from .notebook_settings import notebook_settings, stage_defaults
+from .validate import find_cycles, reopened_stages, stage_problems
 
 
 def read_notebook(path: str | os.PathLike) -> nbformat.NotebookNode:
@@ -40,9 +41,48 @@ def load(path: str | os.PathLike) -> Pipeline:
     return from_notebook(read_notebook(path), str(path))
 
 
-def pipeline_name(nb, path: str) -> str:
-    name = (nb.metadata.get(SETTINGS_KEY) or {}).get("name") or Path(path).stem
+def pipeline_name(settings: dict, path: str) -> str:
+    name = settings.get("name") or Path(path).stem
     return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "pipeline"
+
+
+def whole_notebook_stage(path: str) -> str:
+    """The stage name of a notebook without stage tags: its file name, made a valid stage name."""
+    stem = "" if path.startswith("<") else Path(path).stem.lower()
+    name = re.sub(r"^[^a-z]+", "", re.sub(r"[^a-z0-9_-]+", "-", stem))
+    return name[:63].rstrip("-_") or "notebook"
+
+
+def _cell_parts(raw, index: int, problems: list[Problem]) -> tuple[str, str, tuple]:
+    """``(cell_type, source, tags)`` of a raw cell; schema errors become problems, never exceptions."""
+    def invalid(what: str) -> None:
+        problems.append(Problem("error", "invalid-cell", f"cell {index + 1} {what}", cell=index))
+
+    if not isinstance(raw, dict):
+        invalid("is not a notebook cell (an object with `cell_type`, `metadata` and `source`); it is left out")
+        return "raw", "", ()
+    cell_type = raw.get("cell_type")
+    if cell_type not in ("code", "markdown", "raw"):
+        invalid(f"has cell_type {cell_type!r}; a cell is \"code\", \"markdown\" or \"raw\", so it is left out")
+        cell_type = "raw"
+    source = raw.get("source")
+    if isinstance(source, list) and all(isinstance(line, str) for line in source):
+        source = "".join(source)
+    elif not isinstance(source, str):
+        invalid("has no `source` text (a string or a list of strings); it is read as empty" if source is None
+                else f"has a `source` that is not text ({type(source).__name__}); it is read as empty")
+        source = ""
+    metadata = raw.get("metadata", {})
+    if not isinstance(metadata, dict):
+        invalid("has `metadata` that is not an object; its tags are ignored")
+        metadata = {}
+    cell_tags = metadata.get("tags") or []
+    if not isinstance(cell_tags, list):
+        example = f"[{json.dumps(cell_tags)}]" if isinstance(cell_tags, str) else '["stage:train"]'
+        invalid(f"has `metadata.tags` {json.dumps(cell_tags, default=str)[:60]}, which is not a list of strings; "
+                f"write it as a list, like {example}; its tags are ignored")
+        cell_tags = []
+    return cell_type, source, tuple(cell_tags)
 
 
 def _parameters(cell_index: int, source: str, problems: list[Problem]) -> list[Parameter]:
@@ -59,16 +99,19 @@ def _parameters(cell_index: int, source: str, problems: list[Problem]) -> list[P
         if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and isinstance(target, ast.Name) and value is not None:
             try:
                 default = ast.literal_eval(value)
-            except ValueError:
-                pass
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
+                # TypeError: a literal that cannot be built, like {[1]: 2} (a list as a dict key).
+                reason = f" ({exc})" if isinstance(exc, TypeError) else ""
             else:
                 out.append(Parameter(target.id, default, type(default).__name__, cell_index))
                 continue
+        else:
+            reason = ""
         problems.append(Problem(
             "error", "parameter-not-literal",
             f"the parameters cell may hold only `name = literal` lines (numbers, strings, booleans, "
             f"lists, dicts, None), so each parameter has a type; line {stmt.lineno} is "
-            f"`{ast.get_source_segment(source, stmt) or ast.dump(stmt)[:60]}`. Move computed values to a stage.",
+            f"`{ast.get_source_segment(source, stmt) or ast.dump(stmt)[:60]}`{reason}. Move computed values to a stage.",
             cell=cell_index, line=stmt.lineno,
         ))
     return out
@@ -76,27 +119,49 @@ def _parameters(cell_index: int, source: str, problems: list[Problem]) -> list[P
 
 def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
     """Build the :class:`Pipeline` of an in-memory notebook (``nbformat`` v4)."""
-    settings = dict(nb.metadata.get(SETTINGS_KEY) or {})
     problems: list[Problem] = []
+    metadata = nb.get("metadata")
+    if not isinstance(metadata, dict):
+        problems.append(Problem("error", "bad-setting", "the notebook's `metadata` is not an object; it is ignored"))
+        metadata = {}
+    settings, setting_problems = notebook_settings(metadata)
+    problems.extend(setting_problems)
     cells: list[Cell] = []
     scans: dict[int, analysis.Scan] = {}
     order: list[str] = []  # stage names in order of first appearance
     members: dict[str, list[int]] = {}
     after: dict[str, list[str]] = {}
-    options: dict[str, dict] = {}
+    options: dict[str, StageOptions] = {}
     first_cell: dict[str, int] = {}
     setup_cells: list[int] = []
     parameters: list[Parameter] = []
-    current: str | None = None
     skipped_defines: dict[str, int] = {}  # names bound only in `skip` cells, for a better message
+    left_out: list[int] = []  # code cells above the first stage that are not setup/parameters/skip
+    left_out_defines: dict[str, int] = {}
 
-    for index, raw in enumerate(nb.cells):
-        cell_tags = tuple(raw.get("metadata", {}).get("tags", []) or ())
-        spec, source = tags.read_cell(cell_tags, raw.source, raw.cell_type)
-        for message in spec.problems:
-            problems.append(Problem("error", "bad-tag", message, stage=spec.stage, cell=index))
+    read = []
+    for index, raw in enumerate(nb.get("cells") or []):
+        cell_type, raw_source, cell_tags = _cell_parts(raw, index, problems)
+        spec, source = tags.read_cell(cell_tags, raw_source, cell_type)
+        read.append((cell_type, cell_tags, spec, source))
+    # A notebook without stage tags is one stage: every untagged cell joins it.
+    current: str | None = None
+    untagged_code = any(t == "code" and spec.role == Role.CONTINUE and src.strip() for t, _, spec, src in read)
+    if untagged_code and not any(spec.role == Role.STAGE for _, _, spec, _ in read):
+        current = whole_notebook_stage(path)
+        problems.append(Problem(
+            "info", "whole-notebook",
+            f"no cell is tagged as a stage, so the whole notebook runs as one stage, '{current}' (a cell tagged "
+            "`parameters` gives the pipeline's parameters); to split it into stages, tag the first cell of each "
+            "step `stage:NAME` (or `step:NAME`, or start it with `%%stage NAME`)",
+            stage=current,
+        ))
+
+    for index, (cell_type, cell_tags, spec, source) in enumerate(read):
+        for code, message in spec.problems:
+            problems.append(Problem("error", code, message, stage=spec.stage, cell=index))
         role, stage = spec.role, None
-        if raw.cell_type != "code":
+        if cell_type != "code":
             # Markdown and raw cells travel with the stage they sit in, for readability.
             role = Role.CONTINUE if spec.role in (Role.STAGE, Role.CONTINUE, Role.METRICS) else spec.role
             stage = spec.stage or current if role == Role.CONTINUE else None
@@ -107,20 +172,16 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
         elif spec.role == Role.CONTINUE:
             stage = current
             if stage is None and source.strip():
-                problems.append(Problem(
-                    "error", "orphan-cell",
-                    f"cell {index + 1} belongs to no stage: it comes before the first `stage:` tag and is not "
-                    "tagged `setup`, `parameters` or `skip`. Tag it, or move it below a stage.",
-                    cell=index,
-                ))
+                left_out.append(index)
+                role = Role.SKIP
         if stage is not None and stage not in members:
             order.append(stage)
-            members[stage], after[stage], options[stage] = [], [], {}
+            members[stage], after[stage], options[stage] = [], [], StageOptions()
             first_cell[stage] = index
         if stage is not None:
             members[stage].append(index)
             after[stage].extend(a for a in spec.after if a not in after[stage])
-            options[stage].update(spec.options)
+            options[stage] = options[stage].merged(StageOptions(**spec.options))
         elif spec.after or spec.options:
             problems.append(Problem(
                 "warning", "ignored-tags",
@@ -129,9 +190,10 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
             ))
 
         code_scan = None
-        if raw.cell_type == "code" and role == Role.SKIP:
-            skipped_defines.update({n: index for n in analysis.scan(source).defines if n not in skipped_defines})
-        elif raw.cell_type == "code":
+        if cell_type == "code" and role == Role.SKIP:
+            defines = skipped_defines if index not in left_out else left_out_defines
+            defines.update({n: index for n in analysis.scan(source).defines if n not in defines})
+        elif cell_type == "code":
             code_scan = scans[index] = analysis.scan(source)
             if code_scan.syntax_error:
                 line, msg = code_scan.syntax_error
@@ -143,16 +205,27 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
             elif role == Role.PARAMETERS:
                 parameters.extend(_parameters(index, source, problems))
         cells.append(Cell(
-            index=index, cell_type=raw.cell_type, source=source, role=role, stage=stage, tags=cell_tags,
+            index=index, cell_type=cell_type, source=source, role=role, stage=stage, tags=cell_tags,
             defines=frozenset(code_scan.defines) if code_scan else frozenset(),
             uses=frozenset(code_scan.uses) if code_scan else frozenset(),
         ))
+    if left_out:
+        problems.append(Problem(
+            "warning", "orphan-cell",
+            f"{_cells_phrase(left_out)} before the first stage and {'is' if len(left_out) == 1 else 'are'} not "
+            "tagged `setup`, `parameters` or `skip`, so the pipeline leaves "
+            f"{'it' if len(left_out) == 1 else 'them'} out (as Kale does). Tag a cell `setup` if every stage "
+            "needs it, `skip` to keep it out without this warning, or move it below a stage.",
+            cell=left_out[0],
+        ))
 
-    default_options = StageOptions(**{k: v for k, v in settings.items() if k in ("image", "cpu", "memory", "retries", "timeout")})
+    default_options = stage_defaults(settings, problems)
     setup_scan = analysis.combine([(i, scans[i]) for i in setup_cells])
     param_names = {p.name for p in parameters}
     setup_params = sorted(setup_scan.uses & param_names)
-    provided = setup_scan.defines | param_names | analysis.KERNEL_NAMES
+    # Names a parameters cell binds count as provided even when not literal (that is reported once).
+    param_cell_names = {n for c in cells if c.role == Role.PARAMETERS for n in c.defines}
+    provided = setup_scan.defines | param_names | param_cell_names | analysis.KERNEL_NAMES
     star_import = setup_scan.star_import or any(s.star_import for s in scans.values())
 
     combined = {
@@ -165,7 +238,7 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
     latest: dict[str, str] = {}  # variable -> the nearest stage above that binds it
     for k, name in enumerate(order):
         info = combined[name]
-        map_var, map_as = options[name].get("map_var"), options[name].get("map_as", "item")
+        map_var, map_as = options[name].map_var, options[name].map_as
         if map_var:
             # A map stage reads its item under `map_as` (provided per run) and always needs VAR.
             info.uses = (info.uses - {map_as}) | {map_var}
@@ -193,6 +266,13 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
                     f"'{var}' is used here but first defined in a later stage, '{later}'; stages receive only "
                     "variables of stages above them", stage=name, cell=cell,
                 ))
+            elif var in left_out_defines:
+                problems.append(Problem(
+                    "error", "orphan-name",
+                    f"name '{var}' is defined only in cell {left_out_defines[var] + 1}, which comes before the first "
+                    "stage and so is left out of the pipeline; tag that cell `setup` to run it at the start of "
+                    "every stage", stage=name, cell=cell,
+                ))
             elif not star_import:
                 skipped = skipped_defines.get(var)
                 hint = (f"; cell {skipped + 1} defines it but is tagged `skip`, so it is not part of the pipeline"
@@ -218,7 +298,7 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
             name=name,
             cells=tuple(members[name]),
             after=stage_after,
-            options=default_options.merged(StageOptions(**options[name])),
+            options=default_options.merged(options[name]),
             defines=frozenset(info.defines),
             uses=frozenset(info.uses),
             inputs=tuple(inputs),
@@ -231,10 +311,12 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
         for s in stages
     ]
     problems.extend(stage_problems(stages, cells, first_cell))
+    problems.extend(reopened_stages(stages, cells, first_cell))
     problems.extend(find_cycles(stages, first_cell))
-    kernel = (nb.metadata.get("kernelspec") or {}).get("name") or "python3"
+    kernelspec = metadata.get("kernelspec")
+    kernel = (kernelspec.get("name") if isinstance(kernelspec, dict) else None) or "python3"
     return Pipeline(
-        name=pipeline_name(nb, path),
+        name=pipeline_name(settings, path),
         path=path,
         cells=tuple(cells),
         stages=tuple(stages),
@@ -245,3 +327,11 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
         star_import=star_import,
         kernel_name=settings.get("kernel", kernel),
     )
+
+
+def _cells_phrase(indices: list[int]) -> str:
+    """"cell 4 comes" / "cells 4, 5 and 6 come" (1-based, as people count cells)."""
+    numbers = [str(i + 1) for i in indices]
+    if len(numbers) == 1:
+        return f"cell {numbers[0]} comes"
+    return f"cells {', '.join(numbers[:-1])} and {numbers[-1]} come"

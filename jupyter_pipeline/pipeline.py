@@ -38,18 +38,32 @@ class StageOptions:
     map_chunks: int | None = None  # `map:VAR:CHUNKS`: split VAR into CHUNKS parts
     map_as: str = "item"  # `map:VAR:as=NAME`: the name each run sees its item under
     parallelism: int | None = None  # at most this many items at once (`parallelism:N`)
+    # Pod options, applied on Kubeflow. Mappings and lists add up across cells and defaults
+    # (see ``merged``); the stage's own tags win over notebook-wide ones.
+    labels: dict[str, str] = field(default_factory=dict, hash=False)  # `label:KEY:VALUE`
+    annotations: dict[str, str] = field(default_factory=dict, hash=False)  # `annotation:KEY:VALUE`
+    #: `secret:NAME:KEY:ENV` → {"name", "key", "env"}; `secret:NAME:/path` → {"name", "path"}
+    secrets: tuple[dict, ...] = field(default=(), hash=False)
 
     def merged(self, other: "StageOptions") -> "StageOptions":
-        """Options of ``self`` overridden by whatever ``other`` sets (non-default)."""
+        """Options of ``self`` overridden by whatever ``other`` sets (non-default); mappings are
+        merged key by key and lists concatenated."""
         base = StageOptions()
-        values = {
-            name: getattr(other, name) if getattr(other, name) != getattr(base, name) else getattr(self, name)
-            for name in self.__dataclass_fields__
-        }
+        values = {}
+        for name in self.__dataclass_fields__:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if isinstance(mine, dict):
+                values[name] = {**mine, **theirs}
+            elif isinstance(mine, tuple):
+                values[name] = mine + tuple(x for x in theirs if x not in mine)
+            else:
+                values[name] = theirs if theirs != getattr(base, name) else mine
         return StageOptions(**values)
 
     def to_json(self) -> dict:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out["secrets"] = [dict(s) for s in self.secrets]
+        return out
 
 
 @dataclass(frozen=True)
@@ -113,7 +127,7 @@ class Stage:
 class Problem:
     """One validation finding, returned as data with every other one."""
 
-    severity: str  # "error" | "warning"
+    severity: str  # "error" | "warning" | "info"
     code: str  # stable id, e.g. "cycle", "undefined-name"
     message: str
     stage: str | None = None

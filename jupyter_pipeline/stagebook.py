@@ -6,6 +6,7 @@ user's own cells, which cell of the source notebook it came from, so errors poin
 
 from __future__ import annotations
 
+import ast
 import json
 
 import nbformat
@@ -65,7 +66,7 @@ def stage_notebook(pipeline: Pipeline, stage: Stage | str, parameters: dict | No
         cells.append(_cell("user", source_cell.source, cell_type=source_cell.cell_type
                            if source_cell.cell_type in ("code", "markdown") else "markdown", origin=index))
     if stage.metrics_cell:
-        names = sorted(stage.uses - {p.name for p in pipeline.parameters})
+        names = printed_names(pipeline.cells[i].source for i in stage.cells) or sorted(stage.uses)
         cells.append(_cell("metrics", f"_jp_io.log_metrics_of({json.dumps(names)}, globals())"))
     if stage.outputs:
         cells.append(_cell("outputs", f"_jp_io.save_outputs({json.dumps(list(stage.outputs))}, globals())"))
@@ -74,6 +75,22 @@ def stage_notebook(pipeline: Pipeline, stage: Stage | str, parameters: dict | No
     nb.metadata["language_info"] = {"name": "python"}
     nb.metadata["jupyter_pipeline"] = {"pipeline": pipeline.name, "stage": stage.name, "source": pipeline.path}
     return nb
+
+
+def printed_names(sources) -> list[str]:
+    """Names a Kale ``pipeline-metrics`` cell prints (``print(accuracy)``), parameters included."""
+    from .analysis import to_python
+
+    names: list[str] = []
+    for source in sources:
+        try:
+            tree = ast.parse(to_python(source))
+        except SyntaxError:
+            continue  # reported by validation
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                names += [a.id for a in node.args if isinstance(a, ast.Name) and a.id not in names]
+    return names
 
 
 def failed_source_cell(nb) -> int | None:

@@ -19,26 +19,30 @@ def skip_slow_optional_imports() -> None:
         sys.modules.setdefault(name, None)
 
 
-def default_keras_backend() -> None:
+def default_keras_backend() -> str | None:
     """Use JAX for Keras unless the user chose a usable backend (environment or ``keras.json``).
 
     This package installs JAX, not TensorFlow. Keras defaults to TensorFlow and writes that
     default into ``~/.keras/keras.json`` on first import, so without this a plain ``import keras``
-    in a stage or in ``load_model`` fails on a fresh install.
+    fails on a fresh install. Called by the CLI and each stage kernel, and by the Jupyter server
+    extension at load so that the kernels the server starts inherit the variable. Returns the
+    backend it set, or None when it left the choice alone.
     """
     import importlib.util
     import json
     import os
 
-    if "KERAS_BACKEND" in os.environ or "keras" in sys.modules:
-        return
+    if "KERAS_BACKEND" in os.environ:
+        return None
     config = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "keras.json")
     try:
         with open(config) as f:
             chosen = json.load(f).get("backend")
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         chosen = None
     if chosen and chosen != "tensorflow":
-        return  # the user picked another backend on purpose
-    if importlib.util.find_spec("tensorflow") is None:
-        os.environ["KERAS_BACKEND"] = "jax"
+        return None  # the user picked another backend on purpose
+    if importlib.util.find_spec("tensorflow") is not None:
+        return None
+    os.environ["KERAS_BACKEND"] = "jax"
+    return "jax"

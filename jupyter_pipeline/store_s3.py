@@ -74,10 +74,16 @@ class S3Settings:
         ``MINIO_SECURE``) is ``false``; ``http://``/``https://`` endpoints say it themselves.
         """
         env = os.environ if env is None else env
-        raw = next((env[v] for v in ENDPOINT_VARS if env.get(v)), DEFAULT_ENDPOINT).strip().rstrip("/")
+        var = next((v for v in ENDPOINT_VARS if env.get(v)), None)
+        raw = (env[var] if var else DEFAULT_ENDPOINT).strip().rstrip("/")
         if "://" not in raw:
             secure = _flag(env.get("JUPYTER_PIPELINE_S3_SECURE", env.get("MINIO_SECURE")), True)
             raw = ("https://" if secure else "http://") + raw
+        if "@" in urlparse(raw).netloc:
+            # Never echo the endpoint here: it would carry the secret into logs.
+            raise StoreError(f"The S3 endpoint in {var} carries credentials (user:password@host); give only "
+                             "scheme://host:port there and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                             "(or MINIO_ACCESS_KEY/MINIO_SECRET_KEY) instead.")
         access = secret = None
         source = "/".join(KEY_VARS[0])
         for key_var, secret_var in KEY_VARS:

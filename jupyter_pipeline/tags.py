@@ -29,17 +29,29 @@ class CellSpec:
     stage: str | None = None
     after: list[str] = field(default_factory=list)
     options: dict = field(default_factory=dict)  # StageOptions fields this cell sets
-    problems: list[str] = field(default_factory=list)  # messages about malformed tags
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (code, message) of malformed tags
     from_magic: bool = False
 
+    def problem(self, message: str, code: str = "bad-tag") -> None:
+        self.problems.append((code, message))
+
     def set_stage(self, name: str, tag: str) -> None:
+        if self.stage is not None and self.stage != name:
+            self.problem(f"tag '{tag}' names stage '{name}' but this cell already starts stage "
+                         f"'{self.stage}'; a cell belongs to one stage, so keep one of the two tags",
+                         "two-stage-names")
+            return
         self.role = Role.STAGE
         self.stage = name
         if not STAGE_NAME_RE.match(name):
-            self.problems.append(
+            self.problem(
                 f"tag '{tag}': stage name '{name}' is not valid; use lowercase letters, digits, "
                 "'-' and '_', starting with a letter (at most 63 characters)"
             )
+
+    def add_option(self, key: str, name: str, value) -> None:
+        """Add ``name: value`` to the mapping option ``key`` (labels, annotations)."""
+        self.options.setdefault(key, {})[name] = value
 
 
 Dialect = Callable[[str, CellSpec], bool]
@@ -52,14 +64,14 @@ def _int_option(spec: CellSpec, tag: str, key: str, text: str, minimum: int = 0)
         if value < minimum:
             raise ValueError
     except ValueError:
-        spec.problems.append(f"tag '{tag}': '{text}' is not a whole number ≥ {minimum}")
+        spec.problem(f"tag '{tag}': '{text}' is not a whole number ≥ {minimum}")
         return
     spec.options[key] = value
 
 
 def _quantity_option(spec: CellSpec, tag: str, key: str, text: str) -> None:
     if not QUANTITY_RE.match(text):
-        spec.problems.append(f"tag '{tag}': '{text}' is not a Kubernetes quantity (e.g. 2, 500m, 8Gi)")
+        spec.problem(f"tag '{tag}': '{text}' is not a Kubernetes quantity (e.g. 2, 500m, 8Gi)")
         return
     spec.options[key] = text
 
@@ -72,20 +84,55 @@ def _gpu_option(spec: CellSpec, tag: str, text: str) -> None:
 
 
 IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Kubernetes label/annotation keys: an optional DNS-subdomain prefix and '/', then a name.
+_K8S_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+METADATA_KEY_RE = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_K8S_NAME}$")
+LABEL_VALUE_RE = re.compile(rf"^({_K8S_NAME})?$")
+SECRET_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+SECRET_KEY_RE = re.compile(r"^[-._A-Za-z0-9]+$")
+
+
+def _metadata_option(spec: CellSpec, tag: str, kind: str, text: str) -> None:
+    """``label:KEY:VALUE`` and ``annotation:KEY:VALUE`` (the key may hold '/', the value ':')."""
+    key, sep, value = text.partition(":")
+    if not sep or not METADATA_KEY_RE.match(key):
+        spec.problem(f"tag '{tag}': write {kind}:KEY:VALUE, where KEY is a Kubernetes {kind} key "
+                     "such as 'team' or 'example.com/team'")
+        return
+    if kind == "label" and not LABEL_VALUE_RE.match(value):
+        spec.problem(f"tag '{tag}': a label value has at most 63 letters, digits, '-', '_' or '.', "
+                     "and starts and ends with a letter or digit")
+        return
+    spec.add_option(kind + "s", key, value)
+
+
+def _secret_option(spec: CellSpec, tag: str, text: str) -> None:
+    """``secret:NAME:KEY:ENV`` (one key as an environment variable) or ``secret:NAME:/path`` (files)."""
+    parts = text.split(":")
+    if len(parts) == 2 and parts[1].startswith("/") and SECRET_NAME_RE.match(parts[0]):
+        entry = {"name": parts[0], "path": parts[1]}
+    elif (len(parts) == 3 and SECRET_NAME_RE.match(parts[0]) and SECRET_KEY_RE.match(parts[1])
+          and IDENTIFIER_RE.match(parts[2])):
+        entry = {"name": parts[0], "key": parts[1], "env": parts[2]}
+    else:
+        spec.problem(f"tag '{tag}': write secret:NAME:KEY:ENV (one key of Kubernetes secret NAME as "
+                     "environment variable ENV) or secret:NAME:/path (its keys as files under /path)")
+        return
+    spec.options["secrets"] = spec.options.get("secrets", ()) + (entry,)
 
 
 def _map_option(spec: CellSpec, tag: str, text: str) -> None:
     """``map:VAR``, ``map:VAR:CHUNKS``, ``map:VAR:as=NAME``, ``map:VAR:CHUNKS:as=NAME``."""
     var, *rest = text.split(":")
     if not IDENTIFIER_RE.match(var):
-        spec.problems.append(f"tag '{tag}': '{var}' is not a variable name")
+        spec.problem(f"tag '{tag}': '{var}' is not a variable name")
         return
     spec.options["map_var"] = var
     for part in rest:
         if part.startswith("as="):
             name = part[3:]
             if not IDENTIFIER_RE.match(name):
-                spec.problems.append(f"tag '{tag}': '{name}' is not a variable name")
+                spec.problem(f"tag '{tag}': '{name}' is not a variable name")
             else:
                 spec.options["map_as"] = name
         else:
@@ -119,7 +166,7 @@ def native(tag: str, spec: CellSpec) -> bool:
         _quantity_option(spec, tag, key, value)
     elif key == "image":
         if not value:
-            spec.problems.append(f"tag '{tag}': the image reference is empty")
+            spec.problem(f"tag '{tag}': the image reference is empty")
         spec.options["image"] = value
     elif key == "retries":
         _int_option(spec, tag, "retries", value)
@@ -131,8 +178,12 @@ def native(tag: str, spec: CellSpec) -> bool:
         _int_option(spec, tag, "parallelism", value, minimum=1)
     elif key == "cache":
         if value not in ("off", "on", "enabled", "disabled"):
-            spec.problems.append(f"tag '{tag}': use cache:off or cache:on")
+            spec.problem(f"tag '{tag}': use cache:off or cache:on")
         spec.options["cache"] = value in ("on", "enabled")
+    elif key in ("label", "annotation"):
+        _metadata_option(spec, tag, key, value)
+    elif key == "secret":
+        _secret_option(spec, tag, value)
     else:
         return False
     return True
@@ -151,7 +202,9 @@ def kale(tag: str, spec: CellSpec) -> bool:
     if not sep:
         return False
     if key in ("step", "block"):
-        spec.set_stage(value, tag)
+        if value:
+            spec.set_stage(value, tag)
+        # An empty `block:`/`step:` (Kale's editor writes them) continues the stage above.
     elif key == "prev":
         spec.after.append(value)
     elif key == "limit":
@@ -162,8 +215,6 @@ def kale(tag: str, spec: CellSpec) -> bool:
             _quantity_option(spec, tag, resource, amount)
         else:
             return False
-    elif key in ("annotation", "label"):
-        return True  # Kale pod metadata: accepted, not used
     else:
         return False
     return True
@@ -220,8 +271,11 @@ def read_cell(tags: list[str] | tuple[str, ...], source: str, cell_type: str = "
         try:
             all_tags += magic_line_tags(magic_args)
         except ValueError as exc:
-            spec.problems.append(f"'%%stage {magic_args}': {exc}")
+            spec.problem(f"'%%stage {magic_args}': {exc}")
     for tag in all_tags:
+        if not isinstance(tag, str):
+            spec.problem(f"tag {tag!r} is not text; every tag in `metadata.tags` must be a string", "invalid-cell")
+            continue
         tag = tag.strip()
         for dialect in dialects.values():
             if dialect(tag, spec):

@@ -39,6 +39,38 @@ def stage_problems(stages: list[Stage], cells: list[Cell], first_cell: dict[str,
     return problems
 
 
+def reopened_stages(stages: list[Stage], cells: list[Cell], first_cell: dict[str, int]) -> list[Problem]:
+    """A stage whose cells continue below a stage that reads its variables.
+
+    The pipeline runs all of a stage before any stage that reads from it, so the reader would see
+    what the later cells leave, not what running the notebook top to bottom gives it.
+    """
+    problems: list[Problem] = []
+    for reader in stages:
+        start = first_cell[reader.name]
+        read_from: dict[str, list[str]] = {}
+        for var, producer in reader.inputs:
+            read_from.setdefault(producer, []).append(var)
+        for producer, names in read_from.items():
+            below = [i for i in _stage(stages, producer).cells if i > start and cells[i].cell_type == "code"]
+            if not below or first_cell[producer] > start:
+                continue
+            shown = ", ".join(f"'{n}'" for n in names[:3]) + (" and more" if len(names) > 3 else "")
+            problems.append(Problem(
+                "error", "reopened-stage",
+                f"stage '{producer}' continues here, below stage '{reader.name}' (cell {start + 1}), which reads "
+                f"{shown} from it; the pipeline runs all of '{producer}' before '{reader.name}', so "
+                f"'{reader.name}' would not see what running the notebook top to bottom gives it. Tag this cell "
+                f"with a stage of its own, or move it above cell {start + 1}",
+                stage=producer, cell=below[0],
+            ))
+    return problems
+
+
+def _stage(stages: list[Stage], name: str) -> Stage:
+    return next(s for s in stages if s.name == name)
+
+
 def _has_statements(source: str) -> bool:
     from .analysis import to_python
 

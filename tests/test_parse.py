@@ -8,8 +8,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from jupyter_pipeline import analysis
 from jupyter_pipeline.exceptions import NotebookReadError
-from jupyter_pipeline.parse import from_notebook, load
+from jupyter_pipeline.parse import from_notebook, load, whole_notebook_stage
 from jupyter_pipeline.pipeline import Role
+from jupyter_pipeline.stagebook import stage_notebook
 
 
 def nb(*cells):
@@ -41,13 +42,13 @@ def test_untagged_cells_join_previous_stage_and_repeated_tags_merge():
         ("stage:a", "x = 1"),
         ("", "x2 = x * 2"),
         ("md", "notes"),
-        ("stage:b", "y = x2"),
-        ("stage:a", "z = 3"),
+        ("stage:b", "y = 2"),
+        ("stage:a", "z = x2 + 3"),
         ("stage:c", "w = z + y"),
     ))
+    assert p.ok, p.problems
     assert p.stage("a").cells == (0, 1, 2, 4)
     assert p.stage("a").defines == {"x", "x2", "z"}
-    assert dict(p.stage("b").inputs) == {"x2": "a"}
     assert dict(p.stage("c").inputs) == {"z": "a", "y": "b"}
 
 
@@ -83,6 +84,89 @@ def test_kale_dialect_is_accepted_unchanged(fixture_nb):
     assert dict(p.stage("pipeline-metrics").inputs) == {"total": "total"}
     skipped = [c for c in p.cells if c.role == Role.SKIP]
     assert len(skipped) == 1 and skipped[0].stage is None
+
+
+def test_kale_notebook_converts_unchanged(fixture_nb):
+    p = load(fixture_nb("kale_notebook"))
+    assert [(x.severity, x.code, x.cell) for x in p.problems] == [("warning", "orphan-cell", 0)]
+    assert p.stage_names == ["make", "total", "pipeline-metrics"]
+    # empty `block:` cells and untagged cells continue the stage above; `skip` belongs to none
+    assert p.stage("make").cells == (3, 4, 5) and p.stage("total").cells == (6, 7)
+    assert p.cells[0].role == Role.SKIP and p.cells[0].stage is None  # the `!pip` cell is left out
+    # kubeflow_notebook metadata: name, experiment, image, steps_defaults, volumes
+    assert p.name == "kale-sums" and p.settings["experiment"] == "kale-experiments"
+    make, total = p.stage("make").options, p.stage("total").options
+    assert make.image == total.image == "example.org/team/kale-image:1"
+    assert make.labels == {"access-ml-pipeline": "true", "tier": "gold"}
+    assert make.annotations == {"example.com/cost-center": "42", "example.com/owner": "team-a"}
+    assert total.labels == {"access-ml-pipeline": "true"}
+    assert total.secrets == ({"name": "db-creds", "key": "password", "env": "DB_PASSWORD"},)
+    assert p.settings["volumes"] == [
+        {"name": "team-data", "mount_path": "/data"},
+        {"name": "scratch", "mount_path": "/scratch", "new": True, "size": "5Gi", "access_mode": "ReadWriteMany",
+         "annotations": {"example.com/keep": "no"}},
+    ]
+    options = p.to_json()["stages"][1]["options"]
+    assert options["secrets"] == [{"name": "db-creds", "key": "password", "env": "DB_PASSWORD"}]
+    # pipeline-metrics logs every printed name, parameters included
+    metrics_cell = stage_notebook(p, "pipeline-metrics").cells[-1].source
+    assert '["d1", "d2", "total"]' in metrics_cell
+    assert p.stage("pipeline-metrics").parameters == ("d1", "d2")
+
+
+def test_our_settings_and_stage_tags_win_over_kale_defaults():
+    n = nb(("stage:a label:tier:gold", "x = 1"))
+    n.metadata["kubeflow_notebook"] = {"pipeline_name": "kale-name", "docker_image": "kale/image:1",
+                                       "steps_defaults": ["label:tier:silver", "limit:nvidia.com/gpu:1"]}
+    n.metadata["jupyter_pipeline"] = {"name": "our-name"}
+    p = from_notebook(n)
+    assert p.ok, p.problems
+    assert p.name == "our-name"
+    a = p.stage("a").options
+    assert (a.labels, a.gpu, a.image) == ({"tier": "gold"}, 1, "kale/image:1")
+
+
+@pytest.mark.parametrize("tag, words", [
+    ("label:bad$key:v", "label:KEY:VALUE"),
+    ("label:team:not-ok!", "a label value"),
+    ("annotation:no-value", "annotation:KEY:VALUE"),
+    ("secret:creds", "secret:NAME:KEY:ENV"),
+    ("secret:creds:key:1ENV", "secret:NAME:KEY:ENV"),
+])
+def test_bad_pod_metadata_tags(tag, words):
+    p = from_notebook(nb((f"stage:a {tag}", "x = 1")))
+    [problem] = p.errors
+    assert problem.code == "bad-tag" and words in problem.message
+
+
+def test_stage_tags_setting_holds_only_options():
+    n = nb(("stage:a", "x = 1"))
+    n.metadata["jupyter_pipeline"] = {"stage_tags": ["stage:b", "cpu:2", "secret:creds:/etc/creds"]}
+    p = from_notebook(n)
+    [problem] = p.errors
+    assert problem.code == "bad-setting" and "'stage:b'" in problem.message
+    assert p.stage("a").options.cpu == "2"
+    assert p.stage("a").options.secrets == ({"name": "creds", "path": "/etc/creds"},)
+
+
+def test_untagged_notebook_is_one_stage_named_after_the_file(fixture_nb):
+    p = load(fixture_nb("whole_notebook"))
+    assert p.ok, p.problems
+    assert [(x.severity, x.code) for x in p.problems] == [("info", "whole-notebook")]
+    [stage] = p.stages
+    assert stage.name == "whole_notebook" and stage.cells == (0, 2, 3, 4)
+    assert [x.name for x in p.parameters] == ["n"] and stage.parameters == ("n",)
+
+
+@pytest.mark.parametrize("path, name", [
+    ("work/01 My Analysis (v2).ipynb", "my-analysis-v2"),
+    ("Untitled.ipynb", "untitled"),
+    ("2024.ipynb", "notebook"),
+    ("<notebook>", "notebook"),
+    ("x" * 80 + ".ipynb", "x" * 63),
+])
+def test_whole_notebook_stage_name_is_a_valid_stage_name(path, name):
+    assert whole_notebook_stage(path) == name
 
 
 def test_stage_magic_first_line(fixture_nb):

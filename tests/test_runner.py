@@ -89,6 +89,22 @@ def test_kale_and_magic_dialects_run(fixture_nb, store_dir):
     assert kale.stages["pipeline-metrics"].metrics == {"total": 12.0}
 
 
+def test_kale_notebook_runs_unchanged_and_logs_printed_parameters(fixture_nb, store_dir):
+    record = run_pipeline(fixture_nb("kale_notebook"), store=store_dir)
+    assert record.status.value == "succeeded", record.to_json()
+    assert record.pipeline == "kale-sums"
+    # values = [5, 6, 11, 1] (the empty block: and untagged cells ran in `make`), total doubled in `total`
+    assert record.stages["pipeline-metrics"].metrics == {"d1": 5, "d2": 6, "total": 46.0}
+
+
+def test_untagged_notebook_runs_as_one_stage(fixture_nb, store_dir):
+    record = run_pipeline(fixture_nb("whole_notebook"), {"n": "3"}, store=store_dir)
+    assert record.status.value == "succeeded", record.to_json()
+    assert list(record.stages) == ["whole_notebook"]
+    out = open_store(store_dir).get_bytes(f"runs/{record.run_id}/stages/whole_notebook/output.ipynb").decode()
+    assert "5.0" in out  # 0 + 1 + 4, printed by the last cell
+
+
 def test_invalid_pipeline_is_refused_before_running(fixture_nb, store_dir):
     with pytest.raises(ValidationFailed):
         run_pipeline(fixture_nb("cycle"), store=store_dir)

@@ -340,6 +340,14 @@ def test_credentials_in_the_url_are_refused_without_echoing_them():
     assert "sup3rs3cret" not in str(err.value)
 
 
+def test_credentials_in_the_endpoint_are_refused_without_echoing_them():
+    with pytest.raises(StoreError, match="JUPYTER_PIPELINE_S3_ENDPOINT carries credentials") as err:
+        S3Settings.from_env({"JUPYTER_PIPELINE_S3_ENDPOINT": "http://minio:sup3rs3cret@127.0.0.1:9000"})
+    assert "sup3rs3cret" not in str(err.value)
+    with pytest.raises(StoreError, match="MINIO_ENDPOINT carries credentials"):
+        S3Settings.from_env({"MINIO_ENDPOINT": "minio:sup3rs3cret@minio.kubeflow:9000"})
+
+
 # -- whole pipelines on s3:// (real kernels, the real CLI) -----------------------------------------
 def write_notebook(path, cells: list[tuple[str, str]]):
     import nbformat

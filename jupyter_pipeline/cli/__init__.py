@@ -75,9 +75,10 @@ def _sigterm_as_interrupt() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..startup import skip_slow_optional_imports
+    from ..startup import default_keras_backend, skip_slow_optional_imports
 
     skip_slow_optional_imports()
+    default_keras_backend()  # for stages started from here, and `serve`/`models` loading Keras models
     _sigterm_as_interrupt()
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -83,7 +83,7 @@ def cmd_validate(args) -> int:
             return 1
         raise
     errors = len(pipeline.errors)
-    warnings = len(pipeline.problems) - errors
+    warnings = sum(p.severity == "warning" for p in pipeline.problems)
     if args.json:
         print_json(pipeline.to_json())
     else:

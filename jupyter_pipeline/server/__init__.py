@@ -10,6 +10,7 @@ import atexit
 import threading
 import weakref
 
+from ..startup import default_keras_backend
 from .config import JupyterPipeline
 from .handlers import ServerState, setup_handlers
 from .manager import RunManager
@@ -20,6 +21,10 @@ def _jupyter_server_extension_points():
 
 
 def _load_jupyter_server_extension(serverapp) -> None:
+    backend = default_keras_backend()  # kernels this server starts inherit its environment
+    if backend:
+        serverapp.log.info("jupyter-pipeline: KERAS_BACKEND=%s for kernels (TensorFlow is not installed; "
+                           "set KERAS_BACKEND before starting Jupyter to choose another backend)", backend)
     config = JupyterPipeline(parent=serverapp)
     root_dir = getattr(serverapp, "root_dir", None) or serverapp.contents_manager.root_dir
     manager = RunManager(
