@@ -13,8 +13,8 @@ EXE = str(Path(sys.executable).parent / "jupyter-pipeline")
 DIGITS = "examples/digits/digits.ipynb"
 
 
-def cli(*args, cwd=None):
-    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+def cli(*args, cwd=None, env=None):
+    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600, env=env)
 
 
 def assert_clean_error(proc):
@@ -144,3 +144,39 @@ def test_sigterm_cancels_the_run_and_records_it(tmp_path):
     record = json.loads(out)
     assert record["status"] == "cancelled" and record["stages"]["sleepy"]["status"] == "cancelled"
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_untagged_notebook_is_a_one_stage_pipeline_and_keras_works_out_of_the_box(fixture_nb, tmp_path):
+    """A notebook nobody tagged, whose code imports Keras, in a shell where no Keras backend was chosen."""
+    import importlib.util
+    import os
+
+    import nbformat
+    from nbformat.v4 import new_code_cell
+
+    if importlib.util.find_spec("tensorflow") is not None:
+        pytest.skip("TensorFlow is installed, so Keras's own default works and is kept")
+    nb = nbformat.read(fixture_nb("whole_notebook"), as_version=4)
+    nb.cells.append(new_code_cell("import keras\nprint('keras backend:', keras.backend.backend())"))
+    path = tmp_path / "My Analysis.ipynb"
+    nbformat.write(nb, path)
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env["KERAS_HOME"] = str(tmp_path / "keras-home")  # no keras.json: the user chose nothing
+
+    proc = cli("validate", path, env=env)
+    assert proc.returncode == 0 and "info: [stage 'my-analysis'] no cell is tagged as a stage" in proc.stdout
+    assert "1 stage(s), 1 parameter(s), 0 error(s), 0 warning(s)" in proc.stdout
+    assert cli("graph", path, env=env).stdout.strip().splitlines()[-1] == "my-analysis  [params: n]"
+    proc = cli("compile", path, "-o", tmp_path / "p.yaml", env=env)
+    assert proc.returncode == 0, proc.stderr
+    spec = (tmp_path / "p.yaml").read_text()
+    assert "  comp-my-analysis:\n" in spec and "_jp_entry.run_component(stage='my-analysis'" in spec
+
+    store = tmp_path / "store"
+    proc = cli("run", path, "-p", "n", "3", "--store", store, "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert list(record["stages"]) == ["my-analysis"] and record["status"] == "succeeded"
+    executed = Path(record["stages"]["my-analysis"]["output_notebook"]).read_text()
+    assert "keras backend: jax" in executed and "5.0" in executed

@@ -142,6 +142,48 @@ def test_post_pipeline_validates_unsaved_content(api, root):
     assert status == 200 and body["problems"] == []
 
 
+def test_untagged_notebook_is_one_stage_with_an_info_problem(api, root):
+    shutil.copy(FIXTURES / "whole_notebook.ipynb", root / "Untagged Notes.ipynb")
+    status, body = api("GET", "pipeline", params={"path": "Untagged Notes.ipynb"})
+    assert status == 200, body
+    assert [s["name"] for s in body["stages"]] == ["untagged-notes"]
+    assert [(p["severity"], p["code"]) for p in body["problems"]] == [("info", "whole-notebook")]
+    assert [p["name"] for p in body["parameters"]] == ["n"]
+    nb = nbformat.read(root / "Untagged Notes.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("more = total + 1"))
+    status, body = api("POST", "pipeline", body={"path": "Untagged Notes.ipynb", "content": nb})
+    assert status == 200 and body["stages"][0]["cells"][-1] == 5, body
+
+
+def test_schema_invalid_content_is_problems_not_a_500(api):
+    cells = [{"cell_type": "code", "metadata": {"tags": ["stage:a"]}, "outputs": [], "execution_count": None},
+             {"cell_type": "code", "metadata": {"tags": 5}, "source": "x = 1", "outputs": [], "execution_count": None},
+             {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "p = {[1]: 2}", "outputs": [],
+              "execution_count": None}]
+    content = {"nbformat": 4, "nbformat_minor": 4, "metadata": {"jupyter_pipeline": {"retries": "2"}}, "cells": cells}
+    status, body = api("POST", "pipeline", body={"path": "x.ipynb", "content": content})
+    assert status == 200, body
+    assert {p["code"] for p in body["problems"] if p["severity"] == "error"} == {
+        "invalid-cell", "parameter-not-literal", "bad-setting"}
+
+
+def test_extension_gives_kernels_jax_for_keras_when_no_backend_is_chosen(monkeypatch, tmp_path, request):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is not None:
+        pytest.skip("TensorFlow is installed, so Keras's own default works and is kept")
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    request.getfixturevalue("jp_serverapp")  # starts the server, which loads the extension
+    assert os.environ.get("KERAS_BACKEND") == "jax"  # kernels the server starts inherit it
+
+
+def test_extension_keeps_a_keras_backend_the_user_chose(monkeypatch, request):
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    request.getfixturevalue("jp_serverapp")
+    assert os.environ["KERAS_BACKEND"] == "torch"
+
+
 def test_post_pipeline_rejects_content_that_is_not_a_notebook(api):
     status, body = api("POST", "pipeline", body={"path": "x.ipynb", "content": {"cells": "nope"}})
     assert_error(status, body, 400, "not a Jupyter notebook")
