@@ -43,7 +43,7 @@ export interface IParameter {
   cell: number;
 }
 
-export type Severity = 'error' | 'warning';
+export type Severity = 'error' | 'warning' | 'info';
 
 export interface IProblem {
   severity: Severity;

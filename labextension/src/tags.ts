@@ -73,8 +73,11 @@ export function readCellSpec(tags: readonly string[] | undefined): ICellSpec {
       case 'stage':
       case 'step':
       case 'block':
-        spec.role = 'stage';
-        spec.stage = value;
+        // Kale's editor writes an empty `block:`/`step:` for "continue the stage above".
+        if (value || key === 'stage') {
+          spec.role = 'stage';
+          spec.stage = value;
+        }
         break;
       case 'after':
       case 'prev':

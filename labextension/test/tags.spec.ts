@@ -36,6 +36,16 @@ describe('readCellSpec', () => {
     expect(readCellSpec(['step:a']).stage).toBe('a');
   });
 
+  it('reads an empty Kale block: as "continue the stage above"', () => {
+    expect(readCellSpec(['block:'])).toEqual(emptySpec());
+    const cells = [
+      { cellType: 'code', tags: ['block:load'] },
+      { cellType: 'code', tags: ['block:'] },
+      { cellType: 'code', tags: ['step:'] }
+    ];
+    expect(stageOfCells(cells)).toEqual(['load', 'load', 'load']);
+  });
+
   it('ignores foreign tags and tolerates missing tags', () => {
     expect(readCellSpec(undefined)).toEqual(emptySpec());
     expect(readCellSpec(['hide-input', 'cpu:2', 'gpu:lots'])).toEqual(emptySpec());
