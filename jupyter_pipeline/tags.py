@@ -19,6 +19,8 @@ from .registry import Registry
 STAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
 MAGIC_RE = re.compile(r"^\s*%%stage\b(.*)$")
+#: This package's line magics: they drive the pipeline from a notebook, they are not part of it.
+PIPELINE_MAGIC_RE = re.compile(r"^\s*%(pipeline\b|(re)?load_ext\s+jupyter_pipeline\s*$)")
 
 
 @dataclass
@@ -280,7 +282,15 @@ def read_cell(tags: list[str] | tuple[str, ...], source: str, cell_type: str = "
         for dialect in dialects.values():
             if dialect(tag, spec):
                 break
+    if cell_type == "code" and spec.role == Role.CONTINUE and magic_only(body):
+        spec.role = Role.SKIP  # `%pipeline publish` in a stage would publish from inside the run
     return spec, body
+
+
+def magic_only(source: str) -> bool:
+    """Whether every line of ``source`` but blanks and comments is a ``%pipeline``/``%load_ext`` of ours."""
+    lines = [line for line in source.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return bool(lines) and all(PIPELINE_MAGIC_RE.match(line) for line in lines)
 
 
 dialects.register("native", native)

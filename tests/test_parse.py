@@ -183,6 +183,21 @@ def test_bad_magic_line_is_a_problem():
     assert any(x.code == "bad-tag" and "%%stage" in x.message for x in p.problems)
 
 
+def test_cells_of_pipeline_magics_are_left_out():
+    p = from_notebook(nb(
+        ("", "%load_ext jupyter_pipeline"),
+        ("stage:a", "x = 1"),
+        ("", "%pipeline validate\n\n# then\n%pipeline publish --experiment e"),
+        ("", "%reload_ext jupyter_pipeline"),
+        ("stage:b", "y = x"),
+        ("", "%pipeline status\nprint(y)"),  # code besides the magic: part of the stage
+    ))
+    assert p.ok, p.problems
+    assert p.stage("a").cells == (1,) and p.stage("b").cells == (4, 5)
+    assert [c.role for c in p.cells[:4]] == [Role.SKIP, Role.STAGE, Role.SKIP, Role.SKIP]
+    assert from_notebook(nb(("", "%load_ext autoreload"), ("stage:a", "x = 1"))).problems[0].code == "orphan-cell"
+
+
 def test_notebook_settings_give_defaults():
     n = nb(("stage:a", "x = 1"), ("stage:b image:custom:2", "y = x"))
     n.metadata["jupyter_pipeline"] = {"name": "My Pipe", "image": "team/base:1"}
