@@ -38,6 +38,8 @@ class Scan:
     star_import: bool = False
     syntax_error: tuple[int, str] | None = None  # (line, message)
     unsavable: dict[str, str] = field(default_factory=dict)  # name -> what it holds
+    calls: dict[str, str] = field(default_factory=dict)  # name -> function whose result it holds (`x = f(...)`)
+    generator_functions: set[str] = field(default_factory=set)  # top-level `def`s that `yield`
 
     def first_uses(self, defined_before: set[str]) -> set[str]:
         return self.uses - defined_before
@@ -69,6 +71,8 @@ class _TopLevel(ast.NodeVisitor):
 
     def _define(self, name: str) -> None:
         self.scan.defines.add(name)
+        self.scan.unsavable.pop(name, None)  # rebound: what it held before no longer matters
+        self.scan.calls.pop(name, None)
 
     def visit_Name(self, node: ast.Name) -> None:
         if isinstance(node.ctx, ast.Load) or isinstance(node.ctx, ast.Del):
@@ -81,10 +85,25 @@ class _TopLevel(ast.NodeVisitor):
         for target in node.targets:
             self.visit(target)
         hint = _unsavable_hint(node.value)
-        if hint:
-            for target in node.targets:
-                if isinstance(target, ast.Name):
-                    self.scan.unsavable[target.id] = hint
+        called = node.value.func.id if isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name) else None
+        for target in node.targets:
+            if isinstance(target, ast.Name) and hint:
+                self.scan.unsavable[target.id] = hint
+            elif isinstance(target, ast.Name) and called:
+                self.scan.calls[target.id] = called
+
+    def visit_With(self, node) -> None:
+        for item in node.items:
+            self.visit(item.context_expr)
+            if item.optional_vars is not None:
+                self.visit(item.optional_vars)
+                hint = _unsavable_hint(item.context_expr)
+                if hint and isinstance(item.optional_vars, ast.Name):
+                    self.scan.unsavable[item.optional_vars.id] = hint  # closed after the block, still a file
+        for stmt in node.body:
+            self.visit(stmt)
+
+    visit_AsyncWith = visit_With
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         if node.value is not None:
@@ -133,6 +152,8 @@ class _TopLevel(ast.NodeVisitor):
         args = node.args
         self._nested(node, node.decorator_list + args.defaults + [d for d in args.kw_defaults if d] + [node.returns])
         self._define(node.name)
+        if _yields(node):
+            self.scan.generator_functions.add(node.name)
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
@@ -179,20 +200,42 @@ class _TopLevel(ast.NodeVisitor):
             self._define(node.rest)
 
 
+#: Calls whose result is live state that no other process can receive: by the called name, or by
+#: ``module.name`` where the bare name is common enough to be a user's own class.
+_UNSAVABLE_CALLS = {
+    "open": "an open file", "TemporaryFile": "an open file", "NamedTemporaryFile": "an open file",
+    "Lock": "a lock", "RLock": "a lock", "Semaphore": "a lock", "BoundedSemaphore": "a lock", "Condition": "a lock",
+    "threading.Event": "a lock",
+    "connect": "a connection", "socket": "a connection", "create_connection": "a connection",
+    "Popen": "a running thread or process", "threading.Thread": "a running thread or process",
+    "multiprocessing.Process": "a running thread or process",
+}
+
+
 def _unsavable_hint(value: ast.expr) -> str | None:
     """A reason the value of this expression can never be passed between stages, if obvious."""
     if isinstance(value, ast.GeneratorExp):
         return "a generator"
     if isinstance(value, ast.Call):
         func = value.func
-        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-        if name == "open":
-            return "an open file"
-        if name in ("Lock", "RLock", "Semaphore", "Condition"):
-            return "a lock"
-        if name in ("connect", "socket", "create_connection"):
-            return "a connection"
+        if isinstance(func, ast.Name):
+            return _UNSAVABLE_CALLS.get(func.id)
+        if isinstance(func, ast.Attribute):
+            owner = func.value.id if isinstance(func.value, ast.Name) else ""
+            return _UNSAVABLE_CALLS.get(f"{owner}.{func.attr}") or _UNSAVABLE_CALLS.get(func.attr)
     return None
+
+
+def _yields(func: ast.FunctionDef) -> bool:
+    """Whether ``func`` itself (not a function nested in it) contains ``yield``: calling it makes a generator."""
+    todo = list(func.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Yield, ast.YieldFrom)):
+            return True
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            todo.extend(ast.iter_child_nodes(node))
+    return False
 
 
 def _nested_global_uses(table: symtable.SymbolTable, out: set[str], defines: set[str]) -> None:
@@ -235,7 +278,14 @@ class Combined:
     uses: set[str] = field(default_factory=set)
     star_import: bool = False
     unsavable: dict[str, str] = field(default_factory=dict)
+    calls: dict[str, str] = field(default_factory=dict)
     first_use_cell: dict[str, int] = field(default_factory=dict)
+
+    def unsavable_hint(self, name: str, generator_functions: set[str]) -> str | None:
+        """What ``name`` holds when these cells end, if its code shows it can never travel."""
+        if name in self.unsavable:
+            return self.unsavable[name]
+        return "a generator" if self.calls.get(name) in generator_functions else None
 
 
 def combine(scans: list[tuple[int, Scan]]) -> Combined:
@@ -248,9 +298,13 @@ def combine(scans: list[tuple[int, Scan]]) -> Combined:
             out.first_use_cell.setdefault(name, cell)
         for name in s.deferred_uses:
             deferred.setdefault(name, cell)
+        for name in s.defines:  # rebound by a later cell: what an earlier cell left no longer matters
+            out.unsavable.pop(name, None)
+            out.calls.pop(name, None)
         out.defines |= s.defines
         out.star_import |= s.star_import
         out.unsavable.update(s.unsavable)
+        out.calls.update(s.calls)
     # A function body may read a global the stage binds later; only names the stage never
     # binds are uses of the function's globals.
     for name, cell in deferred.items():

@@ -61,14 +61,33 @@ class ParameterError(PipelineError):
 class VariableNotSavable(PipelineError):
     """Raised when a value a later stage needs cannot be written to the store."""
 
-    def __init__(self, variable: str, stage: str | None, type_name: str, reason: str):
-        self.variable, self.stage, self.type_name = variable, stage, type_name
-        where = f" in stage '{stage}'" if stage else ""
-        super().__init__(
-            f"Variable '{variable}'{where} cannot be passed to later stages: a value of type "
-            f"{type_name} cannot be saved ({reason}). Recompute it in the stage that needs it, "
-            f"or create it in a `setup` cell so every stage has its own."
-        )
+    #: What to do instead, for each kind of live state that no other process can receive.
+    ADVICE = {
+        "a generator": "turn it into a list (`list(...)`) where it is made, if it is finite, or create "
+                       "the generator in the stage that uses it",
+        "a coroutine": "await it where it is made and pass its result",
+        "an open file": "pass the file's path (or what you read from it) and open the file in the stage "
+                        "that needs it",
+        "a lock": "create it in a `setup` cell so every stage has its own",
+        "a connection": "pass what it takes to connect (an address, a path) and connect in the stage that "
+                        "uses it, or in a `setup` cell",
+        "a running thread or process": "wait for it where it is started and pass its result",
+    }
+    GENERIC_ADVICE = "recompute it in the stage that needs it, or create it in a `setup` cell so every stage has its own"
+
+    def __init__(self, variable: str, stage: str | None, type_name: str, reason: str, *,
+                 cell: int | None = None, part: str | None = None, kind: str | None = None):
+        self.variable, self.stage, self.type_name, self.cell = variable, stage, type_name, cell
+        where = "".join([f" in stage '{stage}'" if stage else "", f" (cell {cell})" if cell else ""])
+        if kind and part and part != variable:
+            what = f"`{part}` is {kind}, which cannot be saved"
+        elif kind:
+            what = f"it holds {kind}{'' if type_name in kind else f' ({type_name})'}, which cannot be saved"
+        else:
+            what = f"a value of type {type_name} cannot be saved ({reason})"
+        advice = self.ADVICE.get(kind or "", self.GENERIC_ADVICE)
+        super().__init__(f"Variable '{variable}'{where} cannot be passed to later stages: {what}. "
+                         f"Instead, {advice}.")
 
 
 class StoreError(PipelineError):

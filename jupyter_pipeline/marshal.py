@@ -2,17 +2,25 @@
 
 Savers are tried in registry order; the first whose ``matches`` accepts the value writes it.
 Type checks go by module name first so that checking a value never imports Keras or pandas.
+Everything no typed saver takes is pickled with cloudpickle, which writes functions, lambdas,
+closures and classes defined in the notebook (module ``__main__``) by value, together with the
+globals they read, so a later stage's kernel does not need their definitions.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import io
+import json
 import pickle
 import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+import cloudpickle
 
 from .exceptions import PipelineError, VariableNotSavable
 from .registry import Registry
@@ -112,20 +120,104 @@ def _load_parquet(path: Path):
     return pd.read_parquet(path)
 
 
-# -- anything else ----------------------------------------------------------------------------------
-_NEVER_PICKLE = (types.GeneratorType, types.ModuleType, io.IOBase, types.CoroutineType)
+# -- modules: travel as imports ----------------------------------------------------------------------
+def _is_importable_module(value) -> bool:
+    return (isinstance(value, types.ModuleType) and value.__name__ != "__main__"
+            and getattr(value, "__spec__", None) is not None)
+
+
+def _save_module(value, path: Path) -> None:
+    path.write_text(json.dumps({"import": value.__name__}))
+
+
+def _load_module(path: Path):
+    return importlib.import_module(json.loads(path.read_text())["import"])
+
+
+# -- anything else: pickle, written by cloudpickle -----------------------------------------------------
+#: Functions and classes the stage's setup cells defined (id -> object). Every stage runs the same
+#: setup, so these are pickled by reference (``__main__.name``): a consumer's instances then belong
+#: to the consumer's own classes, and ``isinstance`` keeps working.
+_setup_objects: dict[int, object] = {}
+
+
+def remember_setup(namespace: dict) -> None:
+    """Note the functions and classes the setup cells just defined in ``namespace``."""
+    _setup_objects.clear()
+    for value in list(namespace.values()):
+        if isinstance(value, (type, types.FunctionType)) and getattr(value, "__module__", None) == "__main__":
+            _setup_objects[id(value)] = value
+
+
+class _Pickler(cloudpickle.Pickler):
+    def reducer_override(self, obj):
+        if id(obj) in _setup_objects:
+            return NotImplemented  # plain pickle: a global, by reference
+        return super().reducer_override(obj)
 
 
 def _save_pickle(value, path: Path) -> None:
-    if isinstance(value, _NEVER_PICKLE):
-        raise TypeError(f"{type(value).__name__} objects hold live state that cannot be copied")
     with open(path, "wb") as f:
-        pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+        _Pickler(f, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
 
 
 def _load_pickle(path: Path):
+    # cloudpickle writes standard pickles (its helpers are imported by name while loading).
     with open(path, "rb") as f:
         return pickle.load(f)
+
+
+# -- values that cannot travel ------------------------------------------------------------------------
+def unsavable_kind(value) -> str | None:
+    """What ``value`` is, if it is one of the kinds of live state no process can copy."""
+    if isinstance(value, (types.GeneratorType, types.AsyncGeneratorType)):
+        return "a generator"
+    if isinstance(value, types.CoroutineType):
+        return "a coroutine"
+    if isinstance(value, io.IOBase) and not isinstance(value, (io.BytesIO, io.StringIO)):
+        return "an open file"
+    module, name = type(value).__module__.split(".")[0], type(value).__name__.lower()
+    if module in ("_thread", "threading", "multiprocessing", "subprocess", "asyncio"):
+        return "a running thread or process" if ("thread" in name or "popen" in name or "process" in name) else "a lock"
+    if module in ("socket", "ssl", "sqlite3", "http", "select", "selectors"):
+        return "a connection"
+    return None
+
+
+def _parts(value):
+    """``(path suffix, part)`` for what ``value`` holds, to find the part that cannot travel."""
+    if isinstance(value, dict):
+        items = ((f"[{k!r}]", v) for k, v in value.items())
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = ((f"[{i}]", v) for i, v in enumerate(value))
+    elif isinstance(value, types.FunctionType):
+        try:
+            found = inspect.getclosurevars(value)
+        except (TypeError, ValueError):
+            return
+        items = [*((f" (reads global '{k}')", v) for k, v in found.globals.items()),
+                 *((f" (reads '{k}' from its enclosing function)", v) for k, v in found.nonlocals.items())]
+    elif hasattr(value, "__dict__") and not isinstance(value, (type, types.ModuleType)):
+        items = ((f".{k}", v) for k, v in vars(value).items())
+    else:
+        return
+    for n, item in enumerate(items):
+        if n == 1000:
+            return
+        yield item
+
+
+def _find_unsavable(value, path: str, depth: int = 4) -> tuple[str, str] | None:
+    """``(path, kind)`` of the first part of ``value`` that is live state, searched depth first."""
+    kind = unsavable_kind(value)
+    if kind:
+        return path, kind
+    if depth:
+        for suffix, part in _parts(value):
+            found = _find_unsavable(part, path + suffix, depth - 1)
+            if found:
+                return found
+    return None
 
 
 def saver_for(value) -> Saver:
@@ -140,16 +232,21 @@ def type_name(value) -> str:
     return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
-def save_value(name: str, value, store, prefix: str, stage: str | None = None) -> dict:
-    """Write ``value`` under ``prefix/<name>.<ext>``; return its index entry."""
+def save_value(name: str, value, store, prefix: str, stage: str | None = None, cell: int | None = None) -> dict:
+    """Write ``value`` under ``prefix/<name>.<ext>``; return its index entry.
+
+    ``cell`` (1-based) is the source cell that last assigns ``name``, for the error message.
+    """
     saver = saver_for(value)
     key = f"{prefix}/{name}.{saver.ext}"
     try:
         with store.writing(key) as path:
             saver.save(value, path)
-    except (TypeError, AttributeError, pickle.PicklingError, NotImplementedError, ValueError) as exc:
+    except (TypeError, AttributeError, pickle.PicklingError, NotImplementedError, ValueError, RecursionError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise VariableNotSavable(name, stage, type_name(value), reason) from None
+        found = _find_unsavable(value, name)
+        raise VariableNotSavable(name, stage, type_name(value), reason, cell=cell,
+                                 part=found[0] if found else None, kind=found[1] if found else None) from None
     entry = {"file": f"{name}.{saver.ext}", "saver": saver.name, "type": type_name(value)}
     try:
         entry["length"] = len(value)  # lets a downstream `map:` stage know its item count
@@ -167,4 +264,5 @@ def load_value(store, prefix: str, entry: dict):
 savers.register("keras", Saver("keras", "keras", _is_keras, _save_keras, _load_keras))
 savers.register("numpy", Saver("numpy", "npy", _is_numpy, _save_numpy, _load_numpy))
 savers.register("parquet", Saver("parquet", "parquet", _is_dataframe_for_parquet, _save_parquet, _load_parquet))
+savers.register("module", Saver("module", "module.json", _is_importable_module, _save_module, _load_module))
 savers.register("pickle", Saver("pickle", "pkl", lambda v: True, _save_pickle, _load_pickle))

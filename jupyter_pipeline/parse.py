@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 
 from . import analysis, tags
-from .exceptions import NotebookReadError
+from .exceptions import NotebookReadError, VariableNotSavable
 from .pipeline import Cell, Parameter, Pipeline, Problem, Role, Stage, StageOptions
 from .notebook_settings import KEY as SETTINGS_KEY
 from .notebook_settings import notebook_settings, stage_defaults
@@ -227,6 +227,7 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
     param_cell_names = {n for c in cells if c.role == Role.PARAMETERS for n in c.defines}
     provided = setup_scan.defines | param_names | param_cell_names | analysis.KERNEL_NAMES
     star_import = setup_scan.star_import or any(s.star_import for s in scans.values())
+    generator_functions = set().union(*(s.generator_functions for s in scans.values()))
 
     combined = {
         name: analysis.combine([(i, scans[i]) for i in members[name] if i in scans])
@@ -250,12 +251,12 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
             if producer:
                 inputs.append((var, producer))
                 outputs[producer].add(var)
-                hint = combined[producer].unsavable.get(var)
+                hint = combined[producer].unsavable_hint(var, generator_functions)
                 if hint:
                     problems.append(Problem(
                         "error", "unsavable-variable",
                         f"variable '{var}' holds {hint} (stage '{producer}') and stage '{name}' uses it, but "
-                        f"{hint} cannot be passed between stages; create it in stage '{name}' or in a `setup` cell",
+                        f"{hint} cannot be passed between stages. Instead, {VariableNotSavable.ADVICE[hint]}",
                         stage=name, cell=cell,
                     ))
                 continue

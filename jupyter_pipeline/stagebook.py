@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
@@ -17,10 +18,10 @@ from .pipeline import Pipeline, Role, Stage
 RUN_PARAMETER = "_jp_run"
 
 
-def _cell(kind: str, source: str, *, cell_type: str = "code", origin: int | None = None, tags=()):
+def _cell(kind: str, source: str, *, cell_type: str = "code", origin: int | None = None, tags=(), **meta):
     make = new_code_cell if cell_type == "code" else new_markdown_cell
     cell = make(source)
-    meta = {"kind": kind}
+    meta = {"kind": kind, **meta}
     if origin is not None:
         meta["source_cell"] = origin
     cell.metadata["jupyter_pipeline"] = meta
@@ -53,6 +54,8 @@ def stage_notebook(pipeline: Pipeline, stage: Stage | str, parameters: dict | No
     ))
     for index in pipeline.setup_cells:
         cells.append(_cell("setup", pipeline.cells[index].source, origin=index))
+    if pipeline.setup_cells and stage.outputs:
+        cells.append(_cell("setup-done", "_jp_io.setup_done(globals())"))
     if stage.inputs:
         lines = [f"{name} = _jp_io.load({name!r}, {producer!r})" for name, producer in stage.inputs]
         cells.append(_cell("inputs", "\n".join(lines)))
@@ -69,7 +72,12 @@ def stage_notebook(pipeline: Pipeline, stage: Stage | str, parameters: dict | No
         names = printed_names(pipeline.cells[i].source for i in stage.cells) or sorted(stage.uses)
         cells.append(_cell("metrics", f"_jp_io.log_metrics_of({json.dumps(names)}, globals())"))
     if stage.outputs:
-        cells.append(_cell("outputs", f"_jp_io.save_outputs({json.dumps(list(stage.outputs))}, globals())"))
+        # The last cell that assigns each output: a value that cannot be saved is reported there.
+        assigned_in = {name: index for index in stage.cells for name in pipeline.cells[index].defines
+                       if name in stage.outputs}
+        numbers = json.dumps({name: index + 1 for name, index in sorted(assigned_in.items())})
+        cells.append(_cell("outputs", f"_jp_io.save_outputs({json.dumps(list(stage.outputs))}, globals(), {numbers})",
+                           assigned_in=assigned_in))
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": pipeline.kernel_name, "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
@@ -94,12 +102,18 @@ def printed_names(sources) -> list[str]:
 
 
 def failed_source_cell(nb) -> int | None:
-    """The source-notebook cell whose code raised, found by its error output in the executed notebook.
+    """The source-notebook cell (0-based) whose code raised, found by its error output in the executed notebook.
 
     (papermill's ``cell_index`` counts cells before it inserts its own error banner, so the
-    executed notebook is searched instead of indexed.)
+    executed notebook is searched instead of indexed.) When saving an output failed, it is the
+    cell that assigned the variable.
     """
     for cell in nb.cells:
-        if any(o.get("output_type") == "error" for o in cell.get("outputs", ())):
-            return cell.metadata.get("jupyter_pipeline", {}).get("source_cell")
+        errors = [o for o in cell.get("outputs", ()) if o.get("output_type") == "error"]
+        if errors:
+            meta = cell.metadata.get("jupyter_pipeline", {})
+            named = re.match(r"Variable '(\w+)'", errors[0].get("evalue", ""))
+            if meta.get("kind") == "outputs" and named:
+                return meta.get("assigned_in", {}).get(named.group(1))
+            return meta.get("source_cell")
     return None

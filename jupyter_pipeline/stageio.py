@@ -55,8 +55,18 @@ def map_item(value, chunks: int | None = None):
     return item(value, context.current().item, chunks)
 
 
-def save_outputs(names: list[str], namespace: dict) -> None:
-    """Save each variable later stages need, then publish the stage's output index."""
+def setup_done(namespace: dict) -> None:
+    """Called after the setup cells: what they defined travels by reference, since every stage has it."""
+    from .marshal import remember_setup
+
+    remember_setup(namespace)
+
+
+def save_outputs(names: list[str], namespace: dict, cells: dict[str, int] | None = None) -> None:
+    """Save each variable later stages need, then publish the stage's output index.
+
+    ``cells`` maps a variable to the 1-based source cell that last assigns it (for errors).
+    """
     from .exceptions import PipelineError
     from .marshal import save_value
 
@@ -69,7 +79,8 @@ def save_outputs(names: list[str], namespace: dict) -> None:
         )
     index = {}
     for name in names:
-        index[name] = save_value(name, namespace[name], ctx.store, ctx.key("vars"), ctx.stage)
+        index[name] = save_value(name, namespace[name], ctx.store, ctx.key("vars"), ctx.stage,
+                                 (cells or {}).get(name))
     ctx.store.put_json(ctx.key("outputs.json"), index)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -54,11 +55,11 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
             )
         except PapermillExecutionError as exc:
             result.update(status="failed", error=f"{exc.ename}: {exc.evalue}".strip())
-            if exc.ename == "ModuleNotFoundError" and "jupyter_pipeline" in str(exc.evalue):
-                result["error"] += (f" — the kernel '{kernel_name or 'python3'}' runs a Python without "
-                                    "jupyter-pipeline; install it there, or set metadata.jupyter_pipeline.kernel")
+            if exc.ename == "ModuleNotFoundError":
+                result["error"] += missing_module_hint(str(exc.evalue), kernel_name or "python3")
             if out.exists():
-                result["error_cell"] = failed_source_cell(nbformat.read(out, as_version=4))
+                cell = failed_source_cell(nbformat.read(out, as_version=4))
+                result["error_cell"] = None if cell is None else cell + 1  # as JupyterLab numbers cells
         except BaseException as exc:  # noqa: BLE001 - kernel death, cancellation: report, keep notebook
             reason = "cancelled" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else f"{type(exc).__name__}: {exc}"
             result.update(status="failed", error=reason)
@@ -70,6 +71,19 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
     result["metrics"] = store.get_json(metrics_key) if store.exists(metrics_key) else {}
     result["seconds"] = round(time.monotonic() - started, 3)
     return result
+
+
+def missing_module_hint(message: str, kernel: str) -> str:
+    """What to do about ``No module named 'x'`` raised in a stage's kernel."""
+    match = re.search(r"No module named '([^']+)'", message)
+    module = match.group(1).split(".")[0] if match else None
+    if module == "jupyter_pipeline":
+        return (f" — the kernel '{kernel}' runs a Python without jupyter-pipeline; install it there, "
+                "or set metadata.jupyter_pipeline.kernel")
+    what = f"'{module}'" if module else "the module"
+    return (f" — install {what} into the Python environment of the kernel '{kernel}' when running locally "
+            "(pip install in that environment); on Kubeflow, add its package to the notebook's `packages` "
+            "setting or use an image that has it (`image:` tag or the notebook's `image` setting)")
 
 
 def _terminate(signum, frame):  # noqa: ARG001

@@ -79,6 +79,22 @@ def test_run_invalid_notebook_refused(fixture_nb, tmp_path):
     assert "cycle" in proc.stderr and "validate" in proc.stderr
 
 
+def test_run_json_prints_one_object_when_it_cannot_start(fixture_nb, tmp_path):
+    proc = cli("run", fixture_nb("generator_across_stages"), "--store", tmp_path, "--json")
+    assert_clean_error(proc)
+    data = json.loads(proc.stdout)
+    assert data["status"] == "invalid" and "not a valid pipeline" in data["error"]
+    assert [(x["code"], x["stage"], x["cell"]) for x in data["problems"]] == [("unsavable-variable", "use", 2)]
+    for args, kind in ((["run", tmp_path / "nope.ipynb"], "NotebookReadError"),
+                       (["run", DIGITS, "-p", "epochs", "many"], "ParameterError"),
+                       (["run", DIGITS, "-p", "epochs", "1", "-p", "epochs", "2"], "CommandFailed"),
+                       (["run", DIGITS, "--target", "mars"], "UnknownKeyError")):
+        proc = cli(*args, "--store", tmp_path, "--json")
+        assert_clean_error(proc)
+        data = json.loads(proc.stdout)
+        assert data["status"] == "error" and data["error_type"] == kind and data["error"] in " ".join(proc.stderr.split())
+
+
 def test_unknown_target_is_clear(tmp_path):
     proc = cli("run", DIGITS, "--target", "mars", "--store", tmp_path)
     assert_clean_error(proc)

@@ -69,6 +69,16 @@ def test_values_pass_between_compiled_stages(store_dir):
     assert set(local.to_json()) == set(record.to_json())
 
 
+def test_functions_and_classes_pass_between_compiled_stages(store_dir):
+    """cloudpickle works inside the compiled components (the image's package), not only in local runs."""
+    pipeline = load(FIXTURES / "callables_across_stages.ipynb")
+    record = get_target("kfp-local")(pipeline, {"factor": "5"}, open_store(store_dir), {}, None)
+    assert record.status.value == "succeeded", {n: r.error for n, r in record.stages.items()}
+    assert record.stages["report"].metrics == {"scaled": 51}  # factor 5 travelled inside `scale`
+    index = open_store(store_dir).get_json(f"runs/{record.run_id}/stages/prep/outputs.json")
+    assert index["scale"]["saver"] == "pickle" and index["Counter"]["type"] == "type"
+
+
 def test_failing_stage_through_the_cli(store_dir, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     code = main(["run", "tests/fixtures/kfp_failing.ipynb", "--target", "kfp-local", "--store", store_dir, "--json"])
@@ -79,7 +89,7 @@ def test_failing_stage_through_the_cli(store_dir, capsys, monkeypatch):
     assert stages["first"]["status"] == "succeeded"
     assert stages["boom"]["status"] == "failed"
     assert stages["boom"]["error"] == "ValueError: boom in the middle"
-    assert stages["boom"]["error_cell"] == 1  # the source notebook's cell
+    assert stages["boom"]["error_cell"] == 2  # the source notebook's cell, numbered as JupyterLab shows it
     assert stages["after-boom"]["status"] == "skipped"
     assert record["status"] == "failed" and record["error"] == "stage boom failed"
     # the executed notebook of the failed stage was uploaded, and shows the error

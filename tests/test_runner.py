@@ -6,6 +6,7 @@ import shutil
 
 import nbformat
 import pytest
+from nbformat.v4 import new_code_cell, new_notebook
 
 from jupyter_pipeline.exceptions import ParameterError, PipelineError, ValidationFailed
 from jupyter_pipeline.parse import load
@@ -55,7 +56,7 @@ def test_failure_stops_dependents_but_not_independent_branches(fixture_nb, store
     assert record.status.value == "failed"
     broken = record.stages["broken"]
     assert "ValueError: boom in broken" in broken.error
-    assert broken.error_cell == 1  # the source notebook's cell, not the generated one
+    assert broken.error_cell == 2  # the source notebook's cell as JupyterLab numbers it, not the generated one
     out = open_store(store_dir).get_bytes(f"runs/{record.run_id}/stages/broken/output.ipynb").decode()
     assert "boom in broken" in out  # executed notebook kept with its error
 
@@ -64,8 +65,36 @@ def test_unpicklable_value_fails_with_named_variable(fixture_nb, store_dir):
     record = run_pipeline(fixture_nb("unpicklable_var"), store=store_dir)
     make = record.stages["make"]
     assert make.status.value == "failed"
-    assert "'stream'" in make.error and "generator" in make.error and "'make'" in make.error
+    assert make.error.startswith("VariableNotSavable: Variable 'stream' in stage 'make' (cell 3) cannot be passed")
+    assert "holds a generator" in make.error and "list(...)" in make.error
+    assert make.error_cell == 3  # the cell that assigned it, not the generated cell that saved it
     assert record.stages["use"].status.value == "skipped"
+
+
+def test_functions_classes_and_closures_cross_stages(fixture_nb, store_dir):
+    record = run_pipeline(fixture_nb("callables_across_stages"), {"factor": "4"}, store=store_dir)
+    assert record.status.value == "succeeded", {n: r.error for n, r in record.stages.items()}
+    assert set(record.stages["prep"].outputs) == {"scale", "square", "add_five", "Counter", "counter", "unit", "circle"}
+    assert record.stages["report"].metrics == {"scaled": 41}  # factor 4 travelled inside `scale`
+
+
+def test_modules_cross_stages_as_imports(fixture_nb, store_dir):
+    record = run_pipeline(fixture_nb("module_across_stages"), store=store_dir)
+    assert record.status.value == "succeeded", record.stages["use"].error
+    files = open_store(store_dir).list(f"runs/{record.run_id}/stages/load/vars/")
+    assert {f.rsplit("/", 1)[1] for f in files} == {"os.module.json", "js.module.json", "ET.module.json",
+                                                    "path.module.json", "name.pkl"}
+
+
+def test_missing_module_in_a_stage_says_where_to_install_it(tmp_path, store_dir):
+    nb = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell("import surely_not_installed_here")])
+    nb.cells[0].metadata["tags"] = ["stage:a"]
+    nbformat.write(nb, tmp_path / "missing.ipynb")
+    record = run_pipeline(tmp_path / "missing.ipynb", store=store_dir)
+    a = record.stages["a"]
+    assert a.error.startswith("ModuleNotFoundError: No module named 'surely_not_installed_here' — install "
+                              "'surely_not_installed_here' into the Python environment of the kernel 'python3'")
+    assert "`packages` setting" in a.error and a.error_cell == 2
 
 
 def test_parameters_override_defaults_and_are_typed(fixture_nb, store_dir):

@@ -28,6 +28,7 @@ SEVERITY = {"empty-stage": "warning", "orphan-cell": "warning", "unknown-setting
     ("defined_later", "defined-later", 0, "a", "later stage, 'b'"),
     ("parameters_not_literal", "parameter-not-literal", 0, None, "rate = compute_rate()"),
     ("unsavable_static", "unsavable-variable", 1, "use", "open file"),
+    ("generator_across_stages", "unsavable-variable", 2, "use", "holds a generator (stage 'make')"),
     ("empty_stage", "empty-stage", 1, "b", "no code"),
     ("bad_setting", "bad-setting", None, None, "`metadata.jupyter_pipeline.retries` must be a whole number"),
     ("unknown_setting", "unknown-setting", None, None, "`metadata.jupyter_pipeline.retry` is not a setting"),
@@ -178,3 +179,31 @@ def test_stage_reopened_below_a_stage_that_does_not_read_it_is_fine():
                                (["stage:c"], "w = y + z")))
     assert p.ok, p.problems
     assert p.stage("a").cells == (0, 2)
+
+
+@pytest.mark.parametrize("make, hint", [
+    ("stream = (v for v in values)", "a generator"),
+    ("def gen():\n    yield 1\nstream = gen()", "a generator"),
+    ("def gen():\n    def inner():\n        yield 1\n    return [1]\nstream = gen()", None),  # inner yields
+    ("stream = open('f.txt')", "an open file"),
+    ("with open('f.txt') as stream:\n    pass", "an open file"),
+    ("stream = threading.Lock()", "a lock"),
+    ("stream = threading.Event()", "a lock"),
+    ("stream = Event()", None),  # a user's own class, as far as the code shows
+    ("stream = open('f.txt')\nstream = stream.read()", None),  # rebound: a string now
+    ("stream = [1]", None),
+])
+def test_unsavable_values_seen_statically(make, hint):
+    cells = [new_code_cell("import threading\nvalues = [1]"), new_code_cell(make), new_code_cell("x = stream")]
+    for cell, tags in zip(cells, (["setup"], ["stage:make"], ["stage:use"])):
+        cell.metadata["tags"] = tags
+    found = [p for p in from_notebook(new_notebook(cells=cells)).problems if p.code == "unsavable-variable"]
+    assert [hint in p.message for p in found] == ([True] if hint else [])
+
+
+def test_a_later_cell_of_the_stage_rebinding_the_name_clears_it():
+    cells = [new_code_cell("def gen():\n    yield 1\nstream = gen()"), new_code_cell("stream = list(stream)"),
+             new_code_cell("x = stream")]
+    for cell, tags in zip(cells, (["stage:make"], [], ["stage:use"])):
+        cell.metadata["tags"] = tags
+    assert from_notebook(new_notebook(cells=cells)).ok

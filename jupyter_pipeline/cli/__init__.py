@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from .output import fail, report_error
+from .output import error_json, fail, print_json, report_error
 
 #: Command modules, in help order.
 COMMAND_MODULES = ["core", "models", "kfp", "serve"]
@@ -87,9 +87,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # output piped into `head` and closed early
         import os
 
@@ -98,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 - one paragraph, never a traceback (unless --debug)
         if isinstance(exc, SystemExit):
             raise
+        if getattr(args, "json", False):
+            print_json(error_json(exc))  # --json: stdout always holds one JSON object
+        if isinstance(exc, KeyboardInterrupt):
+            print("interrupted", file=sys.stderr)
+            return 130
         return report_error(exc, debug=getattr(args, "debug", False))
 
 

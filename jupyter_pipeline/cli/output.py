@@ -47,6 +47,20 @@ def report_error(exc: BaseException, debug: bool = False) -> int:
     return EXIT_INTERNAL
 
 
+def error_json(exc: BaseException) -> dict:
+    """The one JSON object a ``--json`` command prints when it fails before it has a result."""
+    from ..exceptions import ValidationFailed
+
+    if isinstance(exc, KeyboardInterrupt):
+        return {"status": "interrupted", "error": "interrupted"}
+    if isinstance(exc, ValidationFailed):
+        return {"status": "invalid", "error": str(exc), "notebook": exc.notebook,
+                "problems": [p.to_json() for p in exc.problems]}
+    known = isinstance(exc, (CommandFailed, PipelineError))
+    return {"status": "error", "error": str(exc) if known else f"internal error: {type(exc).__name__}: {exc}",
+            "error_type": type(exc).__name__}
+
+
 def print_json(value) -> None:
     json.dump(value, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
@@ -101,7 +115,7 @@ class Progress:
             if rec.metrics:
                 extra += "  " + ", ".join(f"{k}={_fmt(v)}" for k, v in rec.metrics.items())
             if rec.error and status == "failed":
-                where = f" (cell {rec.error_cell + 1})" if rec.error_cell is not None else ""
+                where = f" (cell {rec.error_cell})" if rec.error_cell and f"cell {rec.error_cell}" not in rec.error else ""
                 extra += f": {rec.error}{where}"
             print(f"{clock} {_MARKS.get(rec.status.value, '?')} {stage} {status}{extra}", file=self.stream, flush=True)
 
