@@ -117,11 +117,13 @@ class PipelineMagics(Magics):
     def _validate(self, args):
         pipeline, path = self._load(args)
         errors = len(pipeline.errors)
+        warnings = sum(p.severity == "warning" for p in pipeline.problems)
         summary = (f"{path.name}: {len(pipeline.stages)} stage(s), {len(pipeline.parameters)} parameter(s), "
-                   f"{errors} error(s), {len(pipeline.problems) - errors} warning(s) (saved file)")
+                   f"{errors} error(s), {warnings} warning(s) (saved file)")
         text = [f"{p.severity}: {p.describe()}  [{p.code}]" for p in pipeline.problems] + [summary]
+        colors = {"error": "#c62828", "warning": "#ef6c00", "info": "#1565c0"}
         rows = "".join(
-            f"<tr><td style='color:{'#c62828' if p.severity == 'error' else '#ef6c00'}'>{p.severity}</td>"
+            f"<tr><td style='color:{colors.get(p.severity, '#ef6c00')}'>{p.severity}</td>"
             f"<td>{'' if p.cell is None else p.cell + 1}</td><td>{html.escape(p.stage or '')}</td>"
             f"<td>{html.escape(p.message)}</td><td><code>{p.code}</code></td></tr>" for p in pipeline.problems)
         table = (f"<table><tr><th>severity</th><th>cell</th><th>stage</th><th>problem</th><th>code</th></tr>{rows}"
