@@ -44,14 +44,14 @@ function StageEditorForm(props: IStageEditorProps): JSX.Element {
   if (props.cellType !== 'code') {
     return (
       <p className="jp-pipeline-empty">
-        Cell {props.cellIndex} is a {props.cellType} cell; only code cells are stages.
+        Cell {props.cellIndex + 1} is a {props.cellType} cell; only code cells are stages.
       </p>
     );
   }
   if (magic) {
     return (
       <p className="jp-pipeline-empty">
-        Cell {props.cellIndex} declares stage <strong>{magic}</strong> with <code>%%stage</code>;
+        Cell {props.cellIndex + 1} declares stage <strong>{magic}</strong> with <code>%%stage</code>;
         edit its first line to change it.
       </p>
     );
@@ -80,7 +80,7 @@ function StageEditorForm(props: IStageEditorProps): JSX.Element {
   return (
     <form className="jp-pipeline-editor" aria-label="Stage editor" onSubmit={apply}>
       <div className="jp-pipeline-editor-title">
-        Cell {props.cellIndex}
+        Cell {props.cellIndex + 1}
         {spec.role === 'stage' && name && (
           <span className="jp-pipeline-chip" style={{ '--jp-pipeline-chip-color': stageColor(name) } as any}>
             {name}

@@ -25,6 +25,11 @@ export function formatDuration(seconds: number | null | undefined): string {
   return `${m} min ${Math.round(seconds - m * 60)} s`;
 }
 
+/** A stage's error with the (1-based) source cell it failed in, unless the message names it already. */
+export function withCell(error: string, cell: number | null | undefined): string {
+  return cell && !error.includes(`cell ${cell}`) ? `${error} (cell ${cell})` : error;
+}
+
 function formatValue(v: unknown): string {
   if (typeof v === 'number') {
     return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(4)));
@@ -166,7 +171,9 @@ export function RunsList(props: IRunsProps): JSX.Element {
                                     {k}={formatValue(v)}
                                   </span>
                                 ))}
-                                {rec.error && <pre className="jp-pipeline-error">{rec.error}</pre>}
+                                {rec.error && (
+                                  <pre className="jp-pipeline-error">{withCell(rec.error, rec.error_cell)}</pre>
+                                )}
                               </td>
                             </tr>
                           )}

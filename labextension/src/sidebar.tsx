@@ -128,14 +128,14 @@ function SidebarBody(props: { model: PipelineModel; actions: ISidebarActions }):
                 data-code={p.code}
                 disabled={p.cell === null || p.cell === undefined}
                 onClick={() => p.cell !== null && p.cell !== undefined && actions.selectCell(p.cell)}
-                title={p.cell !== null && p.cell !== undefined ? `Select cell ${p.cell}` : undefined}
+                title={p.cell !== null && p.cell !== undefined ? `Select cell ${p.cell + 1}` : undefined}
               >
                 <span className="jp-pipeline-severity">{p.severity}</span>
                 <span className="jp-pipeline-problem-message">{p.message}</span>
                 {p.cell !== null && p.cell !== undefined && (
                   <span className="jp-pipeline-muted">
                     {' '}
-                    cell {p.cell}
+                    cell {p.cell + 1}
                     {p.line ? `:${p.line}` : ''}
                   </span>
                 )}
