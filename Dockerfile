@@ -38,3 +38,8 @@ RUN WHEEL=$(ls /dist/jupyter_pipeline-*.whl) \
 RUN useradd --create-home --uid 1000 pipeline
 USER pipeline
 WORKDIR /home/pipeline
+# Without a command (Kubeflow gives each stage its own), the image serves the registered models of
+# $JUPYTER_PIPELINE_STORE. The server binds loopback unless told otherwise; in a container it
+# must listen on all interfaces, so say so here.
+EXPOSE 8080
+CMD ["jupyter-pipeline", "serve", "--host", "0.0.0.0", "--port", "8080"]

@@ -84,6 +84,22 @@ def _serving(quick: bool):
                                                                          if "server_errors" in res else {})}
 
 
+def _serving_drain(quick: bool):
+    import bench_serving_drain
+
+    with tempfile.TemporaryDirectory(prefix="jp-bench-drain-") as tmp:
+        out = Path(tmp) / "drain.json"
+        if bench_serving_drain.main((["--quick"] if quick else []) + ["--json", str(out)]) != 0:
+            raise RuntimeError("wrk is not installed (apt-get install wrk)")
+        res = json.loads(out.read_text())
+    from common import row
+
+    ours, flask = res["jupyter-pipeline serve"], res["Flask + model.predict (baseline)"]
+    rows = [row("serve: answered/sent across SIGTERM, 64 connections", ours["median_ratio"], flask["median_ratio"],
+                "", "Flask + model.predict", f"goal 1.0; lost {ours['lost_total']} of {ours['sent_total']} sent")]
+    return rows, {}
+
+
 def _kale(quick: bool):
     import bench_kale
 
@@ -127,6 +143,7 @@ BENCHMARKS = {
     "local": ("local run vs Elyra's local mode", _local),
     "store": ("S3 store vs plain minio SDK", _store),
     "serving": ("model server vs Flask and the in-process floor", _serving),
+    "serving-drain": ("requests answered across a SIGTERM under load vs Flask", _serving_drain),
 }
 
 

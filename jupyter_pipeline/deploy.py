@@ -89,7 +89,7 @@ def _container(spec: DeploySpec, name: str) -> dict:
         "name": name,
         "image": spec.image,
         "command": ["jupyter-pipeline"],
-        "args": ["serve", "--store", spec.store, "--port", str(PORT),
+        "args": ["serve", "--store", spec.store, "--host", "0.0.0.0", "--port", str(PORT),
                  "--model", spec.model, *spec.serve_args],
         "ports": [{"name": "http1" if spec.kserve else "http", "containerPort": PORT, "protocol": "TCP"}],
         "env": _env(spec),

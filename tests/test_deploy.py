@@ -32,7 +32,8 @@ def test_deployment_and_service_are_valid_kubernetes_objects():
     pod = deployment["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert container["command"] == ["jupyter-pipeline"]
-    assert container["args"] == ["serve", "--store", "s3://ml-artifacts/team-a", "--port", "8080", "--model", "digits"]
+    assert container["args"] == ["serve", "--store", "s3://ml-artifacts/team-a", "--host", "0.0.0.0", "--port", "8080",
+                                 "--model", "digits"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert deployment["spec"]["replicas"] == 2

@@ -17,13 +17,15 @@ def register(sub, common) -> dict:
                     "TensorFlow Serving's REST API (/v1/models/NAME:predict), with adaptive batching, a "
                     "prediction cache, Prometheus metrics at /metrics and hot reload of new versions. "
                     "SIGTERM drains in-flight requests before exiting.",
-        epilog="examples:\n  jupyter-pipeline serve                                   # every model, port 8080\n"
-               "  jupyter-pipeline serve --model digits:3 --port 9000\n"
+        epilog="examples:\n  jupyter-pipeline serve                                   # every model, 127.0.0.1:8080\n"
+               "  jupyter-pipeline serve --model digits:3 --host 0.0.0.0 --port 9000\n"
                "  jupyter-pipeline serve --store s3://ml-artifacts/team-a --no-cache",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--store", help="store URL: a folder (default ./.pipeline-store) or s3://bucket/prefix")
     s.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0 picks a free one)")
-    s.add_argument("--address", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    s.add_argument("--host", "--address", dest="host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1, this machine only: the server has no "
+                        "authentication; pass 0.0.0.0 in a container or behind a gateway)")
     s.add_argument("--model", action="append", default=[], metavar="NAME[:VERSION]",
                    help="serve only this model (repeatable); a version pins it, otherwise new versions are "
                         "picked up as they are registered")
@@ -38,6 +40,9 @@ def register(sub, common) -> dict:
     s.add_argument("--max-body-mb", type=float, default=16, help="largest request body in MiB (default 16)")
     s.add_argument("--drain-timeout", type=float, default=30.0, metavar="S",
                    help="on SIGTERM, wait at most this long for in-flight requests (default 30)")
+    s.add_argument("--body-timeout", type=float, default=60.0, metavar="S",
+                   help="a request body must arrive within this many seconds, or the connection is closed "
+                        "(default 60)")
     s.set_defaults(func=cmd_serve)
 
     d = sub.add_parser(
@@ -92,16 +97,16 @@ def cmd_serve(args) -> int:
     for spec in map(ModelSpec.parse, args.model):
         resolve_version(store, spec.name, spec.version)  # fail now, in one paragraph, not in the log
     config = ServerConfig(
-        store=url, port=args.port, address=args.address, models=args.model, cache=not args.no_cache,
+        store=url, port=args.port, address=args.host, models=args.model, cache=not args.no_cache,
         cache_entries=args.cache_entries, cache_bytes=int(args.cache_mb * 1024 * 1024),
         poll_interval=args.poll_interval, max_batch_size=args.max_batch_size,
         max_batch_wait_ms=args.max_batch_wait_ms, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-        drain_timeout=args.drain_timeout)
+        drain_timeout=args.drain_timeout, body_timeout=args.body_timeout)
     _setup_logging()
 
     def started(server):
         if args.json:
-            print_json({"url": f"http://{args.address}:{server.port}", "port": server.port, "store": url,
+            print_json({"url": f"http://{args.host}:{server.port}", "port": server.port, "store": url,
                         "models": args.model or "all"})
             sys.stdout.flush()
 

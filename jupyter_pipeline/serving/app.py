@@ -10,13 +10,11 @@ message, never a traceback.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
@@ -26,6 +24,7 @@ from ..store import open_store
 from . import protocol
 from .cache import PredictionCache
 from .errors import ModelNotReady, PayloadTooLarge, PredictionFailed
+from .http import GracefulHTTPServer
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .repository import ModelRepository, ModelSpec, ServedModel
 
@@ -42,7 +41,7 @@ class ServerConfig:
 
     store: str | None = None
     port: int = 8080
-    address: str = "0.0.0.0"
+    address: str = "127.0.0.1"  # loopback unless told otherwise: the server has no authentication
     models: list[str] = field(default_factory=list)  # NAME or NAME:VERSION; empty = every model
     cache: bool = True
     cache_entries: int = 10_000
@@ -52,6 +51,8 @@ class ServerConfig:
     max_batch_wait_ms: float = 2.0
     max_body_bytes: int = 16 * 1024 * 1024
     drain_timeout: float = 30.0
+    body_timeout: float = 60.0  # a request body must arrive within this; a shorter one is cut off
+    idle_timeout: float = 300.0  # keep-alive connections idle this long are closed
     model_threads: int = 2
 
 
@@ -64,6 +65,7 @@ class ModelServer:
         self.specs = [ModelSpec.parse(m) for m in config.models]
         self.cache = (PredictionCache(config.cache_entries, config.cache_bytes) if config.cache else None)
         self.metrics = ServerMetrics(self.cache)
+        self.metrics.in_flight.set_function(lambda: self.in_flight)
         self.executor = ThreadPoolExecutor(config.model_threads, thread_name_prefix="jp-model")
         self.repository = ModelRepository(
             self.store, self.specs, executor=self.executor, max_batch_size=config.max_batch_size,
@@ -72,7 +74,7 @@ class ModelServer:
         self.in_flight = 0
         self.draining = False
         self.port: int | None = None
-        self._http: tornado.httpserver.HTTPServer | None = None
+        self._http: GracefulHTTPServer | None = None
         self._poller: asyncio.Task | None = None
 
     @property
@@ -85,8 +87,9 @@ class ModelServer:
         self.port = sockets[0].getsockname()[1]
         # tornado's own body limit answers a bare 400; the handlers answer 413 with a message,
         # so tornado's limit only guards against bodies far beyond ours.
-        self._http = tornado.httpserver.HTTPServer(self.app, max_body_size=2 * self.config.max_body_bytes + 65536,
-                                                   xheaders=True)
+        self._http = GracefulHTTPServer(self.app, max_body_size=2 * self.config.max_body_bytes + 65536,
+                                        xheaders=True, body_timeout=self.config.body_timeout,
+                                        idle_connection_timeout=self.config.idle_timeout)
         self._http.add_sockets(sockets)
         self._poller = asyncio.get_running_loop().create_task(self._poll())
         if wait_for_models:
@@ -102,21 +105,23 @@ class ModelServer:
             await asyncio.sleep(self.config.poll_interval)
 
     async def drain(self, timeout: float | None = None) -> bool:
-        """Stop accepting connections, let in-flight requests finish, close. True if all finished."""
+        """Stop accepting, answer every request begun (the last on each connection with
+        ``Connection: close``), close idle connections, then stop. True if nothing had to be cut."""
         self.draining = True
         timeout = self.config.drain_timeout if timeout is None else timeout
-        if self._http is not None:
-            self._http.stop()
+        finished = True
         deadline = time.monotonic() + timeout
+        if self._http is not None:
+            finished = await self._http.drain(timeout)
+        # Requests whose clients went away are still computing; let them end before the
+        # model threads go.
         while self.in_flight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        finished = self.in_flight == 0
         if not finished:
-            log.warning("drain timed out after %.0f s with %d requests in flight", timeout, self.in_flight)
+            log.warning("drain timed out after %.0f s; closed connections with %d requests in flight",
+                        timeout, self.in_flight)
         if self._poller is not None:
             self._poller.cancel()
-        if self._http is not None:
-            await self._http.close_all_connections()
         self.repository.close()
         self.executor.shutdown(wait=False)
         return finished
@@ -153,8 +158,6 @@ class _Handler(tornado.web.RequestHandler):
             self.server.metrics.observe_request(self.model_label, self.protocol_name, self.get_status(),
                                                 time.perf_counter() - self._started)
 
-    def on_connection_close(self) -> None:
-        self._untrack()
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json")
@@ -162,7 +165,12 @@ class _Handler(tornado.web.RequestHandler):
 
     def send_json(self, doc, status: int = 200) -> None:
         self.set_status(status)
-        self.finish(json.dumps(doc).encode())
+        self.finish(protocol.dumps(doc))
+
+    def finish(self, chunk=None):
+        if self.server.draining:  # the last response on this connection: say so, then close it
+            GracefulHTTPServer.close_after_response(self.request.connection)
+        return super().finish(chunk)
 
     def write_error(self, status_code: int, **kwargs) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -174,7 +182,7 @@ class _Handler(tornado.web.RequestHandler):
                 message = f"{self.request.method} is not allowed on {self.request.path}."
         else:
             message = "Internal server error; the server log has the details."
-        self.finish(json.dumps({"error": message, "message": message}).encode())
+        self.finish(protocol.dumps({"error": message, "message": message}))
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, PipelineError):
@@ -251,6 +259,11 @@ class _InferHandler(_Handler):
     """Shared inference flow; subclasses name the protocol's codec."""
 
     counted = True
+    _answering = False
+
+    def on_connection_close(self) -> None:
+        if not self._answering:  # closed while its body was arriving: post() will never run
+            self._untrack()
 
     def prepare(self):
         super().prepare()
@@ -280,6 +293,7 @@ class _InferHandler(_Handler):
         raise NotImplementedError
 
     async def post(self, name: str, version: str | None = None):
+        self._answering = True  # from here on, finish() (and so on_finish) is certain
         if self._too_large:
             raise self._payload_error(self._size)
         body = b"".join(self._chunks)

@@ -7,12 +7,12 @@ arrays back into the protocol's response bytes. Codecs are pure: no tornado, no 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from .errors import InvalidRequest
 
@@ -92,12 +92,26 @@ class InferRequest:
 
 
 def _loads(body: bytes) -> Any:
+    # orjson refuses what JSON does not have (NaN, Infinity, numbers beyond a double) and nesting
+    # deeper than 1,024 levels, where the standard library recurses into a RecursionError.
     if not body:
         raise InvalidRequest("The request body is empty; send a JSON object.")
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        at = body[exc.pos:exc.pos + 9].lstrip(b"-")
+        if at.startswith((b"NaN", b"Infinity")) or "infinity" in exc.msg:
+            detail = "NaN and infinite numbers are not JSON; send finite numbers"
+        elif "depth limit" in exc.msg:
+            detail = "it is nested more than 1,024 levels deep"
+        else:
+            detail = f"{exc.msg} at character {exc.pos}"
+        raise InvalidRequest(f"The request body is not valid JSON: {detail}.") from None
+
+
+def dumps(doc: Any) -> bytes:
+    """JSON bytes of ``doc``, NumPy arrays included; a non-finite number becomes ``null``."""
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _to_array(data: Any, spec: TensorSpec, sent_dtype: np.dtype | None, what: str) -> np.ndarray:
@@ -126,12 +140,25 @@ def _to_array(data: Any, spec: TensorSpec, sent_dtype: np.dtype | None, what: st
         raise InvalidRequest(f"{what}: declared {datatype_of(claimed)} but the data holds non-integer numbers.")
     if kind == "b" and claimed.kind != "b" and arr.size:
         raise InvalidRequest(f"{what}: declared {datatype_of(claimed)} but the data holds booleans.")
-    if kind == "f" and not np.isfinite(arr).all() and target.kind in "iu":
-        raise InvalidRequest(f"{what}: the data holds NaN or infinity.")
+    return _cast(arr, target, what)
+
+
+def _cast(arr: np.ndarray, target: np.dtype, what: str) -> np.ndarray:
+    """``arr`` as ``target``, refusing values the target cannot hold (1e39 in FP32, 2**40 in INT32)."""
+    if target.kind in "iu" and arr.dtype.kind in "iu" and arr.size:
+        info = np.iinfo(target)
+        if arr.min() < info.min or arr.max() > info.max:
+            raise InvalidRequest(f"{what}: a value is outside {datatype_of(target)}'s range "
+                                 f"[{info.min}, {info.max}].")
     try:
-        return arr.astype(target, copy=False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = arr.astype(target, copy=False)
     except (ValueError, OverflowError, TypeError) as exc:
         raise InvalidRequest(f"{what}: cannot convert the data to {datatype_of(target)}: {exc}.") from None
+    if target.kind == "f" and not np.isfinite(out).all():
+        raise InvalidRequest(f"{what}: the data holds NaN, infinity or a number too large for "
+                             f"{datatype_of(target)}; send finite numbers in range.")
+    return out
 
 
 def _describe(arr: np.ndarray) -> str:
@@ -218,12 +245,19 @@ def encode_v2(name: str, version: int, signature: Signature, request: InferReque
         if wanted is not None and spec.name not in wanted:
             continue
         tensors.append({"name": spec.name, "shape": list(arr.shape), "datatype": datatype_of(arr.dtype),
-                        "data": arr.reshape(-1).tolist()})
+                        "data": _json_data(arr.reshape(-1))})
     doc = {"model_name": name, "model_version": str(version)}
     if request.id is not None:
         doc["id"] = request.id
     doc["outputs"] = tensors
-    return json.dumps(doc).encode()
+    return dumps(doc)
+
+
+def _json_data(arr: np.ndarray):
+    """What JSON can hold of ``arr``: the array itself (orjson writes it), or a list for BYTES."""
+    if arr.dtype.kind in "OSU":
+        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in arr.tolist()]
+    return np.ascontiguousarray(arr)
 
 
 def model_metadata_v2(name: str, versions: list[int], signature: Signature, platform: str) -> dict:
@@ -276,14 +310,13 @@ def decode_v1(body: bytes, signature: Signature) -> InferRequest:
 def encode_v1(signature: Signature, request: InferRequest, outputs: list[np.ndarray]) -> bytes:
     """The TF Serving response: ``predictions`` (row form) or ``outputs`` (columnar form)."""
     names = [s.name for s in signature.outputs]
+    outputs = [_json_data(a) if a.dtype.kind in "OSU" else np.ascontiguousarray(a) for a in outputs]
     if request.columnar:
-        value = outputs[0].tolist() if len(outputs) == 1 else {n: a.tolist() for n, a in zip(names, outputs)}
-        return json.dumps({"outputs": value}).encode()
+        return dumps({"outputs": outputs[0] if len(outputs) == 1 else dict(zip(names, outputs))})
     if len(outputs) == 1:
-        return json.dumps({"predictions": outputs[0].tolist()}).encode()
-    columns = [a.tolist() for a in outputs]
-    rows = [{n: col[i] for n, col in zip(names, columns)} for i in range(len(columns[0]))]
-    return json.dumps({"predictions": rows}).encode()
+        return dumps({"predictions": outputs[0]})
+    rows = [{n: col[i] for n, col in zip(names, outputs)} for i in range(len(outputs[0]))]
+    return dumps({"predictions": rows})
 
 
 def model_status_v1(versions: dict[int, str | None]) -> dict:

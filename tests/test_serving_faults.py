@@ -1,0 +1,249 @@
+"""Faults of the model server: SIGTERM under keep-alive load, malformed and truncated requests.
+
+Each test asserts that nothing was lost: every request the server accepted got a complete, valid
+answer (a client may find the listener closed during a drain; that request was never accepted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+keras = pytest.importorskip("keras")
+
+from jupyter_pipeline.models import log_model  # noqa: E402
+from jupyter_pipeline.serving import ServerConfig, ServerThread  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _model(inputs: int, outputs: int, seed: int, name: str = "x"):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input(shape=(inputs,), name=name),
+                             keras.layers.Dense(outputs, name="y")])
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("faults") / "store")
+    log_model(_model(8, 4, 0), "small", store=path)
+    log_model(_model(8, 4096, 1), "wide", store=path)  # 16 rows answer ~700 kB of JSON
+    keras.utils.set_random_seed(2)
+    a = keras.Input(shape=(2,), name="a", dtype="int32")
+    h = keras.layers.Dense(2, name="y")(keras.ops.cast(a, "float32"))
+    log_model(keras.Model(a, h), "ints", store=path)
+    return path
+
+
+def body(name: str, rows: int, seed: int = 0) -> bytes:
+    x = np.random.default_rng(seed).random((rows, 8), dtype=np.float32)
+    return json.dumps({"inputs": [{"name": "x", "shape": [rows, 8], "datatype": "FP32",
+                                   "data": x.reshape(-1).tolist()}]}).encode()
+
+
+# -- SIGTERM under load, in a real server process --------------------------------------------------
+
+def _start_server(store: str, *extra: str) -> tuple[subprocess.Popen, int]:
+    code = "import sys; from jupyter_pipeline.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": "jax"}
+    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--store", store, "--port", "0", "--json",
+                             "--poll-interval", "0", *extra], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    text = ""
+    while not text.rstrip().endswith("}"):
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        text += line
+    port = json.loads(text)["port"]
+    deadline = time.time() + 90
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready").status_code == 200:
+                return proc, port
+        except httpx.TransportError:
+            pass
+        assert time.time() < deadline and proc.poll() is None, "server did not become ready"
+        time.sleep(0.1)
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection spoken by hand, so a test knows exactly what happened on it."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.reader = self.writer = None
+        self.last_used = time.monotonic()
+
+    async def post(self, path: str, content: bytes) -> tuple[int, dict, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)  # may be refused
+        self.writer.write(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(content), content))
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines if ":" in line)}
+        payload = await self.reader.readexactly(int(headers["content-length"]))
+        self.last_used = time.monotonic()
+        if headers.get("connection", "").lower() == "close":
+            self.writer.close()
+            self.reader = self.writer = None
+        return int(status_line.split()[1]), headers, payload
+
+
+async def _load(port: int, clients: int, seconds_before: float, proc: subprocess.Popen) -> dict:
+    """``clients`` keep-alive connections posting back to back; SIGTERM after ``seconds_before``.
+
+    Every request ends as: answered (a complete 200 whose JSON parses), refused (the listener was
+    closed: never accepted), idle-closed (sent on a connection the client had left idle longer than
+    the server's idle grace during a drain: documented), or lost (anything else). Returns the tallies.
+    """
+    small, wide = body("small", 1), body("wide", 16, seed=1)
+    tally = {"answered": 0, "refused": 0, "lost": [], "idle_closed": 0, "closing": 0, "after_sigterm": 0}
+    sigterm_at: list[float] = []
+
+    async def worker(i: int):
+        path, content = ("/v2/models/wide/infer", wide) if i % 4 == 0 else ("/v2/models/small/infer", small)
+        conn = _Connection(port)
+        while True:
+            fresh = conn.writer is None
+            idle = time.monotonic() - conn.last_used
+            try:
+                status, headers, payload = await conn.post(path, content)
+            except ConnectionRefusedError:
+                tally["refused"] += 1
+                return
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                if not fresh and sigterm_at and idle > 0.8:
+                    tally["idle_closed"] += 1
+                else:
+                    tally["lost"].append(f"{type(exc).__name__}: {exc} ({'new' if fresh else 'reused'} connection, "
+                                        f"idle {idle:.2f} s, {'after' if sigterm_at else 'before'} SIGTERM)")
+                return
+            if status != 200:
+                tally["lost"].append(f"{status} {payload[:200]!r}")
+                return
+            doc = json.loads(payload)
+            assert doc["outputs"][0]["shape"][1] in (4, 4096)
+            tally["answered"] += 1
+            tally["after_sigterm"] += bool(sigterm_at)
+            tally["closing"] += headers.get("connection", "").lower() == "close"
+
+    async def terminate():
+        await asyncio.sleep(seconds_before)
+        sigterm_at.append(time.monotonic())
+        proc.send_signal(signal.SIGTERM)
+
+    await asyncio.wait_for(asyncio.gather(terminate(), *(worker(i) for i in range(clients))), 120)
+    return tally
+
+
+def test_sigterm_under_keep_alive_load_answers_every_accepted_request(store):
+    proc, port = _start_server(store, "--no-cache", "--model", "small", "--model", "wide", "--max-batch-size", "16")
+    try:
+        tally = asyncio.run(_load(port, clients=32, seconds_before=1.5, proc=proc))
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read()
+    assert not tally["lost"], tally["lost"][:5]
+    assert tally["answered"] > 30 and tally["after_sigterm"] > 0, tally
+    # Each connection's last response said so: clients stop there instead of racing the close.
+    assert tally["closing"] > 0 and tally["refused"] > 0, tally
+    assert "Traceback" not in err and '" 500 ' not in err and "drain timed out" not in err, err[-3000:]
+
+
+# -- malformed requests ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server(store):
+    config = ServerConfig(store=store, port=0, poll_interval=0, body_timeout=1.0, models=["small", "ints"])
+    with ServerThread(config) as thread:
+        with httpx.Client(base_url=thread.url, timeout=30) as client:
+            yield thread, client
+
+
+ROW = [0.5] * 8
+MALFORMED = {
+    "nested 100,000 deep": (b"[" * 100_000, "nested more than 1,024 levels"),
+    "nested object": (b'{"inputs": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested more than 1,024 levels"),
+    "NaN": (b'{"inputs": [{"name": "x", "shape": [1, 8], "datatype": "FP32", "data": [NaN, 1, 1, 1, 1, 1, 1, 1]}]}',
+            "NaN and infinite numbers are not JSON"),
+    "Infinity": (b'{"inputs": [{"name": "x", "shape": [1, 8], "datatype": "FP32", '
+                 b'"data": [1, 1, 1, 1, 1, 1, 1, Infinity]}]}', "NaN and infinite numbers are not JSON"),
+    "-Infinity": (b'{"inputs": [{"name": "x", "shape": [1, 8], "datatype": "FP32", '
+                  b'"data": [-Infinity, 1, 1, 1, 1, 1, 1, 1]}]}', "NaN and infinite numbers are not JSON"),
+    "1e400 (beyond FP64)": (b'{"inputs": [{"name": "x", "shape": [1, 8], "datatype": "FP64", '
+                            b'"data": [1e400, 1, 1, 1, 1, 1, 1, 1]}]}', "NaN and infinite numbers are not JSON"),
+    "1e39 (beyond FP32)": ({"inputs": [{"name": "x", "shape": [1, 8], "datatype": "FP32", "data": [1e39] + ROW[1:]}]},
+                           "too large for FP32"),
+    "not UTF-8": (b'{"inputs": "\xff\xfe"}', "not valid JSON"),
+    "truncated JSON": (b'{"inputs": [{"name": "x"', "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_bodies_are_400_with_a_json_message(server, case):
+    _, client = server
+    content, fragment = MALFORMED[case]
+    content = content if isinstance(content, bytes) else json.dumps(content).encode()
+    r = client.post("/v2/models/small/infer", content=content)
+    assert r.status_code == 400, r.text[:300]
+    assert fragment in r.json()["error"]  # the body is JSON whatever the input was
+    v1 = client.post("/v1/models/small:predict", content=content.replace(b'"inputs"', b'"instances"'))
+    assert v1.status_code == 400 and v1.json()["error"]
+    assert client.post("/v2/models/small/infer", content=body("small", 1)).status_code == 200
+
+
+def test_values_beyond_the_input_type_are_400(server):
+    _, client = server
+    for data, fragment in (([2 ** 40, 1], "outside INT32's range"), ([-2 ** 31 - 1, 1], "outside INT32's range")):
+        r = client.post("/v2/models/ints/infer", json={"inputs": [{"name": "a", "shape": [1, 2], "datatype": "INT64",
+                                                                   "data": data}]})
+        assert r.status_code == 400 and fragment in r.json()["error"], r.text
+    r = client.post("/v1/models/small:predict", json={"instances": [[3e38 * 10] + ROW[1:]]})
+    assert r.status_code == 400 and "too large for FP32" in r.json()["error"]
+
+
+def test_every_response_body_is_json_even_for_non_finite_outputs(server):
+    thread, client = server
+    # A model output that overflows FP32 from finite, in-range inputs: written as null, never NaN.
+    r = client.post("/v2/models/small/infer", json={"inputs": [{"name": "x", "shape": [1, 8], "datatype": "FP32",
+                                                                "data": [3e38] * 8}]})
+    assert r.status_code == 200
+    data = json.loads(r.content, parse_constant=lambda c: pytest.fail(f"{c} in a response body"))
+    values = data["outputs"][0]["data"]
+    assert None in values and all(v is None or isinstance(v, float) for v in values)
+
+
+def test_body_shorter_than_its_content_length_times_out(server):
+    thread, client = server
+
+    def in_flight() -> float:
+        for line in client.get("/metrics").text.splitlines():
+            if line.startswith("jp_serving_requests_in_flight "):
+                return float(line.split()[1]) - 1  # minus the /metrics request itself
+        raise AssertionError("no in-flight gauge")
+
+    assert in_flight() == 0
+    with socket.create_connection(("127.0.0.1", thread.server.port), timeout=10) as sock:
+        sock.sendall(b"POST /v2/models/small/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"inputs\"")
+        time.sleep(0.3)
+        assert in_flight() == 1
+        started = time.monotonic()
+        assert sock.recv(4096) == b""  # closed by the server (body_timeout = 1 s) ...
+        assert time.monotonic() - started < 5
+    assert in_flight() == 0  # ... and no longer counted
+    assert client.post("/v2/models/small/infer", content=body("small", 1)).status_code == 200
