@@ -146,8 +146,11 @@ def test_metadata_health_and_v1_status(served):
     assert [o["name"] for o in meta["outputs"]] == ["score", "classes"]
     assert client.get("/v2/models/digits/ready").json()["ready"] is True
     assert client.get("/v2/models/digits/versions/1/ready").status_code == 200
-    status = client.get("/v1/models/digits").json()["model_version_status"]
-    assert status == [{"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]
+    doc = client.get("/v1/models/digits").json()  # TF Serving's status and KServe v1's at once
+    assert doc["model_version_status"] == [{"version": "1", "state": "AVAILABLE",
+                                            "status": {"error_code": "OK", "error_message": ""}}]
+    assert doc["name"] == "digits" and doc["ready"] is True
+    assert client.get("/").json() == {"status": "alive"}  # KServe v1 liveness
 
 
 def test_older_versions_stay_addressable(served):
@@ -263,8 +266,9 @@ def test_model_that_fails_to_load_is_503_while_others_serve(served):
     assert "Model 'broken' is not ready (version 1: " in r.json()["error"]
     assert "Traceback" not in r.text
     assert client.get("/v2/models/broken/ready").status_code == 503
-    status = client.get("/v1/models/broken").json()["model_version_status"][0]
-    assert status["state"] == "END" and status["status"]["error_message"]
+    doc = client.get("/v1/models/broken").json()
+    status = doc["model_version_status"][0]
+    assert status["state"] == "END" and status["status"]["error_message"] and doc["ready"] is False
     assert client.get("/v1/models/broken/versions/1").json()["model_version_status"][0]["state"] == "END"
     assert client.post("/v2/models/digits/infer", json=v2_body(rows(1))).status_code == 200
     assert client.get("/v2/health/ready").status_code == 200

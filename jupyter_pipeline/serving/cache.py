@@ -1,7 +1,7 @@
 """The prediction cache: an LRU of whole responses, bounded by entry count and by bytes.
 
-The key is the model name, the *resolved* version, the protocol and the exact request body, so
-a hit skips JSON decoding, the model and encoding alike, and a newly served version can never
+The key is the model name, the *resolved* version, the protocol, the length of a binary
+request's JSON part and the exact request body, so a hit skips decoding, the model and encoding alike, and a newly served version can never
 answer from an older version's entries. Only the server's event-loop thread touches a cache, so
 it takes no lock.
 """
@@ -16,7 +16,7 @@ _OVERHEAD = sys.getsizeof(OrderedDict()) // 4 + 200
 
 
 class PredictionCache:
-    """LRU mapping ``(model, version, protocol, body) -> response bytes``."""
+    """LRU mapping ``(model, version, protocol, json length, body) -> response`` (anything with a ``len``)."""
 
     def __init__(self, max_entries: int = 10_000, max_bytes: int = 64 * 1024 * 1024):
         if max_entries < 1 or max_bytes < 1:
@@ -30,14 +30,14 @@ class PredictionCache:
         self._entries: OrderedDict[tuple, bytes] = OrderedDict()
 
     @staticmethod
-    def key(model: str, version: int, protocol: str, body: bytes) -> tuple:
-        return (model, version, protocol, body)
+    def key(model: str, version: int, protocol: str, body: bytes, json_length: int | None = None) -> tuple:
+        return (model, version, protocol, json_length, body)
 
     @staticmethod
-    def _cost(key: tuple, value: bytes) -> int:
-        return len(key[3]) + len(value) + _OVERHEAD
+    def _cost(key: tuple, value) -> int:
+        return len(key[-1]) + len(value) + _OVERHEAD
 
-    def get(self, key: tuple) -> bytes | None:
+    def get(self, key: tuple):
         """The cached response for ``key`` (marking it most recent), or ``None``; counts hit/miss."""
         value = self._entries.get(key)
         if value is None:
@@ -47,7 +47,7 @@ class PredictionCache:
         self.hits += 1
         return value
 
-    def put(self, key: tuple, value: bytes) -> bool:
+    def put(self, key: tuple, value) -> bool:
         """Store ``value``; evict least-recent entries to fit. Too-large values are not stored."""
         cost = self._cost(key, value)
         if cost > self.max_bytes:

@@ -1,14 +1,18 @@
-"""Request and response codecs: Open Inference Protocol v2 and TensorFlow Serving's REST v1.
+"""What every protocol's codec shares: datatypes, signatures, decoded requests, checked inputs.
 
-A codec turns a request body into named NumPy arrays that fit the model's signature (or raises
-:class:`~.errors.InvalidRequest` saying exactly what does not fit), and turns the model's output
-arrays back into the protocol's response bytes. Codecs are pure: no tornado, no model.
+A codec (:mod:`.oip` for OIP v2 over REST, :mod:`.tfserving` for TF Serving's REST v1,
+:mod:`.grpc` for OIP v2 over gRPC) turns a request into named NumPy arrays that fit the model's
+signature, or raises :class:`~.errors.InvalidRequest` saying exactly what does not fit, and turns
+the model's output arrays back into the protocol's response bytes. The checks live here, once:
+a tensor sent as JSON, as OIP binary data or as gRPC contents meets the same rules. Codecs are
+pure: no tornado, no grpc, no model.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -85,13 +89,34 @@ class InferRequest:
     outputs: list[str] | None = None
     id: str | None = None
     columnar: bool = False  # TF Serving "inputs" form (answer with "outputs", not "predictions")
+    binary_outputs: bool = False  # OIP binary extension: outputs as raw bytes after the JSON ...
+    binary: dict[str, bool] = field(default_factory=dict)  # ... unless an output says otherwise
 
     @property
     def rows(self) -> int:
         return next(iter(self.inputs.values())).shape[0] if self.inputs else 0
 
+    def wants_binary(self, output: str) -> bool:
+        return self.binary.get(output, self.binary_outputs)
 
-def _loads(body: bytes) -> Any:
+    def selected(self, signature: Signature, outputs: list[np.ndarray]):
+        """``(spec, array)`` of each output asked for, in the model's order."""
+        return [(spec, arr) for spec, arr in zip(signature.outputs, outputs)
+                if self.outputs is None or spec.name in self.outputs]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A response body; with the binary extension, the length of its leading JSON part."""
+
+    body: bytes
+    json_length: int | None = None
+
+    def __len__(self) -> int:  # what it costs in the prediction cache
+        return len(self.body)
+
+
+def loads(body: bytes) -> Any:
     # orjson refuses what JSON does not have (NaN, Infinity, numbers beyond a double) and nesting
     # deeper than 1,024 levels, where the standard library recurses into a RecursionError.
     if not body:
@@ -114,7 +139,7 @@ def dumps(doc: Any) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def _to_array(data: Any, spec: TensorSpec, sent_dtype: np.dtype | None, what: str) -> np.ndarray:
+def to_array(data: Any, spec: TensorSpec, sent_dtype: np.dtype | None, what: str) -> np.ndarray:
     """Convert JSON ``data`` to ``spec.dtype``, refusing values that would change meaning."""
     target = spec.dtype
     try:
@@ -140,10 +165,10 @@ def _to_array(data: Any, spec: TensorSpec, sent_dtype: np.dtype | None, what: st
         raise InvalidRequest(f"{what}: declared {datatype_of(claimed)} but the data holds non-integer numbers.")
     if kind == "b" and claimed.kind != "b" and arr.size:
         raise InvalidRequest(f"{what}: declared {datatype_of(claimed)} but the data holds booleans.")
-    return _cast(arr, target, what)
+    return cast(arr, target, what)
 
 
-def _cast(arr: np.ndarray, target: np.dtype, what: str) -> np.ndarray:
+def cast(arr: np.ndarray, target: np.dtype, what: str) -> np.ndarray:
     """``arr`` as ``target``, refusing values the target cannot hold (1e39 in FP32, 2**40 in INT32)."""
     if target.kind in "iu" and arr.dtype.kind in "iu" and arr.size:
         info = np.iinfo(target)
@@ -166,7 +191,7 @@ def _describe(arr: np.ndarray) -> str:
     return f"{type(flat[0]).__name__} values" if flat.size else "no values"
 
 
-def _check_shape(shape: tuple, spec: TensorSpec, what: str) -> None:
+def check_shape(shape: tuple, spec: TensorSpec, what: str) -> None:
     expected = "[" + ", ".join("-1" if d is None else str(d) for d in spec.shape) + "]"
     if len(shape) != len(spec.shape) or any(e is not None and e != s for s, e in zip(shape, spec.shape)):
         raise InvalidRequest(f"{what}: shape {list(shape)} does not fit the model's shape {expected} (-1 is any size).")
@@ -174,7 +199,7 @@ def _check_shape(shape: tuple, spec: TensorSpec, what: str) -> None:
         raise InvalidRequest(f"{what}: the batch is empty.")
 
 
-def _check_complete(inputs: dict, signature: Signature, rows_must_match: bool = True) -> None:
+def check_complete(inputs: dict, signature: Signature, rows_must_match: bool = True) -> None:
     missing = [s.name for s in signature.inputs if s.name not in inputs]
     if missing:
         raise InvalidRequest(f"Missing input(s) {', '.join(map(repr, missing))}; this model needs "
@@ -185,78 +210,77 @@ def _check_complete(inputs: dict, signature: Signature, rows_must_match: bool = 
             raise InvalidRequest(f"Inputs have different batch sizes: {rows}.")
 
 
-# -- Open Inference Protocol v2 -----------------------------------------------------------------
-
-def decode_v2(body: bytes, signature: Signature) -> InferRequest:
-    """Decode an OIP v2 ``infer`` request body against ``signature``."""
-    doc = _loads(body)
-    if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list) or not doc["inputs"]:
-        raise InvalidRequest('The request must be a JSON object with a non-empty "inputs" list.')
-    req_id = doc.get("id")
-    if req_id is not None and not isinstance(req_id, str):
-        raise InvalidRequest('"id" must be a string.')
-    inputs: dict[str, np.ndarray] = {}
-    for i, tensor in enumerate(doc["inputs"]):
-        if not isinstance(tensor, dict):
-            raise InvalidRequest(f"inputs[{i}] must be an object with name, shape, datatype and data.")
-        absent = [k for k in ("name", "shape", "datatype", "data") if k not in tensor]
-        if absent:
-            raise InvalidRequest(f"inputs[{i}] lacks {', '.join(map(repr, absent))}.")
-        name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
-        if not isinstance(name, str):
-            raise InvalidRequest(f"inputs[{i}].name must be a string.")
-        what = f"Input {name!r}"
-        if name in inputs:
-            raise InvalidRequest(f"{what} is given twice.")
-        spec = signature.input(name)
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                                  for d in shape):
-            raise InvalidRequest(f"{what}: shape must be a list of non-negative integers, got {shape!r}.")
-        if datatype not in DATATYPES:
-            raise InvalidRequest(f"{what}: unknown datatype {datatype!r}; use one of {', '.join(DATATYPES)}.")
-        if (DATATYPES[datatype].kind == "O") != (spec.dtype.kind == "O"):
-            raise InvalidRequest(f"{what}: expects {spec.datatype}, got {datatype}.")
-        _check_shape(tuple(shape), spec, what)
-        arr = _to_array(tensor["data"], spec, DATATYPES[datatype], what)
-        if arr.size != math.prod(shape):
-            raise InvalidRequest(f"{what}: shape {shape} holds {math.prod(shape)} values but data has {arr.size}.")
-        inputs[name] = arr.reshape(shape)
-    _check_complete(inputs, signature)
-    outputs = None
-    if doc.get("outputs") is not None:
-        if not isinstance(doc["outputs"], list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
-                                                           for o in doc["outputs"]):
-            raise InvalidRequest('"outputs" must be a list of objects with a "name".')
-        outputs = [o["name"] for o in doc["outputs"]]
-        known = [s.name for s in signature.outputs]
-        unknown = [o for o in outputs if o not in known]
-        if unknown:
-            raise InvalidRequest(f"Unknown output(s) {', '.join(map(repr, unknown))}; this model's outputs are "
-                                 f"{', '.join(map(repr, known))}.")
-    return InferRequest(inputs, outputs, req_id)
+def add_input(inputs: dict, signature: Signature, name: Any, shape: Any, datatype: Any, *,
+              data: Any = None, raw: bytes | memoryview | None = None) -> None:
+    """Check one input tensor (JSON ``data`` or ``raw`` bytes) against ``signature``; add it to ``inputs``."""
+    if not isinstance(name, str):
+        raise InvalidRequest(f"An input's name must be a string, got {name!r}.")
+    what = f"Input {name!r}"
+    if name in inputs:
+        raise InvalidRequest(f"{what} is given twice.")
+    spec = signature.input(name)
+    if not isinstance(shape, (list, tuple)) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                       for d in shape):
+        raise InvalidRequest(f"{what}: shape must be a list of non-negative integers, got {shape!r}.")
+    shape = tuple(shape)
+    if datatype not in DATATYPES:
+        raise InvalidRequest(f"{what}: unknown datatype {datatype!r}; use one of {', '.join(DATATYPES)}.")
+    if (DATATYPES[datatype].kind == "O") != (spec.dtype.kind == "O"):
+        raise InvalidRequest(f"{what}: expects {spec.datatype}, got {datatype}.")
+    check_shape(shape, spec, what)
+    count = math.prod(shape)
+    if raw is not None:
+        arr = from_raw(raw, datatype, count, what)
+        if spec.dtype.kind != "O":
+            if (spec.dtype.kind == "b") != (arr.dtype.kind == "b") or (spec.dtype.kind in "iu" and arr.dtype.kind == "f"):
+                raise InvalidRequest(f"{what}: expects {spec.datatype}, got {datatype}.")
+            arr = cast(arr, spec.dtype, what)
+    else:
+        arr = to_array(data, spec, DATATYPES[datatype], what)
+    if arr.size != count:
+        raise InvalidRequest(f"{what}: shape {list(shape)} holds {count} values but data has {arr.size}.")
+    inputs[name] = arr.reshape(shape)
 
 
-def encode_v2(name: str, version: int, signature: Signature, request: InferRequest,
-              outputs: list[np.ndarray]) -> bytes:
-    """The OIP v2 ``infer`` response for ``outputs`` (in the signature's order)."""
-    wanted = request.outputs
-    tensors = []
-    for spec, arr in zip(signature.outputs, outputs):
-        if wanted is not None and spec.name not in wanted:
-            continue
-        tensors.append({"name": spec.name, "shape": list(arr.shape), "datatype": datatype_of(arr.dtype),
-                        "data": _json_data(arr.reshape(-1))})
-    doc = {"model_name": name, "model_version": str(version)}
-    if request.id is not None:
-        doc["id"] = request.id
-    doc["outputs"] = tensors
-    return dumps(doc)
+# -- raw tensor bytes: the OIP binary extension and gRPC's raw contents -------------------------------
+
+def from_raw(raw: bytes | memoryview, datatype: str, count: int, what: str) -> np.ndarray:
+    """The ``count`` elements of ``datatype`` in ``raw`` (little-endian; BYTES length-prefixed)."""
+    if datatype == "BYTES":
+        items, at, view = [], 0, memoryview(raw)
+        while at < len(view):
+            if at + 4 > len(view):
+                raise InvalidRequest(f"{what}: BYTES data ends inside an element's 4-byte length.")
+            (size,) = struct.unpack_from("<I", view, at)
+            if at + 4 + size > len(view):
+                raise InvalidRequest(f"{what}: a BYTES element runs past the end of its data.")
+            items.append(bytes(view[at + 4:at + 4 + size]))
+            at += 4 + size
+        arr = np.empty(len(items), dtype=object)
+        arr[:] = items
+        return arr
+    dtype = DATATYPES[datatype].newbyteorder("<")
+    if len(raw) != count * dtype.itemsize:
+        raise InvalidRequest(f"{what}: {len(raw)} bytes of binary data, but {count} {datatype} values take "
+                             f"{count * dtype.itemsize}.")
+    return np.frombuffer(raw, dtype=dtype)
 
 
-def _json_data(arr: np.ndarray):
+def to_raw(arr: np.ndarray) -> bytes:
+    """``arr`` as raw tensor bytes (the inverse of :func:`from_raw`)."""
+    if arr.dtype.kind in "OSU":
+        parts = []
+        for v in arr.reshape(-1).tolist():
+            b = v if isinstance(v, bytes) else str(v).encode()
+            parts += [struct.pack("<I", len(b)), b]
+        return b"".join(parts)
+    return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+
+
+def json_data(arr: np.ndarray):
     """What JSON can hold of ``arr``: the array itself (orjson writes it), or a list for BYTES."""
     if arr.dtype.kind in "OSU":
-        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in arr.tolist()]
+        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in arr.reshape(-1).tolist()]
     return np.ascontiguousarray(arr)
 
 
@@ -266,62 +290,3 @@ def model_metadata_v2(name: str, versions: list[int], signature: Signature, plat
             "outputs": [s.to_json() for s in signature.outputs]}
 
 
-# -- TensorFlow Serving REST v1 -----------------------------------------------------------------
-
-def decode_v1(body: bytes, signature: Signature) -> InferRequest:
-    """Decode a TF Serving ``:predict`` body: the row (``instances``) or columnar (``inputs``) form."""
-    doc = _loads(body)
-    if not isinstance(doc, dict) or ("instances" in doc) == ("inputs" in doc):
-        raise InvalidRequest('The request must be a JSON object with exactly one of "instances" or "inputs".')
-    names = [s.name for s in signature.inputs]
-    if "instances" in doc:
-        rows = doc["instances"]
-        if not isinstance(rows, list) or not rows:
-            raise InvalidRequest('"instances" must be a non-empty list.')
-        if len(names) == 1 and not all(isinstance(r, dict) for r in rows):
-            columns = {names[0]: rows}
-        else:
-            if not all(isinstance(r, dict) for r in rows):
-                raise InvalidRequest(f"This model has several inputs ({', '.join(map(repr, names))}): each "
-                                     "instance must be an object keyed by input name.")
-            keys = set(rows[0])
-            if any(set(r) != keys for r in rows):
-                raise InvalidRequest("Every instance must name the same inputs.")
-            columns = {k: [r[k] for r in rows] for k in rows[0]}
-        columnar = False
-    else:
-        value = doc["inputs"]
-        columns = value if isinstance(value, dict) else ({names[0]: value} if len(names) == 1 else None)
-        if columns is None:
-            raise InvalidRequest(f'This model has several inputs: "inputs" must be an object keyed by '
-                                 f"{', '.join(map(repr, names))}.")
-        columnar = True
-    inputs = {}
-    for key, data in columns.items():
-        spec = signature.input(key)
-        what = f"Input {key!r}"
-        arr = _to_array(data, spec, None, what)
-        _check_shape(arr.shape, spec, what)
-        inputs[key] = arr
-    _check_complete(inputs, signature)
-    return InferRequest(inputs, None, None, columnar)
-
-
-def encode_v1(signature: Signature, request: InferRequest, outputs: list[np.ndarray]) -> bytes:
-    """The TF Serving response: ``predictions`` (row form) or ``outputs`` (columnar form)."""
-    names = [s.name for s in signature.outputs]
-    outputs = [_json_data(a) if a.dtype.kind in "OSU" else np.ascontiguousarray(a) for a in outputs]
-    if request.columnar:
-        return dumps({"outputs": outputs[0] if len(outputs) == 1 else dict(zip(names, outputs))})
-    if len(outputs) == 1:
-        return dumps({"predictions": outputs[0]})
-    rows = [{n: col[i] for n, col in zip(names, outputs)} for i in range(len(outputs[0]))]
-    return dumps({"predictions": rows})
-
-
-def model_status_v1(versions: dict[int, str | None]) -> dict:
-    """``GET /v1/models/{name}``: one status per version; a message marks a version that failed."""
-    return {"model_version_status": [
-        {"version": str(v), "state": "AVAILABLE" if err is None else "END",
-         "status": {"error_code": "OK" if err is None else "UNKNOWN", "error_message": err or ""}}
-        for v, err in sorted(versions.items(), reverse=True)]}

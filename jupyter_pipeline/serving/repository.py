@@ -22,6 +22,7 @@ from ..exceptions import PipelineError
 from ..store import Store
 from .batcher import Batcher
 from .errors import ModelNotFound, ModelNotReady
+from .inference import ModelStats
 from .predictor import Predictor, make_predictor
 from .protocol import Signature
 
@@ -54,6 +55,7 @@ class ServedModel:
     predictor: Predictor
     batcher: Batcher
     loaded_at: float = field(default_factory=time.time)
+    stats: ModelStats = field(default_factory=ModelStats)
 
     @property
     def signature(self) -> Signature:
@@ -120,6 +122,21 @@ class ModelRepository:
         if state is None:
             raise ModelNotFound(f"No model named '{name}' is served here.")
         return state
+
+    def index(self) -> list[dict]:
+        """Every registered version of every served model: ``{name, version, state, reason}``."""
+        out = []
+        for name in self.names():
+            state = self._states[name]
+            for v in sorted(set(state.addressable) | set(state.ready) | set(state.failed)):
+                if v in state.ready:
+                    status, reason = "READY", ""
+                elif v in state.failed:
+                    status, reason = "UNAVAILABLE", state.failed[v]
+                else:
+                    status, reason = "UNAVAILABLE", "not loaded; loads on its first request"
+                out.append({"name": name, "version": str(v), "state": status, "reason": reason})
+        return out
 
     def get(self, name: str, version: int | str | None = None) -> ServedModel | None:
         """The served version (default: latest); ``None`` when registered but not loaded yet."""

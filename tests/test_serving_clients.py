@@ -1,0 +1,193 @@
+"""The model server against real clients nobody here wrote: tritonclient (HTTP) and the KServe SDK.
+
+Binary tensors both ways, JSON, metadata, readiness, statistics and the repository index, and
+KServe's v1 liveness and model status; each answer is checked against the model's own output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+keras = pytest.importorskip("keras")
+httpclient = pytest.importorskip("tritonclient.http")
+kserve = pytest.importorskip("kserve")
+
+from jupyter_pipeline.models import log_model  # noqa: E402
+from jupyter_pipeline.serving import ServerConfig, ServerThread  # noqa: E402
+
+
+def dense():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input(shape=(64,), name="pixels"),
+                             keras.layers.Dense(16, activation="relu"),
+                             keras.layers.Dense(10, activation="softmax", name="probs")])
+
+
+def two_headed():
+    keras.utils.set_random_seed(3)
+    a = keras.Input(shape=(3,), name="a")
+    b = keras.Input(shape=(2,), name="b", dtype="int32")
+    h = keras.layers.Concatenate()([a, keras.layers.Dense(2)(keras.ops.cast(b, "float32"))])
+    return keras.Model([a, b], [keras.layers.Dense(1, name="score")(h),
+                                keras.layers.Dense(4, activation="softmax", name="classes")(h)])
+
+
+def expected(model, x):
+    return [np.asarray(o) for o in keras.tree.flatten(model(x, training=False))]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    store = str(tmp_path_factory.mktemp("clients") / "store")
+    models = {"digits": dense(), "multi": two_headed()}
+    for name, model in models.items():
+        log_model(model, name, store=store)
+    with ServerThread(ServerConfig(store=store, port=0, poll_interval=0)) as thread:
+        yield thread, models
+
+
+def rows(n, seed=0):
+    return np.random.default_rng(seed).random((n, 64), dtype=np.float32)
+
+
+# -- tritonclient over HTTP ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def triton(served):
+    thread, _ = served
+    client = httpclient.InferenceServerClient(url=thread.url.removeprefix("http://"))
+    yield client
+    client.close()
+
+
+@pytest.mark.parametrize("binary_in", [True, False], ids=["binary-in", "json-in"])
+@pytest.mark.parametrize("binary_out", [True, False, None], ids=["binary-out", "json-out", "default-out"])
+def test_tritonclient_infer(served, triton, binary_in, binary_out):
+    _, models = served
+    x = rows(5, seed=int(binary_in) * 3 + (binary_out is None) + 2 * bool(binary_out))
+    inp = httpclient.InferInput("pixels", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x, binary_data=binary_in)
+    outputs = None if binary_out is None else [httpclient.InferRequestedOutput("probs", binary_data=binary_out)]
+    result = triton.infer("digits", [inp], outputs=outputs, request_id="r-1")
+    got = result.as_numpy("probs")
+    assert got.dtype == np.float32 and got.shape == (5, 10)
+    np.testing.assert_allclose(got, expected(models["digits"], x)[0], rtol=1e-6, atol=1e-7)
+    response = result.get_response()
+    assert response["id"] == "r-1" and response["model_version"] == "1"
+    [out] = response["outputs"]
+    binary = binary_out is not False  # tritonclient asks for binary outputs when it names none
+    assert ("parameters" in out and out["parameters"]["binary_data_size"] == 5 * 10 * 4) == binary
+    assert ("data" in out) == (not binary)
+
+
+def test_tritonclient_several_inputs_outputs_and_an_int_tensor(served, triton):
+    _, models = served
+    a = np.array([[0.5, -1.0, 2.0], [1.0, 0.0, 0.25]], np.float32)
+    b = np.array([[1, 2], [3, -4]], np.int32)
+    ia, ib = httpclient.InferInput("a", [2, 3], "FP32"), httpclient.InferInput("b", [2, 2], "INT32")
+    ia.set_data_from_numpy(a)
+    ib.set_data_from_numpy(b, binary_data=False)
+    want = expected(models["multi"], {"a": a, "b": b})
+    result = triton.infer("multi", [ib, ia], outputs=[httpclient.InferRequestedOutput("classes"),
+                                                       httpclient.InferRequestedOutput("score", binary_data=False)])
+    np.testing.assert_allclose(result.as_numpy("classes"), want[1], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(result.as_numpy("score"), want[0], rtol=1e-6, atol=1e-7)
+    only = triton.infer("multi", [ia, ib], outputs=[httpclient.InferRequestedOutput("score")])
+    assert only.as_numpy("classes") is None and only.as_numpy("score").shape == (2, 1)
+
+
+def test_tritonclient_errors_name_the_problem(served, triton):
+    from tritonclient.utils import InferenceServerException
+
+    wrong = httpclient.InferInput("pixels", [1, 32], "FP32")
+    wrong.set_data_from_numpy(rows(1)[:, :32])
+    with pytest.raises(InferenceServerException, match=r"does not fit the model's shape \[-1, 64\]"):
+        triton.infer("digits", [wrong])
+    nan = rows(1)
+    nan[0, 3] = np.nan
+    bad = httpclient.InferInput("pixels", [1, 64], "FP32")
+    bad.set_data_from_numpy(nan)  # binary: NaN travels, and is refused as it would be in JSON
+    with pytest.raises(InferenceServerException, match="NaN, infinity"):
+        triton.infer("digits", [bad])
+
+
+def test_tritonclient_health_metadata_statistics_and_repository_index(served, triton):
+    assert triton.is_server_live() and triton.is_server_ready()
+    assert triton.is_model_ready("digits") and not triton.is_model_ready("nope")
+    meta = triton.get_server_metadata()
+    assert "binary_tensor_data" in meta["extensions"]
+    model = triton.get_model_metadata("multi")
+    assert [i["name"] for i in model["inputs"]] == ["a", "b"] and model["inputs"][1]["datatype"] == "INT32"
+    inp = httpclient.InferInput("pixels", [3, 64], "FP32")
+    inp.set_data_from_numpy(rows(3, seed=42))
+    triton.infer("digits", [inp])
+    triton.infer("digits", [inp])  # the same bytes again: a cache hit
+    [stats] = triton.get_inference_statistics("digits")["model_stats"]
+    assert stats["name"] == "digits" and stats["version"] == "1"
+    assert stats["inference_count"] >= 3 and stats["execution_count"] >= 1 and stats["last_inference"] > 0
+    s = stats["inference_stats"]
+    assert s["success"]["count"] >= 2 and s["cache_hit"]["count"] >= 1 and s["cache_miss"]["count"] >= 1
+    assert s["compute_infer"]["ns"] > 0
+    everything = triton.get_inference_statistics()["model_stats"]
+    assert {m["name"] for m in everything} == {"digits", "multi"}
+    index = triton.get_model_repository_index()
+    assert {(m["name"], m["version"], m["state"]) for m in index} == {("digits", "1", "READY"), ("multi", "1", "READY")}
+
+
+# -- the KServe SDK ---------------------------------------------------------------------------------
+
+def _kserve(protocol: str):
+    from kserve import InferenceRESTClient, RESTConfig
+
+    return InferenceRESTClient(RESTConfig(protocol=protocol, timeout=30))
+
+
+def test_kserve_v2_binary_and_json(served):
+    from kserve import InferInput, InferRequest
+
+    thread, models = served
+    x = rows(4, seed=7)
+    want = expected(models["digits"], x)[0]
+
+    async def call():
+        client = _kserve("v2")
+        try:
+            results = []
+            for binary in (True, False):
+                inp = InferInput("pixels", list(x.shape), "FP32")
+                inp.set_data_from_numpy(x, binary_data=binary)
+                results.append(await client.infer(thread.url, InferRequest("digits", [inp], request_id="k"),
+                                                  model_name="digits"))
+            ready = await client.is_model_ready(thread.url, "digits")
+            live = await client.is_server_live(thread.url)
+            return results, ready, live
+        finally:
+            await client.close()
+
+    results, ready, live = asyncio.run(call())
+    for res in results:
+        np.testing.assert_allclose(res.outputs[0].as_numpy(), want, rtol=1e-6, atol=1e-7)
+        assert res.id == "k"
+    assert ready is True and live is True
+
+
+def test_kserve_v1_liveness_status_and_predict(served):
+    thread, models = served
+    x = rows(2, seed=8)
+
+    async def call():
+        client = _kserve("v1")
+        try:
+            return (await client.is_server_live(thread.url), await client.is_model_ready(thread.url, "digits"),
+                    await client.infer(thread.url, {"instances": x.tolist()}, model_name="digits"))
+        finally:
+            await client.close()
+
+    live, ready, predicted = asyncio.run(call())
+    assert live is True and ready is True
+    np.testing.assert_allclose(predicted["predictions"], expected(models["digits"], x)[0], rtol=1e-6, atol=1e-7)
