@@ -4,10 +4,15 @@ Each stage runs in its own process (``python -m jupyter_pipeline.stagerun``) wit
 independent stages run at the same time, up to ``workers``. A failed stage stops what depends
 on it while independent branches finish. The run record is republished on every state change,
 so another process (the CLI's ``runs``, the Jupyter server, a browser) sees progress live.
+
+A run is leased (:mod:`jupyter_pipeline.lease`) by the runner that drives it, and its stage
+workers and kernels inherit the lease; a run whose runner died is marked interrupted, and may be
+resumed, only once the lease is free, so no stage of it can still be writing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -28,6 +33,7 @@ from .records import (
     stage_key,
 )
 from .fanout import MapStages
+from .lease import STOPPING_GRACE_SECONDS, Lease
 from .stagebook import stage_notebook
 from .stagecache import StageCache, stage_fingerprints, why_it_runs
 from .store import Store, open_store, resolve_store_url
@@ -60,6 +66,7 @@ class LocalRunner(MapStages):
         self.incremental = incremental
         self._reuse: dict[str, tuple[str, StageRecord]] = {}  # stage -> (earlier run, its record)
         self.record: RunRecord | None = None
+        self._lease: Lease | None = None
 
     # -- public -------------------------------------------------------------------------------------
     def run(self, pipeline: Pipeline, parameters: dict | None = None, run_id: str | None = None) -> RunRecord:
@@ -88,14 +95,19 @@ class LocalRunner(MapStages):
             record.stages[name].fingerprint = {k: v for k, v in fp.items() if k != "key"}
         if self.incremental:
             self._plan_reuse(pipeline, record, fingerprints)
-        self._snapshot(pipeline, record)
-        return self._execute(pipeline, record, [s.name for s in pipeline.stages])
+        with self._leased(record):
+            self._snapshot(pipeline, record)
+            return self._execute(pipeline, record, [s.name for s in pipeline.stages])
 
     def resume(self, run_id: str, pipeline: Pipeline | None = None) -> RunRecord:
         """Re-run the stages of ``run_id`` that did not succeed, reusing the outputs of those that did."""
         record = load_run(self.store, run_id)
         if record.status == RunState.RUNNING and _owner_alive(record):
             raise PipelineError(f"Run {run_id} is still running (process {record.owner['pid']}); cancel it first.")
+        with self._leased(record, wait=STOPPING_GRACE_SECONDS):
+            return self._resume(record, pipeline)
+
+    def _resume(self, record: RunRecord, pipeline: Pipeline | None) -> RunRecord:
         if pipeline is None:
             pipeline = self._pipeline_for_resume(record)
         pipeline.require_valid()
@@ -144,6 +156,22 @@ class LocalRunner(MapStages):
             self._workers.close()
 
     # -- internals ----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _leased(self, record: RunRecord, wait: float = 0.0):
+        """Hold the run's lease while driving it, or say which processes of an earlier runner still do."""
+        lease = Lease(self.store.absolute_url(), record.run_id)
+        if not lease.acquire(wait):
+            holders = ", ".join(f"{pid} ({what})" for pid, what in lease.holders()) or "unknown"
+            raise PipelineError(
+                f"Run {record.run_id} cannot be resumed yet: stage processes of the runner that drove it are still "
+                f"alive (process(es) {holders}) and could still write its outputs. They stop within seconds of their "
+                "runner; try again, or end them first.")
+        self._lease = lease
+        try:
+            yield
+        finally:
+            lease.release()  # the workers' copies close as they exit
+
     def _pipeline_for_resume(self, record: RunRecord) -> Pipeline:
         if Path(record.notebook).is_file():
             return load(record.notebook)  # the user may have fixed the failing code
@@ -179,9 +207,11 @@ class LocalRunner(MapStages):
         pending = list(names)
         running: dict[Future, str] = {}
         cwd = str(Path(record.notebook).parent)
+        lease_fd = self._lease.fd
         self._workers = WarmWorkers(
-            [self.python, "-m", "jupyter_pipeline.stagerun", "--serve", "--cwd", cwd, "--kernel", self._kernel],
-            cwd,
+            [self.python, "-m", "jupyter_pipeline.stagerun", "--serve", "--cwd", cwd, "--kernel", self._kernel,
+             "--lease-fd", str(lease_fd)],
+            cwd, pass_fds=(lease_fd,),
         )
         try:
             self._schedule(record, stages, pending, running)
@@ -405,9 +435,14 @@ def _owner_alive(record: RunRecord) -> bool:
 
 
 def mark_interrupted(store: Store, record: RunRecord) -> RunRecord:
-    """Record that the process driving ``record`` died: running/pending stages become interrupted."""
-    for rec in record.stages.values():
+    """Record that the process driving ``record`` died: running/pending stages become interrupted.
+
+    A stage that was running keeps the notebook its worker saved as far as it ran.
+    """
+    for name, rec in record.stages.items():
         if not rec.status.done:
+            if rec.status == StageState.RUNNING and store.exists(key := stage_key(record.run_id, name, "output.ipynb")):
+                rec.output_notebook = store.uri(key)
             rec.status = StageState.INTERRUPTED
     record.status, record.finished_at, record.owner = RunState.INTERRUPTED, now_iso(), None
     record.error = "the process running this run stopped before it finished; `jupyter-pipeline resume` continues it"
@@ -416,8 +451,13 @@ def mark_interrupted(store: Store, record: RunRecord) -> RunRecord:
 
 
 def effective_status(store: Store, record: RunRecord) -> RunRecord:
-    """The record, marked interrupted if it claims to run on this host but its process is gone."""
-    if record.status == RunState.RUNNING and record.target == "local" and not _owner_alive(record):
+    """The record, marked interrupted if it claims to run on this host but its process is gone.
+
+    Not before its lease is free: until the dead runner's stage processes have exited, they
+    could still write, and the run still counts as running.
+    """
+    if (record.status == RunState.RUNNING and record.target == "local" and not _owner_alive(record)
+            and not Lease(store.absolute_url(), record.run_id).held()):
         return mark_interrupted(store, record)
     return record
 

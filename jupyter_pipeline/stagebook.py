@@ -117,3 +117,19 @@ def failed_source_cell(nb) -> int | None:
                 return meta.get("assigned_in", {}).get(named.group(1))
             return meta.get("source_cell")
     return None
+
+
+def last_run_cell(nb, lines: int = 3) -> tuple[int | None, str]:
+    """The source-notebook cell that ran last in an executed notebook, and the end of its printed output.
+
+    Used when the kernel died: papermill marks every cell it reached (``metadata.papermill.status``),
+    so the last cell no longer ``pending`` is the one the kernel was running.
+    """
+    reached = [c for c in nb.cells if c.cell_type == "code"
+               and c.metadata.get("papermill", {}).get("status", "pending") != "pending"]
+    if not reached:
+        return None, ""
+    cell = reached[-1]
+    text = "".join(o.get("text", "") for o in cell.get("outputs", ()) if o.get("output_type") == "stream")
+    tail = " ".join(line.strip() for line in text.strip().splitlines()[-lines:])
+    return cell.metadata.get("jupyter_pipeline", {}).get("source_cell"), tail

@@ -2,20 +2,34 @@
 
 Used in-process by Kubeflow components and as ``python -m jupyter_pipeline.stagerun`` by the
 local runner (one process per stage, so a stage can be cancelled by signal and a crashing
-kernel cannot take the runner down). The executed notebook is uploaded even when the stage
-fails, before the failure is reported.
+kernel cannot take the runner down). The executed notebook is uploaded whenever the stage
+fails, times out, is cancelled or loses its kernel, before the failure is reported.
+
+Faults, and how each ends:
+
+- **The kernel dies** (``os._exit``, a segfault, ``kill -9`` or the out-of-memory killer): the
+  kernel is driven through an asynchronous client, so nbclient's once-a-second liveness check
+  runs while a cell executes; the stage fails within a couple of seconds with the exit status or
+  signal, the cell that was running and its last output.
+- **SIGTERM** (cancel, ``timeout:``): raised as ``KeyboardInterrupt`` into the event loop the
+  kernel is awaited on, so papermill records the cells that ran and the notebook is uploaded.
+- **The runner dies**: a worker holds its stdin open until it has read the result; end of input
+  before that means the runner is gone, and the worker kills its kernel and exits at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import re
 import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +37,10 @@ from .records import stage_key
 from .startup import skip_slow_optional_imports
 
 RESULT_PREFIX = "JUPYTER_PIPELINE_RESULT "
+#: Exit status of a worker that stopped because its runner went away.
+EXIT_RUNNER_GONE = 3
+#: How long such a worker may take to keep the executed notebook before it exits regardless.
+ORPHAN_SAVE_SECONDS = 10
 
 
 def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *, cwd: str | None = None,
@@ -36,7 +54,10 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    from .stagebook import RUN_PARAMETER, failed_source_cell
+    from nbclient.exceptions import DeadKernelError
+
+    from .stagebook import RUN_PARAMETER, failed_source_cell, last_run_cell
+    from .stageengine import ENGINE_NAME
     from .store import open_store
 
     store = open_store(store)
@@ -51,7 +72,7 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
             papermill.execute_notebook(
                 str(src), str(out), parameters=params, kernel_name=kernel_name, cwd=cwd,
                 progress_bar=False, log_output=False, request_save_on_cell_execute=False,
-                **({"km": km} if km is not None else {}),
+                engine_name=ENGINE_NAME, keep_path=str(out), **({"km": km} if km is not None else {}),
             )
         except PapermillExecutionError as exc:
             result.update(status="failed", error=f"{exc.ename}: {exc.evalue}".strip())
@@ -60,7 +81,12 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
             if out.exists():
                 cell = failed_source_cell(nbformat.read(out, as_version=4))
                 result["error_cell"] = None if cell is None else cell + 1  # as JupyterLab numbers cells
-        except BaseException as exc:  # noqa: BLE001 - kernel death, cancellation: report, keep notebook
+        except DeadKernelError:
+            cell, output = last_run_cell(nbformat.read(out, as_version=4)) if out.exists() else (None, "")
+            how = kernel_exit(km)
+            result.update(status="failed", kernel_died=True, error_cell=None if cell is None else cell + 1, error=(
+                f"the kernel died{f' ({how})' if how else ''}" + (f"; its last output: {output}" if output else "")))
+        except BaseException as exc:  # noqa: BLE001 - cancellation and the like: report, keep notebook
             reason = "cancelled" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else f"{type(exc).__name__}: {exc}"
             result.update(status="failed", error=reason)
         finally:
@@ -86,45 +112,111 @@ def missing_module_hint(message: str, kernel: str) -> str:
             "setting or use an image that has it (`image:` tag or the notebook's `image` setting)")
 
 
+def kernel_exit(km) -> str | None:
+    """How the kernel of ``km`` ended ("exit status 3", "killed by signal SIGKILL ..."), if it has."""
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    code = process.poll() if process is not None else None
+    if code is None:
+        return None
+    if code >= 0:
+        return f"exit status {code}"
+    name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+    hint = ", as the out-of-memory killer does" if -code == signal.SIGKILL else ""
+    return f"killed by signal {name}{hint}"
+
+
 def _terminate(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
 
 
 def _emit(result: dict) -> None:
-    sys.stdout.write("\n" + RESULT_PREFIX + json.dumps(result) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write("\n" + RESULT_PREFIX + json.dumps(result) + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        # The runner is gone; nobody reads the result (its record is marked interrupted instead).
+        sys.stdout = open(os.devnull, "w")
 
 
-def serve(cwd: str | None, kernel_name: str | None) -> int:
+def _kill_kernel(km) -> None:
+    """Kill the kernel's whole process group (it leads its own session) and reap it."""
+    provisioner = getattr(km, "provisioner", None)
+    process = getattr(provisioner, "process", None)
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(provisioner.pgid or process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        process.kill()
+    process.wait()
+
+
+def _watch_runner(km, finished: threading.Event) -> None:
+    """Stop the stage as soon as our stdin ends before the result was written.
+
+    The runner keeps this pipe open until it has read the result, so an early end of input means
+    it died (``kill -9``, a crashed Jupyter server): the stage must not go on writing into a run
+    another runner may resume. The kernel is killed at once; the main thread then gets SIGTERM, so
+    the notebook is kept as far as it ran, and this process exits within a deadline either way.
+    The run's lease, inherited by both processes, is free once both have exited.
+    """
+    try:
+        while os.read(0, 4096):
+            pass
+    except OSError:
+        pass
+    if finished.is_set():
+        return
+    _kill_kernel(km)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(ORPHAN_SAVE_SECONDS)
+    os._exit(EXIT_RUNNER_GONE)
+
+
+def serve(cwd: str | None, kernel_name: str | None, lease_fd: int | None = None) -> int:
     """Warm-worker mode: start a kernel now, then run the one job read from stdin in it.
 
     The local runner keeps a few of these waiting, so a stage's process start-up, imports and
     kernel start overlap with the stages before it instead of adding to the run's length.
+    ``lease_fd`` is the run's lease (see :mod:`jupyter_pipeline.lease`), handed on to the kernel.
     """
     import papermill  # noqa: F401 - imported now, while waiting, not when the job arrives
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+
+    # This process's stderr is shown when the kernel dies, as the kernel's last words (the kernel
+    # shares it); papermill's and nbclient's own log lines would only bury them.
+    logging.getLogger("papermill").setLevel(logging.CRITICAL)
 
     # IPC sockets under a private folder rather than TCP ports: jupyter_client picks TCP ports by
     # binding and releasing them, so a busy machine (other kernels, test servers) can take one
     # before the kernel binds it, and the kernel dies at start ("Kernel died before replying to
     # kernel_info"). Unix sockets with a unique path cannot collide.
     sockets = tempfile.mkdtemp(prefix="jp-kernel-")
-    km = KernelManager(kernel_name=kernel_name or "python3", transport="ipc", ip=os.path.join(sockets, "k"))
-    km.start_kernel(cwd=cwd)
+    # The asynchronous manager matters: with a blocking client nbclient waits for a cell's reply
+    # in a blocking read that neither notices a dead kernel nor lets SIGTERM in.
+    km = AsyncKernelManager(kernel_name=kernel_name or "python3", transport="ipc", ip=os.path.join(sockets, "k"))
+    finished = threading.Event()
     try:
+        run_sync(km.start_kernel)(cwd=cwd, **({"pass_fds": (lease_fd,)} if lease_fd is not None else {}))
         line = sys.stdin.readline()
         if not line.strip():
             return 0  # the runner no longer needs this worker
+        threading.Thread(target=_watch_runner, args=(km, finished), daemon=True, name="jp-runner-watch").start()
         job = json.loads(line)
         try:
             result = run_stage(job["store"], job["run_id"], job["stage"], job.get("parameters"),
                                cwd=cwd, kernel_name=kernel_name, km=km, item=job.get("item"))
         except Exception as exc:  # noqa: BLE001 - report, never a traceback to the parent's user
             result = {"status": "failed", "stage": job.get("stage"), "error": f"{type(exc).__name__}: {exc}", "metrics": {}}
+        finished.set()
         _emit(result)
         return 0 if result["status"] == "succeeded" else 1
     finally:
-        km.shutdown_kernel(now=True)
+        finished.set()
+        _kill_kernel(km)
+        with contextlib.suppress(Exception):
+            run_sync(km.cleanup_resources)()
         shutil.rmtree(sockets, ignore_errors=True)
 
 
@@ -137,12 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parameters", default="{}", help="JSON object of parameter values")
     p.add_argument("--cwd")
     p.add_argument("--kernel")
+    p.add_argument("--lease-fd", type=int, help="the run's lease, inherited from the runner (handed to the kernel)")
     args = p.parse_args(argv)
     skip_slow_optional_imports()
     signal.signal(signal.SIGTERM, _terminate)
     if args.serve:
         try:
-            return serve(args.cwd, args.kernel)
+            return serve(args.cwd, args.kernel, args.lease_fd)
         except KeyboardInterrupt:
             return 1
     if not (args.store and args.run_id and args.stage):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
@@ -195,7 +196,7 @@ class LocalStore(Store):
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             return False
         with os.fdopen(fd, "wb") as f:
@@ -207,8 +208,10 @@ class LocalStore(Store):
         # Write beside the target, then rename: a reader never sees a half-written file.
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".jp-tmp-", suffix=f".{target.name}", dir=target.parent)
-        os.close(fd)
+        # Created with mode 0666 so the umask decides, as for any file (mkstemp would force 0600 and
+        # keep a team sharing the store folder from reading each other's runs).
+        tmp = target.parent / f".jp-tmp-{secrets.token_hex(8)}.{target.name}"
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         try:
             yield Path(tmp)
             os.replace(tmp, target)

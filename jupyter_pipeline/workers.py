@@ -3,6 +3,10 @@
 Each worker imports papermill and starts its kernel as soon as it is spawned, then waits for
 one job on stdin; the local runner keeps a few waiting so that a stage's process start, imports
 and kernel start overlap with the stages running before it.
+
+A worker's stdin stays open until the runner has read its result: the worker takes an early end
+of input as its runner's death and stops with its kernel (``stagerun._watch_runner``), so killing
+a runner, even with ``kill -9``, leaves no stage running behind it.
 """
 
 from __future__ import annotations
@@ -23,32 +27,39 @@ TERMINATE_GRACE_SECONDS = 5
 class Worker:
     """One warm stage process (``stagerun --serve``): imports done and kernel started, waiting for a job."""
 
-    def __init__(self, cmd: list[str], cwd: str):
+    def __init__(self, cmd: list[str], cwd: str, pass_fds: tuple[int, ...] = ()):
         self.stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
-            start_new_session=True, cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True, cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, pass_fds=pass_fds,
         )
 
     def run(self, job: dict) -> dict:
         """Send the job; return its result as soon as the worker prints it."""
         try:
             self.proc.stdin.write(json.dumps(job) + "\n")
-            self.proc.stdin.close()
+            self.proc.stdin.flush()  # kept open until the result is in: the worker's sign that we live
         except (BrokenPipeError, OSError):
             pass  # the worker died while waiting; its stderr says why
-        for line in self.proc.stdout:
-            if line.startswith(RESULT_PREFIX):
-                # The worker still shuts its kernel down; let that finish off this thread.
-                result = json.loads(line[len(RESULT_PREFIX):])
-                if result.get("status") == "failed" and "Kernel died" in (result.get("error") or ""):
-                    # The kernel shares this worker's stderr: its last words say why it died.
-                    result["error"] += f" (kernel output: {self._stderr_tail()})"
-                threading.Thread(target=self._drain, daemon=True).start()
-                return result
-        self.proc.wait()
+        try:
+            for line in self.proc.stdout:
+                if line.startswith(RESULT_PREFIX):
+                    # The worker still shuts its kernel down; let that finish off this thread.
+                    result = json.loads(line[len(RESULT_PREFIX):])
+                    if result.pop("kernel_died", False) and (words := self._stderr_tail(default="")):
+                        # The kernel shares this worker's stderr: its last words may say why it died.
+                        result["error"] += f" (kernel stderr: {words})"
+                    threading.Thread(target=self._drain, daemon=True).start()
+                    return result
+            self.proc.wait()
+        finally:
+            self._close_stdin()
         return {"status": "failed", "error": f"the stage process ended without a result: {self._stderr_tail()}",
                 "metrics": {}}
+
+    def _close_stdin(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.proc.stdin.close()
 
     def _drain(self) -> None:
         for _ in self.proc.stdout:
@@ -56,14 +67,13 @@ class Worker:
         self.proc.wait()
         self.stderr.close()
 
-    def _stderr_tail(self) -> str:
+    def _stderr_tail(self, default: str | None = None) -> str:
         self.stderr.seek(0)
         lines = [ln for ln in self.stderr.read().strip().splitlines() if "WARNING" not in ln]
-        return " ".join(lines[-3:]) or f"exit status {self.proc.returncode}"
+        return " ".join(lines[-3:]) or (f"exit status {self.proc.returncode}" if default is None else default)
 
     def discard(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.proc.stdin.close()  # an idle worker exits on end of input
+        self._close_stdin()  # an idle worker exits on end of input
         threading.Thread(target=self._drain, daemon=True).start()
 
 
@@ -71,21 +81,21 @@ class WarmWorkers:
     """Keeps up to ``size`` stage processes started ahead of need, so each stage's process start,
     imports and kernel start overlap with the stages running before it."""
 
-    def __init__(self, cmd: list[str], cwd: str):
-        self.cmd, self.cwd = cmd, cwd
+    def __init__(self, cmd: list[str], cwd: str, pass_fds: tuple[int, ...] = ()):
+        self.cmd, self.cwd, self.pass_fds = cmd, cwd, pass_fds
         self._idle: list[Worker] = []
         self._lock = threading.Lock()
 
     def ensure(self, count: int) -> None:
         with self._lock:
             while len(self._idle) < count:
-                self._idle.append(Worker(self.cmd, self.cwd))
+                self._idle.append(Worker(self.cmd, self.cwd, self.pass_fds))
 
     def take(self) -> Worker:
         with self._lock:
             if self._idle:
                 return self._idle.pop(0)
-        return Worker(self.cmd, self.cwd)
+        return Worker(self.cmd, self.cwd, self.pass_fds)
 
     def close(self) -> None:
         with self._lock:

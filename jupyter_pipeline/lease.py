@@ -1,0 +1,93 @@
+"""Run leases: which processes may still write a local run's stages.
+
+The runner driving a run holds an exclusive ``flock`` on a small file named after the store and
+the run. Every stage worker it starts inherits the locked descriptor and hands it on to its
+kernel, and a lock lives as long as any descriptor of it is open, so the lease is held until the
+runner *and* every process that could still write one of the run's files have exited. A second
+runner (``resume``, or marking a run interrupted) takes the lease first: while the first runner's
+workers are still stopping it waits, then refuses, so no orphan can write a stage's outputs after
+the run was handed on.
+
+Leases are host-local (the lock files live in this user's runtime folder); a run driven from
+another machine is judged by the owner recorded in its run record instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+#: How long ``acquire`` waits by default for the stage processes of a stopped runner to exit
+#: (they stop within a second or two of their runner: see ``stagerun``'s runner watch).
+STOPPING_GRACE_SECONDS = 10.0
+
+
+def lease_dir() -> Path:
+    """This user's folder of lease files (created private on first use)."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    path = Path(base) / f"jupyter-pipeline-{os.getuid()}" / "leases"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+class Lease:
+    """The lease of run ``run_id`` in the store at ``store_url`` (an absolute URL)."""
+
+    def __init__(self, store_url: str, run_id: str):
+        digest = hashlib.sha256(f"{store_url}\0{run_id}".encode()).hexdigest()[:32]
+        self.run_id = run_id
+        self.path = lease_dir() / f"{digest}.lock"
+        self.fd: int | None = None
+
+    def _try_lock(self, flags: int) -> int | None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, flags | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    def acquire(self, wait: float = 0.0) -> bool:
+        """Take the lease, waiting up to ``wait`` seconds for its holders to exit; return whether taken."""
+        deadline = time.monotonic() + wait
+        while True:
+            fd = self._try_lock(fcntl.LOCK_EX)
+            if fd is not None:
+                self.fd = fd
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+    def held(self) -> bool:
+        """Whether some process (this one included, through another lease) holds the lease now."""
+        if self.fd is not None:
+            return True
+        fd = self._try_lock(fcntl.LOCK_SH)
+        if fd is None:
+            return True
+        os.close(fd)
+        return False
+
+    def holders(self) -> list[tuple[int, str]]:
+        """``(pid, command)`` of the processes with the lease file open (Linux ``/proc``; else empty)."""
+        out = []
+        for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+            with contextlib.suppress(OSError):
+                if any(os.readlink(fd) == str(self.path) for fd in fd_dir.iterdir()):
+                    cmd = (fd_dir.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    out.append((int(fd_dir.parent.name), cmd.strip()[:80]))
+        return sorted(out)
+
+    def release(self) -> None:
+        """Close this process's descriptor; the lease is free once every inheritor has closed its copy."""
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
