@@ -121,6 +121,12 @@ def _sweep(quick: bool):
         return bench_sweep.bench_sweep(Path(tmp), quick), {}
 
 
+def _faults(quick: bool):
+    import bench_faults
+
+    return bench_faults.bench_faults(quick), {}
+
+
 def _scaling(part: str):
     def run(quick: bool):
         import bench_scaling
@@ -139,6 +145,7 @@ BENCHMARKS = {
     "scaling-run": ("local run of 2, 8, 32 stages", _scaling("bench_run")),
     "kfp": ("KFP compile, kfp-local vs local run", _kfp),
     "sweep": ("6-variant sweep vs 6 independent runs", _sweep),
+    "faults": ("dead stage kernel → stage failed vs a raised exception", _faults),
     "kale": ("conversion vs Kubeflow Kale", _kale),
     "local": ("local run vs Elyra's local mode", _local),
     "store": ("S3 store vs plain minio SDK", _store),

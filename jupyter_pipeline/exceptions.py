@@ -94,6 +94,8 @@ class StoreError(PipelineError):
     """Raised when the artifact store cannot be reached, read or written."""
 
     http_status = 502
+    #: Whether the same request may succeed later (the store was unreachable, stalled or overloaded).
+    transient = False
 
 
 class ArtifactNotFound(StoreError):

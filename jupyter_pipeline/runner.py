@@ -25,7 +25,7 @@ from typing import Callable
 import nbformat
 
 from . import parameters as params_mod
-from .exceptions import PipelineError
+from .exceptions import PipelineError, StoreError
 from .parse import from_notebook, load
 from .pipeline import Pipeline, Stage
 from .records import (
@@ -36,7 +36,7 @@ from .fanout import MapStages
 from .lease import STOPPING_GRACE_SECONDS, Lease
 from .stagebook import stage_notebook
 from .stagecache import StageCache, stage_fingerprints, why_it_runs
-from .store import Store, open_store, resolve_store_url
+from .store import Store, open_store, patiently, resolve_store_url
 from .workers import WarmWorkers, terminate
 
 #: ``on_event(kind, record, stage)`` with kind one of run-started, stage-started,
@@ -190,9 +190,17 @@ class LocalRunner(MapStages):
             self.store.put_bytes(f"{run_prefix(record.run_id)}/notebook.ipynb", f.read())
         self.store.put_json(f"{run_prefix(record.run_id)}/pipeline.json", pipeline.to_json())
 
-    def _publish(self, record: RunRecord) -> None:
+    def _publish(self, record: RunRecord, final: bool = False) -> None:
+        """Write the record to the store: every change as it happens (best effort: a store outage
+        must not stop the run; the next change writes it again), the final one patiently."""
         with self._lock:
-            save_run(self.store, record)
+            if final:
+                patiently(lambda: save_run(self.store, record))
+                return
+            try:
+                save_run(self.store, record)
+            except StoreError:
+                pass  # the store is down for now; the next change, at the latest the final one, writes it
 
     def _execute(self, pipeline: Pipeline, record: RunRecord, names: list[str]) -> RunRecord:
         self.record = record
@@ -254,7 +262,7 @@ class LocalRunner(MapStages):
                     continue
                 for future in done:
                     name = running.pop(future)
-                    self._finish_stage(record, name, future.result())
+                    self._finish_stage(record, name, _result_of(future))
 
     def _choose_kernel(self, pipeline: Pipeline) -> str | None:
         """Set the kernel the stages run in: the notebook's, if this machine has it.
@@ -378,9 +386,9 @@ class LocalRunner(MapStages):
                 terminate(proc)
 
             timer = threading.Timer(stage.options.timeout, expire)
-            timer.start()
         try:
-            result = worker.run(job)
+            # `timeout:` limits the stage's own execution: the clock starts once its kernel is up.
+            result = worker.run(job, on_started=timer.start if timer else None)
         finally:
             if timer:
                 timer.cancel()
@@ -397,7 +405,10 @@ class LocalRunner(MapStages):
         rec.metrics = result.get("metrics", {})
         rec.output_notebook = result.get("output_notebook")
         rec.reused_from = result.get("reused_from")
-        rec.outputs = sorted(self._saved_outputs(record.run_id, name)) if rec.status == StageState.SUCCEEDED else []
+        if rec.status == StageState.SUCCEEDED:
+            rec.outputs = sorted(patiently(lambda: self._saved_outputs(record.run_id, name)))
+        else:
+            rec.outputs = []
         if rec.status != StageState.SUCCEEDED:
             rec.error = result.get("error")
             rec.error_cell = result.get("error_cell")
@@ -416,9 +427,19 @@ class LocalRunner(MapStages):
             record.error = f"stage{'s' if len(failed) > 1 else ''} {', '.join(failed)} failed" if failed else None
         record.finished_at = now_iso()
         record.owner = None
-        self._publish(record)
+        self._publish(record, final=True)
         self.on_event("run-finished", record, None)
         return record
+
+
+def _result_of(future: Future) -> dict:
+    """A stage thread's result; an error it raised (the store failing a fan-in, say) fails the stage."""
+    try:
+        return future.result()
+    except PipelineError as exc:
+        return {"status": "failed", "error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - one stage's bug must not leave the whole run `running`
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
 
 
 def _owner_alive(record: RunRecord) -> bool:

@@ -130,5 +130,7 @@ def call(fn: Callable[[], T], where: Where, what: str, policy: RetryPolicy,
                 ConnectionError, TimeoutError) as exc:
             failures += 1
             if not is_transient(exc) or failures >= policy.attempts:
-                raise describe(exc, where, what, failures) from exc
+                error = describe(exc, where, what, failures)
+                error.transient = is_transient(exc)
+                raise error from exc
             sleep(policy.delay(failures))

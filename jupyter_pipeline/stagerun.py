@@ -37,6 +37,8 @@ from .records import stage_key
 from .startup import skip_slow_optional_imports
 
 RESULT_PREFIX = "JUPYTER_PIPELINE_RESULT "
+#: Printed by a worker when the stage's first cell starts (its kernel is up): ``timeout:`` counts from here.
+STARTED_LINE = "JUPYTER_PIPELINE_STARTED"
 #: Exit status of a worker that stopped because its runner went away.
 EXIT_RUNNER_GONE = 3
 #: How long such a worker may take to keep the executed notebook before it exits regardless.
@@ -44,21 +46,21 @@ ORPHAN_SAVE_SECONDS = 10
 
 
 def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *, cwd: str | None = None,
-              kernel_name: str | None = None, km=None, item: int | None = None) -> dict:
+              kernel_name: str | None = None, km=None, item: int | None = None, on_start=None) -> dict:
     """Run ``runs/<run_id>/stages/<stage>/input.ipynb``; return ``{status, error?, metrics, ...}``.
 
     ``km`` is an already started kernel manager to run in (the warm-worker mode); without it
-    papermill starts and stops a kernel of its own.
+    papermill starts and stops a kernel of its own. ``on_start()`` is called once, as the first
+    cell starts.
     """
     import nbformat
     import papermill
-    from papermill.exceptions import PapermillExecutionError
-
     from nbclient.exceptions import DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
 
     from .stagebook import RUN_PARAMETER, failed_source_cell, last_run_cell
     from .stageengine import ENGINE_NAME
-    from .store import open_store
+    from .store import open_store, patiently
 
     store = open_store(store)
     params = dict(parameters or {})
@@ -67,12 +69,16 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"jp-{stage}-") as tmp:
         src, out = Path(tmp) / "input.ipynb", Path(tmp) / "output.ipynb"
+        engine = {"engine_name": ENGINE_NAME, "keep_path": str(out)}  # papermill hands these to the engine
+        if km is not None:
+            engine["km"] = km
+        if on_start is not None:
+            engine["on_cell_start"] = _first_time_only(on_start)
         store.get_file(stage_key(run_id, stage, "input.ipynb"), src)
         try:
             papermill.execute_notebook(
                 str(src), str(out), parameters=params, kernel_name=kernel_name, cwd=cwd,
-                progress_bar=False, log_output=False, request_save_on_cell_execute=False,
-                engine_name=ENGINE_NAME, keep_path=str(out), **({"km": km} if km is not None else {}),
+                progress_bar=False, log_output=False, request_save_on_cell_execute=False, **engine,
             )
         except PapermillExecutionError as exc:
             result.update(status="failed", error=f"{exc.ename}: {exc.evalue}".strip())
@@ -90,11 +96,11 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
             reason = "cancelled" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else f"{type(exc).__name__}: {exc}"
             result.update(status="failed", error=reason)
         finally:
-            if out.exists():
-                store.put_file(stage_key(run_id, stage, "output.ipynb", item), out)
+            if out.exists():  # kept whatever happened, waiting out a store outage
+                patiently(lambda: store.put_file(stage_key(run_id, stage, "output.ipynb", item), out))
                 result["output_notebook"] = store.uri(stage_key(run_id, stage, "output.ipynb", item))
     metrics_key = stage_key(run_id, stage, "metrics.json", item)
-    result["metrics"] = store.get_json(metrics_key) if store.exists(metrics_key) else {}
+    result["metrics"] = patiently(lambda: store.get_json(metrics_key) if store.exists(metrics_key) else {})
     result["seconds"] = round(time.monotonic() - started, 3)
     return result
 
@@ -112,17 +118,30 @@ def missing_module_hint(message: str, kernel: str) -> str:
             "setting or use an image that has it (`image:` tag or the notebook's `image` setting)")
 
 
-def kernel_exit(km) -> str | None:
-    """How the kernel of ``km`` ended ("exit status 3", "killed by signal SIGKILL ..."), if it has."""
-    process = getattr(getattr(km, "provisioner", None), "process", None)
-    code = process.poll() if process is not None else None
-    if code is None:
-        return None
+def _first_time_only(fn):
+    """nbclient's ``on_cell_start`` hook: ``fn()`` as the first cell starts, never again."""
+    called = []
+
+    def hook(cell, cell_index):  # noqa: ARG001 - nbclient's hook signature
+        if not called:
+            called.append(True)
+            fn()
+    return hook
+
+
+def exit_description(code: int) -> str:
+    """A process's end in words: "exit status 3", "killed by signal SIGKILL, as the out-of-memory killer does"."""
     if code >= 0:
         return f"exit status {code}"
     name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-    hint = ", as the out-of-memory killer does" if -code == signal.SIGKILL else ""
-    return f"killed by signal {name}{hint}"
+    return f"killed by signal {name}" + (", as the out-of-memory killer does" if -code == signal.SIGKILL else "")
+
+
+def kernel_exit(km) -> str | None:
+    """How the kernel of ``km`` ended, if it has."""
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    code = process.poll() if process is not None else None
+    return None if code is None else exit_description(code)
 
 
 def _terminate(signum, frame):  # noqa: ARG001
@@ -136,6 +155,11 @@ def _emit(result: dict) -> None:
     except (BrokenPipeError, ValueError):
         # The runner is gone; nobody reads the result (its record is marked interrupted instead).
         sys.stdout = open(os.devnull, "w")
+
+
+def _say_started() -> None:
+    sys.stdout.write("\n" + STARTED_LINE + "\n")
+    sys.stdout.flush()
 
 
 def _kill_kernel(km) -> None:
@@ -205,8 +229,8 @@ def serve(cwd: str | None, kernel_name: str | None, lease_fd: int | None = None)
         threading.Thread(target=_watch_runner, args=(km, finished), daemon=True, name="jp-runner-watch").start()
         job = json.loads(line)
         try:
-            result = run_stage(job["store"], job["run_id"], job["stage"], job.get("parameters"),
-                               cwd=cwd, kernel_name=kernel_name, km=km, item=job.get("item"))
+            result = run_stage(job["store"], job["run_id"], job["stage"], job.get("parameters"), cwd=cwd,
+                               kernel_name=kernel_name, km=km, item=job.get("item"), on_start=_say_started)
         except Exception as exc:  # noqa: BLE001 - report, never a traceback to the parent's user
             result = {"status": "failed", "stage": job.get("stage"), "error": f"{type(exc).__name__}: {exc}", "metrics": {}}
         finished.set()

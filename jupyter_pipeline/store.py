@@ -16,15 +16,17 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 from urllib.parse import urlparse
 
 from .exceptions import ArtifactNotFound, StoreError
 from .registry import Registry
 from .settings import DEFAULT_STORE  # noqa: F401 - re-exported
 
+T = TypeVar("T")
 
 
 class Store(ABC):
@@ -225,6 +227,28 @@ class LocalStore(Store):
         if not path.is_file():
             raise ArtifactNotFound(f"{key} is not in store {self.root}")
         yield path
+
+
+#: How long a write that must not be lost (a run's final record, a stage's executed notebook) keeps
+#: being tried while the store is unreachable, beyond the backend's own few retries.
+PATIENCE_SECONDS = 120.0
+
+
+def patiently(fn: Callable[[], T], patience: float = PATIENCE_SECONDS) -> T:
+    """``fn()``, tried again with growing pauses for up to ``patience`` seconds while the store is down.
+
+    Only transient failures (unreachable, stalled, overloaded) are waited out; a store that
+    refuses (credentials, permissions, a missing key) fails at once.
+    """
+    deadline, pause = time.monotonic() + patience, 0.5
+    while True:
+        try:
+            return fn()
+        except StoreError as exc:
+            if not exc.transient or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 8.0)
 
 
 #: Store classes by URL scheme. ``""`` (a plain path) and ``file`` are the local folder.

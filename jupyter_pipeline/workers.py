@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import threading
 
-from .stagerun import RESULT_PREFIX
+from .stagerun import RESULT_PREFIX, STARTED_LINE, exit_description
 
 TERMINATE_GRACE_SECONDS = 5
 
@@ -34,8 +34,11 @@ class Worker:
             start_new_session=True, cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, pass_fds=pass_fds,
         )
 
-    def run(self, job: dict) -> dict:
-        """Send the job; return its result as soon as the worker prints it."""
+    def run(self, job: dict, on_started=None) -> dict:
+        """Send the job; return its result as soon as the worker prints it.
+
+        ``on_started()`` is called when the stage's first cell starts (its kernel is up).
+        """
         try:
             self.proc.stdin.write(json.dumps(job) + "\n")
             self.proc.stdin.flush()  # kept open until the result is in: the worker's sign that we live
@@ -43,10 +46,12 @@ class Worker:
             pass  # the worker died while waiting; its stderr says why
         try:
             for line in self.proc.stdout:
-                if line.startswith(RESULT_PREFIX):
+                if line.rstrip("\n") == STARTED_LINE and on_started is not None:
+                    on_started()
+                elif line.startswith(RESULT_PREFIX):
                     # The worker still shuts its kernel down; let that finish off this thread.
                     result = json.loads(line[len(RESULT_PREFIX):])
-                    if result.pop("kernel_died", False) and (words := self._stderr_tail(default="")):
+                    if result.pop("kernel_died", False) and (words := self._stderr_tail()):
                         # The kernel shares this worker's stderr: its last words may say why it died.
                         result["error"] += f" (kernel stderr: {words})"
                     threading.Thread(target=self._drain, daemon=True).start()
@@ -54,8 +59,9 @@ class Worker:
             self.proc.wait()
         finally:
             self._close_stdin()
-        return {"status": "failed", "error": f"the stage process ended without a result: {self._stderr_tail()}",
-                "metrics": {}}
+        how = exit_description(self.proc.returncode)
+        return {"status": "failed", "error": f"the stage process ended without a result ({how}): "
+                                             f"{self._stderr_tail(default='no output')}", "metrics": {}}
 
     def _close_stdin(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -67,10 +73,10 @@ class Worker:
         self.proc.wait()
         self.stderr.close()
 
-    def _stderr_tail(self, default: str | None = None) -> str:
+    def _stderr_tail(self, default: str = "") -> str:
         self.stderr.seek(0)
         lines = [ln for ln in self.stderr.read().strip().splitlines() if "WARNING" not in ln]
-        return " ".join(lines[-3:]) or (f"exit status {self.proc.returncode}" if default is None else default)
+        return " ".join(lines[-3:]) or default
 
     def discard(self) -> None:
         self._close_stdin()  # an idle worker exits on end of input

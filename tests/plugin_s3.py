@@ -36,7 +36,7 @@ def free_port() -> int:
 class S3Server:
     """moto's S3 app on 127.0.0.1:port; can stop (socket closed: connection refused), restart on
     the same port with its objects intact (moto keeps them in this process), and answer the next
-    N requests with an error, as a sick server would."""
+    N requests with an error, as a sick server would, or stall (accept requests, answer none)."""
 
     def __init__(self, port: int | None = None):
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -46,6 +46,7 @@ class S3Server:
         self._server = None
         self._thread = None
         self._failures: list[tuple[int, bytes]] = []
+        self._stalled = threading.Event()
         self.requests = 0
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
@@ -55,6 +56,12 @@ class S3Server:
 
     def _wsgi(self, environ, start_response):
         self.requests += 1
+        if self._stalled.is_set():
+            # Hold the request unanswered while stalled (clients time out); then drop it unapplied.
+            while self._stalled.is_set():
+                time.sleep(0.05)
+            start_response("503 Slow Down", [("Content-Type", "application/xml")])
+            return [b"<Error><Code>SlowDown</Code><Message>stalled</Message></Error>"]
         if self._failures:
             status, body = self._failures.pop(0)
             start_response(f"{status} Error", [("Content-Type", "application/xml")])
@@ -66,6 +73,13 @@ class S3Server:
         body = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
                 f"<Message>injected by the test</Message></Error>").encode()
         self._failures.extend([(status, body)] * count)
+
+    def stall(self, on: bool = True) -> None:
+        """While on, accept requests but answer none, as a hung server or a black-holed network would."""
+        if on:
+            self._stalled.set()
+        else:
+            self._stalled.clear()
 
     def start(self) -> "S3Server":
         from werkzeug.serving import make_server

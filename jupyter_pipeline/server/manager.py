@@ -162,6 +162,10 @@ class RunManager:
                     active.snapshot = record.to_json()
                 except Exception:  # noqa: BLE001 - a snapshot is a convenience, never a failure
                     pass
+                if kind == "run-finished":
+                    # Its record is final: the slot is free now, not once the thread has wound down
+                    # (a client that sees the run end may start the next at once).
+                    active.done.set()
             active.reported.set()
         return on_event
 

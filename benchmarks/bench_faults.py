@@ -1,0 +1,93 @@
+"""Fault benchmark (issue 13): how long a dead stage kernel takes to fail its stage.
+
+    python benchmarks/bench_faults.py [--quick]
+
+Each sample is one local run of three independent stages, run one at a time: one whose kernel
+exits (``os._exit(1)``), one whose kernel the benchmark kills with SIGKILL (what the out-of-memory
+killer does), and the baseline, one that raises an exception. Each stage notes the time just
+before its fault (the killed one: the benchmark notes the time of the kill); the time counted is
+from then until the runner reports the stage failed. Medians of 5 runs (quick: 3). Goal: a dead
+kernel fails its stage in under 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import print_rows, row, save_rows, write_notebook  # noqa: E402
+
+NOTE = "import time\nopen('{name}.t', 'w').write(repr(time.time()))\n"
+
+
+def pipeline_notebook(folder: Path) -> Path:
+    return write_notebook(folder / "faults.ipynb", [
+        (["stage:exits"], NOTE.format(name="exits") + "import os\nos._exit(1)"),
+        (["stage:killed"], "import os, time\nopen('killed.pid', 'w').write(str(os.getpid()))\ntime.sleep(600)"),
+        (["stage:raises"], NOTE.format(name="raises") + "raise RuntimeError('the baseline fault')"),
+    ])
+
+
+def one_run(folder: Path) -> dict[str, float]:
+    """Seconds from each stage's fault to the runner reporting it failed."""
+    from jupyter_pipeline.parse import load
+    from jupyter_pipeline.runner import LocalRunner
+
+    for stale in folder.glob("*.t"):
+        stale.unlink()
+    (folder / "killed.pid").unlink(missing_ok=True)
+    failed_at: dict[str, float] = {}
+
+    def on_event(kind, record, stage):
+        if kind == "stage-finished":
+            failed_at[stage] = time.time()
+
+    def kill_when_started():
+        pid_file = folder / "killed.pid"
+        while not (pid_file.exists() and pid_file.read_text()):
+            time.sleep(0.01)
+        time.sleep(0.2)
+        (folder / "killed.t").write_text(repr(time.time()))
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_when_started, daemon=True)
+    killer.start()
+    record = LocalRunner(str(folder / "store"), workers=1).run(load(folder / "faults.ipynb"))
+    assert all(s.status.value == "failed" for s in record.stages.values()), record.to_json()
+    return {name: failed_at[name] - float((folder / f"{name}.t").read_text()) for name in failed_at}
+
+
+def bench_faults(quick: bool) -> list[dict]:
+    repeat = 3 if quick else 5
+    with tempfile.TemporaryDirectory(prefix="jp-bench-faults-") as tmp:
+        folder = Path(tmp)
+        pipeline_notebook(folder)
+        samples = [one_run(folder) for _ in range(repeat)]
+    median = {name: statistics.median(s[name] for s in samples) for name in samples[0]}
+    base = "a stage raising an exception"
+    return [
+        row("kernel exits (os._exit) → stage failed", median["exits"], median["raises"], "s", base, "goal < 5 s"),
+        row("kernel killed (SIGKILL) → stage failed", median["killed"], median["raises"], "s", base, "goal < 5 s"),
+    ]
+
+
+def main(argv=None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    rows = bench_faults(args.quick)
+    print_rows(rows)
+    save_rows("faults", rows)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
