@@ -60,7 +60,7 @@ def one_run(folder: Path) -> dict[str, float]:
 
     killer = threading.Thread(target=kill_when_started, daemon=True)
     killer.start()
-    record = LocalRunner(str(folder / "store"), workers=1).run(load(folder / "faults.ipynb"))
+    record = LocalRunner(str(folder / "store"), workers=1, on_event=on_event).run(load(folder / "faults.ipynb"))
     assert all(s.status.value == "failed" for s in record.stages.values()), record.to_json()
     return {name: failed_at[name] - float((folder / f"{name}.t").read_text()) for name in failed_at}
 
