@@ -3,7 +3,9 @@
 :func:`render` builds either a Deployment + Service or a KServe ``InferenceService`` whose
 predictor is a custom container running the same server. Store credentials come from a
 Kubernetes secret (default: Kubeflow Pipelines' own ``mlpipeline-minio-artifact``), never inline;
-probes use the OIP v2 health endpoints. :func:`apply` creates each object, or patches it when it
+probes use the OIP v2 health endpoints. The server listens for REST on 8080 and for the OIP gRPC
+service on 8081; the Service exposes both. KServe routes one port of a custom predictor, named
+``http1`` or ``h2c`` (gRPC); its ``protocolVersion`` field belongs to model-format predictors only. :func:`apply` creates each object, or patches it when it
 exists, through the ``kubernetes`` client; each kind's calls come from :data:`appliers`.
 """
 
@@ -25,6 +27,7 @@ DEFAULT_SECRET = "mlpipeline-minio-artifact"
 DEFAULT_S3_ENDPOINT = "http://minio-service.kubeflow:9000"
 GPU_NODE_LABEL = "cloud.google.com/gke-accelerator"  # the label kfp's accelerator type selects on
 PORT = 8080
+GRPC_PORT = 8081  # the Open Inference Protocol's gRPC service (KServe's gRPC port too)
 
 
 class DeployError(PipelineError):
@@ -52,6 +55,7 @@ class DeploySpec:
     secret_secret_key: str = "secretkey"
     s3_endpoint: str | None = None
     kserve: bool = False
+    kserve_grpc: bool = False  # KServe routes one port per predictor: gRPC (h2c) instead of HTTP
     serve_args: list[str] = field(default_factory=list)  # extra `serve` options (--no-cache, ...)
 
     @property
@@ -89,9 +93,9 @@ def _container(spec: DeploySpec, name: str) -> dict:
         "name": name,
         "image": spec.image,
         "command": ["jupyter-pipeline"],
-        "args": ["serve", "--store", spec.store, "--host", "0.0.0.0", "--port", str(PORT),
+        "args": ["serve", "--store", spec.store, "--host", "0.0.0.0", "--port", str(PORT), "--grpc-port", str(GRPC_PORT),
                  "--model", spec.model, *spec.serve_args],
-        "ports": [{"name": "http1" if spec.kserve else "http", "containerPort": PORT, "protocol": "TCP"}],
+        "ports": _ports(spec),
         "env": _env(spec),
         "resources": resources,
         "readinessProbe": probe,
@@ -99,6 +103,15 @@ def _container(spec: DeploySpec, name: str) -> dict:
         "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": PORT}, "periodSeconds": 10,
                           "failureThreshold": 3},
     }
+
+
+def _ports(spec: DeploySpec) -> list[dict]:
+    """The container's ports: HTTP and gRPC; under KServe the one it routes (``http1`` or ``h2c``)."""
+    if spec.kserve:
+        return [{"name": "h2c", "containerPort": GRPC_PORT, "protocol": "TCP"} if spec.kserve_grpc
+                else {"name": "http1", "containerPort": PORT, "protocol": "TCP"}]
+    return [{"name": "http", "containerPort": PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"}]
 
 
 def _placement(spec: DeploySpec) -> dict:
@@ -146,7 +159,9 @@ def render(spec: DeploySpec) -> list[dict]:
     }
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {**meta, "labels": dict(labels)},
                "spec": {"type": "ClusterIP", "selector": dict(selector),
-                        "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}]}}
+                        "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"},
+                                  {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP",
+                                   "appProtocol": "kubernetes.io/h2c"}]}}
     return [deployment, service]
 
 

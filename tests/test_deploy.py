@@ -33,7 +33,7 @@ def test_deployment_and_service_are_valid_kubernetes_objects():
     [container] = pod["containers"]
     assert container["command"] == ["jupyter-pipeline"]
     assert container["args"] == ["serve", "--store", "s3://ml-artifacts/team-a", "--host", "0.0.0.0", "--port", "8080",
-                                 "--model", "digits"]
+                                 "--grpc-port", "8081", "--model", "digits"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert deployment["spec"]["replicas"] == 2
@@ -41,6 +41,11 @@ def test_deployment_and_service_are_valid_kubernetes_objects():
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert set(service["spec"]["selector"].items()) <= set(pod_labels(deployment).items())
     assert "tolerations" not in pod and "nvidia.com/gpu" not in container["resources"]["limits"]
+    # REST and the OIP gRPC service, both reachable through the Service.
+    assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [("http", 8080), ("grpc", 8081)]
+    assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
+        ("http", 8080, "http"), ("grpc", 8081, "grpc")]
+    assert service["spec"]["ports"][1]["appProtocol"] == "kubernetes.io/h2c"
 
 
 def pod_labels(deployment):
@@ -76,9 +81,15 @@ def test_kserve_inference_service_runs_the_same_server():
     [container] = predictor["containers"]
     assert container["name"] == "kserve-container"
     assert container["args"][:2] == ["serve", "--store"] and "digits:3" in container["args"]
+    assert container["ports"] == [{"name": "http1", "containerPort": 8080, "protocol": "TCP"}]
     # KServe's predictor is a pod spec plus its own fields: validate that pod spec strictly.
     pod_spec = {k: v for k, v in predictor.items() if k != "minReplicas"}
     _validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": pod_spec})
+    # KServe routes one port of a custom predictor: gRPC when asked, named h2c as KServe expects.
+    [isvc] = render(spec(kserve=True, kserve_grpc=True))
+    [container] = isvc["spec"]["predictor"]["containers"]
+    assert container["ports"] == [{"name": "h2c", "containerPort": 8081, "protocol": "TCP"}]
+    assert container["args"][container["args"].index("--grpc-port") + 1] == "8081"
 
 
 def test_invalid_specs_fail_with_a_message():

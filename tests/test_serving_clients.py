@@ -1,4 +1,5 @@
-"""The model server against real clients nobody here wrote: tritonclient (HTTP) and the KServe SDK.
+"""The model server against real clients nobody here wrote: tritonclient (HTTP) and the KServe SDK
+(REST v1 and v2, and gRPC). tritonclient's gRPC client is in ``test_serving_grpc.py``.
 
 Binary tensors both ways, JSON, metadata, readiness, statistics and the repository index, and
 KServe's v1 liveness and model status; each answer is checked against the model's own output.
@@ -6,8 +7,10 @@ KServe's v1 liveness and model status; each answer is checked against the model'
 
 from __future__ import annotations
 
-import asyncio
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,7 +18,6 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "jax")
 keras = pytest.importorskip("keras")
 httpclient = pytest.importorskip("tritonclient.http")
-kserve = pytest.importorskip("kserve")
 
 from jupyter_pipeline.models import log_model  # noqa: E402
 from jupyter_pipeline.serving import ServerConfig, ServerThread  # noqa: E402
@@ -47,7 +49,7 @@ def served(tmp_path_factory):
     models = {"digits": dense(), "multi": two_headed()}
     for name, model in models.items():
         log_model(model, name, store=store)
-    with ServerThread(ServerConfig(store=store, port=0, poll_interval=0)) as thread:
+    with ServerThread(ServerConfig(store=store, port=0, grpc_port=0, poll_interval=0)) as thread:
         yield thread, models
 
 
@@ -139,55 +141,60 @@ def test_tritonclient_health_metadata_statistics_and_repository_index(served, tr
     assert {(m["name"], m["version"], m["state"]) for m in index} == {("digits", "1", "READY"), ("multi", "1", "READY")}
 
 
-# -- the KServe SDK ---------------------------------------------------------------------------------
+# -- the KServe SDK, in a process of its own --------------------------------------------------------
+# The SDK registers the OIP messages in protobuf's default pool at import, and so does
+# tritonclient.grpc: the two cannot be imported into one process (duplicate symbol
+# 'inference.ServerLiveRequest'). The server's own messages live in a private pool.
 
-def _kserve(protocol: str):
-    from kserve import InferenceRESTClient, RESTConfig
+KSERVE_SCRIPT = """
+import asyncio, json, sys
+import numpy as np
+from kserve import InferenceGRPCClient, InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
-    return InferenceRESTClient(RESTConfig(protocol=protocol, timeout=30))
+url, grpc_target, x = sys.argv[1], sys.argv[2], np.asarray(json.loads(sys.argv[3]), dtype=np.float32)
 
 
-def test_kserve_v2_binary_and_json(served):
-    from kserve import InferInput, InferRequest
+def request(binary):
+    inp = InferInput("pixels", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x, binary_data=binary)
+    return InferRequest("digits", [inp], request_id="k")
 
+
+async def main():
+    out = {}
+    v2 = InferenceRESTClient(RESTConfig(protocol="v2", timeout=30))
+    for binary in (True, False):
+        res = await v2.infer(url, request(binary), model_name="digits")
+        out["v2 binary" if binary else "v2 json"] = [res.id, res.outputs[0].as_numpy().tolist()]
+    out["v2 ready, live"] = [await v2.is_model_ready(url, "digits"), await v2.is_server_live(url)]
+    await v2.close()
+    v1 = InferenceRESTClient(RESTConfig(protocol="v1", timeout=30))
+    out["v1 ready, live"] = [await v1.is_model_ready(url, "digits"), await v1.is_server_live(url)]
+    out["v1 predict"] = ["-", (await v1.infer(url, {"instances": x.tolist()}, model_name="digits"))["predictions"]]
+    await v1.close()
+    grpc = InferenceGRPCClient(grpc_target, timeout=30)
+    res = await grpc.infer(request(True))
+    out["grpc"] = [res.id, res.outputs[0].as_numpy().tolist()]
+    out["grpc ready, live"] = [await grpc.is_model_ready("digits"), await grpc.is_server_live()]
+    await grpc.close()
+    print(json.dumps(out))
+
+
+asyncio.run(main())
+"""
+
+
+def test_kserve_sdk_rest_v1_v2_binary_and_grpc(served):
     thread, models = served
     x = rows(4, seed=7)
+    proc = subprocess.run([sys.executable, "-c", KSERVE_SCRIPT, thread.url, f"127.0.0.1:{thread.server.grpc_port}",
+                           json.dumps(x.tolist())], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
     want = expected(models["digits"], x)[0]
-
-    async def call():
-        client = _kserve("v2")
-        try:
-            results = []
-            for binary in (True, False):
-                inp = InferInput("pixels", list(x.shape), "FP32")
-                inp.set_data_from_numpy(x, binary_data=binary)
-                results.append(await client.infer(thread.url, InferRequest("digits", [inp], request_id="k"),
-                                                  model_name="digits"))
-            ready = await client.is_model_ready(thread.url, "digits")
-            live = await client.is_server_live(thread.url)
-            return results, ready, live
-        finally:
-            await client.close()
-
-    results, ready, live = asyncio.run(call())
-    for res in results:
-        np.testing.assert_allclose(res.outputs[0].as_numpy(), want, rtol=1e-6, atol=1e-7)
-        assert res.id == "k"
-    assert ready is True and live is True
-
-
-def test_kserve_v1_liveness_status_and_predict(served):
-    thread, models = served
-    x = rows(2, seed=8)
-
-    async def call():
-        client = _kserve("v1")
-        try:
-            return (await client.is_server_live(thread.url), await client.is_model_ready(thread.url, "digits"),
-                    await client.infer(thread.url, {"instances": x.tolist()}, model_name="digits"))
-        finally:
-            await client.close()
-
-    live, ready, predicted = asyncio.run(call())
-    assert live is True and ready is True
-    np.testing.assert_allclose(predicted["predictions"], expected(models["digits"], x)[0], rtol=1e-6, atol=1e-7)
+    for key in ("v2 binary", "v2 json", "v1 predict", "grpc"):
+        request_id, got = out[key]
+        assert request_id in ("k", "-"), key
+        np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=1e-6, atol=1e-7, err_msg=key)
+    for key in ("v2 ready, live", "v1 ready, live", "grpc ready, live"):
+        assert out[key] == [True, True], key

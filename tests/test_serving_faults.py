@@ -150,7 +150,8 @@ async def _load(port: int, clients: int, seconds_before: float, proc: subprocess
 
 
 def test_sigterm_under_keep_alive_load_answers_every_accepted_request(store):
-    proc, port = _start_server(store, "--no-cache", "--model", "small", "--model", "wide", "--max-batch-size", "16")
+    proc, port = _start_server(store, "--no-cache", "--model", "small", "--model", "wide", "--max-batch-size", "16",
+                               "--grpc-port", "0")
     try:
         tally = asyncio.run(_load(port, clients=32, seconds_before=1.5, proc=proc))
         assert proc.wait(timeout=60) == 0

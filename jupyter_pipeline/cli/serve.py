@@ -23,6 +23,9 @@ def register(sub, common) -> dict:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--store", help="store URL: a folder (default ./.pipeline-store) or s3://bucket/prefix")
     s.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0 picks a free one)")
+    s.add_argument("--grpc-port", type=int, default=None, metavar="PORT",
+                   help="also serve the Open Inference Protocol over gRPC (inference.GRPCInferenceService) on "
+                        "this port (0 picks a free one; default: no gRPC)")
     s.add_argument("--host", "--address", dest="host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1, this machine only: the server has no "
                         "authentication; pass 0.0.0.0 in a container or behind a gateway)")
@@ -68,6 +71,9 @@ def register(sub, common) -> dict:
     d.add_argument("--secret", default=None, help="secret with the store credentials (default mlpipeline-minio-artifact)")
     d.add_argument("--s3-endpoint", help="S3/MinIO endpoint seen from the cluster")
     d.add_argument("--kserve", action="store_true", help="render a KServe InferenceService instead")
+    d.add_argument("--kserve-grpc", action="store_true",
+                   help="with --kserve: route the gRPC port (h2c) instead of HTTP; KServe routes one port per "
+                        "predictor (the Deployment's Service always has both)")
     d.add_argument("--no-cache", action="store_true", help="run the server with --no-cache")
     d.add_argument("--context", help="kubeconfig context (default: the current one)")
     d.add_argument("--dry-run", action="store_true", help="print the manifests instead of applying them")
@@ -97,7 +103,7 @@ def cmd_serve(args) -> int:
     for spec in map(ModelSpec.parse, args.model):
         resolve_version(store, spec.name, spec.version)  # fail now, in one paragraph, not in the log
     config = ServerConfig(
-        store=url, port=args.port, address=args.host, models=args.model, cache=not args.no_cache,
+        store=url, port=args.port, grpc_port=args.grpc_port, address=args.host, models=args.model, cache=not args.no_cache,
         cache_entries=args.cache_entries, cache_bytes=int(args.cache_mb * 1024 * 1024),
         poll_interval=args.poll_interval, max_batch_size=args.max_batch_size,
         max_batch_wait_ms=args.max_batch_wait_ms, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
@@ -106,8 +112,8 @@ def cmd_serve(args) -> int:
 
     def started(server):
         if args.json:
-            print_json({"url": f"http://{args.host}:{server.port}", "port": server.port, "store": url,
-                        "models": args.model or "all"})
+            print_json({"url": f"http://{args.host}:{server.port}", "port": server.port,
+                        "grpc_port": server.grpc_port, "store": url, "models": args.model or "all"})
             sys.stdout.flush()
 
     return 0 if serve(config, on_started=started) else 1
@@ -122,7 +128,8 @@ def cmd_deploy(args) -> int:
         model=args.model, store=settings.get("store"), namespace=settings.get("namespace") or "default",
         name=args.name, image=settings.get("image"), replicas=args.replicas, cpu=args.cpu, memory=args.memory,
         gpu=args.gpu, gpu_type=args.gpu_type, secret=args.secret or deploy.DEFAULT_SECRET,
-        s3_endpoint=args.s3_endpoint, kserve=args.kserve, serve_args=["--no-cache"] if args.no_cache else [])
+        s3_endpoint=args.s3_endpoint, kserve=args.kserve, kserve_grpc=args.kserve_grpc,
+        serve_args=["--no-cache"] if args.no_cache else [])
     manifests = deploy.render(spec)
     if args.dry_run:
         if args.json:

@@ -1,9 +1,13 @@
-"""Serving registered Keras models over REST (Open Inference Protocol v2 and TF Serving v1).
+"""Serving registered Keras models over REST (Open Inference Protocol v2 with binary tensors,
+TF Serving / KServe v1) and gRPC (the OIP's ``inference.GRPCInferenceService``).
 
-Modules: :mod:`.app` (routes, server), :mod:`.http` (the listener and its lossless drain),
-:mod:`.process` (foreground run with SIGTERM drain, or a thread), :mod:`.repository` (loaded versions, hot reload), :mod:`.predictor` (compiled call path),
-:mod:`.batcher` (adaptive batching), :mod:`.cache` (prediction cache), :mod:`.protocol` (codecs),
-:mod:`.metrics` (Prometheus), :mod:`.errors`. Importing this package does not import Keras.
+Modules: :mod:`.app` (settings, the server's parts and lifecycle), :mod:`.routes` (REST),
+:mod:`.grpc_service` (gRPC), :mod:`.inference` (the one request-to-response path, statistics),
+:mod:`.http` (the listener and its lossless drain), :mod:`.process` (foreground run with SIGTERM
+drain, or a thread), :mod:`.repository` (loaded versions, hot reload), :mod:`.predictor` (compiled
+call path), :mod:`.batcher` (adaptive batching), :mod:`.cache` (prediction cache),
+:mod:`.protocol` (what the codecs share), :mod:`.oip` and :mod:`.tfserving` (REST codecs),
+:mod:`.metrics` (Prometheus), :mod:`.errors`. Importing this package does not import Keras or grpc.
 """
 
 from .app import ModelServer, ServerConfig

@@ -29,6 +29,7 @@ class ServerConfig:
 
     store: str | None = None
     port: int = 8080
+    grpc_port: int | None = None  # the OIP gRPC service's port (0 picks one); None = no gRPC
     address: str = "127.0.0.1"  # loopback unless told otherwise: the server has no authentication
     models: list[str] = field(default_factory=list)  # NAME or NAME:VERSION; empty = every model
     cache: bool = True
@@ -45,7 +46,7 @@ class ServerConfig:
 
 
 class ModelServer:
-    """One server: repository, cache, metrics, the tornado application and its HTTP listener."""
+    """One server: repository, cache, metrics, the inference path, its HTTP and gRPC listeners."""
 
     def __init__(self, config: ServerConfig):
         self.config = config
@@ -65,7 +66,9 @@ class ModelServer:
         self.in_flight = 0
         self.draining = False
         self.port: int | None = None
+        self.grpc_port: int | None = None
         self._http: GracefulHTTPServer | None = None
+        self._grpc = None
         self._poller: asyncio.Task | None = None
 
     @property
@@ -82,6 +85,11 @@ class ModelServer:
                                         xheaders=True, body_timeout=self.config.body_timeout,
                                         idle_connection_timeout=self.config.idle_timeout)
         self._http.add_sockets(sockets)
+        if self.config.grpc_port is not None:
+            from . import grpc_service  # grpc loads only when asked for
+
+            self._grpc, self.grpc_port = await grpc_service.start(self, self.config.address, self.config.grpc_port,
+                                                                  self.config.max_body_bytes)
         self._poller = asyncio.get_running_loop().create_task(self._poll())
         if wait_for_models:
             while not self.repository.loaded_once:
@@ -100,10 +108,11 @@ class ModelServer:
         ``Connection: close``), close idle connections, then stop. True if nothing had to be cut."""
         self.draining = True
         timeout = self.config.drain_timeout if timeout is None else timeout
-        finished = True
         deadline = time.monotonic() + timeout
-        if self._http is not None:
-            finished = await self._http.drain(timeout)
+        drains = [self._http.drain(timeout)] if self._http is not None else []
+        if self._grpc is not None:  # refuses new calls at once, lets the running ones finish
+            drains.append(self._grpc.stop(timeout))
+        finished = (await asyncio.gather(*drains))[0] if drains else True
         # Requests whose clients went away are still computing; let them end before the
         # model threads go.
         while self.in_flight > 0 and time.monotonic() < deadline:

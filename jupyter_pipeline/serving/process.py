@@ -29,8 +29,9 @@ async def _serve(config: ServerConfig, on_started) -> bool:
         loop.add_signal_handler(sig, stop.set)
     server = ModelServer(config)
     await server.start()
-    log.info("serving models from %s on http://%s:%s (OIP v2 under /v2, TF Serving under /v1, metrics at /metrics)",
-             server.store.url, config.address, server.port)
+    log.info("serving models from %s on http://%s:%s (OIP v2 under /v2, TF Serving under /v1, metrics at /metrics)%s",
+             server.store.url, config.address, server.port,
+             f"; OIP gRPC on {config.address}:{server.grpc_port}" if server.grpc_port is not None else "")
     if on_started:
         on_started(server)
     await stop.wait()
