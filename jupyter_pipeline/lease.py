@@ -8,7 +8,7 @@ runner (``resume``, or marking a run interrupted) takes the lease first: while t
 workers are still stopping it waits, then refuses, so no orphan can write a stage's outputs after
 the run was handed on.
 
-Leases are host-local (the lock files live in this user's runtime folder); a run driven from
+Leases are host-local (the lock files live in this user's temporary folder); a run driven from
 another machine is judged by the owner recorded in its run record instead.
 """
 
@@ -28,9 +28,13 @@ STOPPING_GRACE_SECONDS = 10.0
 
 
 def lease_dir() -> Path:
-    """This user's folder of lease files (created private on first use)."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    path = Path(base) / f"jupyter-pipeline-{os.getuid()}" / "leases"
+    """This user's folder of lease files (created private on first use).
+
+    In the temporary folder rather than ``$XDG_RUNTIME_DIR``, which a login shell has and a
+    Jupyter server started by a service manager or a container often has not: every process of
+    the user must find the same file.
+    """
+    path = Path(tempfile.gettempdir()) / f"jupyter-pipeline-{os.getuid()}" / "leases"
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
 

@@ -39,3 +39,20 @@ def fixture_nb():
         assert path.exists(), path
         return path
     return get
+
+
+@pytest.fixture
+def write_notebook():
+    """Write a notebook of ``(tags, source)`` code cells: ``write_notebook(path, [(["stage:a"], "x = 1")])``."""
+    def write(path: Path, cells: list[tuple[list[str], str]]) -> Path:
+        import nbformat
+        from nbformat.v4 import new_code_cell, new_notebook
+
+        out = []
+        for tags, source in cells:
+            cell = new_code_cell(source)
+            cell.metadata["tags"] = tags
+            out.append(cell)
+        nbformat.write(new_notebook(cells=out), path)
+        return path
+    return write

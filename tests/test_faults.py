@@ -19,9 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
 
 from jupyter_pipeline.exceptions import PipelineError
 from jupyter_pipeline.lease import Lease
@@ -39,18 +37,6 @@ HANG_SECONDS = 30
 
 WRITE_PIDS = "import os, pathlib, time\npathlib.Path('pids').write_text(f'{os.getpid()} {os.getppid()}')\n"
 HOLD = "while pathlib.Path('hold').exists():\n    time.sleep(0.05)\n"
-
-
-def notebook(path: Path, cells: list[tuple[list[str], str]]) -> Path:
-    out = []
-    for tags, source in cells:
-        cell = new_code_cell(source)
-        cell.metadata["tags"] = tags
-        out.append(cell)
-    nb = new_notebook(cells=out)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-    return path
 
 
 def wait_until(condition, timeout: float = HANG_SECONDS, what: str = "condition"):
@@ -109,8 +95,8 @@ def executed_text(store, record: RunRecord, stage: str) -> str:
 
 
 # -- stage and kernel faults -----------------------------------------------------------------------
-def test_crashed_stage_process_fails_the_attempt_and_retries_apply(tmp_path):
-    nb = notebook(tmp_path / "crash.ipynb", [
+def test_crashed_stage_process_fails_the_attempt_and_retries_apply(tmp_path, write_notebook):
+    nb = write_notebook(tmp_path / "crash.ipynb", [
         (["stage:crashy", "retries:1"], "import pathlib\nfirst = not pathlib.Path('pids').exists()\n" + WRITE_PIDS
          + "if first:\n    time.sleep(120)\nv = 1"),
     ])
@@ -125,8 +111,8 @@ def test_crashed_stage_process_fails_the_attempt_and_retries_apply(tmp_path):
     assert_nothing_lost(store, record, kernel, worker)
 
 
-def test_kernel_death_fails_the_stage_within_seconds_and_retries_apply(tmp_path):
-    nb = notebook(tmp_path / "dies.ipynb", [
+def test_kernel_death_fails_the_stage_within_seconds_and_retries_apply(tmp_path, write_notebook):
+    nb = write_notebook(tmp_path / "dies.ipynb", [
         # (output still in the kernel's send queue when it dies is lost with it: let it go out first)
         (["stage:dies", "retries:1"], "import os, time\nprint('last words', flush=True)\ntime.sleep(0.5)\n"
                                       "open('died', 'a').write(f'{time.time()}\\n')\nos._exit(3)"),
@@ -145,8 +131,8 @@ def test_kernel_death_fails_the_stage_within_seconds_and_retries_apply(tmp_path)
     assert_nothing_lost(store, record)
 
 
-def test_killed_kernel_fails_its_stage_and_skips_what_depends_on_it(tmp_path):
-    nb = notebook(tmp_path / "victim.ipynb", [
+def test_killed_kernel_fails_its_stage_and_skips_what_depends_on_it(tmp_path, write_notebook):
+    nb = write_notebook(tmp_path / "victim.ipynb", [
         (["stage:victim"], WRITE_PIDS + "print('working', flush=True)\ntime.sleep(120)\nv = 1"),
         (["stage:after"], "w = v + 1"),
     ])
@@ -167,8 +153,8 @@ def test_killed_kernel_fails_its_stage_and_skips_what_depends_on_it(tmp_path):
     assert_nothing_lost(store, record, kernel, worker)
 
 
-def test_timed_out_and_cancelled_stages_keep_their_executed_notebook(tmp_path):
-    nb = notebook(tmp_path / "slow.ipynb", [
+def test_timed_out_and_cancelled_stages_keep_their_executed_notebook(tmp_path, write_notebook):
+    nb = write_notebook(tmp_path / "slow.ipynb", [
         (["stage:slow", "timeout:2"], "print('slow began', flush=True)\nimport time\ntime.sleep(120)"),
         (["stage:sleepy"], WRITE_PIDS + "print('sleepy began', flush=True)\ntime.sleep(120)"),
     ])
@@ -189,8 +175,8 @@ def test_timed_out_and_cancelled_stages_keep_their_executed_notebook(tmp_path):
 
 
 # -- runner faults ---------------------------------------------------------------------------------
-def test_killed_runner_leaves_no_orphans_and_its_run_resumes(tmp_path):
-    nb = notebook(tmp_path / "long.ipynb", [
+def test_killed_runner_leaves_no_orphans_and_its_run_resumes(tmp_path, write_notebook):
+    nb = write_notebook(tmp_path / "long.ipynb", [
         (["stage:first"], "a = 1"),
         (["stage:second"], WRITE_PIDS + "print('second began', flush=True)\n" + HOLD + "b = a + 1"),
     ])
@@ -245,11 +231,11 @@ def test_a_held_lease_keeps_a_run_running_and_resume_refuses(tmp_path, monkeypat
 # -- store faults ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("fault", ["down", "stalled"])
 def test_store_failing_mid_stage_fails_the_stage_loses_nothing_and_the_run_resumes(fault, tmp_path, private_s3,
-                                                                                    monkeypatch):
+                                                                                    monkeypatch, write_notebook):
     monkeypatch.setenv("JUPYTER_PIPELINE_S3_ENDPOINT", private_s3.endpoint)  # stage kernels inherit it
     monkeypatch.setenv("JUPYTER_PIPELINE_S3_TIMEOUT", "2")  # a stalled request gives up after 2 s
     store = open_store(f"s3://jp-{os.urandom(6).hex()}/faults")
-    nb = notebook(tmp_path / "stored.ipynb", [
+    nb = write_notebook(tmp_path / "stored.ipynb", [
         (["stage:first"], "a = 1"),
         (["stage:second"], WRITE_PIDS + HOLD + "b = a + 1"),
         (["stage:third"], "c = b + 1"),
@@ -341,12 +327,13 @@ def jupyter_server(tmp_path):
     server.kill()
 
 
-def test_jupyter_server_dead_kernels_free_their_slot_and_a_killed_server_leaves_resumable_runs(jupyter_server):
+def test_jupyter_server_dead_kernels_free_their_slot_and_a_killed_server_leaves_resumable_runs(jupyter_server,
+                                                                                               write_notebook):
     from jupyter_pipeline.server.manager import RunManager
 
     root = jupyter_server.root
-    notebook(root / "dies.ipynb", [(["stage:dies"], "import os\nos._exit(1)")])
-    notebook(root / "long.ipynb", [
+    write_notebook(root / "dies.ipynb", [(["stage:dies"], "import os\nos._exit(1)")])
+    write_notebook(root / "long.ipynb", [
         (["stage:first"], "a = 1"),
         (["stage:second"], WRITE_PIDS + HOLD + "b = a + 1"),
     ])

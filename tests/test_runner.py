@@ -156,20 +156,8 @@ def test_resume_reruns_only_what_failed(fixture_nb, tmp_path):
     assert resumed.history[-1]["stages"] == ["second"]
 
 
-def _write(path, cells):
-    from nbformat.v4 import new_code_cell, new_notebook
-
-    out = []
-    for tags, src in cells:
-        c = new_code_cell(src)
-        c.metadata["tags"] = tags
-        out.append(c)
-    nbformat.write(new_notebook(cells=out), path)
-    return path
-
-
-def test_timeout_and_retries(tmp_path):
-    nb = _write(tmp_path / "slow.ipynb", [
+def test_timeout_and_retries(tmp_path, write_notebook):
+    nb = write_notebook(tmp_path / "slow.ipynb", [
         (["stage:slow", "timeout:2"], "import time\ntime.sleep(60)"),
         (["stage:flaky", "retries:2"], "import os\nn = len(os.listdir('marks'))\nopen(f'marks/{n}', 'w').close()\n"
                                        "assert n >= 1, 'first attempt fails'"),
@@ -183,11 +171,11 @@ def test_timeout_and_retries(tmp_path):
     assert flaky.status.value == "succeeded" and flaky.attempts == 2
 
 
-def test_cancel_stops_running_and_pending_stages(tmp_path):
+def test_cancel_stops_running_and_pending_stages(tmp_path, write_notebook):
     import threading
     import time
 
-    nb = _write(tmp_path / "long.ipynb", [
+    nb = write_notebook(tmp_path / "long.ipynb", [
         (["stage:sleepy"], "import time\ntime.sleep(120)\nv = 1"),
         (["stage:later"], "w = v + 1"),
     ])
