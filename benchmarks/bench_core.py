@@ -110,6 +110,48 @@ def bench_transfer(tmp: Path, quick: bool) -> list[dict]:
                 "np.save + np.load", "target >= 50% of baseline (ratio >= 0.5)")]
 
 
+def bench_values(tmp: Path, quick: bool) -> list[dict]:
+    """Values that are not arrays or frames: what carrying code (cloudpickle) costs against plain pickle."""
+    import datetime
+    import pickle
+
+    from jupyter_pipeline.marshal import load_value, save_value
+    from jupyter_pipeline.store import open_store
+
+    store = open_store(str(tmp / "values-store"))
+    vocabulary = {f"word{i}": i for i in range(10_000)}
+    notebook = {"__name__": "__main__", "vocabulary": vocabulary}  # what a notebook's namespace looks like
+    exec("def encode(words):\n    return [vocabulary.get(w, 0) for w in words]", notebook)  # noqa: S102
+    values = [
+        ("a notebook function reading a 10k-entry dict", notebook["encode"], vocabulary,
+         "pickle saver, the dict alone (before: the function did not load)"),
+        ("100k datetime.date objects", [datetime.date(2020, 1, 1) + datetime.timedelta(days=i % 3000)
+                                        for i in range(100_000)], None, "pickle saver (before)"),
+        ("a dict of 1,000 lists of 100 floats", {f"k{i}": [float(j) for j in range(100)] for i in range(1000)},
+         None, "pickle saver (before)"),
+    ]
+    rows = []
+    repeat = 5 if quick else 15
+    for what, value, baseline_value, baseline_name in values:
+        base_value = value if baseline_value is None else baseline_value
+
+        def ours(value=value):
+            entry = save_value("v", value, store, "runs/r/stages/s/vars", "s")
+            load_value(store, "runs/r/stages/s/vars", entry)
+
+        def base(base_value=base_value):  # the saver before cloudpickle: pickle, through the same store
+            with store.writing("runs/r/stages/s/vars/base.pkl") as path, open(path, "wb") as f:
+                pickle.dump(base_value, f, protocol=pickle.HIGHEST_PROTOCOL)
+            with store.reading("runs/r/stages/s/vars/base.pkl") as path, open(path, "rb") as f:
+                pickle.load(f)
+
+        ours(), base()  # warm
+        t_ours, _ = timed(ours, repeat)
+        t_base, _ = timed(base, repeat)
+        rows.append(row(f"pass {what} (save + load)", t_ours, t_base, "s", baseline_name))
+    return rows
+
+
 def bench_cli(quick: bool) -> list[dict]:
     exe = Path(sys.executable).parent / "jupyter-pipeline"
     run = lambda *a: subprocess.run([str(exe), *a], check=True, capture_output=True)  # noqa: E731
@@ -131,7 +173,8 @@ def main(argv=None) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for bench in (lambda: bench_validate(tmp, args.quick), lambda: bench_cli(args.quick),
-                      lambda: bench_transfer(tmp, args.quick), lambda: bench_stage_overhead(tmp, args.quick)):
+                      lambda: bench_transfer(tmp, args.quick), lambda: bench_values(tmp, args.quick),
+                      lambda: bench_stage_overhead(tmp, args.quick)):
             t0 = time.perf_counter()
             new = bench()
             print_rows(new)

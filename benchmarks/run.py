@@ -140,6 +140,7 @@ BENCHMARKS = {
     "core-validate": ("validate + graph an 80-stage notebook vs nbformat.read", _core("bench_validate")),
     "core-cli": ("CLI start-up vs python -c pass", _core("bench_cli")),
     "core-transfer": ("large NumPy value through the store vs np.save/np.load", _core("bench_transfer")),
+    "core-values": ("functions and objects through the store vs plain pickle", _core("bench_values")),
     "core-overhead": ("local run of a chain vs one papermill run", _core("bench_stage_overhead")),
     "scaling-compile": ("validate/compile 10, 100, 1,000 stages", _scaling("bench_validate_compile")),
     "scaling-run": ("local run of 2, 8, 32 stages", _scaling("bench_run")),
