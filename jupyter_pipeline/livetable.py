@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Callable
 
+from .records import error_with_cell
+
 MARKS = {"succeeded": "✔", "failed": "✖", "skipped": "–", "cancelled": "■", "running": "▶",
          "interrupted": "!", "pending": "·"}
 COLOURS = {"succeeded": "#2e7d32", "failed": "#c62828", "running": "#1565c0", "cancelled": "#6d4c41",
@@ -94,11 +96,12 @@ def run_bundle(record, elapsed: float | None = None) -> dict:
     rows = []
     for name, rec in record.stages.items():
         status = rec.status.value + (" (reused)" if rec.reused else "")
-        err = f" — {rec.error}" if rec.error and rec.status.value == "failed" else ""
+        error = error_with_cell(rec.error, rec.error_cell) if rec.status.value == "failed" else rec.error or ""
+        err = f" — {error}" if error and rec.status.value == "failed" else ""
         lines.append(f"  {MARKS.get(rec.status.value, '?')} {name:<20} {status:<11} {secs(rec.duration):>8}  "
                      f"{_metrics(rec.metrics)}{err}")
         rows.append([html.escape(name), badge(rec.status.value), secs(rec.duration),
-                     html.escape(_metrics(rec.metrics)), html.escape(rec.error or "")])
+                     html.escape(_metrics(rec.metrics)), html.escape(error)])
     tail = []
     if record.error:
         tail.append(html.escape(record.error))

@@ -178,6 +178,12 @@ class RunRecord:
 
 
 # -- store layout (DESIGN.md "Store layout") -----------------------------------------------------
+def error_with_cell(error: str | None, cell: int | None) -> str:
+    """A stage's error naming the source cell (1-based) it failed in, unless the message names it already."""
+    error = error or ""
+    return f"{error} (cell {cell})" if cell and f"cell {cell}" not in error else error
+
+
 def run_prefix(run_id: str) -> str:
     return f"runs/{run_id}"
 

@@ -114,6 +114,8 @@ def test_run_json_record_on_failure_then_runs_and_resume(fixture_nb, tmp_path):
         assert broken[key]
     assert Path(broken["output_notebook"]).exists()
     assert "✖ broken failed" in proc.stderr  # progress lines while it ran
+    assert "ValueError: boom in broken (cell 2)" in proc.stderr  # numbered as JupyterLab numbers cells
+    assert broken["error_cell"] == 2
     listing = cli("runs", "--store", store)
     assert record["run_id"] in listing.stdout and "failed" in listing.stdout
     one = json.loads(cli("runs", record["run_id"], "--store", store, "--json").stdout)

@@ -9,6 +9,7 @@ import time
 import traceback
 
 from ..exceptions import PipelineError
+from ..records import error_with_cell
 
 EXIT_FAILED = 1
 EXIT_INTERNAL = 70
@@ -115,8 +116,7 @@ class Progress:
             if rec.metrics:
                 extra += "  " + ", ".join(f"{k}={_fmt(v)}" for k, v in rec.metrics.items())
             if rec.error and status == "failed":
-                where = f" (cell {rec.error_cell})" if rec.error_cell and f"cell {rec.error_cell}" not in rec.error else ""
-                extra += f": {rec.error}{where}"
+                extra += f": {error_with_cell(rec.error, rec.error_cell)}"
             print(f"{clock} {_MARKS.get(rec.status.value, '?')} {stage} {status}{extra}", file=self.stream, flush=True)
 
 

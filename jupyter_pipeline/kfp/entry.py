@@ -112,9 +112,9 @@ def run_component(*, stage: str, parameters: dict, notebook: str, store: str, ru
     what = stage if item is None else f"{stage}[{item}]"
     print(f"jupyter-pipeline: stage {what} of run {run_id} {result['status']}", file=sys.stderr, flush=True)
     if result["status"] != "succeeded":
-        cell = result.get("error_cell")
-        where = f" (cell {cell})" if cell and f"cell {cell}" not in str(result.get("error")) else ""
-        raise RuntimeError(f"stage {what} failed{where}: {result.get('error')}")
+        from ..records import error_with_cell
+
+        raise RuntimeError(f"stage {what} failed: {error_with_cell(result.get('error'), result.get('error_cell'))}")
     return result
 
 
