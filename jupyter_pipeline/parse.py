@@ -157,14 +157,29 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
             stage=current,
         ))
 
+    # Markdown right above a stage's first cell (its heading) introduces that stage, so it travels with it.
+    introduces: list[str | None] = [None] * len(read)
+    upcoming = None
+    for index in range(len(read) - 1, -1, -1):
+        cell_type, _, spec, _ = read[index]
+        if cell_type == "code":
+            upcoming = spec.stage if spec.role in (Role.STAGE, Role.METRICS) else None
+        else:
+            introduces[index] = upcoming
+    introducing: list[int] = []  # such cells, waiting for the stage's first code cell
+
     for index, (cell_type, cell_tags, spec, source) in enumerate(read):
         for code, message in spec.problems:
             problems.append(Problem("error", code, message, stage=spec.stage, cell=index))
-        role, stage = spec.role, None
+        role, stage, heading_of = spec.role, None, None
         if cell_type != "code":
             # Markdown and raw cells travel with the stage they sit in, for readability.
             role = Role.CONTINUE if spec.role in (Role.STAGE, Role.CONTINUE, Role.METRICS) else spec.role
-            stage = spec.stage or current if role == Role.CONTINUE else None
+            if role == Role.CONTINUE and not spec.stage and introduces[index]:
+                heading_of = introduces[index]
+                introducing.append(index)
+            else:
+                stage = spec.stage or current if role == Role.CONTINUE else None
             if spec.stage:
                 current = spec.stage
         elif spec.role in (Role.STAGE, Role.METRICS):
@@ -179,6 +194,9 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
             members[stage], after[stage], options[stage] = [], [], StageOptions()
             first_cell[stage] = index
         if stage is not None:
+            if cell_type == "code":
+                members[stage].extend(introducing)
+                introducing.clear()
             members[stage].append(index)
             after[stage].extend(a for a in spec.after if a not in after[stage])
             options[stage] = options[stage].merged(StageOptions(**spec.options))
@@ -205,7 +223,7 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
             elif role == Role.PARAMETERS:
                 parameters.extend(_parameters(index, source, problems))
         cells.append(Cell(
-            index=index, cell_type=cell_type, source=source, role=role, stage=stage, tags=cell_tags,
+            index=index, cell_type=cell_type, source=source, role=role, stage=stage or heading_of, tags=cell_tags,
             defines=frozenset(code_scan.defines) if code_scan else frozenset(),
             uses=frozenset(code_scan.uses) if code_scan else frozenset(),
         ))

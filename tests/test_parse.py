@@ -11,6 +11,7 @@ from jupyter_pipeline.exceptions import NotebookReadError
 from jupyter_pipeline.parse import from_notebook, load, whole_notebook_stage
 from jupyter_pipeline.pipeline import Role
 from jupyter_pipeline.stagebook import stage_notebook
+from jupyter_pipeline.stagebook import stage_notebook
 
 
 def nb(*cells):
@@ -47,7 +48,8 @@ def test_untagged_cells_join_previous_stage_and_repeated_tags_merge():
         ("stage:c", "w = z + y"),
     ))
     assert p.ok, p.problems
-    assert p.stage("a").cells == (0, 1, 2, 4)
+    assert p.stage("a").cells == (0, 1, 4)
+    assert p.stage("b").cells == (2, 3)  # the markdown right above stage b introduces it
     assert p.stage("a").defines == {"x", "x2", "z"}
     assert dict(p.stage("c").inputs) == {"z": "a", "y": "b"}
 
@@ -181,6 +183,24 @@ def test_stage_magic_first_line(fixture_nb):
 def test_bad_magic_line_is_a_problem():
     p = from_notebook(nb(("", "%%stage train --gpu\nx = 1")))
     assert any(x.code == "bad-tag" and "%%stage" in x.message for x in p.problems)
+
+
+def test_a_heading_travels_with_the_stage_it_introduces():
+    p = from_notebook(nb(
+        ("md", "# Title"),
+        ("stage:a", "x = 1"),
+        ("md", "notes on a"),
+        ("", "y = x"),
+        ("md", "## B"),
+        ("md", "what b does"),
+        ("stage:b", "z = y"),
+    ))
+    assert p.stage("a").cells == (0, 1, 2, 3) and p.stage("b").cells == (4, 5, 6)
+    assert [p.cells[i].stage for i in (0, 4, 5)] == ["a", "b", "b"]
+    stage_b = stage_notebook(p, "b")
+    assert [c.source for c in stage_b.cells if c.metadata["jupyter_pipeline"]["kind"] == "user"] == [
+        "## B", "what b does", "z = y"]
+    assert all("## B" not in c.source for c in stage_notebook(p, "a").cells)
 
 
 def test_cells_of_pipeline_magics_are_left_out():
