@@ -1,167 +1,244 @@
 /**
- * The stage editor for the active cell: role, stage name, `after` stages, GPUs, image.
+ * The stage form shown on a cell (under its stage bar): role, name, runs after, GPUs, image,
+ * resources, retries/timeout/cache, and further options as free-form tags under "More".
  * It writes standard `metadata.tags` (see tags.ts), nothing else.
  */
 import * as React from 'react';
-import { CellRole, ICellSpec, isValidStageName, magicStage, readCellSpec, stageColor } from './tags';
+import { CellRole, ICellSpec, MORE_KEYS, specErrors } from './tags';
 
-export interface IStageEditorProps {
-  /** Index of the active cell, or -1 without one. */
+export interface IStageFormProps {
+  /** 0-based index of the cell; shown 1-based, as JupyterLab shows cells. */
   cellIndex: number;
-  cellType: string;
-  cellId: string;
-  tags: string[];
-  source: string;
-  /** Stages declared in the notebook, for the `after` choices. */
+  initial: ICellSpec;
+  /** Stages declared in the notebook, for the `after` choices and name suggestions. */
   stages: string[];
   defaultImage: string;
   onApply: (spec: ICellSpec) => void;
+  onCancel: () => void;
 }
 
 const ROLES: { value: CellRole; label: string }[] = [
-  { value: 'none', label: 'Continues the stage above' },
   { value: 'stage', label: 'Starts a stage' },
-  { value: 'setup', label: 'Setup (runs in every stage)' },
+  { value: 'none', label: 'Continues the stage above' },
+  { value: 'setup', label: 'Setup: runs in every stage' },
   { value: 'parameters', label: 'Parameters' },
-  { value: 'skip', label: 'Skip (not in the pipeline)' }
+  { value: 'skip', label: 'Skip: not in the pipeline' }
 ];
 
-export function StageEditor(props: IStageEditorProps): JSX.Element {
-  // Re-initialise the form whenever another cell becomes active or its tags change elsewhere.
-  return <StageEditorForm key={`${props.cellId}|${props.tags.join(',')}`} {...props} />;
+function numberOrNull(text: string): number | null {
+  const n = Number.parseInt(text, 10);
+  return Number.isFinite(n) && n >= 0 ? n : null;
 }
 
-function StageEditorForm(props: IStageEditorProps): JSX.Element {
-  const initial = React.useMemo(() => readCellSpec(props.tags), []);
-  const [spec, setSpec] = React.useState<ICellSpec>(initial);
-  const [name, setName] = React.useState(initial.stage ?? '');
-  const magic = magicStage(props.source);
-  const uid = `jp-pipeline-editor-${props.cellId}`;
+export function StageForm(props: IStageFormProps): JSX.Element {
+  const [spec, setSpec] = React.useState<ICellSpec>(props.initial);
+  const [moreText, setMoreText] = React.useState(props.initial.more.join('\n'));
+  const [tried, setTried] = React.useState(false);
+  const [moreOpen, setMoreOpen] = React.useState(props.initial.more.length > 0);
+  const uid = React.useId().replace(/:/g, '');
+  const full = { ...spec, more: moreText.split('\n').map(t => t.trim()).filter(Boolean) };
+  const errors = specErrors(full);
+  const stage = spec.role === 'stage';
+  const others = props.stages.filter(s => s !== spec.stage);
+  const set = (patch: Partial<ICellSpec>) => setSpec(s => ({ ...s, ...patch }));
 
-  if (props.cellIndex < 0) {
-    return <p className="jp-pipeline-empty">Select a cell to edit its stage.</p>;
-  }
-  if (props.cellType !== 'code') {
-    return (
-      <p className="jp-pipeline-empty">
-        Cell {props.cellIndex + 1} is a {props.cellType} cell; only code cells are stages.
-      </p>
-    );
-  }
-  if (magic) {
-    return (
-      <p className="jp-pipeline-empty">
-        Cell {props.cellIndex + 1} declares stage <strong>{magic}</strong> with <code>%%stage</code>;
-        edit its first line to change it.
-      </p>
-    );
-  }
-
-  const nameError =
-    spec.role === 'stage' && name && !isValidStageName(name)
-      ? 'Lowercase letters, digits, - and _, starting with a letter.'
-      : spec.role === 'stage' && !name
-        ? 'A stage needs a name.'
-        : null;
-  const others = props.stages.filter(s => s !== name);
   const apply = (ev?: React.FormEvent) => {
     ev?.preventDefault();
-    if (nameError) {
-      return;
+    setTried(true);
+    if (Object.keys(errors).length === 0) {
+      props.onApply(full);
     }
-    props.onApply({ ...spec, stage: spec.role === 'stage' ? name : null });
   };
-  const toggleAfter = (stage: string, on: boolean) =>
-    setSpec(s => ({
-      ...s,
-      after: on ? [...s.after, stage] : s.after.filter(a => a !== stage)
-    }));
+  const onKeyDown = (ev: React.KeyboardEvent) => {
+    if (ev.key === 'Escape') {
+      ev.preventDefault();
+      ev.stopPropagation();
+      props.onCancel();
+    } else if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey || (ev.target as HTMLElement).tagName === 'INPUT')) {
+      // Handled here: inside a notebook, the browser's implicit form submission does not happen.
+      apply(ev);
+    }
+  };
+  const error = (field: keyof typeof errors) =>
+    tried && errors[field] ? (
+      <span id={`${uid}-${field}-error`} className="jp-pipeline-field-error" role="alert">
+        {errors[field]}
+      </span>
+    ) : null;
 
   return (
-    <form className="jp-pipeline-editor" aria-label="Stage editor" onSubmit={apply}>
-      <div className="jp-pipeline-editor-title">
-        Cell {props.cellIndex + 1}
-        {spec.role === 'stage' && name && (
-          <span className="jp-pipeline-chip" style={{ '--jp-pipeline-chip-color': stageColor(name) } as any}>
-            {name}
-          </span>
+    <form
+      className="jp-pipeline-stage-form"
+      aria-label={`Stage of cell ${props.cellIndex + 1}`}
+      onSubmit={apply}
+      onKeyDown={onKeyDown}
+    >
+      <div className="jp-pipeline-form-row">
+        <label className="jp-pipeline-field">
+          <span>Role</span>
+          <select
+            className="jp-mod-styled jp-pipeline-role"
+            value={spec.role}
+            onChange={ev => set({ role: ev.target.value as CellRole })}
+          >
+            {ROLES.map(r => (
+              <option key={r.value} value={r.value}>
+                {r.label}
+              </option>
+            ))}
+          </select>
+        </label>
+        {stage && (
+          <label className="jp-pipeline-field jp-pipeline-field-name">
+            <span>Stage name</span>
+            <input
+              className="jp-mod-styled jp-pipeline-stage-name"
+              list={`${uid}-names`}
+              value={spec.stage ?? ''}
+              placeholder="e.g. train"
+              autoFocus
+              spellCheck={false}
+              aria-invalid={tried && errors.stage ? true : undefined}
+              aria-describedby={tried && errors.stage ? `${uid}-stage-error` : undefined}
+              onChange={ev => set({ stage: ev.target.value.trim() || null })}
+            />
+            <datalist id={`${uid}-names`}>
+              {props.stages.map(s => (
+                <option key={s} value={s} />
+              ))}
+            </datalist>
+            {error('stage')}
+          </label>
         )}
       </div>
-      <label htmlFor={`${uid}-role`}>Role</label>
-      <select
-        id={`${uid}-role`}
-        className="jp-mod-styled jp-pipeline-role"
-        value={spec.role}
-        onChange={ev => setSpec(s => ({ ...s, role: ev.target.value as CellRole }))}
-      >
-        {ROLES.map(r => (
-          <option key={r.value} value={r.value}>
-            {r.label}
-          </option>
-        ))}
-      </select>
-      {spec.role === 'stage' && (
+      {stage && (
         <>
-          <label htmlFor={`${uid}-name`}>Stage name</label>
-          <input
-            id={`${uid}-name`}
-            className="jp-mod-styled jp-pipeline-stage-name"
-            list={`${uid}-names`}
-            value={name}
-            aria-invalid={nameError ? true : undefined}
-            aria-describedby={nameError ? `${uid}-name-error` : undefined}
-            onChange={ev => setName(ev.target.value.trim())}
-          />
-          <datalist id={`${uid}-names`}>
-            {props.stages.map(s => (
-              <option key={s} value={s} />
-            ))}
-          </datalist>
-          {nameError && (
-            <span id={`${uid}-name-error`} className="jp-pipeline-field-error" role="alert">
-              {nameError}
-            </span>
-          )}
           <fieldset className="jp-pipeline-after">
             <legend>Runs after</legend>
             {others.length === 0 && <span className="jp-pipeline-muted">no other stages</span>}
-            {others.map(stage => (
-              <label key={stage} className="jp-pipeline-check">
+            {others.map(other => (
+              <label key={other} className="jp-pipeline-check">
                 <input
                   type="checkbox"
-                  value={stage}
-                  checked={spec.after.includes(stage)}
-                  onChange={ev => toggleAfter(stage, ev.target.checked)}
+                  value={other}
+                  checked={spec.after.includes(other)}
+                  onChange={ev =>
+                    set({ after: ev.target.checked ? [...spec.after, other] : spec.after.filter(a => a !== other) })
+                  }
                 />
-                {stage}
+                {other}
               </label>
             ))}
+            <span className="jp-pipeline-muted jp-pipeline-hint">besides the stages whose variables it uses</span>
           </fieldset>
-          <label htmlFor={`${uid}-gpu`}>GPUs</label>
-          <input
-            id={`${uid}-gpu`}
-            className="jp-mod-styled jp-pipeline-gpu"
-            type="number"
-            min={0}
-            max={16}
-            value={spec.gpu}
-            onChange={ev =>
-              setSpec(s => ({ ...s, gpu: Math.max(0, Number.parseInt(ev.target.value, 10) || 0) }))
-            }
-          />
-          <label htmlFor={`${uid}-image`}>Image</label>
-          <input
-            id={`${uid}-image`}
-            className="jp-mod-styled jp-pipeline-image"
-            placeholder={props.defaultImage || 'default image'}
-            value={spec.image ?? ''}
-            onChange={ev => setSpec(s => ({ ...s, image: ev.target.value.trim() || null }))}
-          />
+          <div className="jp-pipeline-form-grid">
+            <label className="jp-pipeline-field">
+              <span>GPUs</span>
+              <input
+                className="jp-mod-styled jp-pipeline-gpu"
+                type="number"
+                min={0}
+                max={16}
+                value={spec.gpu}
+                onChange={ev => set({ gpu: numberOrNull(ev.target.value) ?? 0 })}
+              />
+            </label>
+            <label className="jp-pipeline-field jp-pipeline-field-wide">
+              <span>Image</span>
+              <input
+                className="jp-mod-styled jp-pipeline-image"
+                placeholder={props.defaultImage || 'the notebook\'s or server\'s default'}
+                value={spec.image ?? ''}
+                spellCheck={false}
+                onChange={ev => set({ image: ev.target.value.trim() || null })}
+              />
+            </label>
+            <label className="jp-pipeline-field">
+              <span>CPU</span>
+              <input
+                className="jp-mod-styled jp-pipeline-cpu"
+                placeholder="e.g. 2 or 500m"
+                value={spec.cpu ?? ''}
+                onChange={ev => set({ cpu: ev.target.value.trim() || null })}
+              />
+              {error('cpu')}
+            </label>
+            <label className="jp-pipeline-field">
+              <span>Memory</span>
+              <input
+                className="jp-mod-styled jp-pipeline-memory"
+                placeholder="e.g. 8Gi"
+                value={spec.memory ?? ''}
+                onChange={ev => set({ memory: ev.target.value.trim() || null })}
+              />
+              {error('memory')}
+            </label>
+            <label className="jp-pipeline-field">
+              <span>Retries</span>
+              <input
+                className="jp-mod-styled jp-pipeline-retries"
+                type="number"
+                min={0}
+                placeholder="0"
+                value={spec.retries ?? ''}
+                onChange={ev => set({ retries: numberOrNull(ev.target.value) })}
+              />
+            </label>
+            <label className="jp-pipeline-field">
+              <span>Timeout (s)</span>
+              <input
+                className="jp-mod-styled jp-pipeline-timeout"
+                type="number"
+                min={1}
+                placeholder="none"
+                value={spec.timeout ?? ''}
+                onChange={ev => set({ timeout: numberOrNull(ev.target.value) || null })}
+              />
+            </label>
+            <label className="jp-pipeline-check jp-pipeline-field-cache">
+              <input
+                type="checkbox"
+                className="jp-pipeline-cache"
+                checked={spec.cache}
+                onChange={ev => set({ cache: ev.target.checked })}
+              />
+              Reuse cached results
+            </label>
+          </div>
+          <button
+            type="button"
+            className="jp-pipeline-more-toggle"
+            aria-expanded={moreOpen}
+            onClick={() => setMoreOpen(!moreOpen)}
+          >
+            <span className={`jp-pipeline-caret${moreOpen ? ' jp-mod-open' : ''}`} aria-hidden="true" />
+            More: pod and fan-out options{full.more.length ? ` (${full.more.length})` : ''}
+          </button>
+          {(moreOpen || (tried && !!errors.more)) && (
+            <label className="jp-pipeline-field jp-pipeline-more">
+              <span className="jp-pipeline-muted">
+                One tag per line: {MORE_KEYS.filter(k => k !== 'limit').map(k => `${k}:`).join(' ')}
+              </span>
+              <textarea
+                className="jp-mod-styled jp-pipeline-more-tags"
+                rows={3}
+                spellCheck={false}
+                placeholder={'env:LOG_LEVEL=debug\nvolume:data-pvc:/data'}
+                value={moreText}
+                onChange={ev => setMoreText(ev.target.value)}
+              />
+              {error('more')}
+            </label>
+          )}
         </>
       )}
-      <div className="jp-pipeline-editor-actions">
-        <button type="submit" className="jp-mod-styled jp-mod-accept jp-pipeline-apply" disabled={!!nameError}>
-          Apply tags
+      <div className="jp-pipeline-form-actions">
+        <span className="jp-pipeline-muted jp-pipeline-hint">Enter applies · Esc cancels</span>
+        <button type="button" className="jp-mod-styled jp-mod-reject jp-pipeline-cancel-edit" onClick={props.onCancel}>
+          Cancel
+        </button>
+        <button type="submit" className="jp-mod-styled jp-mod-accept jp-pipeline-apply">
+          Apply
         </button>
       </div>
     </form>

@@ -83,7 +83,8 @@ export function PipelineGraph(props: IGraphProps): JSX.Element {
   if (layout.nodes.length === 0) {
     return (
       <p className="jp-pipeline-empty">
-        No stages yet: tag a code cell <code>stage:NAME</code> (stage editor above).
+        No stages yet: point at a code cell and click <strong>+ Add stage</strong> above it (or select the cell
+        and press <kbd>S</kbd>), type a name, press Enter.
       </p>
     );
   }

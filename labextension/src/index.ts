@@ -1,24 +1,25 @@
 /**
- * jupyter-pipeline's JupyterLab extension: the Pipeline sidebar, the stage editor, stage chips,
- * and the "Publish as pipeline" command (toolbar, palette, context menu).
+ * jupyter-pipeline's JupyterLab extension: a stage bar on every code cell (chip, "Add stage", the
+ * stage form), the Pipeline sidebar (graph, problems, runs), read-only views of executed stage
+ * notebooks, and the "Publish as pipeline" command (toolbar, palette, context menu).
  */
 import {
   ILabShell,
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette, showErrorMessage } from '@jupyterlab/apputils';
-import { PathExt } from '@jupyterlab/coreutils';
-import { IDocumentManager } from '@jupyterlab/docmanager';
+import { ICommandPalette, MainAreaWidget, showErrorMessage } from '@jupyterlab/apputils';
+import { IEditorServices } from '@jupyterlab/codeeditor';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
 import * as api from './api';
-import { updateChips } from './chips';
+import { StageBars } from './cellbar';
 import { DEFAULT_SETTINGS, IPipelineSettings, PipelineModel } from './model';
-import { showPublishDialog } from './publish';
+import { showPublishDialog, showPublishRefusal } from './publish';
 import { PipelineSidebar } from './sidebar';
-import { ICellSpec, writeCellSpec } from './tags';
+import { createStageView, stageViewId } from './stageview';
 
 const PLUGIN_ID = 'jupyter-pipeline:plugin';
 
@@ -27,6 +28,7 @@ export namespace CommandIDs {
   export const publish = 'jupyter-pipeline:publish';
   export const validate = 'jupyter-pipeline:validate';
   export const showSidebar = 'jupyter-pipeline:show-sidebar';
+  export const editStage = 'jupyter-pipeline:edit-cell-stage';
   export const openStageNotebook = 'jupyter-pipeline:open-stage-notebook';
   export const cancelRun = 'jupyter-pipeline:cancel-run';
 }
@@ -51,23 +53,27 @@ function readSettings(settings: ISettingRegistry.ISettings | null): IPipelineSet
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
-  description: 'Notebook-to-pipeline: stage editor, pipeline sidebar and publishing.',
+  description: 'Notebook-to-pipeline: stages on the cells, pipeline sidebar and publishing.',
   autoStart: true,
-  requires: [INotebookTracker, IDocumentManager],
+  requires: [INotebookTracker, IRenderMimeRegistry, IEditorServices],
   optional: [ILabShell, ICommandPalette, ISettingRegistry],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
-    docManager: IDocumentManager,
+    rendermime: IRenderMimeRegistry,
+    editorServices: IEditorServices,
     labShell: ILabShell | null,
     palette: ICommandPalette | null,
     registry: ISettingRegistry | null
   ) => {
     const model = new PipelineModel();
     const { commands, shell } = app;
+    const bars = new WeakMap<NotebookPanel, StageBars>();
 
     const currentPanel = (): NotebookPanel | null => tracker.currentWidget;
+    const defaultImage = () => model.settings.defaultImage || String(model.serverConfig.default_image ?? '');
 
+    /** Make cell `index` of the sidebar's notebook the active one, in command mode, in view. */
     const selectCell = (index: number) => {
       const panel = model.panel;
       if (!panel) {
@@ -77,42 +83,39 @@ const plugin: JupyterFrontEndPlugin<void> = {
       if (index < 0 || index >= nb.widgets.length) {
         return;
       }
+      shell.activateById(panel.id);
       nb.activeCellIndex = index;
       nb.deselectAll();
-      void nb.scrollToCell(nb.widgets[index], 'center');
-      shell.activateById(panel.id);
+      // Not scrollToCell: it activates the cell, which puts its editor in edit mode.
+      void nb.scrollToItem(index, 'center').catch(() => undefined);
+      nb.mode = 'command';
+      nb.node.focus();
     };
 
-    const applySpec = (spec: ICellSpec) => {
-      const cell = model.panel?.content.activeCell;
-      if (!cell) {
+    const showProblems = () => {
+      shell.activateById(sidebar.id);
+      requestAnimationFrame(() =>
+        sidebar.node.querySelector('.jp-pipeline-section-problems')?.scrollIntoView({ block: 'start' })
+      );
+    };
+
+    const views = new Map<string, MainAreaWidget>();
+    const openStageNotebook = async (runId: string, stage: string) => {
+      const id = stageViewId(runId, stage);
+      const open = views.get(id);
+      if (open && !open.isDisposed) {
+        shell.activateById(id);
         return;
       }
-      const tags = writeCellSpec(cell.model.getMetadata('tags') as string[] | undefined, spec);
-      if (tags.length) {
-        cell.model.setMetadata('tags', tags);
-      } else {
-        cell.model.deleteMetadata('tags');
-      }
-    };
-
-    const openStageNotebook = async (run: api.IRunRecord, stage: string) => {
       try {
-        const content = await api.getStageNotebook(run.run_id, stage);
-        const base = PathExt.dirname(model.path ?? '');
-        const dirs = ['pipeline-runs', `pipeline-runs/${run.run_id}`].map(d =>
-          base ? `${base}/${d}` : d
-        );
-        for (const dir of dirs) {
-          await app.serviceManager.contents.save(dir, { type: 'directory' });
-        }
-        const path = `${dirs[1]}/${stage}.ipynb`;
-        await app.serviceManager.contents.save(path, {
-          type: 'notebook',
-          format: 'json',
-          content
-        });
-        docManager.openOrReveal(path);
+        const content = await api.getStageNotebook(runId, stage);
+        const view = createStageView({ runId, stage, content, rendermime, editorServices });
+        views.set(id, view);
+        view.disposed.connect(() => views.delete(id));
+        // Beside the notebook the run belongs to; the sidebar stays on that notebook.
+        const ref = model.panel && !model.panel.isDisposed ? model.panel.id : undefined;
+        shell.add(view, 'main', ref ? { ref, mode: 'split-right' } : undefined);
+        shell.activateById(id);
       } catch (error) {
         void showErrorMessage(`Cannot open the notebook of stage ${stage}`, error as Error);
       }
@@ -130,13 +133,31 @@ const plugin: JupyterFrontEndPlugin<void> = {
           await panel.context.save();
           await model.validate();
         }
+        const problems = model.pipeline?.problems ?? [];
+        const errors = problems.filter(p => p.severity === 'error');
+        if (errors.length) {
+          if (await showPublishRefusal(errors, selectCell)) {
+            showProblems();
+          }
+          return;
+        }
         const meta = (panel.model?.getMetadata('jupyter_pipeline') ?? {}) as Record<string, any>;
+        const image = meta.image
+          ? { name: String(meta.image), source: 'the notebook\'s setting' }
+          : model.settings.defaultImage
+            ? { name: model.settings.defaultImage, source: 'your Default image setting' }
+            : model.serverConfig.default_image
+              ? { name: String(model.serverConfig.default_image), source: 'the server\'s default' }
+              : null;
         const request = await showPublishDialog({
           path: panel.context.path,
           parameters: model.pipeline?.parameters ?? [],
+          problems,
           defaultTarget: model.settings.defaultTarget,
           kfpHost: model.kfpHost(),
-          experiment: String(meta.experiment ?? model.pipeline?.name ?? '')
+          experiment: String(meta.experiment ?? model.pipeline?.name ?? ''),
+          image,
+          openSettings: () => void commands.execute('settingeditor:open', { query: 'Pipeline' })
         });
         if (!request) {
           return;
@@ -158,6 +179,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const { run_id } = await api.startRun(request);
         if (run_id) {
           model.expanded.add(run_id); // a sweep's variants appear in the runs list as they start
+          model.focusRun = run_id;
         }
         shell.activateById(sidebar.id);
         await model.refreshRuns();
@@ -168,7 +190,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     const sidebar = new PipelineSidebar(model, {
       selectCell,
-      applySpec,
       publish: () => void commands.execute(CommandIDs.publish),
       openStageNotebook: (run, stage) =>
         void commands.execute(CommandIDs.openStageNotebook, { runId: run.run_id, stage })
@@ -195,38 +216,69 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: 'Show pipeline sidebar',
       execute: () => shell.activateById(sidebar.id)
     });
-    commands.addCommand(CommandIDs.openStageNotebook, {
-      label: 'Open executed stage notebook',
-      execute: async args => {
-        const runId = String(args['runId']);
-        const run = model.runs.find(r => r.run_id === runId) ?? (await api.getRun(runId));
-        await openStageNotebook(run, String(args['stage']));
+    commands.addCommand(CommandIDs.editStage, {
+      label: 'Edit stage of cell',
+      caption: 'Make the active code cell a stage, or edit its stage (S in command mode)',
+      isEnabled: () => tracker.activeCell?.model.type === 'code',
+      execute: () => {
+        const panel = currentPanel();
+        const cell = tracker.activeCell;
+        if (panel && cell) {
+          bars.get(panel)?.open(cell, 'auto');
+        }
       }
+    });
+    app.commands.addKeyBinding({
+      command: CommandIDs.editStage,
+      keys: ['S'],
+      selector: '.jp-Notebook.jp-mod-commandMode:not(.jp-mod-readWrite) :focus'
+    });
+    app.contextMenu.addItem({ command: CommandIDs.editStage, selector: '.jp-Notebook .jp-CodeCell', rank: 89 });
+    commands.addCommand(CommandIDs.openStageNotebook, {
+      label: 'Open executed stage notebook (read-only)',
+      execute: args => openStageNotebook(String(args['runId']), String(args['stage']))
     });
     commands.addCommand(CommandIDs.cancelRun, {
       label: 'Cancel pipeline run',
       execute: args => model.cancel(String(args['runId']))
     });
     if (palette) {
-      for (const command of [CommandIDs.publish, CommandIDs.validate, CommandIDs.showSidebar]) {
+      for (const command of [CommandIDs.publish, CommandIDs.validate, CommandIDs.showSidebar, CommandIDs.editStage]) {
         palette.addItem({ command, category: 'Pipeline' });
       }
     }
 
-    // Follow the active notebook and its active cell.
-    const refreshChips = () => {
-      if (model.panel) {
-        updateChips(model.panel, model.cells());
+    // A stage bar on every code cell of every open notebook.
+    const addBars = (panel: NotebookPanel) => {
+      if (!bars.has(panel)) {
+        bars.set(
+          panel,
+          new StageBars(panel, {
+            stages: () => (model.panel === panel ? model.stageNames() : []),
+            defaultImage,
+            wholeNotebookStage: () =>
+              model.panel === panel
+                ? (model.pipeline?.problems.find(p => p.code === 'whole-notebook')?.stage ?? null)
+                : null,
+            onApplied: () => {
+              if (model.panel === panel) {
+                model.scheduleValidate();
+              }
+            }
+          })
+        );
       }
     };
-    model.changed.connect(refreshChips);
-    tracker.currentChanged.connect((_, panel) => {
-      model.setPanel(panel);
-      if (panel) {
-        void panel.context.ready.then(refreshChips);
+    tracker.forEach(addBars);
+    tracker.widgetAdded.connect((_, panel) => addBars(panel));
+    model.changed.connect(() => {
+      if (model.panel) {
+        bars.get(model.panel)?.schedule();
       }
     });
-    tracker.activeCellChanged.connect(() => model.notify());
+
+    // The sidebar follows the active notebook; other widgets (a stage view) leave it where it is.
+    tracker.currentChanged.connect((_, panel) => model.setPanel(panel));
     model.setPanel(tracker.currentWidget);
 
     if (registry) {

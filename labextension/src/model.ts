@@ -40,6 +40,8 @@ export class PipelineModel {
   runs: api.IRunRecord[] = [];
   runsError: string | null = null;
   expanded = new Set<string>();
+  /** A run the Runs list should scroll to once it shows it (the one just published). */
+  focusRun: string | null = null;
   serverConfig: api.IServerConfig = {};
 
   get changed(): ISignal<this, void> {

@@ -1,19 +1,31 @@
 /**
- * The "Publish as pipeline" dialog: target, experiment and the notebook's parameters; with
- * "Sweep", comma-separated values per parameter (one run per combination), a metric and a goal.
+ * The "Publish as pipeline" dialog: first what validation found (errors refuse publishing, with a
+ * way to the Problems list), then target, experiment and the notebook's parameters; with "Sweep",
+ * comma-separated values per parameter (one run per combination), a metric and a goal.
  */
-import { Dialog, ReactWidget, showDialog } from '@jupyterlab/apputils';
+import { Dialog, ReactWidget } from '@jupyterlab/apputils';
 import * as React from 'react';
-import { IParameter, IRunRequest, Target } from './api';
+import { IParameter, IProblem, IRunRequest, Target } from './api';
 import { parameterText, parseParameter, parseSweepGrid, variantCount } from './params';
+import { ProblemList } from './problems';
 
 export interface IPublishOptions {
   path: string;
   parameters: IParameter[];
+  /** Warnings and notes to show before publishing (errors go to `showPublishRefusal`). */
+  problems: IProblem[];
   defaultTarget: Target;
+  /** Empty when no Kubeflow Pipelines host is configured: the `kfp` target is then disabled. */
   kfpHost: string;
   experiment: string;
+  /** The image stages get on Kubeflow unless a stage names its own, and where it comes from. */
+  image: { name: string; source: string } | null;
+  /** Open the Settings Editor on the extension's settings. */
+  openSettings: () => void;
 }
+
+/** Where to set the Kubeflow Pipelines host, in the words of the Settings Editor. */
+export const KFP_HOST_SETTING = 'Settings → Settings Editor → Pipeline → Kubeflow Pipelines host';
 
 class PublishForm extends ReactWidget {
   target: Target;
@@ -27,7 +39,7 @@ class PublishForm extends ReactWidget {
   constructor(private readonly _opts: IPublishOptions) {
     super();
     this.addClass('jp-pipeline-publish-dialog');
-    this.target = _opts.defaultTarget;
+    this.target = _opts.defaultTarget === 'kfp' && !_opts.kfpHost ? 'local' : _opts.defaultTarget;
     this.experiment = _opts.experiment;
     this.values = Object.fromEntries(_opts.parameters.map(p => [p.name, parameterText(p)]));
   }
@@ -83,14 +95,27 @@ class PublishForm extends ReactWidget {
     );
   }
 
+  /** Called when the user follows the link to the settings (the dialog closes). */
+  onOpenSettings: () => void = () => this._opts.openSettings();
+
   protected render(): JSX.Element {
     const o = this._opts;
     const set = (fn: () => void) => {
       fn();
       this.update();
     };
+    const kubeflow = this.target === 'kfp';
     return (
       <div className="jp-pipeline-form">
+        {o.problems.length > 0 && (
+          <div className="jp-pipeline-form-problems">
+            <p>
+              {o.problems.length} {o.problems.length === 1 ? 'note' : 'notes'} from validation; publishing
+              works, but check {o.problems.length === 1 ? 'it' : 'them'}:
+            </p>
+            <ProblemList problems={o.problems} />
+          </div>
+        )}
         <p className="jp-pipeline-muted">
           Saves <code>{o.path}</code>, then runs it as a pipeline.
         </p>
@@ -103,10 +128,24 @@ class PublishForm extends ReactWidget {
         >
           <option value="local">Local (papermill on this server)</option>
           <option value="kfp-local">Kubeflow, local runner (kfp.local)</option>
-          <option value="kfp">
-            {`Kubeflow Pipelines${o.kfpHost ? ` (${o.kfpHost})` : ' (no host configured)'}`}
+          <option value="kfp" disabled={!o.kfpHost}>
+            {o.kfpHost ? `Kubeflow Pipelines (${o.kfpHost})` : 'Kubeflow Pipelines (no host configured)'}
           </option>
         </select>
+        {!o.kfpHost && (
+          <p className="jp-pipeline-muted jp-pipeline-form-note">
+            To publish to a Kubeflow cluster, set its host in{' '}
+            <button type="button" className="jp-pipeline-link jp-pipeline-open-settings" onClick={this.onOpenSettings}>
+              {KFP_HOST_SETTING}
+            </button>
+            .
+          </p>
+        )}
+        {kubeflow && o.image && (
+          <p className="jp-pipeline-muted jp-pipeline-form-note jp-pipeline-form-image">
+            Image: <code>{o.image.name}</code> ({o.image.source}); a stage&apos;s own image wins.
+          </p>
+        )}
         <label htmlFor="jp-pipeline-experiment">Experiment</label>
         <input
           id="jp-pipeline-experiment"
@@ -171,11 +210,50 @@ function sweepSummary(form: PublishForm): string {
 
 /** Show the dialog; resolves to the run request, or null when cancelled. */
 export async function showPublishDialog(opts: IPublishOptions): Promise<IRunRequest | null> {
-  const result = await showDialog<IRunRequest>({
+  const form = new PublishForm(opts);
+  const dialog = new Dialog<IRunRequest>({
     title: 'Publish as pipeline',
-    body: new PublishForm(opts),
+    body: form,
     buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Publish' })],
     focusNodeSelector: '#jp-pipeline-target'
   });
+  form.onOpenSettings = () => {
+    dialog.reject();
+    opts.openSettings();
+  };
+  const result = await dialog.launch();
   return result.button.accept ? result.value : null;
+}
+
+/**
+ * Refuse to publish a notebook with errors: list them; resolves true when the user asks to see
+ * them in the Problems list (or picked one, after `onSelectCell`).
+ */
+export async function showPublishRefusal(
+  errors: IProblem[],
+  onSelectCell: (index: number) => void
+): Promise<boolean> {
+  let dialog: Dialog<unknown> | null = null;
+  const body = ReactWidget.create(
+    <div className="jp-pipeline-refusal">
+      <p>
+        The pipeline has {errors.length === 1 ? 'an error' : `${errors.length} errors`}; fix{' '}
+        {errors.length === 1 ? 'it' : 'them'} before publishing. Click one to go to its cell.
+      </p>
+      <ProblemList
+        problems={errors}
+        onSelectCell={index => {
+          dialog?.reject();
+          onSelectCell(index);
+        }}
+      />
+    </div>
+  );
+  dialog = new Dialog({
+    title: 'Cannot publish yet',
+    body,
+    buttons: [Dialog.cancelButton({ label: 'Close' }), Dialog.okButton({ label: 'Show in Problems' })]
+  });
+  const result = await dialog.launch();
+  return result.button.accept;
 }

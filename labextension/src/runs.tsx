@@ -2,12 +2,16 @@
  * The Runs section: runs of the active notebook, newest first; a run expands to its stages
  * with status, duration, metrics, error, and a button opening the executed notebook.
  */
+import { notebookIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 import { IRunRecord, IStageRecord } from './api';
 
 export interface IRunsProps {
   runs: IRunRecord[];
   expanded: Set<string>;
+  /** A run to scroll into view (the one just published), then `onFocused`. */
+  focus?: string | null;
+  onFocused?: () => void;
   error: string | null;
   onToggle: (runId: string) => void;
   onCancel: (runId: string) => void;
@@ -60,8 +64,30 @@ function stageNames(run: IRunRecord): string[] {
   return Object.keys(run.stages ?? {});
 }
 
+/** The current time, ticking every second while `active` (running durations count up between polls). */
+function useNow(active: boolean): number {
+  const [now, setNow] = React.useState(Date.now());
+  React.useEffect(() => {
+    if (!active) {
+      return;
+    }
+    const timer = setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(timer);
+  }, [active]);
+  return active ? Math.max(now, Date.now()) : Date.now();
+}
+
 export function RunsList(props: IRunsProps): JSX.Element {
-  const now = Date.now();
+  const now = useNow(props.runs.some(r => r.status === 'running'));
+  const list = React.useRef<HTMLUListElement>(null);
+  const { focus, onFocused } = props;
+  React.useEffect(() => {
+    const item = focus && list.current?.querySelector(`[data-run-id="${CSS.escape(focus)}"]`);
+    if (item) {
+      item.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
+      onFocused?.();
+    }
+  }, [focus, props.runs]);
   if (props.error) {
     return <p className="jp-pipeline-error" role="alert">Runs unavailable: {props.error}</p>;
   }
@@ -69,7 +95,7 @@ export function RunsList(props: IRunsProps): JSX.Element {
     return <p className="jp-pipeline-empty">No runs of this notebook yet.</p>;
   }
   return (
-    <ul className="jp-pipeline-runs" aria-label="Runs, newest first">
+    <ul className="jp-pipeline-runs" aria-label="Runs, newest first" ref={list}>
       {props.runs.map(run => {
         const open = props.expanded.has(run.run_id);
         const detailsId = `jp-pipeline-run-${run.run_id}`;
@@ -84,19 +110,19 @@ export function RunsList(props: IRunsProps): JSX.Element {
               >
                 <span className={`jp-pipeline-caret${open ? ' jp-mod-open' : ''}`} aria-hidden="true" />
                 <span className={`jp-pipeline-badge jp-pipeline-status-${run.status}`}>{run.status}</span>
+                <span className="jp-pipeline-run-meta">
+                  {run.target} · {formatDuration(runDuration(run, now))}
+                  {run.sweep_id && (
+                    <span className="jp-pipeline-run-sweep" title={`variant of sweep ${run.sweep_id}`}>
+                      {' '}
+                      · sweep
+                    </span>
+                  )}
+                </span>
                 <span className="jp-pipeline-run-id" title={run.run_id}>
                   {run.run_id}
                 </span>
               </button>
-              <span className="jp-pipeline-run-meta">
-                {run.target} · {formatDuration(runDuration(run, now))}
-                {run.sweep_id && (
-                  <span className="jp-pipeline-run-sweep" title={`variant of sweep ${run.sweep_id}`}>
-                    {' '}
-                    · sweep
-                  </span>
-                )}
-              </span>
             </div>
             {open && (
               <div id={detailsId} className="jp-pipeline-run-details">
@@ -155,10 +181,10 @@ export function RunsList(props: IRunsProps): JSX.Element {
                                 <button
                                   className="jp-pipeline-open-notebook"
                                   aria-label={`Open the executed notebook of stage ${name}`}
-                                  title="Open the executed notebook"
+                                  title="Open the executed notebook (read-only)"
                                   onClick={() => props.onOpenNotebook(run, name)}
                                 >
-                                  Open
+                                  <notebookIcon.react tag="span" />
                                 </button>
                               )}
                             </td>

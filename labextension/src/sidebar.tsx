@@ -1,20 +1,18 @@
 /**
- * The "Pipeline" left-sidebar panel: stage editor, graph, parameters, problems and runs of the
- * active notebook.
+ * The "Pipeline" left-sidebar panel: graph, parameters, problems and runs of the active notebook.
+ * Stages are edited on the cells themselves (cellbar.tsx).
  */
 import { ReactWidget, UseSignal } from '@jupyterlab/apputils';
 import { refreshIcon, runIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 import { IRunRecord, StageStatus } from './api';
-import { StageEditor } from './editor';
 import { PipelineGraph } from './graph';
 import { PipelineModel } from './model';
+import { ProblemList } from './problems';
 import { RunsList } from './runs';
-import { ICellSpec } from './tags';
 
 export interface ISidebarActions {
   selectCell: (index: number) => void;
-  applySpec: (spec: ICellSpec) => void;
   publish: () => void;
   openStageNotebook: (run: IRunRecord, stage: string) => void;
 }
@@ -42,13 +40,14 @@ function SidebarBody(props: { model: PipelineModel; actions: ISidebarActions }):
     return <p className="jp-pipeline-empty">Open a notebook to see its pipeline.</p>;
   }
   const pipeline = model.pipeline;
-  const nb = panel.content;
-  const cell = nb.activeCell;
   const latest = model.runs.find(r => model.expanded.has(r.run_id)) ?? null;
   const status: Record<string, StageStatus> | undefined = latest
     ? Object.fromEntries(Object.entries(latest.stages ?? {}).map(([k, v]) => [k, v.status]))
     : undefined;
-  const problems = pipeline?.problems ?? [];
+  const noStages = !!pipeline && pipeline.stages.length === 0;
+  // Without stages, "no stages" is what the graph already says: no need to list it as an error.
+  const problems = (pipeline?.problems ?? []).filter(p => !(noStages && p.code === 'no-stages'));
+  const errors = problems.filter(p => p.severity === 'error').length;
   return (
     <>
       <div className="jp-pipeline-header">
@@ -69,18 +68,6 @@ function SidebarBody(props: { model: PipelineModel; actions: ISidebarActions }):
           <runIcon.react tag="span" className="jp-pipeline-inline-icon" /> Publish
         </button>
       </div>
-      <Section title="Stage of the active cell" id="editor">
-        <StageEditor
-          cellIndex={cell ? nb.activeCellIndex : -1}
-          cellType={cell?.model.type ?? 'code'}
-          cellId={cell?.model.id ?? 'none'}
-          tags={(cell?.model.getMetadata('tags') as string[] | undefined) ?? []}
-          source={cell?.model.sharedModel.getSource() ?? ''}
-          stages={model.stageNames()}
-          defaultImage={model.settings.defaultImage || String(model.serverConfig.default_image ?? '')}
-          onApply={actions.applySpec}
-        />
-      </Section>
       <Section title="Graph" id="graph" count={pipeline?.stages.length}>
         {model.error && (
           <p className="jp-pipeline-error" role="alert">
@@ -92,9 +79,11 @@ function SidebarBody(props: { model: PipelineModel; actions: ISidebarActions }):
             pipeline={pipeline}
             status={status}
             onSelectStage={name => {
-              const stage = pipeline.stages.find(s => s.name === name);
-              if (stage && stage.cells.length) {
-                actions.selectCell(stage.cells[0]);
+              // The stage's first code cell (a heading above it belongs to the stage too).
+              const cells = pipeline.stages.find(s => s.name === name)?.cells ?? [];
+              const first = cells.find(i => panel.model?.cells.get(i)?.type === 'code') ?? cells[0];
+              if (first !== undefined) {
+                actions.selectCell(first);
               }
             }}
           />
@@ -102,7 +91,9 @@ function SidebarBody(props: { model: PipelineModel; actions: ISidebarActions }):
       </Section>
       <Section title="Parameters" id="parameters" count={pipeline?.parameters.length}>
         {pipeline && pipeline.parameters.length === 0 && (
-          <p className="jp-pipeline-empty">No parameters cell (tag one <code>parameters</code>).</p>
+          <p className="jp-pipeline-empty">
+            None: tag a cell of <code>name = value</code> lines <code>parameters</code>.
+          </p>
         )}
         {pipeline && pipeline.parameters.length > 0 && (
           <table className="jp-pipeline-params">
@@ -120,34 +111,19 @@ function SidebarBody(props: { model: PipelineModel; actions: ISidebarActions }):
       </Section>
       <Section title="Problems" id="problems" count={problems.length}>
         {pipeline && problems.length === 0 && <p className="jp-pipeline-empty">No problems.</p>}
-        <ul className="jp-pipeline-problems" aria-label="Problems">
-          {problems.map((p, i) => (
-            <li key={i}>
-              <button
-                className={`jp-pipeline-problem jp-pipeline-severity-${p.severity}`}
-                data-code={p.code}
-                disabled={p.cell === null || p.cell === undefined}
-                onClick={() => p.cell !== null && p.cell !== undefined && actions.selectCell(p.cell)}
-                title={p.cell !== null && p.cell !== undefined ? `Select cell ${p.cell + 1}` : undefined}
-              >
-                <span className="jp-pipeline-severity">{p.severity}</span>
-                <span className="jp-pipeline-problem-message">{p.message}</span>
-                {p.cell !== null && p.cell !== undefined && (
-                  <span className="jp-pipeline-muted">
-                    {' '}
-                    cell {p.cell + 1}
-                    {p.line ? `:${p.line}` : ''}
-                  </span>
-                )}
-              </button>
-            </li>
-          ))}
-        </ul>
+        {errors > 0 && (
+          <p className="jp-pipeline-muted">
+            {errors} error{errors === 1 ? '' : 's'} to fix before publishing. Click one to go to its cell.
+          </p>
+        )}
+        <ProblemList problems={problems} onSelectCell={actions.selectCell} />
       </Section>
       <Section title="Runs" id="runs" count={model.runs.length}>
         <RunsList
           runs={model.runs}
           expanded={model.expanded}
+          focus={model.focusRun}
+          onFocused={() => (model.focusRun = null)}
           error={model.runsError}
           onToggle={id => {
             model.toggleRun(id);

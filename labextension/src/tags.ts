@@ -18,10 +18,23 @@ export interface ICellSpec {
   /** Accelerator type of `gpu:N:TYPE`, preserved when only the count is edited. */
   gpuType: string | null;
   image: string | null;
+  /** Kubernetes quantities of `cpu:X` and `memory:X`. */
+  cpu: string | null;
+  memory: string | null;
+  retries: number | null;
+  /** Seconds. */
+  timeout: number | null;
+  /** False for `cache:off` (Kale: `cache:disabled`). */
+  cache: boolean;
+  /** Further pipeline tags kept as written: pod options, fan-out (`env:`, `volume:`, `map:`...). */
+  more: string[];
 }
 
 export const STAGE_NAME_RE = /^[a-z][a-z0-9_-]{0,62}$/;
+export const QUANTITY_RE = /^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$/;
 const MAGIC_RE = /^\s*%%stage\s+([^\s]+)/;
+/** Line magics of this package; a cell of only these is not part of the pipeline. */
+const PIPELINE_MAGIC_RE = /^\s*%(pipeline\b|(re)?load_ext\s+jupyter_pipeline\s*$)/;
 
 const ROLE_TAGS: Record<string, CellRole> = {
   parameters: 'parameters',
@@ -32,12 +45,47 @@ const ROLE_TAGS: Record<string, CellRole> = {
   skip: 'skip'
 };
 
+/** Tag keys the editor's fields own. */
+const FIELD_KEYS = ['stage', 'step', 'block', 'after', 'prev', 'gpu', 'image', 'cpu', 'memory', 'retries', 'timeout', 'cache'];
+/** Tag keys of pipeline options the editor shows as free-form tags under "more". */
+export const MORE_KEYS = [
+  'env',
+  'volume',
+  'secret',
+  'label',
+  'annotation',
+  'node',
+  'toleration',
+  'shm',
+  'map',
+  'parallelism',
+  'workers',
+  'limit'
+];
+
 export function emptySpec(): ICellSpec {
-  return { role: 'none', stage: null, after: [], gpu: 0, gpuType: null, image: null };
+  return {
+    role: 'none',
+    stage: null,
+    after: [],
+    gpu: 0,
+    gpuType: null,
+    image: null,
+    cpu: null,
+    memory: null,
+    retries: null,
+    timeout: null,
+    cache: true,
+    more: []
+  };
 }
 
 export function isValidStageName(name: string): boolean {
   return STAGE_NAME_RE.test(name);
+}
+
+function isGpuLimit(tag: string): boolean {
+  return /^limit:.*\/gpu:/.test(tag);
 }
 
 /** Whether `tag` is one the stage editor owns (and so rewrites). */
@@ -45,16 +93,17 @@ export function isOwnedTag(tag: string): boolean {
   if (tag in ROLE_TAGS) {
     return true;
   }
-  const [key] = splitTag(tag);
-  return (
-    ['stage', 'step', 'block', 'after', 'prev', 'gpu', 'image'].includes(key) ||
-    /^limit:.*\/gpu:/.test(tag)
-  );
+  const [key, value] = splitTag(tag);
+  return value !== null && (FIELD_KEYS.includes(key) || MORE_KEYS.includes(key));
 }
 
 function splitTag(tag: string): [string, string | null] {
   const i = tag.indexOf(':');
   return i < 0 ? [tag, null] : [tag.slice(0, i), tag.slice(i + 1)];
+}
+
+function wholeNumber(text: string): number | null {
+  return /^\d+$/.test(text) ? Number.parseInt(text, 10) : null;
 }
 
 /** The cell's pipeline spec from its tags (native and Kale spellings). */
@@ -87,8 +136,8 @@ export function readCellSpec(tags: readonly string[] | undefined): ICellSpec {
         break;
       case 'gpu': {
         const [count, type] = splitTag(value);
-        const n = Number.parseInt(count, 10);
-        if (Number.isFinite(n) && n >= 0) {
+        const n = wholeNumber(count);
+        if (n !== null) {
           spec.gpu = n;
           spec.gpuType = type || null;
         }
@@ -97,13 +146,23 @@ export function readCellSpec(tags: readonly string[] | undefined): ICellSpec {
       case 'image':
         spec.image = value || null;
         break;
-      case 'limit': {
-        const m = /\/gpu:(\d+)$/.exec(value);
-        if (m) {
-          spec.gpu = Number.parseInt(m[1], 10);
-        }
+      case 'cpu':
+      case 'memory':
+        spec[key] = value || null;
         break;
-      }
+      case 'retries':
+      case 'timeout':
+        spec[key] = wholeNumber(value);
+        break;
+      case 'cache':
+        spec.cache = !['off', 'disabled', 'false', 'no'].includes(value.toLowerCase());
+        break;
+      default:
+        if (isGpuLimit(tag)) {
+          spec.gpu = wholeNumber(/\/gpu:(.*)$/.exec(value)?.[1] ?? '') ?? spec.gpu;
+        } else if (MORE_KEYS.includes(key)) {
+          spec.more.push(tag);
+        }
     }
   }
   return spec;
@@ -136,14 +195,54 @@ export function specToTags(spec: ICellSpec): string[] {
       if (spec.gpu > 0) {
         tags.push(spec.gpuType ? `gpu:${spec.gpu}:${spec.gpuType}` : `gpu:${spec.gpu}`);
       }
-      if (spec.image) {
-        tags.push(`image:${spec.image}`);
+      for (const key of ['image', 'cpu', 'memory', 'retries', 'timeout'] as const) {
+        if (spec[key] !== null && spec[key] !== '') {
+          tags.push(`${key}:${spec[key]}`);
+        }
+      }
+      if (!spec.cache) {
+        tags.push('cache:off');
+      }
+      for (const tag of spec.more) {
+        if (tag && !tags.includes(tag)) {
+          tags.push(tag);
+        }
       }
       return tags;
     }
     default:
       return [];
   }
+}
+
+/** What is wrong with the fields of `spec`, by field; empty when it can be written. */
+export function specErrors(spec: ICellSpec): Partial<Record<'stage' | 'cpu' | 'memory' | 'more', string>> {
+  const errors: Partial<Record<'stage' | 'cpu' | 'memory' | 'more', string>> = {};
+  if (spec.role !== 'stage') {
+    return errors;
+  }
+  if (!spec.stage) {
+    errors.stage = 'A stage needs a name.';
+  } else if (!isValidStageName(spec.stage)) {
+    errors.stage = 'Lowercase letters, digits, - and _, starting with a letter.';
+  }
+  for (const key of ['cpu', 'memory'] as const) {
+    const value = spec[key];
+    if (value && !QUANTITY_RE.test(value)) {
+      errors[key] = `Not a Kubernetes quantity (e.g. ${key === 'cpu' ? '2 or 500m' : '8Gi'}).`;
+    }
+  }
+  const bad = spec.more.find(t => !MORE_KEYS.includes(splitTag(t)[0]) || splitTag(t)[1] === null);
+  if (bad) {
+    errors.more = `'${bad}' is not a pod or fan-out option (${MORE_KEYS.map(k => k + ':').join(', ')}).`;
+  }
+  return errors;
+}
+
+/** Whether every non-blank line of a code cell is one of this package's line magics. */
+export function isMagicOnly(source: string): boolean {
+  const lines = source.split('\n').filter(l => l.trim() && !l.trim().startsWith('#'));
+  return lines.length > 0 && lines.every(l => PIPELINE_MAGIC_RE.test(l));
 }
 
 /**
@@ -169,31 +268,68 @@ export interface ICellLike {
   source?: string;
 }
 
+/** What a cell is in the pipeline, as its stage bar shows it. */
+export type CellKind =
+  | 'start' // starts a stage (tag or `%%stage`)
+  | 'continue' // an untagged code cell that joins the stage above
+  | 'setup'
+  | 'parameters'
+  | 'skip'
+  | 'magics' // only this package's line magics: left out of the pipeline
+  | 'outside' // untagged code above the first stage
+  | 'other'; // markdown and raw cells
+
+export interface ICellState {
+  kind: CellKind;
+  /** The stage the cell belongs to (`start` and `continue`). */
+  stage: string | null;
+  /** True when a `%%stage` line, not tags, makes the cell a stage. */
+  magic: boolean;
+}
+
 /**
- * The stage each cell belongs to, following the converter's rule: a `stage:` cell starts a stage,
- * untagged code cells join the stage before them, setup/parameters/skip cells belong to none.
- * Markdown cells get `null` (they carry no chip).
+ * What each cell is, following the converter's rule: a `stage:` cell starts a stage, untagged
+ * code cells join the stage before them, setup/parameters/skip cells and cells holding only
+ * `%pipeline`/`%load_ext jupyter_pipeline` magics belong to none.
  */
-export function stageOfCells(cells: readonly ICellLike[]): (string | null)[] {
-  let current: string | null = null;
+export function cellStates(cells: readonly ICellLike[], wholeNotebookStage: string | null = null): ICellState[] {
+  // A notebook without stage tags is one stage: its untagged code cells belong to it.
+  let current: string | null = declaredStages(cells).length ? null : wholeNotebookStage;
   return cells.map(cell => {
     const spec = readCellSpec(cell.tags);
     const magic = cell.cellType === 'code' ? magicStage(cell.source ?? '') : null;
     if (spec.role === 'stage' || magic) {
       current = spec.stage ?? magic;
-      return cell.cellType === 'code' ? current : null;
+      return cell.cellType === 'code'
+        ? { kind: 'start', stage: current, magic: !!magic && spec.role !== 'stage' }
+        : { kind: 'other', stage: null, magic: false };
     }
-    if (cell.cellType !== 'code' || spec.role !== 'none') {
-      return null;
+    if (cell.cellType !== 'code') {
+      return { kind: 'other', stage: null, magic: false };
     }
-    return current;
+    if (spec.role !== 'none') {
+      return { kind: spec.role, stage: null, magic: false };
+    }
+    if (isMagicOnly(cell.source ?? '')) {
+      return { kind: 'magics', stage: null, magic: false };
+    }
+    return current ? { kind: 'continue', stage: current, magic: false } : { kind: 'outside', stage: null, magic: false };
   });
 }
 
-/** Stage names declared by tags in notebook order, without repeats. */
+/** The stage each code cell belongs to (`null` for the others, which carry no stage colour). */
+export function stageOfCells(cells: readonly ICellLike[]): (string | null)[] {
+  return cellStates(cells).map(s => s.stage);
+}
+
+/** Stage names declared by tags (or `%%stage` lines) in notebook order, without repeats. */
 export function declaredStages(cells: readonly ICellLike[]): string[] {
   const out: string[] = [];
-  for (const name of stageOfCells(cells)) {
+  for (const cell of cells) {
+    if (cell.cellType !== 'code') {
+      continue;
+    }
+    const name = readCellSpec(cell.tags).stage ?? magicStage(cell.source ?? '');
     if (name && !out.includes(name)) {
       out.push(name);
     }

@@ -1,10 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import {
+  cellStates,
   declaredStages,
   emptySpec,
+  isMagicOnly,
   isValidStageName,
   magicStage,
   readCellSpec,
+  specErrors,
   stageColor,
   stageOfCells,
   writeCellSpec
@@ -14,6 +17,7 @@ describe('readCellSpec', () => {
   it('reads the native dialect', () => {
     const spec = readCellSpec(['stage:train', 'after:load', 'after:prep', 'gpu:2:nvidia-tesla-t4', 'image:py:3.11']);
     expect(spec).toEqual({
+      ...emptySpec(),
       role: 'stage',
       stage: 'train',
       after: ['load', 'prep'],
@@ -21,6 +25,24 @@ describe('readCellSpec', () => {
       gpuType: 'nvidia-tesla-t4',
       image: 'py:3.11'
     });
+  });
+
+  it('reads resources, retries, timeout, cache and further options', () => {
+    const spec = readCellSpec([
+      'stage:t',
+      'cpu:500m',
+      'memory:8Gi',
+      'retries:2',
+      'timeout:600',
+      'cache:off',
+      'env:A=1',
+      'volume:data:/data',
+      'hide-input'
+    ]);
+    expect(spec).toMatchObject({ cpu: '500m', memory: '8Gi', retries: 2, timeout: 600, cache: false });
+    expect(spec.more).toEqual(['env:A=1', 'volume:data:/data']);
+    expect(readCellSpec(['stage:t', 'cache:disabled']).cache).toBe(false);
+    expect(readCellSpec(['stage:t']).cache).toBe(true);
   });
 
   it('reads Kale spellings', () => {
@@ -48,22 +70,15 @@ describe('readCellSpec', () => {
 
   it('ignores foreign tags and tolerates missing tags', () => {
     expect(readCellSpec(undefined)).toEqual(emptySpec());
-    expect(readCellSpec(['hide-input', 'cpu:2', 'gpu:lots'])).toEqual(emptySpec());
+    expect(readCellSpec(['hide-input', 'gpu:lots', 'retries:many'])).toEqual(emptySpec());
   });
 });
 
 describe('writeCellSpec', () => {
   it('replaces owned tags and keeps foreign ones in order', () => {
-    const tags = ['hide-input', 'stage:old', 'prev:z', 'cpu:2', 'gpu:1', 'retries:3'];
-    const out = writeCellSpec(tags, {
-      role: 'stage',
-      stage: 'train',
-      after: ['load'],
-      gpu: 1,
-      gpuType: null,
-      image: null
-    });
-    expect(out).toEqual(['stage:train', 'after:load', 'gpu:1', 'hide-input', 'cpu:2', 'retries:3']);
+    const tags = ['hide-input', 'stage:old', 'prev:z', 'cpu:2', 'gpu:1', 'retries:3', 'env:A=1', 'other:x'];
+    const out = writeCellSpec(tags, { ...emptySpec(), role: 'stage', stage: 'train', after: ['load'], gpu: 1 });
+    expect(out).toEqual(['stage:train', 'after:load', 'gpu:1', 'hide-input', 'other:x']);
   });
 
   it('keeps the accelerator type and drops zero GPUs', () => {
@@ -89,8 +104,36 @@ describe('writeCellSpec', () => {
   });
 
   it('round-trips through readCellSpec', () => {
-    const spec = { role: 'stage' as const, stage: 'ev', after: ['tr'], gpu: 3, gpuType: null, image: 'img:1' };
-    expect(readCellSpec(writeCellSpec(['keep'], spec))).toEqual(spec);
+    const spec = {
+      ...emptySpec(),
+      role: 'stage' as const,
+      stage: 'ev',
+      after: ['tr'],
+      gpu: 3,
+      image: 'img:1',
+      cpu: '2',
+      memory: '1Gi',
+      retries: 1,
+      timeout: 30,
+      cache: false,
+      more: ['env:X=1', 'shm:1Gi']
+    };
+    const tags = writeCellSpec(['keep'], spec);
+    expect(tags).toEqual([
+      'stage:ev',
+      'after:tr',
+      'gpu:3',
+      'image:img:1',
+      'cpu:2',
+      'memory:1Gi',
+      'retries:1',
+      'timeout:30',
+      'cache:off',
+      'env:X=1',
+      'shm:1Gi',
+      'keep'
+    ]);
+    expect(readCellSpec(tags)).toEqual(spec);
   });
 });
 
@@ -111,6 +154,35 @@ describe('stages of cells', () => {
     expect(declaredStages(cells)).toEqual(['load', 'train']);
   });
 
+  it('says what each cell is, magic-only cells left out', () => {
+    const states = cellStates([
+      { cellType: 'code', tags: [], source: 'x = 1' },
+      { cellType: 'code', tags: [], source: '%load_ext jupyter_pipeline' },
+      ...cells,
+      { cellType: 'code', tags: [], source: '# publish it\n%pipeline publish --experiment e\n\n%pipeline status' },
+      { cellType: 'code', tags: [], source: '%pipeline status\nprint(1)' }
+    ]);
+    expect(states.map(s => s.kind)).toEqual([
+      'outside',
+      'magics',
+      'setup',
+      'parameters',
+      'other',
+      'start',
+      'continue',
+      'skip',
+      'start',
+      'start',
+      'magics',
+      'continue'
+    ]);
+    expect(states[8]).toEqual({ kind: 'start', stage: 'train', magic: true });
+    expect(states[10].stage).toBeNull();
+    expect(isMagicOnly('%reload_ext jupyter_pipeline')).toBe(true);
+    expect(isMagicOnly('%load_ext autoreload')).toBe(false);
+    expect(isMagicOnly('')).toBe(false);
+  });
+
   it('reads the %%stage magic line', () => {
     expect(magicStage('%%stage prep --after load\nx = 1')).toBe('prep');
     expect(magicStage('x = 1\n%%stage prep')).toBeNull();
@@ -128,5 +200,19 @@ describe('names and colours', () => {
   it('gives a stable colour per stage', () => {
     expect(stageColor('train')).toBe(stageColor('train'));
     expect(stageColor('train')).not.toBe(stageColor('load'));
+  });
+});
+
+describe('specErrors', () => {
+  const stage = { ...emptySpec(), role: 'stage' as const, stage: 'train' };
+  it('accepts a valid stage and ignores non-stage roles', () => {
+    expect(specErrors(stage)).toEqual({});
+    expect(specErrors({ ...emptySpec(), role: 'setup' })).toEqual({});
+  });
+  it('names each bad field', () => {
+    expect(Object.keys(specErrors({ ...stage, stage: null }))).toEqual(['stage']);
+    expect(specErrors({ ...stage, stage: 'Train' }).stage).toMatch(/Lowercase/);
+    expect(Object.keys(specErrors({ ...stage, cpu: 'two', memory: '8GB' }))).toEqual(['cpu', 'memory']);
+    expect(specErrors({ ...stage, more: ['env:A=1', 'hide-input'] }).more).toMatch(/'hide-input'/);
   });
 });

@@ -75,7 +75,8 @@ def lab(tmp_path_factory):
          "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
          f"--ServerApp.root_dir={root}", f"--LabApp.user_settings_dir={base / 'settings'}",
          f"--LabApp.workspaces_dir={base / 'workspaces'}",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         "--LabApp.expose_app_in_browser=True"],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -114,7 +115,7 @@ def browser():
 @pytest.fixture(scope="module")
 def page(lab, browser, artifacts):
     """One page for the module, on digits.ipynb with the Pipeline sidebar open."""
-    context = browser.new_context(viewport={"width": 1500, "height": 950})  # no video: needs ffmpeg
+    context = browser.new_context(viewport={"width": 1400, "height": 900})  # no video: needs ffmpeg
     page = context.new_page()
     page.set_default_timeout(30_000)
     errors: list[str] = []

@@ -1,7 +1,10 @@
 """The JupyterLab extension in a real JupyterLab and Chromium, against the real server extension.
 
-The tests share one page and run in file order, as a user would: look at the graph, tag a cell,
-break the pipeline with a cycle and fix it, publish a local run, open a stage's notebook.
+The tests share one page and run in file order, as a user would: look at the stages on the
+cells, make a cell a stage in three actions, edit a stage on its cell, break the pipeline and be
+refused at publish, publish a local run, open a stage's executed notebook read-only, start an
+empty notebook, and look at it all in the dark theme. Screenshots (1400×900) go to
+tests/ui/artifacts/.
 """
 
 from __future__ import annotations
@@ -9,21 +12,28 @@ from __future__ import annotations
 import json
 import re
 import time
+import urllib.request
 
 import pytest
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
 SIDEBAR = "#jupyter-pipeline-sidebar"
+NOTEBOOK = ".jp-NotebookPanel:visible .jp-Notebook"
 DIGITS_STAGES = ["load", "preprocess", "train", "evaluate", "register"]
 
 
+# -- helpers -----------------------------------------------------------------------------------
 def node(page, stage):
     return page.locator(f'{SIDEBAR} .jp-pipeline-node[data-stage="{stage}"]')
 
 
+def cells(page):
+    return page.locator(f"{NOTEBOOK} .jp-Cell")
+
+
 def cell(page, index):
-    return page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-Cell").nth(index)
+    return cells(page).nth(index)
 
 
 def select_cell(page, index):
@@ -31,27 +41,28 @@ def select_cell(page, index):
     page.keyboard.press("Escape")
 
 
-def apply_editor(page, *, role=None, name=None, after=None, uncheck=None):
-    editor = page.locator(f"{SIDEBAR} .jp-pipeline-editor")
-    if role:
-        editor.locator("select.jp-pipeline-role").select_option(role)
-    if name is not None:
-        editor.locator("input.jp-pipeline-stage-name").fill(name)
-    for stage in after or []:
-        editor.locator(f'.jp-pipeline-after input[value="{stage}"]').check()
-    for stage in uncheck or []:
-        editor.locator(f'.jp-pipeline-after input[value="{stage}"]').uncheck()
-    editor.locator("button.jp-pipeline-apply").click()
+def active_index(page) -> int:
+    return cells(page).evaluate_all("(cs) => cs.findIndex(c => c.classList.contains('jp-mod-active'))")
 
 
-def saved_tags(lab, index):
-    nb = json.loads((lab["root"] / "digits.ipynb").read_text())
-    return nb["cells"][index]["metadata"].get("tags", [])
+def new_cell_below(page, index, source) -> int:
+    """Add a code cell below cell `index`, type `source` in it, leave it in command mode."""
+    select_cell(page, index)
+    page.keyboard.press("b")
+    new = index + 1
+    cell(page, new).locator(".jp-InputArea-editor").click()
+    page.keyboard.type(source)
+    page.keyboard.press("Escape")
+    return new
 
 
-def save(page, lab):
+def saved_cell(lab, index, name="digits.ipynb"):
+    return json.loads((lab["root"] / name).read_text())["cells"][index]
+
+
+def save(page, lab, name="digits.ipynb"):
     """Save the notebook and wait for the file on disk to change."""
-    path = lab["root"] / "digits.ipynb"
+    path = lab["root"] / name
     before = path.stat().st_mtime_ns
     page.keyboard.press("Control+s")
     deadline = time.monotonic() + 15
@@ -61,120 +72,285 @@ def save(page, lab):
     page.wait_for_selector(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty", state="detached", timeout=10_000)
 
 
-def test_graph_shows_the_stages(page, artifacts):
-    for stage in DIGITS_STAGES:
-        node(page, stage).wait_for()
-    # train is tagged gpu:1
-    assert node(page, "train").locator(".jp-pipeline-gpu-badge").count() == 1
-    assert node(page, "load").locator(".jp-pipeline-gpu-badge").count() == 0
-    edges = page.locator(f"{SIDEBAR} .jp-pipeline-edge")
-    assert {edges.nth(i).get_attribute("data-edge") for i in range(edges.count())} >= {
-        "load->preprocess", "preprocess->train", "train->evaluate"}
-    params = page.locator(f"{SIDEBAR} .jp-pipeline-params th").all_inner_texts()
-    assert params == ["epochs", "learning_rate", "hidden_units", "test_size", "seed"]
-    # Every stage cell carries its chip.
-    assert page.locator('.jp-pipeline-cell-chip[data-stage="train"]').count() == 1
-    # Clicking a node selects the stage's first cell.
-    node(page, "evaluate").click()
-    page.wait_for_function(
-        "() => document.querySelector('.jp-Cell.jp-mod-active .jp-pipeline-cell-chip')?.dataset.stage === 'evaluate'")
-    page.locator(SIDEBAR).screenshot(path=str(artifacts / "sidebar.png"))
+def shot(page, artifacts, name):
+    """A full-window screenshot, named after the theme it shows."""
+    theme = "dark" if page.locator("body[data-jp-theme-light='false']").count() else "light"
+    page.screenshot(path=str(artifacts / f"{name}-{theme}.png"))
 
 
-def test_tag_a_new_cell_as_a_stage(page, lab):
-    last = page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-Cell").count() - 1
-    select_cell(page, last)
-    page.keyboard.press("b")  # new code cell below, selected
-    new = last + 1
-    cell(page, new).wait_for()
-    cell(page, new).locator(".jp-InputArea-editor").click()
-    page.keyboard.type('summary = f"accuracy {accuracy:.3f}"')
-    page.keyboard.press("Escape")
-    apply_editor(page, role="stage", name="report", after=["register"])
-    # Re-validated from the unsaved content: no save needed for the graph to change.
-    node(page, "report").wait_for(timeout=10_000)
-    assert page.locator(f'{SIDEBAR} .jp-pipeline-edge[data-edge="register->report"]').count() == 1
-    assert page.locator('.jp-pipeline-cell-chip[data-stage="report"]').count() == 1
-    save(page, lab)
-    assert saved_tags(lab, new) == ["stage:report", "after:register"]
-
-
-def test_a_cycle_is_listed_and_selects_its_cell(page, lab):
-    load_cell = 4  # stage:load
-    node(page, "load").click()
-    page.wait_for_function(
-        "() => document.querySelector('.jp-Cell.jp-mod-active .jp-pipeline-cell-chip')?.dataset.stage === 'load'")
-    apply_editor(page, after=["report"])
-    problem = page.locator(f'{SIDEBAR} .jp-pipeline-problem[data-code="cycle"]')
-    problem.first.wait_for(timeout=10_000)
-    assert "cycle" in problem.first.inner_text().lower()
-    # Clicking the problem selects its cell: move away first.
-    select_cell(page, 0)
-    problem.first.click()
-    expected = re.search(r"cell (\d+)", problem.first.inner_text())
-    if expected:
-        active = page.locator(".jp-NotebookPanel:visible .jp-Cell.jp-mod-active")
-        cells = page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-Cell")
-        index = cells.evaluate_all("(cs) => cs.findIndex(c => c.classList.contains('jp-mod-active'))")
-        assert index == int(expected.group(1)), active.inner_text()[:200]
-    # Undo the cycle for the run that follows.
-    select_cell(page, load_cell)
-    apply_editor(page, uncheck=["report"])
-    problem.first.wait_for(state="detached", timeout=10_000)
-    save(page, lab)
-    assert saved_tags(lab, load_cell) == ["stage:load"]
-
-
-def test_publish_a_local_run(page, lab, artifacts):
-    page.locator('jp-button[data-command="jupyter-pipeline:publish"]').first.click()
+def open_publish(page):
+    page.locator(f"{SIDEBAR} button.jp-pipeline-publish").click()
     dialog = page.locator(".jp-Dialog")
-    dialog.locator("#jp-pipeline-target").wait_for()
-    assert dialog.locator("#jp-pipeline-target").input_value() == "local"
-    epochs = dialog.locator('input[data-parameter="epochs"]')
-    assert epochs.input_value() == "5"  # pre-filled from the parameters cell
-    epochs.fill("1")
-    dialog.locator(".jp-Dialog-content").screenshot(path=str(artifacts / "publish-dialog.png"))
-    dialog.locator("button.jp-mod-accept").click()
-    dialog.wait_for(state="detached")
-
-    run = page.locator(f"{SIDEBAR} .jp-pipeline-run").first
-    run.wait_for(timeout=15_000)
-    run.locator(".jp-pipeline-stage-row").first.wait_for(timeout=15_000)
-    # Live per-stage status until the whole run is done.
-    page.wait_for_function(
-        f"""() => {{
-            const r = document.querySelector('{SIDEBAR} .jp-pipeline-run');
-            return r && r.dataset.status !== 'running';
-        }}""",
-        timeout=240_000, polling=500)
-    rows = run.locator(".jp-pipeline-stage-row")
-    status = {rows.nth(i).get_attribute("data-stage"): rows.nth(i).get_attribute("data-status")
-              for i in range(rows.count())}
-    page.locator(SIDEBAR).screenshot(path=str(artifacts / "sidebar-run.png"))
-    runs = page.locator(f"{SIDEBAR} .jp-pipeline-section-runs")
-    runs.scroll_into_view_if_needed()
-    runs.screenshot(path=str(artifacts / "runs.png"))
-    assert run.get_attribute("data-status") == "succeeded", (status, run.inner_text())
-    assert status == {s: "succeeded" for s in DIGITS_STAGES + ["report"]}
-    # The evaluate stage logged its accuracy as a metric, shown under the stage.
-    assert "accuracy=" in run.inner_text()
+    dialog.wait_for()
+    return dialog
 
 
-def test_open_a_stage_executed_notebook(page, lab):
-    run = page.locator(f"{SIDEBAR} .jp-pipeline-run").first
-    run_id = run.get_attribute("data-run-id")
-    run.locator('.jp-pipeline-stage-row[data-stage="evaluate"] .jp-pipeline-open-notebook').click()
-    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="evaluate.ipynb")
-    tab.wait_for(timeout=20_000)
-    panel = page.locator(".jp-NotebookPanel:visible")
-    panel.locator(".jp-OutputArea-output", has_text="test accuracy").first.wait_for(timeout=20_000)
-    assert (lab["root"] / "pipeline-runs" / run_id / "evaluate.ipynb").exists()
+def api_get(lab, path):
+    joiner = "&" if "?" in path else "?"
+    with urllib.request.urlopen(f"{lab['url']}/{path}{joiner}token={lab['token']}", timeout=10) as r:
+        return json.loads(r.read())
 
 
 def show_digits(page):
     page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="digits.ipynb").click()
     page.wait_for_function(
         "() => document.querySelector('#jupyter-pipeline-sidebar .jp-pipeline-title')?.textContent.startsWith('digits')")
+
+
+def in_view(page, selector) -> bool:
+    """Whether the element is inside the sidebar's visible area."""
+    return page.evaluate(
+        """([sel, side]) => {
+            const el = document.querySelector(sel), box = document.querySelector(side);
+            if (!el || !box) return false;
+            const a = el.getBoundingClientRect(), b = box.getBoundingClientRect();
+            return a.top >= b.top - 1 && a.top < b.bottom && a.height > 0;
+        }""", [selector, SIDEBAR])
+
+
+# -- stages on the cells ------------------------------------------------------------------------
+def test_each_code_cell_shows_its_stage(page, artifacts):
+    for stage in DIGITS_STAGES:
+        node(page, stage).wait_for()
+    assert node(page, "train").locator(".jp-pipeline-gpu-badge").count() == 1
+    chips = page.locator(f"{NOTEBOOK} .jp-pipeline-cell-chip")
+    assert [chips.nth(i).get_attribute("data-stage") for i in range(chips.count())] == DIGITS_STAGES
+    assert "1 GPU" in cell(page, 8).locator(".jp-pipeline-cellbar-summary").inner_text()
+    roles = {cell(page, i).locator(".jp-pipeline-role-chip").get_attribute("data-role") for i in (1, 2, 13)}
+    assert roles == {"setup", "parameters", "skip"}
+    # markdown cells carry no bar; the sidebar has no editor any more
+    assert cell(page, 0).locator(".jp-pipeline-cellbar").count() == 0
+    assert page.locator(f"{SIDEBAR} .jp-pipeline-stage-form").count() == 0
+    # the chip sits in its own row, clear of JupyterLab's cell toolbar
+    select_cell(page, 4)
+    chip = cell(page, 4).locator(".jp-pipeline-cell-chip").bounding_box()
+    toolbar = cell(page, 4).locator(".jp-cell-toolbar")
+    if toolbar.count():
+        box = toolbar.bounding_box()
+        assert chip["x"] + chip["width"] < box["x"] or chip["y"] + chip["height"] <= box["y"] + 1
+    # clicking a graph box selects the stage's first cell, in command mode
+    node(page, "evaluate").click()
+    page.wait_for_function(
+        "() => document.querySelector('.jp-Cell.jp-mod-active .jp-pipeline-cell-chip')?.dataset.stage === 'evaluate'")
+    assert page.locator(".jp-Notebook.jp-mod-commandMode").count() == 1
+    shot(page, artifacts, "cells")
+
+
+def test_make_a_cell_a_stage_in_three_actions(page, lab):
+    last = cells(page).count() - 1
+    new = new_cell_below(page, last, 'summary = f"accuracy {accuracy:.3f}"')
+    target = cell(page, new)
+    target.hover()
+    # 1: click "Add stage", 2: type the name, 3: Enter
+    target.locator(".jp-pipeline-add-stage").click()
+    page.keyboard.type("report")
+    page.keyboard.press("Enter")
+    target.locator('.jp-pipeline-cell-chip[data-stage="report"]').wait_for()
+    node(page, "report").wait_for(timeout=10_000)  # validated from the unsaved content
+    assert target.locator(".jp-pipeline-stage-form").count() == 0
+    assert page.locator(".jp-Notebook.jp-mod-commandMode").count() == 1  # back to the notebook, keys work
+    # the keyboard does the same: S on the selected cell, type, Enter
+    extra = new_cell_below(page, new, "digits_seen = len(labels)")
+    page.keyboard.press("s")
+    page.keyboard.type("count")
+    page.keyboard.press("Enter")
+    node(page, "count").wait_for(timeout=10_000)
+    save(page, lab)
+    assert saved_cell(lab, new)["metadata"]["tags"] == ["stage:report"]
+    assert saved_cell(lab, extra)["metadata"]["tags"] == ["stage:count"]
+    # ... and so does the command, from the cell's context menu: here, to undo the second one
+    cell(page, extra).locator(".jp-pipeline-cellbar").click(button="right")
+    page.locator(".lm-Menu-item", has_text="Edit stage of cell").click()
+    form = cell(page, extra).locator(".jp-pipeline-stage-form")
+    form.locator("select.jp-pipeline-role").select_option("skip")
+    form.locator("button.jp-pipeline-apply").click()
+    node(page, "count").wait_for(state="detached", timeout=10_000)
+
+
+def test_edit_a_stage_on_its_cell(page, lab, artifacts):
+    report = cells(page).count() - 2
+    target = cell(page, report)
+    target.locator(".jp-pipeline-cell-chip").click()
+    form = target.locator(".jp-pipeline-stage-form")
+    assert form.locator("input.jp-pipeline-stage-name").input_value() == "report"
+    form.locator('.jp-pipeline-after input[value="register"]').check()
+    form.locator("input.jp-pipeline-gpu").fill("1")
+    form.locator("input.jp-pipeline-cpu").fill("two")
+    form.locator("input.jp-pipeline-memory").fill("1Gi")
+    form.locator("input.jp-pipeline-retries").fill("2")
+    form.locator("input.jp-pipeline-timeout").fill("60")
+    form.locator("input.jp-pipeline-cache").uncheck()
+    form.locator("button.jp-pipeline-more-toggle").click()
+    form.locator("textarea.jp-pipeline-more-tags").fill("env:LOG_LEVEL=debug\nvolume:data-pvc:/data")
+    form.locator("button.jp-pipeline-apply").click()
+    # a bad field keeps the form open and says why
+    assert "Kubernetes quantity" in form.locator(".jp-pipeline-field-error").inner_text()
+    form.locator("input.jp-pipeline-cpu").fill("500m")
+    shot(page, artifacts, "stage-form")
+    form.locator("input.jp-pipeline-cpu").press("Enter")
+    form.wait_for(state="detached")
+    page.locator(f'{SIDEBAR} .jp-pipeline-edge[data-edge="register->report"]').wait_for(timeout=10_000)
+    summary = target.locator(".jp-pipeline-cellbar-summary").inner_text()
+    assert "after register" in summary and "1 GPU" in summary and "500m CPU" in summary
+    save(page, lab)
+    assert saved_cell(lab, report)["metadata"]["tags"] == [
+        "stage:report", "after:register", "gpu:1", "cpu:500m", "memory:1Gi", "retries:2", "timeout:60",
+        "cache:off", "env:LOG_LEVEL=debug", "volume:data-pvc:/data"]
+    # Escape leaves without writing anything
+    target.locator(".jp-pipeline-cell-chip").click()
+    form.locator("input.jp-pipeline-stage-name").fill("renamed")
+    page.keyboard.press("Escape")
+    form.wait_for(state="detached")
+    assert target.locator(".jp-pipeline-cell-chip").get_attribute("data-stage") == "report"
+    # back to a plain stage for the run below (no GPU, volume or env on this machine)
+    target.locator(".jp-pipeline-cell-chip").click()
+    form.locator("input.jp-pipeline-gpu").fill("0")
+    form.locator("button.jp-pipeline-more-toggle").click() if not form.locator(
+        "textarea.jp-pipeline-more-tags").count() else None
+    form.locator("textarea.jp-pipeline-more-tags").fill("")
+    form.locator("button.jp-pipeline-apply").click()
+    form.wait_for(state="detached")
+    save(page, lab)
+    assert saved_cell(lab, report)["metadata"]["tags"] == [
+        "stage:report", "after:register", "cpu:500m", "memory:1Gi", "retries:2", "timeout:60", "cache:off"]
+
+
+def test_magic_cells_are_left_out(page, lab):
+    last = cells(page).count() - 1
+    new = new_cell_below(page, last, "%load_ext jupyter_pipeline\n%pipeline status")
+    chip = cell(page, new).locator('.jp-pipeline-role-chip[data-role="magics"]')
+    chip.wait_for()
+    save(page, lab)
+    pipeline = api_get(lab, "jupyter-pipeline/pipeline?path=digits.ipynb")
+    assert all(new not in s["cells"] for s in pipeline["stages"]), pipeline["stages"]
+    assert not [p for p in pipeline["problems"] if p["severity"] == "error"], pipeline["problems"]
+
+
+def test_problems_count_cells_from_one_and_publish_refuses(page, lab, artifacts):
+    load_cell = 4  # stage:load
+    cell(page, load_cell).locator(".jp-pipeline-cell-chip").click()
+    form = cell(page, load_cell).locator(".jp-pipeline-stage-form")
+    form.locator('.jp-pipeline-after input[value="report"]').check()
+    form.locator("button.jp-pipeline-apply").click()
+    problem = page.locator(f'{SIDEBAR} .jp-pipeline-problem[data-code="cycle"]').first
+    problem.wait_for(timeout=10_000)
+    place = problem.locator(".jp-pipeline-problem-place").inner_text()
+    number = int(re.search(r"cell (\d+)", place).group(1))
+    assert number == int(problem.get_attribute("data-cell")) + 1
+    select_cell(page, 0)
+    problem.click()
+    assert active_index(page) + 1 == number
+    # JupyterLab's status bar agrees, and the cell is not left in edit mode
+    assert f"Cell {number}/" in page.locator(".jp-StatusBar-Widget", has_text="Cell ").first.inner_text()
+    assert page.locator(".jp-Notebook.jp-mod-commandMode").count() == 1
+    assert "`" not in problem.inner_text()
+
+    dialog = open_publish(page)
+    assert "Cannot publish yet" in dialog.inner_text()
+    refused = dialog.locator('.jp-pipeline-problem[data-code="cycle"]').first
+    assert f"cell {number}" in refused.inner_text()
+    shot(page, artifacts, "publish-refused")
+    dialog.locator("button.jp-mod-accept", has_text="Show in Problems").click()
+    dialog.wait_for(state="detached")
+    page.wait_for_timeout(300)
+    assert in_view(page, f"{SIDEBAR} .jp-pipeline-section-problems")
+    # undo the cycle
+    cell(page, load_cell).locator(".jp-pipeline-cell-chip").click()
+    form.locator('.jp-pipeline-after input[value="report"]').uncheck()
+    form.locator("button.jp-pipeline-apply").click()
+    page.locator(f'{SIDEBAR} .jp-pipeline-problem[data-code="cycle"]').first.wait_for(state="detached", timeout=10_000)
+    save(page, lab)
+    assert saved_cell(lab, load_cell)["metadata"]["tags"] == ["stage:load"]
+
+
+def test_kubeflow_without_a_host_is_disabled_and_points_to_the_setting(page, artifacts):
+    dialog = open_publish(page)
+    option = dialog.locator('#jp-pipeline-target option[value="kfp"]')
+    assert option.is_disabled() and "no host configured" in option.inner_text()
+    assert "Settings Editor" in dialog.locator(".jp-pipeline-open-settings").inner_text()
+    shot(page, artifacts, "publish-dialog")
+    dialog.locator(".jp-pipeline-open-settings").click()
+    dialog.wait_for(state="detached")
+    settings_tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="Settings")
+    settings_tab.wait_for(timeout=15_000)
+    page.locator(".jp-SettingsPanel, .jp-SettingsEditor").first.wait_for(timeout=15_000)
+    settings_tab.locator(".lm-TabBar-tabCloseIcon").click()
+    show_digits(page)
+
+
+def test_publish_shows_the_new_run_and_it_ticks(page, lab, artifacts):
+    # a code cell active and its form open: the runs list must still come into view
+    select_cell(page, 10)
+    cell(page, 10).locator(".jp-pipeline-cell-chip").click()
+    dialog = open_publish(page)
+    assert dialog.locator("#jp-pipeline-target").input_value() == "local"
+    epochs = dialog.locator('input[data-parameter="epochs"]')
+    assert epochs.input_value() == "5"  # pre-filled from the parameters cell
+    epochs.fill("1")
+    dialog.locator("button.jp-mod-accept").click()
+    dialog.wait_for(state="detached")
+
+    run = page.locator(f"{SIDEBAR} .jp-pipeline-run").first
+    run.wait_for(timeout=15_000)
+    run.locator(".jp-pipeline-stage-row").first.wait_for(timeout=15_000)
+    page.wait_for_timeout(600)  # the smooth scroll
+    assert in_view(page, f"{SIDEBAR} .jp-pipeline-run[data-run-id='{run.get_attribute('data-run-id')}']")
+    # the run's own duration counts up between polls (every 10 s while idle, 2 s while running)
+    meta = run.locator(".jp-pipeline-run-meta")
+    if run.get_attribute("data-status") == "running":
+        first = meta.inner_text()
+        page.wait_for_timeout(1300)
+        assert meta.inner_text() != first or run.get_attribute("data-status") != "running"
+    page.wait_for_function(
+        f"() => document.querySelector('{SIDEBAR} .jp-pipeline-run')?.dataset.status !== 'running'",
+        timeout=300_000, polling=500)
+    rows = run.locator(".jp-pipeline-stage-row")
+    status = {rows.nth(i).get_attribute("data-stage"): rows.nth(i).get_attribute("data-status")
+              for i in range(rows.count())}
+    assert run.get_attribute("data-status") == "succeeded", (status, run.inner_text())
+    assert status == {s: "succeeded" for s in DIGITS_STAGES + ["report"]}
+    assert "accuracy=" in run.inner_text()
+    # the run id is shown whole, not cut to "2…"
+    run_id = run.get_attribute("data-run-id")
+    assert run.locator(".jp-pipeline-run-id").evaluate("(el) => el.scrollWidth <= el.clientWidth + 1")
+    assert run.locator(".jp-pipeline-run-id").inner_text() == run_id
+    # every Open button is fully visible
+    for button in run.locator(".jp-pipeline-open-notebook").all():
+        box, side = button.bounding_box(), page.locator(SIDEBAR).bounding_box()
+        assert box["x"] + box["width"] <= side["x"] + side["width"], (box, side)
+    cell(page, 10).locator(".jp-pipeline-stage-form button.jp-pipeline-cancel-edit").click()
+    shot(page, artifacts, "run")
+
+
+def test_open_a_stage_notebook_read_only_beside_the_source(page, lab, artifacts):
+    sessions = len(api_get(lab, "api/sessions"))
+    kernels = len(api_get(lab, "api/kernels"))
+    run = page.locator(f"{SIDEBAR} .jp-pipeline-run").first
+    run_id = run.get_attribute("data-run-id")
+    run.locator('.jp-pipeline-stage-row[data-stage="evaluate"] .jp-pipeline-open-notebook').click()
+    view = page.locator(".jp-pipeline-stage-view:visible")
+    view.locator(".jp-OutputArea-output", has_text="test accuracy").first.wait_for(timeout=20_000)
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=f"evaluate · {run_id}")
+    assert tab.count() == 1
+    # beside the notebook (a split), with the sidebar still on digits and its run
+    assert page.locator(f"{NOTEBOOK}").count() == 1
+    assert page.locator(f"{SIDEBAR} .jp-pipeline-title").inner_text().startswith("digits")
+    assert page.locator(f"{SIDEBAR} .jp-pipeline-run[data-run-id='{run_id}']").count() == 1
+    assert page.locator(f"{SIDEBAR} .jp-pipeline-problem").count() == 0
+    # read-only: typing changes nothing; nothing written to the user's folder; no kernel
+    code = view.locator(".jp-Cell .cm-content").last
+    before = code.inner_text()
+    code.click()
+    page.keyboard.type("oops")
+    assert code.inner_text() == before
+    assert not (lab["root"] / "pipeline-runs").exists()
+    assert sorted(p.name for p in lab["root"].iterdir() if not p.name.startswith(".")) == ["digits.ipynb"]
+    assert len(api_get(lab, "api/sessions")) == sessions and len(api_get(lab, "api/kernels")) == kernels
+    shot(page, artifacts, "stage-notebook")
+    # opening it again shows the same view
+    run.locator('.jp-pipeline-stage-row[data-stage="evaluate"] .jp-pipeline-open-notebook').click()
+    assert page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=f"evaluate · {run_id}").count() == 1
+    tab.locator(".lm-TabBar-tabCloseIcon").click()
 
 
 def test_cancel_a_run_from_the_context_menu(page):
@@ -184,26 +360,58 @@ def test_cancel_a_run_from_the_context_menu(page):
     dialog = page.locator(".jp-Dialog")
     dialog.locator("button.jp-mod-accept").click()
     dialog.wait_for(state="detached")
-    runs = page.locator(f"{SIDEBAR} .jp-pipeline-run")
     page.wait_for_function(f"() => document.querySelectorAll('{SIDEBAR} .jp-pipeline-run').length === 2")
+    runs = page.locator(f"{SIDEBAR} .jp-pipeline-run")
     newest = runs.first
     assert newest.get_attribute("data-status") == "running"
     newest.locator("button.jp-pipeline-cancel").click()
     page.wait_for_function(
         f"() => document.querySelector('{SIDEBAR} .jp-pipeline-run')?.dataset.status === 'cancelled'",
         timeout=60_000)
-    # Newest first: the earlier, succeeded run is second.
     assert runs.nth(1).get_attribute("data-status") == "succeeded"
 
 
-def test_dark_theme(page, artifacts):
+def test_a_new_empty_notebook_shows_no_error(page, lab, artifacts):
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:create-new', {kernelName: 'python3'})")
+    page.wait_for_function(
+        "() => document.querySelector('#jupyter-pipeline-sidebar .jp-pipeline-title')?.textContent"
+        ".toLowerCase().startsWith('untitled')")
+    page.locator(f"{SIDEBAR} .jp-pipeline-section-graph .jp-pipeline-empty").wait_for(timeout=10_000)
+    assert "Add stage" in page.locator(f"{SIDEBAR} .jp-pipeline-section-graph").inner_text()
+    assert page.locator(f"{SIDEBAR} .jp-pipeline-severity-error").count() == 0
+    shot(page, artifacts, "empty-notebook")
+    page.evaluate("() => window.jupyterapp.commands.execute('application:close')")
+    discard = page.locator(".jp-Dialog button", has_text=re.compile("Discard|Don't Save"))
+    try:
+        discard.click(timeout=5_000)
+    except Exception:  # noqa: BLE001 - closed without asking: nothing was typed
+        pass
+    show_digits(page)
+
+
+def test_dark_theme(page, lab, artifacts):
     show_digits(page)
     page.keyboard.press("Control+Shift+c")
     page.keyboard.type("Use Theme: JupyterLab Dark")
     page.keyboard.press("Enter")
     page.wait_for_selector("body[data-jp-theme-light='false']", state="attached", timeout=20_000)
-    page.locator('.jp-SideBar [data-id="jupyter-pipeline-sidebar"]').click() if not page.locator(
-        SIDEBAR).is_visible() else None
     page.locator(SIDEBAR).evaluate("(el) => { el.scrollTop = 0; }")
-    page.locator(SIDEBAR).screenshot(path=str(artifacts / "sidebar-dark.png"))
+    node(page, "evaluate").click()
+    shot(page, artifacts, "cells")
+    chip = page.locator(f'{NOTEBOOK} .jp-pipeline-cell-chip[data-stage="report"]')
+    chip.click()
+    page.locator(f"{NOTEBOOK} .jp-pipeline-stage-form").scroll_into_view_if_needed()
+    shot(page, artifacts, "stage-form")
+    page.keyboard.press("Escape")
+    dialog = open_publish(page)
+    shot(page, artifacts, "publish-dialog")
+    dialog.locator("button.jp-mod-reject").click()
+    run = page.locator(f'{SIDEBAR} .jp-pipeline-run[data-status="succeeded"]')
+    if run.locator(".jp-pipeline-run-toggle").get_attribute("aria-expanded") != "true":
+        run.locator(".jp-pipeline-run-toggle").click()
+    run.locator('.jp-pipeline-stage-row[data-stage="evaluate"]').scroll_into_view_if_needed()
+    shot(page, artifacts, "run")
+    run.locator('.jp-pipeline-stage-row[data-stage="evaluate"] .jp-pipeline-open-notebook').click()
+    page.locator(".jp-pipeline-stage-view:visible .jp-OutputArea-output").first.wait_for(timeout=20_000)
+    shot(page, artifacts, "stage-notebook")
     assert not page.errors, page.errors  # type: ignore[attr-defined]
