@@ -121,6 +121,12 @@ def _sweep(quick: bool):
         return bench_sweep.bench_sweep(Path(tmp), quick), {}
 
 
+def _chain(quick: bool):
+    import bench_chain
+
+    return bench_chain.bench_chain(quick), {}
+
+
 def _faults(quick: bool):
     import bench_faults
 
@@ -147,6 +153,7 @@ BENCHMARKS = {
     "kfp": ("KFP compile, kfp-local vs local run", _kfp),
     "sweep": ("6-variant sweep vs 6 independent runs", _sweep),
     "faults": ("dead stage kernel → stage failed vs a raised exception", _faults),
+    "chain": ("6-stage chain vs one papermill run and the release's runner; client readiness", _chain),
     "kale": ("conversion vs Kubeflow Kale", _kale),
     "local": ("local run vs Elyra's local mode", _local),
     "store": ("S3 store vs plain minio SDK", _store),

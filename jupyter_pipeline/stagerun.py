@@ -205,24 +205,17 @@ def serve(cwd: str | None, kernel_name: str | None, lease_fd: int | None = None)
     ``lease_fd`` is the run's lease (see :mod:`jupyter_pipeline.lease`), handed on to the kernel.
     """
     import papermill  # noqa: F401 - imported now, while waiting, not when the job arrives
-    from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
+
+    from .stagekernel import start_kernel
 
     # This process's stderr is shown when the kernel dies, as the kernel's last words (the kernel
     # shares it); papermill's and nbclient's own log lines would only bury them.
     logging.getLogger("papermill").setLevel(logging.CRITICAL)
-
-    # IPC sockets under a private folder rather than TCP ports: jupyter_client picks TCP ports by
-    # binding and releasing them, so a busy machine (other kernels, test servers) can take one
-    # before the kernel binds it, and the kernel dies at start ("Kernel died before replying to
-    # kernel_info"). Unix sockets with a unique path cannot collide.
     sockets = tempfile.mkdtemp(prefix="jp-kernel-")
-    # The asynchronous manager matters: with a blocking client nbclient waits for a cell's reply
-    # in a blocking read that neither notices a dead kernel nor lets SIGTERM in.
-    km = AsyncKernelManager(kernel_name=kernel_name or "python3", transport="ipc", ip=os.path.join(sockets, "k"))
-    finished = threading.Event()
+    km, finished = None, threading.Event()
     try:
-        run_sync(km.start_kernel)(cwd=cwd, **({"pass_fds": (lease_fd,)} if lease_fd is not None else {}))
+        km = start_kernel(kernel_name or "python3", cwd, sockets, (lease_fd,) if lease_fd is not None else ())
         line = sys.stdin.readline()
         if not line.strip():
             return 0  # the runner no longer needs this worker
@@ -238,9 +231,10 @@ def serve(cwd: str | None, kernel_name: str | None, lease_fd: int | None = None)
         return 0 if result["status"] == "succeeded" else 1
     finally:
         finished.set()
-        _kill_kernel(km)
-        with contextlib.suppress(Exception):
-            run_sync(km.cleanup_resources)()
+        if km is not None:
+            _kill_kernel(km)
+            with contextlib.suppress(Exception):
+                run_sync(km.cleanup_resources)()
         shutil.rmtree(sockets, ignore_errors=True)
 
 

@@ -1,0 +1,85 @@
+"""The kernel a stage runs in: started by its worker ahead of the job, and a client that is ready
+as soon as the kernel is.
+
+jupyter_client's ``wait_for_ready`` ends with a fixed wait: it reads IOPub until 0.2 s pass
+without a message, on every kernel start. :class:`ReadyClient` waits for exactly what readiness
+means instead: the kernel's reply to ``kernel_info`` on the shell channel, and its ``idle`` status
+for that request on IOPub (which proves the IOPub subscription is live, so no output of the first
+cell can be lost).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from queue import Empty
+
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.manager import AsyncKernelManager
+
+#: How long to wait for the IOPub status that follows a kernel_info reply before asking again
+#: (only reached while the IOPub subscription is still being set up).
+IOPUB_SETTLE_SECONDS = 0.2
+
+
+class ReadyClient(AsyncKernelClient):
+    """An asynchronous kernel client whose ``wait_for_ready`` has no fixed waits."""
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout if timeout is not None else math.inf)
+        while True:
+            msg_id = self.kernel_info()
+            reply = await self._reply(msg_id, min(1.0, max(0.0, deadline - time.monotonic())))
+            if reply is not None and await self._idle_seen(msg_id):
+                self._handle_kernel_info_reply(reply)
+                return
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+
+    async def _reply(self, msg_id: str, within: float) -> dict | None:
+        """The shell reply to ``msg_id``, skipping replies to earlier attempts; None after ``within`` s."""
+        end = time.monotonic() + within
+        while (left := end - time.monotonic()) > 0:
+            try:
+                msg = await self.shell_channel.get_msg(timeout=left)
+            except Empty:
+                return None
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return msg
+        return None
+
+    async def _idle_seen(self, msg_id: str) -> bool:
+        """Read IOPub up to the kernel's ``idle`` status for ``msg_id``; False if it does not come soon."""
+        end = time.monotonic() + IOPUB_SETTLE_SECONDS
+        while (left := end - time.monotonic()) > 0:
+            try:
+                msg = await self.iopub_channel.get_msg(timeout=left)
+            except Empty:
+                return False
+            if (msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle"
+                    and msg["parent_header"].get("msg_id") == msg_id):
+                return True
+        return False
+
+
+def start_kernel(kernel_name: str, cwd: str | None, sockets: str, pass_fds: tuple[int, ...] = ()):
+    """Start the stage's kernel in ``cwd``, talking over unix sockets in the folder ``sockets``.
+
+    Returns its (asynchronous) kernel manager, already started: papermill connects a
+    :class:`ReadyClient` to it when the job arrives.
+    """
+    from jupyter_core.utils import run_sync
+
+    # IPC sockets under a private folder rather than TCP ports: jupyter_client picks TCP ports by
+    # binding and releasing them, so a busy machine (other kernels, test servers) can take one
+    # before the kernel binds it, and the kernel dies at start ("Kernel died before replying to
+    # kernel_info"). Unix sockets with a unique path cannot collide.
+    # The asynchronous manager matters too: with a blocking client nbclient waits for a cell's
+    # reply in a blocking read that neither notices a dead kernel nor lets SIGTERM in.
+    km = AsyncKernelManager(kernel_name=kernel_name, transport="ipc", ip=os.path.join(sockets, "k"),
+                            client_factory=ReadyClient)
+    run_sync(km.start_kernel)(cwd=cwd, **({"pass_fds": pass_fds} if pass_fds else {}))
+    return km
