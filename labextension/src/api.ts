@@ -54,6 +54,17 @@ export interface IProblem {
   line: number | null;
 }
 
+/** What a pipeline needs on Kubeflow, said before it goes there (`kubeflow` in the pipeline answer). */
+export interface IKubeflowNotes {
+  image: string;
+  /** Where the image setting came from: stage, notebook, environment, server, config file, in-cluster, default. */
+  image_source: string;
+  /** Working files that travel to the pods, relative to the notebook. */
+  files: string[];
+  packages?: string[] | null;
+  problems: IProblem[];
+}
+
 export interface IPipeline {
   name: string;
   path?: string;
@@ -63,6 +74,7 @@ export interface IPipeline {
   setup_cells?: number[];
   settings?: Record<string, unknown>;
   problems: IProblem[];
+  kubeflow?: IKubeflowNotes;
 }
 
 // -- runs -----------------------------------------------------------------------------------------

@@ -142,13 +142,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
           return;
         }
         const meta = (panel.model?.getMetadata('jupyter_pipeline') ?? {}) as Record<string, any>;
-        const image = meta.image
-          ? { name: String(meta.image), source: 'the notebook\'s setting' }
-          : model.settings.defaultImage
-            ? { name: model.settings.defaultImage, source: 'your Default image setting' }
-            : model.serverConfig.default_image
-              ? { name: String(model.serverConfig.default_image), source: 'the server\'s default' }
-              : null;
+        // The server says what Kubeflow will get; without that, what this browser knows.
+        const fallbackImage = String(
+          meta.image || model.settings.defaultImage || model.serverConfig.default_image || ''
+        );
+        const kubeflow =
+          model.pipeline?.kubeflow ??
+          (fallbackImage
+            ? {
+                image: fallbackImage,
+                image_source: meta.image ? 'notebook' : model.settings.defaultImage ? 'your settings' : 'server',
+                files: [],
+                problems: []
+              }
+            : null);
         const request = await showPublishDialog({
           path: panel.context.path,
           parameters: model.pipeline?.parameters ?? [],
@@ -156,7 +163,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           defaultTarget: model.settings.defaultTarget,
           kfpHost: model.kfpHost(),
           experiment: String(meta.experiment ?? model.pipeline?.name ?? ''),
-          image,
+          kubeflow,
           openSettings: () => void commands.execute('settingeditor:open', { query: 'Pipeline' })
         });
         if (!request) {

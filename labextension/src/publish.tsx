@@ -5,7 +5,7 @@
  */
 import { Dialog, ReactWidget } from '@jupyterlab/apputils';
 import * as React from 'react';
-import { IParameter, IProblem, IRunRequest, Target } from './api';
+import { IKubeflowNotes, IParameter, IProblem, IRunRequest, Target } from './api';
 import { parameterText, parseParameter, parseSweepGrid, variantCount } from './params';
 import { ProblemList } from './problems';
 
@@ -18,8 +18,8 @@ export interface IPublishOptions {
   /** Empty when no Kubeflow Pipelines host is configured: the `kfp` target is then disabled. */
   kfpHost: string;
   experiment: string;
-  /** The image stages get on Kubeflow unless a stage names its own, and where it comes from. */
-  image: { name: string; source: string } | null;
+  /** The image, files and packages the stages get on Kubeflow, and warnings about them. */
+  kubeflow: IKubeflowNotes | null;
   /** Open the Settings Editor on the extension's settings. */
   openSettings: () => void;
 }
@@ -104,7 +104,7 @@ class PublishForm extends ReactWidget {
       fn();
       this.update();
     };
-    const kubeflow = this.target === 'kfp';
+    const kubeflow = this.target !== 'local';
     return (
       <div className="jp-pipeline-form">
         {o.problems.length > 0 && (
@@ -141,11 +141,7 @@ class PublishForm extends ReactWidget {
             .
           </p>
         )}
-        {kubeflow && o.image && (
-          <p className="jp-pipeline-muted jp-pipeline-form-note jp-pipeline-form-image">
-            Image: <code>{o.image.name}</code> ({o.image.source}); a stage&apos;s own image wins.
-          </p>
-        )}
+        {kubeflow && o.kubeflow && <KubeflowNotes notes={o.kubeflow} />}
         <label htmlFor="jp-pipeline-experiment">Experiment</label>
         <input
           id="jp-pipeline-experiment"
@@ -196,6 +192,29 @@ class PublishForm extends ReactWidget {
       </div>
     );
   }
+}
+
+/** Image, travelling files and packages on Kubeflow, with their warnings. */
+function KubeflowNotes(props: { notes: IKubeflowNotes }): JSX.Element {
+  const { notes } = props;
+  const shown = notes.files.slice(0, 6).join(', ') + (notes.files.length > 6 ? ` and ${notes.files.length - 6} more` : '');
+  return (
+    <div className="jp-pipeline-form-kubeflow">
+      <p className="jp-pipeline-form-image">
+        Image: <code>{notes.image}</code> <span className="jp-pipeline-muted">({notes.image_source})</span>; a
+        stage&apos;s own <code>image:</code> tag wins.
+      </p>
+      <p className="jp-pipeline-form-files">
+        Files that travel: {notes.files.length ? <code>{shown}</code> : <span className="jp-pipeline-muted">none</span>}
+      </p>
+      {notes.packages && notes.packages.length > 0 && (
+        <p>
+          Packages each stage installs: <code>{notes.packages.join(' ')}</code>
+        </p>
+      )}
+      {notes.problems.length > 0 && <ProblemList problems={notes.problems} />}
+    </div>
+  );
 }
 
 /** The sweep's metric, goal and how many variants the typed values make. */

@@ -2,9 +2,9 @@
  * The Runs section: runs of the active notebook, newest first; a run expands to its stages
  * with status, duration, metrics, error, and a button opening the executed notebook.
  */
-import { notebookIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 import { IRunRecord, IStageRecord } from './api';
+import { MessageText } from './problems';
 
 export interface IRunsProps {
   runs: IRunRecord[];
@@ -62,6 +62,20 @@ function runDuration(run: IRunRecord, now: number): number | null {
 /** Stage order: the record's insertion order (the server writes stages in pipeline order). */
 function stageNames(run: IRunRecord): string[] {
   return Object.keys(run.stages ?? {});
+}
+
+/** A page with a corner arrow: "open the executed notebook" (inline, so this module stays DOM-free to test). */
+function OpenIcon(): JSX.Element {
+  return (
+    <svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true">
+      <path
+        className="jp-pipeline-open-icon"
+        d="M3 1.5h6l4 4V14.5H3zM9 1.5v4h4M6 10.5l4-4M7.5 6.5H10V9"
+        fill="none"
+        strokeWidth="1.3"
+      />
+    </svg>
+  );
 }
 
 /** The current time, ticking every second while `active` (running durations count up between polls). */
@@ -150,7 +164,11 @@ export function RunsList(props: IRunsProps): JSX.Element {
                     ))}
                   </div>
                 )}
-                {run.error && <pre className="jp-pipeline-error">{run.error}</pre>}
+                {run.error && (
+                  <pre className="jp-pipeline-error">
+                    <MessageText text={run.error} />
+                  </pre>
+                )}
                 <table className="jp-pipeline-stage-table">
                   <thead>
                     <tr>
@@ -184,7 +202,7 @@ export function RunsList(props: IRunsProps): JSX.Element {
                                   title="Open the executed notebook (read-only)"
                                   onClick={() => props.onOpenNotebook(run, name)}
                                 >
-                                  <notebookIcon.react tag="span" />
+                                  <OpenIcon />
                                 </button>
                               )}
                             </td>
@@ -198,7 +216,9 @@ export function RunsList(props: IRunsProps): JSX.Element {
                                   </span>
                                 ))}
                                 {rec.error && (
-                                  <pre className="jp-pipeline-error">{withCell(rec.error, rec.error_cell)}</pre>
+                                  <pre className="jp-pipeline-error">
+                                    <MessageText text={withCell(rec.error, rec.error_cell)} />
+                                  </pre>
                                 )}
                               </td>
                             </tr>
