@@ -14,6 +14,9 @@ The chain's figures move with the machine's load; the parts are also timed on th
 - **client ready**: a new client connecting to an already started kernel (what a warm worker's
   papermill does) until ``wait_for_ready`` returns, ours against jupyter_client's, on the same
   kernels.
+- **kernel start**: from starting a stage kernel to a client ready on it, and the CPU-seconds the
+  kernel used (until it exits), ours (no debugger, history in memory, quick reconnects, no fixed
+  flush) against jupyter_client's defaults, alternating.
 """
 
 from __future__ import annotations
@@ -129,9 +132,52 @@ def bench_ready(repeat: int) -> list[dict]:
                 "kernel_info round trip + IOPub idle, no fixed flush")]
 
 
+def bench_kernel_start(repeat: int) -> list[dict]:
+    """Seconds from starting a kernel to a ready client, and the kernel's CPU-seconds, ours vs defaults."""
+    import resource
+    import statistics
+
+    from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+
+    from jupyter_pipeline.stagekernel import ReadyClient, StageKernelManager
+
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    async def ready(km) -> None:
+        kc = km.client()
+        kc.start_channels()
+        await kc.wait_for_ready(timeout=60)
+        kc.stop_channels()
+
+    sides = {"ours": (StageKernelManager, ReadyClient), "defaults": (AsyncKernelManager, AsyncKernelClient)}
+    seconds: dict[str, list[float]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
+    for i in range(repeat):
+        for name in (list(sides) if i % 2 else list(sides)[::-1]):
+            manager, client = sides[name]
+            with tempfile.TemporaryDirectory(prefix="jp-bench-kernel-") as sockets:
+                c0, t0 = children_cpu(), time.perf_counter()
+                km = manager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "k"),
+                             client_factory=client)
+                run_sync(km.start_kernel)()
+                run_sync(ready)(km)
+                seconds[name].append(time.perf_counter() - t0)
+                run_sync(km.shutdown_kernel)(now=False)
+                cpu[name].append(children_cpu() - c0)
+    med = {name: (statistics.median(seconds[name]), statistics.median(cpu[name])) for name in sides}
+    base = "jupyter_client's defaults"
+    return [row("stage kernel start → client ready", med["ours"][0], med["defaults"][0], "s", base,
+                "no debugger, history in memory, 5 ms reconnects, no fixed flush"),
+            row("stage kernel CPU-seconds (start to exit)", med["ours"][1], med["defaults"][1], "s", base)]
+
+
 def bench_chain(quick: bool, baseline_ref: str = BASELINE_REF) -> list[dict]:
     repeat = 3 if quick else 5
-    rows = bench_ready(repeat)
+    rows = bench_ready(repeat) + bench_kernel_start(repeat)
     with tempfile.TemporaryDirectory(prefix="jp-bench-chain-") as tmp:
         tmp = Path(tmp)
         release = str(unpack(baseline_ref, tmp / "release"))

@@ -5,7 +5,13 @@ jupyter_client's ``wait_for_ready`` ends with a fixed wait: it reads IOPub until
 without a message, on every kernel start. :class:`ReadyClient` waits for exactly what readiness
 means instead: the kernel's reply to ``kernel_info`` on the shell channel, and its ``idle`` status
 for that request on IOPub (which proves the IOPub subscription is live, so no output of the first
-cell can be lost).
+cell can be lost). Its sockets retry a connection to a kernel that is still starting every few
+milliseconds rather than zmq's default 100 ms.
+
+:class:`StageKernelManager` starts IPython kernels as stages need them: without the debugger
+(ipykernel imports debugpy at start, most of a second of CPU per stage, for a notebook nobody
+will attach a debugger to; ``import debugpy`` fails in stage kernels) and with the IPython
+history in memory (no SQLite file shared by kernels running side by side).
 """
 
 from __future__ import annotations
@@ -15,16 +21,36 @@ import os
 import time
 from queue import Empty
 
+import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
+from traitlets import default
 
 #: How long to wait for the IOPub status that follows a kernel_info reply before asking again
 #: (only reached while the IOPub subscription is still being set up).
 IOPUB_SETTLE_SECONDS = 0.2
+#: zmq's interval between connection attempts to a kernel not listening yet (zmq's default: 100).
+RECONNECT_MS = 5
+#: What ``python -m ipykernel_launcher`` does, with debugpy made unimportable first.
+LAUNCH_WITHOUT_DEBUGGER = (
+    "import sys, os\n"
+    "sys.modules['debugpy'] = None  # a stage kernel has no debugger: skip importing it\n"
+    "if sys.path[0] in ('', os.getcwd()):\n"
+    "    del sys.path[0]  # as ipykernel_launcher does; IPython puts it back\n"
+    "from ipykernel import kernelapp\n"
+    "kernelapp.launch_new_instance()"
+)
 
 
 class ReadyClient(AsyncKernelClient):
     """An asynchronous kernel client whose ``wait_for_ready`` has no fixed waits."""
+
+    @default("context")
+    def _quick_reconnect_context(self) -> zmq.asyncio.Context:
+        self._created_context = True
+        context = zmq.asyncio.Context()
+        context.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
+        return context
 
     async def wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (timeout if timeout is not None else math.inf)
@@ -65,6 +91,21 @@ class ReadyClient(AsyncKernelClient):
         return False
 
 
+class StageKernelManager(AsyncKernelManager):
+    """Starts a stage's IPython kernel without the debugger and with its history in memory.
+
+    Only the standard launch (``python -m ipykernel_launcher``) is changed; other kernels start
+    as their kernel spec says.
+    """
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        cmd = super().format_kernel_cmd(extra_arguments)
+        if cmd[1:3] == ["-m", "ipykernel_launcher"]:
+            cmd[1:3] = ["-c", LAUNCH_WITHOUT_DEBUGGER]
+            cmd.append("--HistoryManager.hist_file=:memory:")
+        return cmd
+
+
 def start_kernel(kernel_name: str, cwd: str | None, sockets: str, pass_fds: tuple[int, ...] = ()):
     """Start the stage's kernel in ``cwd``, talking over unix sockets in the folder ``sockets``.
 
@@ -79,7 +120,7 @@ def start_kernel(kernel_name: str, cwd: str | None, sockets: str, pass_fds: tupl
     # kernel_info"). Unix sockets with a unique path cannot collide.
     # The asynchronous manager matters too: with a blocking client nbclient waits for a cell's
     # reply in a blocking read that neither notices a dead kernel nor lets SIGTERM in.
-    km = AsyncKernelManager(kernel_name=kernel_name, transport="ipc", ip=os.path.join(sockets, "k"),
+    km = StageKernelManager(kernel_name=kernel_name, transport="ipc", ip=os.path.join(sockets, "k"),
                             client_factory=ReadyClient)
     run_sync(km.start_kernel)(cwd=cwd, **({"pass_fds": pass_fds} if pass_fds else {}))
     return km

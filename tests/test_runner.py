@@ -240,3 +240,15 @@ def test_incremental_reuses_unchanged_stages_and_says_why_others_run(fixture_nb,
     assert fourth.stages["left"].why == "its code changed"
     assert fourth.stages["right"].reused_from == third.run_id and fourth.stages["start"].reused_from == first.run_id
     assert fourth.stages["join"].metrics == {"joined": 122}  # 110 + 12: reused `right` value loaded through pointers
+
+
+def test_stage_kernels_run_without_the_debugger_and_keep_history_in_memory(tmp_path, write_notebook):
+    nb = write_notebook(tmp_path / "lean.ipynb", [
+        (["stage:lean"], "import sys\nprint('first output', flush=True)\n"
+                         "assert 'debugpy' in sys.modules and sys.modules['debugpy'] is None, 'debugpy imported'\n"
+                         "assert get_ipython().history_manager.hist_file == ':memory:'"),
+    ])
+    record = run_pipeline(nb, store=str(tmp_path / "store"))
+    assert record.status.value == "succeeded", record.stages["lean"].error
+    out = open_store(str(tmp_path / "store")).get_bytes(f"runs/{record.run_id}/stages/lean/output.ipynb").decode()
+    assert "first output" in out  # the first cell's output is not lost to a late IOPub subscription
