@@ -114,6 +114,7 @@ def test_each_code_cell_shows_its_stage(page, artifacts):
         node(page, stage).wait_for()
     assert node(page, "train").locator(".jp-pipeline-gpu-badge").count() == 1
     chips = page.locator(f"{NOTEBOOK} .jp-pipeline-cell-chip")
+    page.locator(f'{NOTEBOOK} .jp-pipeline-cell-chip[data-stage="register"]').wait_for()  # bars come as cells render
     assert [chips.nth(i).get_attribute("data-stage") for i in range(chips.count())] == DIGITS_STAGES
     assert "1 GPU" in cell(page, 8).locator(".jp-pipeline-cellbar-summary").inner_text()
     roles = {cell(page, i).locator(".jp-pipeline-role-chip").get_attribute("data-role") for i in (1, 2, 13)}
@@ -390,6 +391,32 @@ def test_a_new_empty_notebook_shows_no_error(page, lab, artifacts):
         discard.click(timeout=5_000)
     except Exception:  # noqa: BLE001 - closed without asking: nothing was typed
         pass
+    show_digits(page)
+
+
+def test_an_untagged_notebook_is_one_stage_with_a_hint(page, lab, artifacts):
+    nb = {"cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "n = 3",
+                     "outputs": [], "execution_count": None},
+                    {"cell_type": "code", "metadata": {}, "source": "total = sum(range(n))", "outputs": [],
+                     "execution_count": None},
+                    {"cell_type": "code", "metadata": {}, "source": "print(total)", "outputs": [],
+                     "execution_count": None}],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 4}
+    (lab["root"] / "untagged.ipynb").write_text(json.dumps(nb))
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:open', {path: 'untagged.ipynb'})")
+    node(page, "untagged").wait_for(timeout=15_000)
+    assert page.locator(f"{SIDEBAR} .jp-pipeline-node").count() == 1
+    hint = page.locator(f'{SIDEBAR} .jp-pipeline-problem[data-code="whole-notebook"]')
+    assert "split it into stages" in hint.inner_text()
+    chips = page.locator(f'{NOTEBOOK} .jp-pipeline-cellbar-continue[data-stage="untagged"]')
+    chips.first.wait_for()
+    assert chips.count() == 2
+    shot(page, artifacts, "untagged-notebook")
+    dialog = open_publish(page)
+    assert "Publish as pipeline" in dialog.inner_text()  # not refused
+    dialog.locator("button.jp-mod-reject").click()
+    page.evaluate("() => window.jupyterapp.commands.execute('application:close')")
     show_digits(page)
 
 
