@@ -6,6 +6,7 @@ Public API (imported lazily so that ``jupyter-pipeline --help`` and stage kernel
     pipeline = jp.load("digits.ipynb")      # parse + validate
     record = pipeline_run = jp.run(pipeline, parameters={"epochs": 3})
     jp.log_metric("accuracy", 0.97)         # inside a stage
+    jp.distributed().initialize_keras()     # inside a workers:N stage: rank, world size, Keras DataParallel
     jp.log_model(model, "digits")           # register a Keras model
     model = jp.load_model("digits")         # latest version, Keras safe mode
 """
@@ -26,6 +27,7 @@ _LAZY = {
     "from_notebook": ("jupyter_pipeline.parse", "from_notebook"),
     "run": ("jupyter_pipeline.runner", "run_pipeline"),
     "log_metric": ("jupyter_pipeline.context", "log_metric"),
+    "distributed": ("jupyter_pipeline.replica", "distributed"),
     "log_model": ("jupyter_pipeline.models", "log_model"),
     "load_model": ("jupyter_pipeline.models", "load_model"),
     "list_models": ("jupyter_pipeline.models", "list_models"),

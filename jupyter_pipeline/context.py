@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .records import stage_key
 
@@ -23,6 +23,12 @@ class RunContext:
     run_id: str
     stage: str
     item: int | None = None  # the item index in a `map:` stage
+    #: In a `workers:` stage: {"rank", "world_size", "coordinator", "barrier", ...} of this replica.
+    gang: dict | None = field(default=None, compare=False, hash=False)
+
+    @property
+    def rank(self) -> int:
+        return int(self.gang["rank"]) if self.gang else 0
 
     @property
     def store(self):
@@ -38,10 +44,10 @@ _active: RunContext | None = None
 _interactive_metrics: dict[str, float] = {}
 
 
-def activate(store_url: str, run_id: str, stage: str, item: int | None = None) -> RunContext:
-    """Make ``RunContext(store_url, run_id, stage, item)`` the context of this process."""
+def activate(store_url: str, run_id: str, stage: str, item: int | None = None, gang: dict | None = None) -> RunContext:
+    """Make ``RunContext(store_url, run_id, stage, item, gang)`` the context of this process."""
     global _active
-    _active = RunContext(store_url, run_id, stage, item)
+    _active = RunContext(store_url, run_id, stage, item, gang)
     return _active
 
 
@@ -73,7 +79,7 @@ def log_metric(name: str, value) -> None:
     """
     value = _metric_value(name, value)
     ctx = current()
-    if ctx is None:
+    if ctx is None or ctx.rank:  # replicas other than rank 0 only print: rank 0 speaks for the stage
         _interactive_metrics[name] = value
         print(f"metric {name} = {value}")
         return

@@ -43,6 +43,10 @@ class ValidationFailed(PipelineError):
         return f"{self.notebook} is not a valid pipeline: {lines}{more}."
 
 
+class DistributedError(PipelineError):
+    """Raised when the replicas of a ``workers:`` stage cannot form their gang or join JAX's runtime."""
+
+
 class UnknownKeyError(PipelineError, KeyError):
     """Raised when a registry is asked for a key nothing was registered under."""
 

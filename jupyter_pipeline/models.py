@@ -16,6 +16,7 @@ from typing import Any
 from . import context
 from .exceptions import ModelNotFound, PipelineError
 from .records import now_iso
+from .replica import saving_alone
 from .store import Store, open_store
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -94,7 +95,7 @@ def _framework_versions() -> dict:
     return out
 
 
-def log_model(model, name: str, store: Store | str | None = None, metadata: dict | None = None) -> int:
+def log_model(model, name: str, store: Store | str | None = None, metadata: dict | None = None) -> int | None:
     """Register a Keras model under ``name``; return its new version number.
 
     Inside a pipeline stage the model goes to the run's store with the run id, stage and run
@@ -107,6 +108,9 @@ def log_model(model, name: str, store: Store | str | None = None, metadata: dict
     """
     _check_name(name)
     ctx = context.current()
+    if ctx is not None and ctx.rank:  # a workers: stage registers rank 0's model, once
+        print(f"log_model: replica {ctx.rank} leaves registering '{name}' to rank 0")
+        return None
     store = open_store(store or context.default_store_url())
     meta: dict[str, Any] = {
         "name": name,
@@ -127,7 +131,8 @@ def log_model(model, name: str, store: Store | str | None = None, metadata: dict
     version = max(claimed, default=0) + 1
     with tempfile.TemporaryDirectory(prefix="jp-model-") as tmp:
         path = Path(tmp) / "model.keras"
-        model.save(path)
+        with saving_alone():
+            model.save(path)
         while not store.create_exclusive(f"{model_prefix(name, version)}.claim", now_iso().encode()):
             version += 1
         meta["version"] = version

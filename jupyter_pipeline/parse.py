@@ -17,7 +17,7 @@ from .exceptions import NotebookReadError, VariableNotSavable
 from .pipeline import Cell, Parameter, Pipeline, Problem, Role, Stage, StageOptions
 from .notebook_settings import KEY as SETTINGS_KEY
 from .notebook_settings import notebook_settings, stage_defaults
-from .validate import find_cycles, reopened_stages, stage_problems
+from .validate import find_cycles, reopened_stages, stage_problems, workers_problems
 
 
 def read_notebook(path: str | os.PathLike) -> nbformat.NotebookNode:
@@ -330,6 +330,7 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
         for s in stages
     ]
     problems.extend(stage_problems(stages, cells, first_cell))
+    problems.extend(workers_problems(stages, cells, setup_cells, first_cell))
     problems.extend(reopened_stages(stages, cells, first_cell))
     problems.extend(find_cycles(stages, first_cell))
     kernelspec = metadata.get("kernelspec")

@@ -38,6 +38,7 @@ class StageOptions:
     map_chunks: int | None = None  # `map:VAR:CHUNKS`: split VAR into CHUNKS parts
     map_as: str = "item"  # `map:VAR:as=NAME`: the name each run sees its item under
     parallelism: int | None = None  # at most this many items at once (`parallelism:N`)
+    workers: int = 1  # `workers:N`: N replicas started together (a gang); see jupyter_pipeline.distributed
     # Pod options, applied on Kubeflow. Mappings and lists add up across cells and defaults
     # (see ``merged``); the stage's own tags win over notebook-wide ones.
     labels: dict[str, str] = field(default_factory=dict, hash=False)  # `label:KEY:VALUE`

@@ -76,6 +76,7 @@ class StageRecord:
     fingerprint: dict | None = None  # what the cache key hashes: code, setup, parameters, upstream keys
     why: str | None = None  # with --incremental: why the stage ran (or that it was reused)
     items: list[dict] = field(default_factory=list)  # per-item state of a `map:` stage
+    replicas: list[dict] = field(default_factory=list)  # per-replica state of a `workers:` stage
 
     @property
     def duration(self) -> float | None:
@@ -192,8 +193,11 @@ def run_key(run_id: str) -> str:
     return f"runs/{run_id}/run.json"
 
 
-def stage_key(run_id: str, stage: str, name: str, item: int | None = None) -> str:
-    """Key of a file of one stage (or of one item of a ``map:`` stage): ``output.ipynb``, ``vars/x.npy``..."""
+def stage_key(run_id: str, stage: str, name: str, item: int | None = None, replica: int | None = None) -> str:
+    """Key of a file of one stage (or of one item of a ``map:`` stage, or of one replica of a
+    ``workers:`` stage): ``output.ipynb``, ``vars/x.npy``..."""
+    if replica is not None:
+        return f"runs/{run_id}/stages/{stage}/replicas/{replica}/{name}"
     if item is not None:
         return f"runs/{run_id}/stages/{stage}/items/{item}/{name}"
     return f"runs/{run_id}/stages/{stage}/{name}"

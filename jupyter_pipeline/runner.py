@@ -33,6 +33,7 @@ from .records import (
     stage_key,
 )
 from .fanout import MapStages
+from .gang import GangStages
 from .lease import STOPPING_GRACE_SECONDS, Lease
 from .stagebook import stage_notebook
 from .stagecache import StageCache, stage_fingerprints, why_it_runs
@@ -45,7 +46,7 @@ EventHandler = Callable[[str, RunRecord, str | None], None]
 
 
 
-class LocalRunner(MapStages):
+class LocalRunner(MapStages, GangStages):
     """Runs one pipeline run at a time on this machine; ``cancel()`` may be called from any thread."""
 
     def __init__(self, store: Store | str | None = None, *, workers: int | None = None,
@@ -352,6 +353,8 @@ class LocalRunner(MapStages):
     def _compute(self, stage: Stage, record: RunRecord) -> dict:
         if stage.options.map_var:
             return self._run_map(stage, record)
+        if stage.options.workers > 1:
+            return self._run_gang(stage, record)
         return self._execute_stage(stage, record)
 
     def _execute_stage(self, stage: Stage, record: RunRecord, item: int | None = None) -> dict:

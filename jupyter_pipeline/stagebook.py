@@ -52,6 +52,9 @@ def stage_notebook(pipeline: Pipeline, stage: Stage | str, parameters: dict | No
         "import jupyter_pipeline.stageio as _jp_io\n"
         f"if {RUN_PARAMETER}:\n    _jp_io.activate({RUN_PARAMETER})",
     ))
+    gang = stage.options.workers > 1
+    if gang:
+        cells.append(_cell("gang-join", f"_jp_io.join_gang()  # wait until all {stage.options.workers} replicas are up"))
     for index in pipeline.setup_cells:
         cells.append(_cell("setup", pipeline.cells[index].source, origin=index))
     if pipeline.setup_cells and stage.outputs:
@@ -71,6 +74,8 @@ def stage_notebook(pipeline: Pipeline, stage: Stage | str, parameters: dict | No
     if stage.metrics_cell:
         names = printed_names(pipeline.cells[i].source for i in stage.cells) or sorted(stage.uses)
         cells.append(_cell("metrics", f"_jp_io.log_metrics_of({json.dumps(names)}, globals())"))
+    if gang:
+        cells.append(_cell("gang-leave", "_jp_io.leave_gang()  # rank 0 saves the stage's values on its own"))
     if stage.outputs:
         # The last cell that assigns each output: a value that cannot be saved is reported there.
         assigned_in = {name: index for index in stage.cells for name in pipeline.cells[index].defines
@@ -78,6 +83,8 @@ def stage_notebook(pipeline: Pipeline, stage: Stage | str, parameters: dict | No
         numbers = json.dumps({name: index + 1 for name, index in sorted(assigned_in.items())})
         cells.append(_cell("outputs", f"_jp_io.save_outputs({json.dumps(list(stage.outputs))}, globals(), {numbers})",
                            assigned_in=assigned_in))
+    if gang:
+        cells.append(_cell("gang-end", "_jp_io.end_gang()  # the replicas leave JAX's distributed runtime together"))
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": pipeline.kernel_name, "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}

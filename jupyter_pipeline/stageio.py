@@ -16,8 +16,8 @@ _indexes: dict[tuple[str, str], dict] = {}
 
 
 def activate(run: dict) -> None:
-    """Called by the first generated cell with ``{"store", "run_id", "stage", "item"?}``."""
-    context.activate(run["store"], run["run_id"], run["stage"], run.get("item"))
+    """Called by the first generated cell with ``{"store", "run_id", "stage", "item"?, "gang"?}``."""
+    context.activate(run["store"], run["run_id"], run["stage"], run.get("item"), run.get("gang"))
     _indexes.clear()
 
 
@@ -71,6 +71,8 @@ def save_outputs(names: list[str], namespace: dict, cells: dict[str, int] | None
     from .marshal import save_value
 
     ctx = context.current()
+    if ctx.rank:
+        return  # a `workers:` stage's outputs are rank 0's values
     missing = [n for n in names if n not in namespace]
     if missing:
         raise PipelineError(
@@ -82,6 +84,27 @@ def save_outputs(names: list[str], namespace: dict, cells: dict[str, int] | None
         index[name] = save_value(name, namespace[name], ctx.store, ctx.key("vars"), ctx.stage,
                                  (cells or {}).get(name))
     ctx.store.put_json(ctx.key("outputs.json"), index)
+
+
+def join_gang() -> None:
+    """First cell of a ``workers:`` stage: wait until every replica is up (see ``distributed``)."""
+    from .replica import join
+
+    join()
+
+
+def leave_gang() -> None:
+    """After a ``workers:`` stage's code: let rank 0 save its values without the other replicas."""
+    from .replica import leave
+
+    leave()
+
+
+def end_gang() -> None:
+    """Last cell of a ``workers:`` stage: every replica leaves JAX's distributed runtime together."""
+    from .replica import end
+
+    end()
 
 
 def log_metrics_of(names: list[str], namespace: dict) -> None:

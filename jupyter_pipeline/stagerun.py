@@ -46,12 +46,14 @@ ORPHAN_SAVE_SECONDS = 10
 
 
 def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *, cwd: str | None = None,
-              kernel_name: str | None = None, km=None, item: int | None = None, on_start=None) -> dict:
+              kernel_name: str | None = None, km=None, item: int | None = None, on_start=None,
+              gang: dict | None = None) -> dict:
     """Run ``runs/<run_id>/stages/<stage>/input.ipynb``; return ``{status, error?, metrics, ...}``.
 
     ``km`` is an already started kernel manager to run in (the warm-worker mode); without it
     papermill starts and stops a kernel of its own. ``on_start()`` is called once, as the first
-    cell starts.
+    cell starts. ``gang`` makes this run one replica of a ``workers:`` stage (see ``replica``): its
+    executed notebook goes to ``replicas/<rank>/output.ipynb``.
     """
     import nbformat
     import papermill
@@ -64,7 +66,9 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
 
     store = open_store(store)
     params = dict(parameters or {})
-    params[RUN_PARAMETER] = {"store": store.absolute_url(), "run_id": run_id, "stage": stage, "item": item}
+    params[RUN_PARAMETER] = {"store": store.absolute_url(), "run_id": run_id, "stage": stage, "item": item,
+                             **({"gang": gang} if gang else {})}
+    output_key = stage_key(run_id, stage, "output.ipynb", item, replica=gang["rank"] if gang else None)
     result: dict = {"status": "succeeded", "stage": stage}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"jp-{stage}-") as tmp:
@@ -97,8 +101,8 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
             result.update(status="failed", error=reason)
         finally:
             if out.exists():  # kept whatever happened, waiting out a store outage
-                patiently(lambda: store.put_file(stage_key(run_id, stage, "output.ipynb", item), out))
-                result["output_notebook"] = store.uri(stage_key(run_id, stage, "output.ipynb", item))
+                patiently(lambda: store.put_file(output_key, out))
+                result["output_notebook"] = store.uri(output_key)
     metrics_key = stage_key(run_id, stage, "metrics.json", item)
     result["metrics"] = patiently(lambda: store.get_json(metrics_key) if store.exists(metrics_key) else {})
     result["seconds"] = round(time.monotonic() - started, 3)
@@ -223,7 +227,8 @@ def serve(cwd: str | None, kernel_name: str | None, lease_fd: int | None = None)
         job = json.loads(line)
         try:
             result = run_stage(job["store"], job["run_id"], job["stage"], job.get("parameters"), cwd=cwd,
-                               kernel_name=kernel_name, km=km, item=job.get("item"), on_start=_say_started)
+                               kernel_name=kernel_name, km=km, item=job.get("item"), on_start=_say_started,
+                               gang=job.get("gang"))
         except Exception as exc:  # noqa: BLE001 - report, never a traceback to the parent's user
             result = {"status": "failed", "stage": job.get("stage"), "error": f"{type(exc).__name__}: {exc}", "metrics": {}}
         finished.set()

@@ -141,6 +141,15 @@ def _map_option(spec: CellSpec, tag: str, text: str) -> None:
             _int_option(spec, tag, "map_chunks", part, minimum=1)
 
 
+def _workers_option(spec: CellSpec, tag: str, text: str) -> None:
+    """``workers:N``: N ≥ 2 replicas started together (one replica is what every stage is)."""
+    if not text.isdigit() or int(text) < 2:
+        spec.problem(f"tag '{tag}': a distributed stage needs at least 2 workers (workers:2 or more); "
+                     "without the tag a stage runs as one process", "bad-workers")
+        return
+    spec.options["workers"] = int(text)
+
+
 _ROLE_TAGS = {
     "parameters": Role.PARAMETERS,
     "setup": Role.SETUP,
@@ -178,6 +187,8 @@ def native(tag: str, spec: CellSpec) -> bool:
         _map_option(spec, tag, value)
     elif key == "parallelism":
         _int_option(spec, tag, "parallelism", value, minimum=1)
+    elif key == "workers":
+        _workers_option(spec, tag, value)
     elif key == "cache":
         if value not in ("off", "on", "enabled", "disabled"):
             spec.problem(f"tag '{tag}': use cache:off or cache:on")
@@ -238,6 +249,7 @@ def magic_parser() -> argparse.ArgumentParser:
     p.add_argument("--image")
     p.add_argument("--retries")
     p.add_argument("--timeout")
+    p.add_argument("--workers")
     p.add_argument("--no-cache", action="store_true")
     return p
 
@@ -246,7 +258,7 @@ def magic_line_tags(line: str) -> list[str]:
     """Tags equivalent to a ``%%stage`` line's arguments; raises ValueError when malformed."""
     args = magic_parser().parse_args(shlex.split(line))
     tags = [f"stage:{args.name}"] + [f"after:{a}" for a in args.after]
-    for key in ("gpu", "cpu", "memory", "image", "retries", "timeout"):
+    for key in ("gpu", "cpu", "memory", "image", "retries", "timeout", "workers"):
         if getattr(args, key) is not None:
             tags.append(f"{key}:{getattr(args, key)}")
     if args.no_cache:

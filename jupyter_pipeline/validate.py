@@ -39,6 +39,64 @@ def stage_problems(stages: list[Stage], cells: list[Cell], first_cell: dict[str,
     return problems
 
 
+#: Calls that set a replica up for distributed work: ``jp.distributed().initialize_keras()`` and the like.
+DISTRIBUTION_CALLS = ("initialize_keras", "initialize_jax", "jax.distributed.initialize",
+                      "keras.distribution.initialize")
+
+
+def workers_problems(stages: list[Stage], cells: list[Cell], setup_cells: list[int],
+                     first_cell: dict[str, int]) -> list[Problem]:
+    """``workers:N`` stages: not with ``map:``, and a warning when no cell sets the replicas up to work together."""
+    problems: list[Problem] = []
+    setup = [cells[i].source for i in setup_cells]
+    for stage in stages:
+        n = stage.options.workers
+        if n < 2:
+            continue
+        cell = first_cell[stage.name]
+        if stage.options.map_var:
+            problems.append(Problem(
+                "error", "workers-with-map",
+                f"stage '{stage.name}' is tagged both `workers:{n}` and `map:{stage.options.map_var}`: a map stage runs "
+                "once per item, a workers stage runs one program on several replicas together; put the two in "
+                "separate stages", stage=stage.name, cell=cell))
+        sources = setup + [cells[i].source for i in stage.cells if cells[i].cell_type == "code"]
+        if not any(_calls(source, DISTRIBUTION_CALLS) for source in sources):
+            problems.append(Problem(
+                "warning", "workers-without-distribution",
+                f"stage '{stage.name}' runs on {n} workers, but its code never sets them up to work together, so each "
+                "replica would run the whole stage alone; call `jupyter_pipeline.distributed().initialize_keras()` "
+                "before building the model (or initialize_jax(), or jax.distributed.initialize with "
+                "jp.distributed()'s rank, world_size and coordinator)", stage=stage.name, cell=cell))
+    return problems
+
+
+def _calls(source: str, names: tuple[str, ...]) -> bool:
+    """Whether ``source`` calls a function whose dotted name ends with one of ``names``."""
+    from .analysis import to_python
+
+    try:
+        tree = ast.parse(to_python(source))
+    except SyntaxError:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            dotted = _dotted(node.func)
+            if any(dotted == name or dotted.endswith("." + name) for name in names):
+                return True
+    return False
+
+
+def _dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Call):
+        return _dotted(node.func) + "()"
+    return "?"
+
+
 def reopened_stages(stages: list[Stage], cells: list[Cell], first_cell: dict[str, int]) -> list[Problem]:
     """A stage whose cells continue below a stage that reads its variables.
 
