@@ -56,8 +56,13 @@ class ReadyClient(AsyncKernelClient):
         deadline = time.monotonic() + (timeout if timeout is not None else math.inf)
         while True:
             msg_id = self.kernel_info()
-            reply = await self._reply(msg_id, min(1.0, max(0.0, deadline - time.monotonic())))
-            if reply is not None and await self._idle_seen(msg_id):
+            reply = await self._first(self.shell_channel, min(1.0, max(0.0, deadline - time.monotonic())),
+                                      lambda msg: msg["parent_header"].get("msg_id") == msg_id)
+            idle = reply is not None and await self._first(
+                self.iopub_channel, IOPUB_SETTLE_SECONDS,
+                lambda msg: msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle"
+                and msg["parent_header"].get("msg_id") == msg_id)
+            if idle:
                 self._handle_kernel_info_reply(reply)
                 return
             if not await self._async_is_alive():
@@ -65,30 +70,18 @@ class ReadyClient(AsyncKernelClient):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
 
-    async def _reply(self, msg_id: str, within: float) -> dict | None:
-        """The shell reply to ``msg_id``, skipping replies to earlier attempts; None after ``within`` s."""
+    @staticmethod
+    async def _first(channel, within: float, matches) -> dict | None:
+        """The first message on ``channel`` that ``matches`` (others are skipped); None after ``within`` s."""
         end = time.monotonic() + within
         while (left := end - time.monotonic()) > 0:
             try:
-                msg = await self.shell_channel.get_msg(timeout=left)
+                msg = await channel.get_msg(timeout=left)
             except Empty:
                 return None
-            if msg["parent_header"].get("msg_id") == msg_id:
+            if matches(msg):
                 return msg
         return None
-
-    async def _idle_seen(self, msg_id: str) -> bool:
-        """Read IOPub up to the kernel's ``idle`` status for ``msg_id``; False if it does not come soon."""
-        end = time.monotonic() + IOPUB_SETTLE_SECONDS
-        while (left := end - time.monotonic()) > 0:
-            try:
-                msg = await self.iopub_channel.get_msg(timeout=left)
-            except Empty:
-                return False
-            if (msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle"
-                    and msg["parent_header"].get("msg_id") == msg_id):
-                return True
-        return False
 
 
 class StageKernelManager(AsyncKernelManager):
