@@ -478,7 +478,7 @@ def test_sigterm_drains_in_flight_requests(served):
         np.testing.assert_allclose(got, expected(models["digits"], x)[0], rtol=1e-6, atol=1e-7)
         assert proc.wait(timeout=30) == 0
         err = proc.stderr.read()
-        assert "draining 1 in-flight request" in err and "Traceback" not in err
+        assert "draining 1 request(s) in progress" in err and "Traceback" not in err
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -55,16 +56,17 @@ def body(name: str, rows: int, seed: int = 0) -> bytes:
 
 # -- SIGTERM under load, in a real server process --------------------------------------------------
 
-def _start_server(store: str, *extra: str) -> tuple[subprocess.Popen, int]:
+def _start_server(store: str, log: Path, *extra: str) -> tuple[subprocess.Popen, int]:
+    """A ``serve`` process, its stderr (the access log too: a pipe nobody reads would fill) in ``log``."""
     code = "import sys; from jupyter_pipeline.cli import main; sys.exit(main(sys.argv[1:]))"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": "jax"}
     proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--store", store, "--port", "0", "--json",
                              "--poll-interval", "0", *extra], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=log.open("w"), text=True)
     text = ""
     while not text.rstrip().endswith("}"):
         line = proc.stdout.readline()
-        assert line, proc.stderr.read()
+        assert line, log.read_text()
         text += line
     port = json.loads(text)["port"]
     deadline = time.time() + 90
@@ -109,14 +111,16 @@ async def _load(port: int, clients: int, seconds_before: float, proc: subprocess
     closed: never accepted), idle-closed (sent on a connection the client had left idle longer than
     the server's idle grace during a drain: documented), or lost (anything else). Returns the tallies.
     """
-    small, wide = body("small", 1), body("wide", 16, seed=1)
+    # Distinct small bodies (cache misses: the model path) and one repeated wide body (cache hits).
+    smalls, wide = [body("small", 1, seed=i) for i in range(400)], body("wide", 16, seed=1)
     tally = {"answered": 0, "refused": 0, "lost": [], "idle_closed": 0, "closing": 0, "after_sigterm": 0}
     sigterm_at: list[float] = []
 
     async def worker(i: int):
-        path, content = ("/v2/models/wide/infer", wide) if i % 4 == 0 else ("/v2/models/small/infer", small)
         conn = _Connection(port)
-        while True:
+        for n in range(i, 10 ** 6, clients):
+            path, content = (("/v2/models/wide/infer", wide) if i % 4 == 0 else
+                             ("/v2/models/small/infer", smalls[n % len(smalls)]))
             fresh = conn.writer is None
             idle = time.monotonic() - conn.last_used
             try:
@@ -125,7 +129,7 @@ async def _load(port: int, clients: int, seconds_before: float, proc: subprocess
                 tally["refused"] += 1
                 return
             except (OSError, asyncio.IncompleteReadError) as exc:
-                if not fresh and sigterm_at and idle > 0.8:
+                if not fresh and sigterm_at and idle > 1.5:
                     tally["idle_closed"] += 1
                 else:
                     tally["lost"].append(f"{type(exc).__name__}: {exc} ({'new' if fresh else 'reused'} connection, "
@@ -134,8 +138,8 @@ async def _load(port: int, clients: int, seconds_before: float, proc: subprocess
             if status != 200:
                 tally["lost"].append(f"{status} {payload[:200]!r}")
                 return
-            doc = json.loads(payload)
-            assert doc["outputs"][0]["shape"][1] in (4, 4096)
+            # The whole body arrived (readexactly of its Content-Length); parse the small ones.
+            assert payload.endswith(b"]}]}") and (len(payload) > 10 ** 5 or json.loads(payload)["outputs"])
             tally["answered"] += 1
             tally["after_sigterm"] += bool(sigterm_at)
             tally["closing"] += headers.get("connection", "").lower() == "close"
@@ -149,21 +153,88 @@ async def _load(port: int, clients: int, seconds_before: float, proc: subprocess
     return tally
 
 
-def test_sigterm_under_keep_alive_load_answers_every_accepted_request(store):
-    proc, port = _start_server(store, "--no-cache", "--model", "small", "--model", "wide", "--max-batch-size", "16",
-                               "--grpc-port", "0")
+def test_sigterm_under_keep_alive_load_answers_every_accepted_request(store, tmp_path):
+    log = tmp_path / "server.log"
+    proc, port = _start_server(store, log, "--model", "small", "--model", "wide", "--max-batch-size", "16",
+                               "--grpc-port", "0", "--access-log")
     try:
         tally = asyncio.run(_load(port, clients=32, seconds_before=1.5, proc=proc))
         assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
-    err = proc.stderr.read()
+    err = log.read_text()
     assert not tally["lost"], tally["lost"][:5]
     assert tally["answered"] > 30 and tally["after_sigterm"] > 0, tally
     # Each connection's last response said so: clients stop there instead of racing the close.
     assert tally["closing"] > 0 and tally["refused"] > 0, tally
     assert "Traceback" not in err and '" 500 ' not in err and "drain timed out" not in err, err[-3000:]
+
+
+# -- versions swapped and unloaded under load -------------------------------------------------------
+
+def test_versions_load_and_unload_under_load_without_failing_a_request(tmp_path):
+    """Latest swaps to a new version and old versions load on demand and are unloaded (LRU, at most
+    two loaded) while clients keep asking: every request is answered by the version it named."""
+    store = str(tmp_path / "store")
+    models = {v: _model(8, 4, 10 + v) for v in (1, 2, 3, 4)}
+    for v in (1, 2, 3):
+        log_model(models[v], "m", store=store)
+    x = np.random.default_rng(5).random((2, 8), dtype=np.float32)
+    want = {v: np.asarray(models[v](x, training=False)) for v in models}
+    content = json.dumps({"inputs": [{"name": "x", "shape": [2, 8], "datatype": "FP32",
+                                      "data": x.reshape(-1).tolist()}]}).encode()
+    config = ServerConfig(store=store, port=0, poll_interval=0.2, cache=False, max_loaded_versions=2)
+    failures, answered = [], {}
+
+    def client(path: str, stop: threading.Event):
+        with httpx.Client(base_url=thread.url, timeout=60) as c:
+            while not stop.is_set():
+                r = c.post(path, content=content)
+                if r.status_code != 200:
+                    failures.append(f"{path}: {r.status_code} {r.text[:200]}")
+                    continue
+                doc = r.json()
+                v = int(doc["model_version"])
+                got = np.reshape(doc["outputs"][0]["data"], (2, 4))
+                if not np.allclose(got, want[v], rtol=1e-5, atol=1e-6):
+                    failures.append(f"{path}: version {v} answered another version's numbers")
+                answered[path] = answered.get(path, 0) + 1
+
+    with ServerThread(config) as thread:
+        repo = thread.server.repository
+        stop_latest = threading.Event()
+        latest = [threading.Thread(target=client, args=("/v2/models/m/infer", stop_latest)) for _ in range(2)]
+        for t in latest:
+            t.start()
+        old = []
+        for v in (1, 2, 1):  # v1 loads, v2 loads (v1 goes: at most 2), v1 loads again (v2 goes)
+            path = f"/v2/models/m/versions/{v}/infer"
+            before = answered.get(path, 0)
+            stop = threading.Event()
+            old.append(threading.Thread(target=client, args=(path, stop)))
+            old[-1].start()
+            deadline = time.time() + 60
+            while answered.get(path, 0) < before + 3 and time.time() < deadline:
+                time.sleep(0.05)
+            stop.set()
+            old[-1].join()
+            loaded = sorted(thread.call(lambda: sorted(repo.state("m").ready)))
+            assert loaded == sorted({v, 3}), loaded  # the latest always stays
+        log_model(models[4], "m", store=store)  # a new latest arrives under load
+        deadline = time.time() + 60
+        while thread.call(lambda: repo.state("m").default.version) != 4 and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        stop_latest.set()
+        for t in latest:
+            t.join()
+        assert thread.call(lambda: sorted(repo.state("m").ready)) in ([1, 4], [3, 4])
+        metrics = httpx.get(f"{thread.url}/metrics").text
+    assert not failures, failures[:3]
+    assert answered["/v2/models/m/infer"] > 10
+    assert 'jp_serving_model_version_loaded{model="m",version="4"} 1.0' in metrics
+    assert 'jp_serving_model_version_loaded{model="m",version="2"}' not in metrics
 
 
 # -- malformed requests ------------------------------------------------------------------------------

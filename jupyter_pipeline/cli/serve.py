@@ -40,9 +40,16 @@ def register(sub, common) -> dict:
     s.add_argument("--max-batch-size", type=int, default=32, help="most rows per model call (default 32)")
     s.add_argument("--max-batch-wait-ms", type=float, default=2.0,
                    help="under concurrent load, wait up to this long for a batch to fill (default 2)")
+    s.add_argument("--max-loaded-versions", type=int, default=3, metavar="N",
+                   help="versions of one model kept loaded; older ones asked for by number load on demand and the "
+                        "least recently used is unloaded past N (the pinned or latest version always stays; "
+                        "default 3)")
     s.add_argument("--max-body-mb", type=float, default=16, help="largest request body in MiB (default 16)")
     s.add_argument("--drain-timeout", type=float, default=30.0, metavar="S",
                    help="on SIGTERM, wait at most this long for in-flight requests (default 30)")
+    s.add_argument("--access-log", action="store_true",
+                   help="log one line per request to stderr (off by default: at thousands of requests a second "
+                        "the log costs more than a cache hit)")
     s.add_argument("--body-timeout", type=float, default=60.0, metavar="S",
                    help="a request body must arrive within this many seconds, or the connection is closed "
                         "(default 60)")
@@ -81,11 +88,12 @@ def register(sub, common) -> dict:
     return {"serve": s, "deploy": d}
 
 
-def _setup_logging() -> None:
+def _setup_logging(access_log: bool) -> None:
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("jupyter_pipeline.serving.access").setLevel(logging.INFO if access_log else logging.WARNING)
     for noisy in ("jax", "jax._src", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -107,8 +115,9 @@ def cmd_serve(args) -> int:
         cache_entries=args.cache_entries, cache_bytes=int(args.cache_mb * 1024 * 1024),
         poll_interval=args.poll_interval, max_batch_size=args.max_batch_size,
         max_batch_wait_ms=args.max_batch_wait_ms, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-        drain_timeout=args.drain_timeout, body_timeout=args.body_timeout)
-    _setup_logging()
+        drain_timeout=args.drain_timeout, body_timeout=args.body_timeout,
+        max_loaded_versions=args.max_loaded_versions)
+    _setup_logging(args.access_log)
 
     def started(server):
         if args.json:

@@ -43,6 +43,7 @@ class ServerConfig:
     body_timeout: float = 60.0  # a request body must arrive within this; a shorter one is cut off
     idle_timeout: float = 300.0  # keep-alive connections idle this long are closed
     model_threads: int = 2
+    max_loaded_versions: int = 3  # per model, least recently used unloaded first; pinned and latest stay
 
 
 class ModelServer:
@@ -54,22 +55,30 @@ class ModelServer:
         self.specs = [ModelSpec.parse(m) for m in config.models]
         self.cache = (PredictionCache(config.cache_entries, config.cache_bytes) if config.cache else None)
         self.metrics = ServerMetrics(self.cache)
-        self.metrics.in_flight.set_function(lambda: self.in_flight)
+        self.metrics.in_flight.set_function(lambda: self.requests_in_progress)
         self.executor = ThreadPoolExecutor(config.model_threads, thread_name_prefix="jp-model")
         self.repository = ModelRepository(
             self.store, self.specs, executor=self.executor, max_batch_size=config.max_batch_size,
-            max_wait_ms=config.max_batch_wait_ms, on_batch=self.metrics.batch_hook, listener=self.metrics)
+            max_wait_ms=config.max_batch_wait_ms, max_loaded_versions=config.max_loaded_versions,
+            on_batch=self.metrics.batch_hook, listener=self.metrics)
         self.inference = Inference(self.repository, self.cache, self.metrics)
         from .routes import make_app  # the routes module imports this one for typing
 
         self.app = make_app(self)
-        self.in_flight = 0
+        self.in_flight = 0  # REST requests in their handlers (a drain waits for these)
+        self.grpc_in_flight = 0
         self.draining = False
         self.port: int | None = None
         self.grpc_port: int | None = None
         self._http: GracefulHTTPServer | None = None
         self._grpc = None
         self._poller: asyncio.Task | None = None
+
+    @property
+    def requests_in_progress(self) -> int:
+        """Requests begun and not answered yet: REST ones by connection (headers in, response not
+        flushed, whoever answers it) and gRPC calls."""
+        return (self._http.busy_connections if self._http is not None else 0) + self.grpc_in_flight
 
     @property
     def ready(self) -> bool:
@@ -81,9 +90,12 @@ class ModelServer:
         self.port = sockets[0].getsockname()[1]
         # tornado's own body limit answers a bare 400; the handlers answer 413 with a message,
         # so tornado's limit only guards against bodies far beyond ours.
+        from .routes import InferShortcut
+
         self._http = GracefulHTTPServer(self.app, max_body_size=2 * self.config.max_body_bytes + 65536,
-                                        xheaders=True, body_timeout=self.config.body_timeout,
-                                        idle_connection_timeout=self.config.idle_timeout)
+                                        body_timeout=self.config.body_timeout,
+                                        idle_connection_timeout=self.config.idle_timeout,
+                                        shortcut=InferShortcut(self) if self.cache is not None else None)
         self._http.add_sockets(sockets)
         if self.config.grpc_port is not None:
             from . import grpc_service  # grpc loads only when asked for

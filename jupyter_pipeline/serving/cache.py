@@ -37,11 +37,12 @@ class PredictionCache:
     def _cost(key: tuple, value) -> int:
         return len(key[-1]) + len(value) + _OVERHEAD
 
-    def get(self, key: tuple):
-        """The cached response for ``key`` (marking it most recent), or ``None``; counts hit/miss."""
+    def get(self, key: tuple, count_miss: bool = True):
+        """The cached response for ``key`` (marking it most recent), or ``None``; counts hit/miss
+        (a caller that will ask again on a miss passes ``count_miss=False`` the first time)."""
         value = self._entries.get(key)
         if value is None:
-            self.misses += 1
+            self.misses += count_miss
             return None
         self._entries.move_to_end(key)
         self.hits += 1

@@ -156,7 +156,7 @@ class InferenceService:
     async def ModelInfer(self, body: bytes, context) -> bytes:
         server = self.server
         started = time.perf_counter()
-        server.in_flight += 1
+        server.grpc_in_flight += 1
         name, status = "-", 200
         try:
             name, version = _model_and_version(body)
@@ -170,7 +170,7 @@ class InferenceService:
             log.exception("uncaught error in gRPC ModelInfer")
             await context.abort(grpc.StatusCode.INTERNAL, "Internal server error; the server log has the details.")
         finally:
-            server.in_flight -= 1
+            server.grpc_in_flight -= 1
             server.metrics.observe_request(name, "grpc", status, time.perf_counter() - started)
 
 

@@ -68,6 +68,34 @@ class Inference:
         self.cache = cache
         self.metrics = metrics
 
+    def cached(self, name: str, version: str | None, codec: Codec, body: bytes,
+               header_length: int | None = None) -> tuple[Answer, object] | None:
+        """The cached answer, without waiting for anything, or None (then call the inference itself).
+
+        Counts a hit as :meth:`__call__` does; a miss is left for that call to count.
+        """
+        cache = self.cache
+        if cache is None:
+            return None
+        started = time.perf_counter_ns()
+        try:
+            served = self.repository.get(name, version)
+        except PipelineError:
+            return None  # the full path answers with the error
+        if served is None:
+            return None
+        answer = cache.get(cache.key(name, served.version, codec.name, body, header_length), count_miss=False)
+        if answer is None:
+            return None
+        self._hit(served.stats, time.perf_counter_ns() - started)
+        return answer, served
+
+    def _hit(self, stats: "ModelStats", ns: int) -> None:
+        self.metrics.cache_hits.inc()
+        stats.add("cache_hit", ns)
+        stats.add("success", ns)
+        stats.last_inference = time.time_ns() // 1_000_000
+
     async def __call__(self, name: str, version: str | None, codec: Codec, body: bytes,
                        header_length: int | None = None) -> tuple[Answer, object, str]:
         """``(answer, served model version, cache state)`` for one request body."""
@@ -81,10 +109,7 @@ class Inference:
                 answer = cache.get(key)
                 now = time.perf_counter_ns()
                 if answer is not None:
-                    self.metrics.cache_hits.inc()
-                    stats.add("cache_hit", now - started)
-                    stats.add("success", now - started)
-                    stats.last_inference = time.time_ns() // 1_000_000
+                    self._hit(stats, now - started)
                     return answer, served, "hit"
                 self.metrics.cache_misses.inc()
                 stats.add("cache_miss", now - started)

@@ -35,7 +35,7 @@ async def _serve(config: ServerConfig, on_started) -> bool:
     if on_started:
         on_started(server)
     await stop.wait()
-    log.info("shutting down: draining %d in-flight request(s)", server.in_flight)
+    log.info("shutting down: draining %d request(s) in progress", server.requests_in_progress)
     finished = await server.drain()
     log.info("stopped")
     return finished

@@ -56,6 +56,7 @@ class ServedModel:
     batcher: Batcher
     loaded_at: float = field(default_factory=time.time)
     stats: ModelStats = field(default_factory=ModelStats)
+    last_used: float = field(default_factory=time.monotonic)  # kept for versions asked for by number
 
     @property
     def signature(self) -> Signature:
@@ -98,13 +99,14 @@ class ModelRepository:
     """
 
     def __init__(self, store: Store, specs: list[ModelSpec] | None = None, *, executor: Executor,
-                 max_batch_size: int = 32, max_wait_ms: float = 2.0,
+                 max_batch_size: int = 32, max_wait_ms: float = 2.0, max_loaded_versions: int = 3,
                  on_batch: Callable[[str], Callable] | None = None, listener: Any = None):
         self.store = store
         self.specs = {s.name: s for s in specs or []}
         self.executor = executor  # runs model calls
         self.max_batch_size = max_batch_size
         self.max_wait_ms = max_wait_ms
+        self.max_loaded_versions = max(1, max_loaded_versions)  # per model; pinned and latest always stay
         self.on_batch = on_batch
         self.listener = listener
         self.loaded_once = False
@@ -153,7 +155,10 @@ class ModelRepository:
                                 f"{', '.join(map(str, state.addressable)) or 'none'}.")
         if v in state.failed:
             raise ModelNotReady(f"Model '{name}' version {v} failed to load: {state.failed[v]}")
-        return state.ready.get(v)
+        served = state.ready.get(v)
+        if served is not None:
+            served.last_used = time.monotonic()
+        return served
 
     async def resolve(self, name: str, version: int | str | None = None) -> ServedModel:
         """Like :meth:`get`, loading a registered older version on first use."""
@@ -230,9 +235,24 @@ class ModelRepository:
                 self.listener.load_failed(name, version)
             return
         state = self._states.get(name) or ModelState(name, registered=(version,))
-        self._publish(name, replace(state, ready={**state.ready, version: served}))
+        self._publish(name, self._bounded(replace(state, ready={**state.ready, version: served}), version))
         log.info("model %s version %s ready (%.2f s to load and compile)", name, version,
                  time.perf_counter() - started)
+
+    def _bounded(self, state: ModelState, keep: int) -> ModelState:
+        """``state`` with its least recently used versions unloaded, down to ``max_loaded_versions``;
+        the version serving unnamed requests (pinned or latest) and ``keep`` always stay. Requests
+        already holding an unloaded version finish on it; a later one loads it again."""
+        excess = len(state.ready) - self.max_loaded_versions
+        if excess <= 0:
+            return state
+        protected = {keep} | ({state.default.version} if state.default is not None else set())
+        by_use = sorted((m.last_used, v) for v, m in state.ready.items() if v not in protected)
+        gone = {v for _, v in by_use[:excess]}
+        for v in sorted(gone):
+            log.info("model %s version %s unloaded (least recently used of more than %d loaded versions)",
+                     state.name, v, self.max_loaded_versions)
+        return replace(state, ready={v: m for v, m in state.ready.items() if v not in gone})
 
     def _load(self, name: str, version: int) -> ServedModel:
         meta = models.get_meta(self.store, name, version)

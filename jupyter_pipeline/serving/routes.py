@@ -11,8 +11,11 @@ message, never a traceback.
 from __future__ import annotations
 
 import logging
+import re
 import time
+from urllib.parse import unquote
 
+import tornado.httputil
 import tornado.web
 
 from .. import __version__
@@ -29,6 +32,8 @@ access_log = logging.getLogger("jupyter_pipeline.serving.access")
 
 _NAME = r"([^/:]+)"
 _VERSION = r"(?:/versions/([^/:]+))?"
+_V2_INFER = re.compile(rf"/v2/models/{_NAME}{_VERSION}/infer")
+_V1_PREDICT = re.compile(rf"/v1/models/{_NAME}{_VERSION}:predict")
 
 
 class _Handler(tornado.web.RequestHandler):
@@ -267,15 +272,76 @@ class MetricsHandler(_Handler):
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:
     """One access-log line per request."""
-    if not access_log.isEnabledFor(logging.INFO):
-        return
-    request = handler.request
-    model = getattr(handler, "model_label", "-")
-    version = getattr(handler, "model_version", None)
-    access_log.info('%s "%s %s" %d %d %.2fms model=%s version=%s cache=%s', request.remote_ip, request.method,
-                    request.uri, handler.get_status(), len(request.body or b"") or getattr(handler, "_size", 0),
-                    1000.0 * request.request_time(), model, version if version is not None else "-",
-                    getattr(handler, "cache_state", "-"))
+    if access_log.isEnabledFor(logging.INFO):
+        request = handler.request
+        log_access(request.remote_ip, request.method, request.uri, handler.get_status(),
+                   len(request.body or b"") or getattr(handler, "_size", 0), request.request_time(),
+                   getattr(handler, "model_label", "-"), getattr(handler, "model_version", None),
+                   getattr(handler, "cache_state", "-"))
+
+
+def log_access(ip, method, uri, status, size, seconds, model, version, cache) -> None:
+    access_log.info('%s "%s %s" %d %d %.2fms model=%s version=%s cache=%s', ip, method, uri, status, size,
+                    1000.0 * seconds, model, version if version is not None else "-", cache)
+
+
+class InferShortcut:
+    """Answers prediction-cache hits of ``infer`` and ``:predict`` from the request's bytes alone:
+    no request handler, routing or decoding, which is most of a hit's cost. Everything else (a
+    miss, an error, a model still loading) goes on to the application's handlers.
+    """
+
+    def __init__(self, server: ModelServer):
+        self.server = server
+        self.codecs = {"v2": codecs.get("v2"), "v1": codecs.get("v1")}
+        self._date = (0, "")
+
+    def wants(self, start_line, headers):
+        if start_line.method != "POST":
+            return None
+        length = headers.get("Content-Length")
+        if length is None or not length.isdigit() or int(length) > self.server.config.max_body_bytes:
+            return None
+        path = start_line.path.partition("?")[0]
+        for protocol, pattern in (("v2", _V2_INFER), ("v1", _V1_PREDICT)):
+            match = pattern.fullmatch(path)
+            if match:
+                name, version = match.groups()
+                return protocol, unquote(name), unquote(version) if version is not None else None
+        return None
+
+    def answer(self, token, start_line, headers, body: bytes, request_conn) -> bool:
+        started = time.perf_counter()
+        protocol, name, version = token
+        try:
+            length = oip.json_length(headers.get(oip.HEADER), len(body)) if protocol == "v2" else None
+        except InvalidRequest:
+            return False
+        found = self.server.inference.cached(name, version, self.codecs[protocol], body, length)
+        if found is None:
+            return False
+        answer, served = found
+        head = tornado.httputil.HTTPHeaders({"Content-Type": "application/json", "Date": self._now(),
+                                             "Content-Length": str(len(answer.body))})
+        if answer.json_length is not None:
+            head[oip.HEADER] = str(answer.json_length)
+            head["Content-Type"] = "application/octet-stream"
+        if self.server.draining:
+            GracefulHTTPServer.close_after_response(request_conn)
+        request_conn.write_headers(tornado.httputil.ResponseStartLine("HTTP/1.1", 200, "OK"), head, answer.body)
+        request_conn.finish()
+        seconds = time.perf_counter() - started
+        self.server.metrics.observe_request(name, protocol, 200, seconds)
+        if access_log.isEnabledFor(logging.INFO):
+            log_access(request_conn.context.remote_ip, "POST", start_line.path, 200, len(body), seconds, name,
+                       served.version, "hit")
+        return True
+
+    def _now(self) -> str:
+        second = int(time.time())
+        if self._date[0] != second:
+            self._date = (second, tornado.httputil.format_timestamp(second))
+        return self._date[1]
 
 
 def make_app(server: ModelServer) -> tornado.web.Application:
