@@ -146,31 +146,20 @@ class PipelineMagics(Magics):
             print(f"error: {problem.describe()}")
 
     def _run(self, args, target: str | None = None):
+        from .records import new_run_id
         from .store import open_store, resolve_store_url
         from .targets import get_target
 
         pipeline, _ = self._load(args)
         pipeline.require_valid()
-        target = target or args.target
+        target = get_target(target or args.target)
         params = _parameters(args)
         store = open_store(resolve_store_url(args.store, pipeline.settings))
+        run_id = new_run_id(pipeline.name)
         options = {"workers": args.workers, "experiment": args.experiment, "kfp_host": args.kfp_host,
-                   "image": args.image, "store": store.url}
-        runner = None
-        if target == "local":
-            from .runner import LocalRunner
-
-            runner = LocalRunner(store, workers=args.workers)
-
-            def start(on_event):
-                runner.on_event = on_event
-                return runner.run(pipeline, params)
-        else:
-            fn = get_target(target)
-
-            def start(on_event):
-                return fn(pipeline, params, store, options, on_event)
-        record = drive(start, runner.cancel if runner else None, run_bundle)
+                   "image": args.image, "store": store.url, "run_id": run_id}
+        cancel = (lambda: target.cancel(store, run_id)) if target.can_cancel else None
+        record = drive(lambda on_event: target.run(pipeline, params, store, options, on_event), cancel, run_bundle)
         self.shell.user_ns[LAST_RUN_NAME] = record
         if record.status.value != "succeeded":
             raise MagicFailed(f"run {record.run_id} {record.status.value}" + (f": {record.error}" if record.error else ""))
@@ -179,17 +168,17 @@ class PipelineMagics(Magics):
         """Run every variant (``--sweep NAME=V1,V2`` grid), live, then the variants ranked by ``--metric``."""
         from .store import open_store, resolve_store_url
         from .sweep import parse_sweep_args
-        from .targets import get_sweep_target
+        from .targets import get_target
 
         pipeline, _ = self._load(args)
         pipeline.require_valid()
         grid = parse_sweep_args(args.sweep)
-        target = get_sweep_target(args.target)
+        target = get_target(args.target)
         store = open_store(resolve_store_url(args.store, pipeline.settings))
         options = {"fixed": _parameters(args), "metric": args.metric, "goal": args.goal, "sample": args.random,
                    "max_parallel": args.max_parallel, "workers": args.workers}
         progress = SweepProgress(list(grid), args.metric)
-        result = drive(lambda on_event: target(pipeline, grid, store, options, on_event), None, progress.bundle,
+        result = drive(lambda on_event: target.sweep(pipeline, grid, store, options, on_event), None, progress.bundle,
                        final=lambda r: sweep_bundle(r.to_json()), what="sweep")
         self.shell.user_ns[LAST_SWEEP_NAME] = result
         data = result.to_json()

@@ -1,62 +1,199 @@
-"""Run targets: where ``run`` sends a pipeline (``local``, ``kfp-local``, ``kfp``).
+"""Run targets: where a pipeline runs (``local``, ``kfp-local``, ``kfp``, or one a third party adds).
 
-A target is a callable ``(pipeline, parameters, store, options, on_event) -> RunRecord``
-registered in :data:`targets`. A sweep target is a callable ``(pipeline, grid, store, options,
-on_event) -> SweepResult`` registered in :data:`sweep_targets` (options: ``fixed``, ``metric``,
-``goal``, ``sample``, ``max_parallel``, ``workers``, ``sweep_id``). Modules for optional targets register themselves on import and
-are imported lazily, so the CLI stays fast and kfp is only imported when used.
+A target is a :class:`Target` object: ``run`` is the one method a new target must implement;
+``resume``, ``cancel``, ``status`` and ``sweep`` say plainly what a target cannot do unless it
+overrides them. Every front (CLI, magics, Jupyter server) finds targets through :data:`targets`.
+
+Targets are found three ways, in this order: registered in code (``targets.register(name,
+instance)``), built in (:data:`BUILTIN_TARGETS`, imported on first use so the CLI stays fast and
+kfp is only imported when used), and the ``jupyter_pipeline.targets`` entry-point group, whose
+entries name a :class:`Target` subclass or instance::
+
+    [project.entry-points."jupyter_pipeline.targets"]
+    slurm = "my_package.slurm:SlurmTarget"
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+import logging
+import threading
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
+from .exceptions import TargetError, UnknownKeyError
 from .registry import Registry
 
-Target = Callable[..., "object"]
-targets: Registry[Target] = Registry("run target")
-sweep_targets: Registry[Target] = Registry("sweep target")
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+    from .records import RunRecord
+    from .store import Store
 
-#: Modules that register further targets when imported.
-TARGET_MODULES = ["jupyter_pipeline.kfp"]
+#: The entry-point group third-party packages register targets under.
+ENTRY_POINT_GROUP = "jupyter_pipeline.targets"
+
+#: The targets this package ships, as ``module:attribute`` (the same spelling as an entry point).
+BUILTIN_TARGETS = {
+    "local": "jupyter_pipeline.targets:LocalTarget",
+    "kfp-local": "jupyter_pipeline.kfp:KfpLocalTarget",
+    "kfp": "jupyter_pipeline.kfp:KfpTarget",
+}
+
+log = logging.getLogger(__name__)
 
 
-def _load(registry: Registry, name: str) -> Target:
-    if name not in registry:
-        for module in TARGET_MODULES:
+class Target:
+    """Where runs go. Options are the front's settings as a dict (``workers``, ``run_id``, ``kfp_host``...)."""
+
+    #: The name users pass as ``--target`` (set when registered).
+    name = ""
+    #: How the Jupyter extension's publish dialog names the target.
+    label = ""
+    #: True if the target cannot work until a Kubeflow Pipelines host is configured.
+    needs_kfp_host = False
+    #: True if ``cancel`` can stop a run this process drives.
+    can_cancel = False
+
+    def run(self, pipeline: Pipeline, parameters: dict | None, store: Store, options: dict,
+            on_event=None) -> RunRecord:
+        """Run ``pipeline`` (with ``options["run_id"]`` as its id when given); return its record."""
+        raise NotImplementedError
+
+    def resume(self, store: Store, run_id: str, options: dict, on_event=None) -> RunRecord:
+        """Re-run the stages of ``run_id`` that did not succeed, reusing the others."""
+        raise TargetError(f"run {run_id} ran on target '{self.name}'; only local runs can be resumed here")
+
+    def cancel(self, store: Store, run_id: str) -> None:
+        """Stop ``run_id``, a run this process drives; its record ends ``cancelled``."""
+        raise TargetError(f"runs on target '{self.name}' cannot be cancelled from here")
+
+    def status(self, store: Store, record: RunRecord, options: dict) -> RunRecord:
+        """The run's current state: its record, marked interrupted if the process driving it is gone."""
+        from .runner import effective_status
+
+        return effective_status(store, record)
+
+    def sweep(self, pipeline: Pipeline, grid: dict, store: Store, options: dict, on_event=None):
+        """Run one variant per combination of ``grid``'s values (options: ``fixed``, ``metric``,
+        ``goal``, ``sample``, ``max_parallel``, ``workers``, ``sweep_id``); return a ``SweepResult``."""
+        raise TargetError(f"sweeps cannot run on target '{self.name}'")
+
+    def __call__(self, pipeline, parameters, store, options, on_event=None) -> RunRecord:
+        """Calling a target runs it (targets were plain functions before they were objects)."""
+        return self.run(pipeline, parameters, store, options, on_event)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "label": self.label or self.name, "needs_kfp_host": self.needs_kfp_host}
+
+
+class LocalTarget(Target):
+    """Stages as papermill notebooks in kernels on this machine (:class:`~jupyter_pipeline.runner.LocalRunner`)."""
+
+    label = "Local (papermill on this server)"
+    can_cancel = True
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._live: dict = {}  # run id -> the LocalRunner driving it in this process
+
+    def _runner(self, store, options, on_event):
+        from .runner import LocalRunner
+
+        return LocalRunner(store, workers=options.get("workers"), on_event=on_event,
+                           incremental=bool(options.get("incremental")))
+
+    def _drive(self, run_id: str, runner, work):
+        with self._lock:
+            self._live[run_id] = runner
+        try:
+            return work()
+        finally:
+            with self._lock:
+                self._live.pop(run_id, None)
+
+    def run(self, pipeline, parameters, store, options, on_event=None):
+        from .records import new_run_id
+
+        run_id = options.get("run_id") or new_run_id(pipeline.name)
+        runner = self._runner(store, options, on_event)
+        return self._drive(run_id, runner, lambda: runner.run(pipeline, parameters, run_id=run_id))
+
+    def resume(self, store, run_id, options, on_event=None):
+        runner = self._runner(store, {**options, "incremental": False}, on_event)
+        return self._drive(run_id, runner, lambda: runner.resume(run_id))
+
+    def cancel(self, store, run_id):
+        with self._lock:
+            runner = self._live.get(run_id)
+        if runner is None:
+            raise TargetError(f"run {run_id} is not driven by this process")
+        runner.cancel()
+
+    def sweep(self, pipeline, grid, store, options, on_event=None):
+        from .sweep import run_sweep
+
+        return run_sweep(pipeline, grid, store=store, fixed=options.get("fixed"), metric=options.get("metric"),
+                         goal=options.get("goal") or "max", sample=options.get("sample"),
+                         max_parallel=options.get("max_parallel"), workers=options.get("workers"),
+                         on_event=on_event, sweep_id=options.get("sweep_id"))
+
+
+class TargetRegistry(Registry[Target]):
+    """Run targets by name, loading built-in and entry-point targets on first use."""
+
+    def __init__(self):
+        super().__init__("run target")
+        self._specs: dict[str, str] | None = None
+        self._load_lock = threading.RLock()
+
+    def specs(self) -> dict[str, str]:
+        """Name -> ``module:attribute`` of every target not registered in code yet."""
+        if self._specs is None:
+            specs = dict(BUILTIN_TARGETS)
+            for ep in entry_points(group=ENTRY_POINT_GROUP):
+                specs.setdefault(ep.name, ep.value)  # a package cannot replace a built-in by its name
+            self._specs = specs
+        return self._specs
+
+    def get(self, key: str) -> Target:
+        """The target ``key``; an import error in its module is raised as itself, not as unknown."""
+        with self._load_lock:
+            if key not in self._items and key in self.specs():
+                self.register(key, _load(key, self.specs()[key]))
+            if key not in self._items:
+                raise UnknownKeyError(self.kind, key, {*self._items, *self.specs()})
+            return self._items[key]
+
+    def register(self, key: str, impl: Target, *, first: bool = False) -> Target:
+        impl.name = key
+        return super().register(key, impl, first=first)
+
+    def available(self) -> list[Target]:
+        """Every target that loads, built-ins first; one that fails to import is left out (and logged)."""
+        found = []
+        for name in [*self.specs(), *(k for k in self._items if k not in self.specs())]:
             try:
-                importlib.import_module(module)
-            except ImportError:
-                continue
-    return registry.get(name)
+                found.append(self.get(name))
+            except Exception as exc:  # noqa: BLE001 - a broken third-party target must not hide the others
+                log.warning("jupyter-pipeline: run target %r is not available: %s", name, exc)
+        return found
+
+
+def _load(name: str, spec: str) -> Target:
+    module, _, attr = spec.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+        target = obj() if isinstance(obj, type) else obj
+    except Exception as exc:  # noqa: BLE001 - the real error, said as such (not "unknown target")
+        raise TargetError(f"run target {name!r} ({spec}) could not be loaded: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(target, Target):
+        raise TargetError(f"run target {name!r} ({spec}) is not a jupyter_pipeline.targets.Target")
+    return target
+
+
+targets = TargetRegistry()
 
 
 def get_target(name: str) -> Target:
-    return _load(targets, name)
-
-
-def get_sweep_target(name: str) -> Target:
-    return _load(sweep_targets, name)
-
-
-def _local(pipeline, parameters, store, options, on_event):
-    from .runner import LocalRunner
-
-    return LocalRunner(store, workers=options.get("workers"), on_event=on_event,
-                       incremental=bool(options.get("incremental"))).run(pipeline, parameters)
-
-
-targets.register("local", _local)
-
-
-def _local_sweep(pipeline, grid, store, options, on_event):
-    from .sweep import run_sweep
-
-    return run_sweep(pipeline, grid, store=store, fixed=options.get("fixed"), metric=options.get("metric"),
-                     goal=options.get("goal") or "max", sample=options.get("sample"),
-                     max_parallel=options.get("max_parallel"), workers=options.get("workers"), on_event=on_event,
-                     sweep_id=options.get("sweep_id"))
-
-
-sweep_targets.register("local", _local_sweep)
+    """The run target called ``name``; raises :class:`UnknownKeyError` naming the known ones."""
+    return targets.get(name)

@@ -294,7 +294,9 @@ def test_config_shows_the_effective_settings(api, store_path):
     assert status == 200, body
     assert body["store"] == str(store_path)
     assert body["max_concurrent_runs"] == 1 and body["workers"] == 2
-    assert "local" in body["targets"]
+    targets = {t["name"]: t for t in body["targets"]}
+    assert {"local", "kfp-local", "kfp"} <= set(targets) and targets["kfp"]["needs_kfp_host"] is True
+    assert targets["local"]["label"] == "Local (papermill on this server)"
     assert set(body) >= {"store", "kfp_host", "default_image"}
 
 

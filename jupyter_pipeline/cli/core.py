@@ -35,7 +35,7 @@ def register(sub, common) -> dict:
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="set a parameter of the `parameters` cell (repeatable); typed like its default")
     p.add_argument("--store", help="store URL: a folder (default ./.pipeline-store) or s3://bucket/prefix")
-    p.add_argument("--target", default="local", help="local (default), kfp-local or kfp")
+    p.add_argument("--target", default="local", help="local (default), kfp-local, kfp or a target a package adds")
     p.add_argument("--workers", type=int, help="stages run at the same time (default: number of cores)")
     p.add_argument("--incremental", action="store_true",
                    help="reuse each stage whose code, setup, parameters and upstream stages are unchanged since an "
@@ -133,7 +133,7 @@ def cmd_run(args) -> int:
         return cmd_sweep(args, pipeline)
     target = get_target(args.target)
     store = open_store(resolve_store_url(args.store, pipeline.settings))
-    record = target(pipeline, _parameters(args), store, run_options(args), Progress())
+    record = target.run(pipeline, _parameters(args), store, run_options(args), Progress())
     if args.json:
         print_json(record.to_json())
     else:
@@ -182,14 +182,12 @@ def cmd_runs(args) -> int:
 
 def cmd_resume(args) -> int:
     from ..records import load_run
-    from ..runner import LocalRunner
     from ..store import open_store, resolve_store_url
+    from ..targets import get_target
 
     store = open_store(resolve_store_url(args.store))
-    record = load_run(store, args.run_id)
-    if record.target != "local":
-        fail(f"run {args.run_id} ran on target '{record.target}'; only local runs can be resumed here")
-    record = LocalRunner(store, workers=args.workers, on_event=Progress()).resume(args.run_id)
+    target = get_target(load_run(store, args.run_id).target)
+    record = target.resume(store, args.run_id, run_options(args), Progress())
     if args.json:
         print_json(record.to_json())
     else:
@@ -200,12 +198,12 @@ def cmd_resume(args) -> int:
 def cmd_sweep(args, pipeline) -> int:
     from ..store import open_store, resolve_store_url
     from ..sweep import parse_sweep_args
-    from ..targets import get_sweep_target
+    from ..targets import get_target
 
-    target = get_sweep_target(args.target)
+    target = get_target(args.target)
     store = open_store(resolve_store_url(args.store, pipeline.settings))
     options = {**run_options(args), "fixed": _parameters(args), "sample": args.random}
-    result = target(pipeline, parse_sweep_args(args.sweep), store, options, Progress())
+    result = target.sweep(pipeline, parse_sweep_args(args.sweep), store, options, Progress())
     data = result.to_json()
     if args.json:
         print_json(data)

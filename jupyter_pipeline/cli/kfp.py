@@ -120,14 +120,14 @@ def _params(args) -> dict:
 
 
 def cmd_run_kfp(args) -> int:
-    from ..kfp.client import submit_target
     from ..parse import load
     from ..store import open_store, resolve_store_url
+    from ..targets import get_target
 
     pipeline = load(args.notebook).require_valid()
     store = open_store(resolve_store_url(args.store, pipeline.settings))
     options = {k: v for k, v in vars(args).items() if k not in ("func", "notebook", "parameter", "command")}
-    record = submit_target(pipeline, _params(args), store, options, Progress())
+    record = get_target("kfp").run(pipeline, _params(args), store, options, Progress())
     if args.json:
         print_json(record.to_json())
     elif args.wait:

@@ -23,7 +23,6 @@ from .paths import (BadRequest, OutputExists, check_run_id, check_stage, relativ
                     resolve_output)
 
 SETTINGS_KEY = "jupyter_pipeline"
-TARGET_NAMES = ("local", "kfp-local", "kfp")
 
 
 @dataclass
@@ -243,7 +242,8 @@ class RunsHandler(BaseHandler):
         target = body.get("target", "local")
         parameters = body.get("parameters") or {}
         if not isinstance(target, str) or not target:
-            raise BadRequest("\"target\" must be a target name: " + ", ".join(TARGET_NAMES) + ".")
+            names = ", ".join(t["name"] for t in _targets())
+            raise BadRequest(f"\"target\" must be a target name: {names}.")
         if not isinstance(parameters, dict):
             raise BadRequest("\"parameters\" must be an object of parameter names to values.")
         if body.get("store") and body["store"] != self.jp.manager.store.url:
@@ -360,18 +360,11 @@ class ConfigHandler(BaseHandler):
 
 
 @functools.lru_cache(maxsize=1)
-def _targets() -> list[str]:
-    from ..exceptions import UnknownKeyError
-    from ..targets import get_target
+def _targets() -> list[dict]:
+    """The run targets that load here, as the publish dialog lists them."""
+    from ..targets import targets
 
-    available = []
-    for name in TARGET_NAMES:
-        try:
-            get_target(name)
-        except UnknownKeyError:
-            continue
-        available.append(name)
-    return available
+    return [t.to_json() for t in targets.available()]
 
 
 def setup_handlers(web_app, state: ServerState) -> None:

@@ -2,8 +2,8 @@
 
 The run record in the store is the single source of truth (the runner republishes it on every
 state change), so a page reload, a second browser or the CLI's ``runs`` all see the same state.
-The manager only keeps what the store cannot: the live :class:`LocalRunner` to cancel and, for a
-target that has not written its record yet, the last event's snapshot.
+The manager only keeps what the store cannot: which runs this server drives (their target cancels
+them) and, for a target that has not written its record yet, the last event's snapshot.
 
 Nothing here imports tornado; handlers call these blocking methods off the event loop.
 """
@@ -19,9 +19,9 @@ from .. import parameters as params_mod
 from ..exceptions import ParameterError, PipelineError, RunNotFound
 from ..pipeline import Pipeline
 from ..records import RunState, StageState, list_runs, load_run, new_run_id, now_iso, save_run
-from ..runner import LocalRunner, effective_status
+from ..runner import effective_status
 from ..store import Store, open_store
-from ..targets import get_sweep_target, get_target
+from ..targets import get_target
 
 #: How long ``start`` waits for a target to report its run before answering anyway.
 START_WAIT_SECONDS = 60
@@ -47,11 +47,10 @@ class RunConflict(PipelineError):
 
 @dataclass
 class ActiveRun:
-    """A run this server drives: its thread, its runner (local) and what it reported so far."""
+    """A run this server drives: its thread and what it reported so far."""
 
     run_id: str
     target: str
-    runner: LocalRunner | None = None
     thread: threading.Thread | None = None
     reported: threading.Event = field(default_factory=threading.Event)  # first event, or the end
     done: threading.Event = field(default_factory=threading.Event)
@@ -84,21 +83,16 @@ class RunManager:
         """
         pipeline.require_valid()
         params_mod.resolve(pipeline, parameters)  # raises ParameterError before anything starts
-        target_fn = None if target == "local" else get_target(target)
+        target_obj = get_target(target)
         run_id = new_run_id(pipeline.name)
         active = self._claim(ActiveRun(run_id=run_id, target=target))
-        if target_fn is None:
-            active.runner = LocalRunner(self.store, workers=self.workers, on_event=self._on_event(active))
         opts = {**self.target_options, "workers": self.workers, "run_id": run_id, "store": self.store.url,
                 **{k: v for k, v in (options or {}).items() if v not in (None, "")}}
 
         def work():
-            if active.runner is not None:
-                active.runner.run(pipeline, dict(parameters or {}), run_id=active.run_id)
-            else:
-                record = target_fn(pipeline, dict(parameters or {}), self.store, opts, self._on_event(active))
-                if record is not None and hasattr(record, "to_json"):
-                    active.snapshot = record.to_json()
+            record = target_obj.run(pipeline, dict(parameters or {}), self.store, opts, self._on_event(active))
+            if record is not None and hasattr(record, "to_json"):
+                active.snapshot = record.to_json()
 
         self._launch(active, work)
         if active.snapshot and active.snapshot.get("run_id") not in (None, run_id):
@@ -120,14 +114,14 @@ class RunManager:
         if not isinstance(grid, dict) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
             raise ParameterError("a sweep's grid maps parameter names to non-empty lists of values")
         variants(pipeline, grid, parameters)  # raises ParameterError before anything starts
-        target_fn = get_sweep_target(target)
+        target_obj = get_target(target)
         sweep_id = new_run_id(f"{pipeline.name}-sweep")
         active = self._claim(ActiveRun(run_id=sweep_id, target=target))
         opts = {**{k: v for k, v in (options or {}).items() if v not in (None, "")},
                 "fixed": dict(parameters or {}), "workers": self.workers, "sweep_id": sweep_id}
 
         def work():
-            result = target_fn(pipeline, grid, self.store, opts, self._on_event(active, keep=False))
+            result = target_obj.sweep(pipeline, grid, self.store, opts, self._on_event(active, keep=False))
             active.snapshot = {"sweep_id": sweep_id, **result.to_json()}
 
         self._launch(active, work)
@@ -199,34 +193,27 @@ class RunManager:
     def get(self, run_id: str) -> dict:
         """The run record as JSON; a run this server drives is read back from the store too."""
         try:
-            record = effective_status(self.store, load_run(self.store, run_id))
-            return self._refresh_remote(record).to_json()
+            return self._status(load_run(self.store, run_id)).to_json()
         except RunNotFound:
             active = self._active.get(run_id)
             if active is not None and active.snapshot is not None:
                 return active.snapshot
             raise
 
-    def _refresh_remote(self, record):
-        """A running Kubeflow run's record, brought up to date from the cluster (at most every few seconds)."""
-        if record.target != "kfp" or record.status != RunState.RUNNING or not record.external_id:
-            return record
-        now = time.monotonic()
-        if now - self._refreshed.get(record.run_id, -REFRESH_SECONDS) < REFRESH_SECONDS:
-            return record
-        self._refreshed[record.run_id] = now
+    def _status(self, record):
+        """The run's state as its target reports it; a running run's target is asked at most every few seconds
+        (a Kubeflow run's state is read from the cluster)."""
+        if record.status == RunState.RUNNING:
+            now = time.monotonic()
+            if now - self._refreshed.get(record.run_id, -REFRESH_SECONDS) < REFRESH_SECONDS:
+                return effective_status(self.store, record)
+            self._refreshed[record.run_id] = now
         try:
-            from ..kfp.client import Connection, KfpClient, refresh
-
-            options = {k: v for k, v in self.target_options.items() if v}
-            # The host the run was submitted to (a browser may have named one) beats the default.
-            submitted = next((h.get("host") for h in record.history if h.get("event") == "submitted"), None)
-            if submitted:
-                options["kfp_host"] = submitted
-            return refresh(KfpClient(Connection.from_options(options)), self.store, record)
+            return get_target(record.target).status(self.store, record, dict(self.target_options))
         except Exception as exc:  # noqa: BLE001 - show the last known state; say why in the log
-            self.log.warning("jupyter-pipeline: could not refresh run %s from Kubeflow: %s", record.run_id, exc)
-            return record
+            self.log.warning("jupyter-pipeline: could not read run %s's state from target '%s': %s", record.run_id,
+                             record.target, exc)
+            return effective_status(self.store, record)
 
     def list(self, notebook: str | None = None, limit: int | None = None) -> list[dict]:
         """Run records newest first, optionally of one notebook (absolute path)."""
@@ -236,11 +223,11 @@ class RunManager:
     def cancel(self, run_id: str) -> dict:
         """Cancel a local run this server drives; return the final record."""
         active = self._active.get(run_id)
-        if active is None or active.done.is_set() or active.runner is None:
+        if active is None or active.done.is_set() or not _can_cancel(active.target):
             record = effective_status(self.store, load_run(self.store, run_id))  # RunNotFound → 404
             if record.status != RunState.RUNNING:
                 raise RunConflict(f"Run {run_id} is not running (it {record.status.value}).")
-            if record.target != "local":
+            if not _can_cancel(record.target):
                 raise RunConflict(
                     f"Run {run_id} runs on target '{record.target}'; only local runs can be cancelled from "
                     "Jupyter. Stop it in the Kubeflow Pipelines UI" + (f": {record.url}" if record.url else "."))
@@ -248,7 +235,7 @@ class RunManager:
             raise RunConflict(
                 f"Run {run_id} is driven by another process (host {owner.get('host')}, pid {owner.get('pid')}), "
                 "not by this server; stop it there.")
-        active.runner.cancel()
+        get_target(active.target).cancel(self.store, run_id)
         active.done.wait(CANCEL_WAIT_SECONDS)
         return self.get(run_id)
 
@@ -267,9 +254,12 @@ class RunManager:
         """Stop the local runs this server drives and record them as interrupted (resumable)."""
         with self._lock:
             unique = {id(a): a for a in self._active.values()}.values()
-            actives = [a for a in unique if not a.done.is_set() and a.runner is not None]
+            actives = [a for a in unique if not a.done.is_set() and _can_cancel(a.target)]
         for active in actives:
-            active.runner.cancel()
+            try:
+                get_target(active.target).cancel(self.store, active.run_id)
+            except PipelineError:
+                pass  # it ended meanwhile
         for active in actives:
             active.done.wait(SHUTDOWN_WAIT_SECONDS)
             try:
@@ -289,3 +279,10 @@ class RunManager:
         with self._lock:
             return sorted(k for k, a in self._active.items() if not a.done.is_set())
 
+
+def _can_cancel(target: str) -> bool:
+    """True if the target can stop, from this process, a run this process drives."""
+    try:
+        return get_target(target).can_cancel
+    except Exception:  # noqa: BLE001 - a record of a target that no longer loads cannot be cancelled here
+        return False
