@@ -1,5 +1,5 @@
 /**
- * Typed functions for the REST API of the server extension (issue 5), one per endpoint.
+ * Typed functions for the REST API of the server extension (docs/rest-api.md), one per endpoint.
  *
  * The interfaces mirror the `to_json()` shapes of `jupyter_pipeline.pipeline` and
  * `jupyter_pipeline.records` one to one (snake_case kept on purpose).
@@ -22,6 +22,15 @@ export interface IStageOptions {
   retries: number;
   timeout: number | null;
   cache: boolean;
+  /** `map:VAR[:CHUNKS][:as=NAME]`: the stage runs once per item of `map_var`. */
+  map_var: string | null;
+  map_chunks: number | null;
+  map_as: string;
+  /** At most this many items at once (`parallelism:N`). */
+  parallelism: number | null;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  secrets: Record<string, string>[];
 }
 
 export interface IStage {
@@ -94,7 +103,28 @@ export type RunStatus =
   | 'cancelled'
   | 'interrupted';
 
-export type Target = 'local' | 'kfp-local' | 'kfp';
+/** A run target's name: `local`, `kfp-local`, `kfp`, or one a Python package adds. */
+export type Target = string;
+
+/** A run target as `GET config` lists it. */
+export interface ITargetInfo {
+  name: Target;
+  label: string;
+  /** The target cannot work until a Kubeflow Pipelines host is configured. */
+  needs_kfp_host: boolean;
+}
+
+/** One item of a `map:` stage's run. */
+export interface IMapItem {
+  index: number;
+  status: StageStatus;
+  started_at?: string;
+  finished_at?: string;
+  output_notebook?: string | null;
+  metrics?: Record<string, unknown>;
+  error?: string | null;
+  error_cell?: number | null;
+}
 
 export interface IStageRecord {
   status: StageStatus;
@@ -109,6 +139,15 @@ export interface IStageRecord {
   error?: string | null;
   error_cell?: number | null;
   reused?: boolean;
+  /** The run whose identical stage this one shares (sweeps). */
+  reused_from?: string | null;
+  cache_key?: string | null;
+  /** What the cache key hashes: code, setup, parameters, upstream keys. */
+  fingerprint?: Record<string, unknown> | null;
+  /** With incremental runs: why the stage ran, or that it was reused. */
+  why?: string | null;
+  /** Per-item state of a `map:` stage. */
+  items?: IMapItem[];
 }
 
 export interface IRunRecord {
@@ -128,6 +167,7 @@ export interface IRunRecord {
   external_id?: string | null;
   url: string | null;
   history?: Record<string, unknown>[];
+  owner?: { host: string; pid: number } | null;
   /** The sweep this run is a variant of. */
   sweep_id?: string | null;
 }
@@ -155,6 +195,8 @@ export interface ISweepRequest {
   metric?: string;
   goal?: 'max' | 'min';
   max_parallel?: number;
+  /** Run this many combinations of the grid, picked at random, instead of all. */
+  sample?: number;
 }
 
 /** `POST runs` answers `run_id` for a run, `sweep_id` for a sweep (its variants are runs with that `sweep_id`). */
@@ -173,6 +215,8 @@ export interface IServerConfig {
   store?: string;
   kfp_host?: string | null;
   default_image?: string | null;
+  /** The run targets that load on the server, in the order to offer them. */
+  targets?: ITargetInfo[];
   [key: string]: unknown;
 }
 

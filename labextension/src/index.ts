@@ -156,11 +156,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
                 problems: []
               }
             : null);
+        if (!model.serverConfig.targets) {
+          await model.loadConfig(); // the target list comes from the server
+        }
         const request = await showPublishDialog({
           path: panel.context.path,
           parameters: model.pipeline?.parameters ?? [],
           problems,
           defaultTarget: model.settings.defaultTarget,
+          targets: model.targets(),
           kfpHost: model.kfpHost(),
           experiment: String(meta.experiment ?? model.pipeline?.name ?? ''),
           kubeflow,

@@ -217,6 +217,11 @@ export class PipelineModel {
     await this.refreshRuns();
   }
 
+  /** The run targets the server offers; only `local` until its config has loaded. */
+  targets(): api.ITargetInfo[] {
+    return this.serverConfig.targets ?? [{ name: 'local', label: 'Local', needs_kfp_host: false }];
+  }
+
   /** The KFP host to show: the user's setting, else the server's. */
   kfpHost(): string {
     return this.settings.kfpHost || String(this.serverConfig.kfp_host ?? '');

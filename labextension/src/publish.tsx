@@ -5,7 +5,7 @@
  */
 import { Dialog, ReactWidget } from '@jupyterlab/apputils';
 import * as React from 'react';
-import { IKubeflowNotes, IParameter, IProblem, IRunRequest, Target } from './api';
+import { IKubeflowNotes, IParameter, IProblem, IRunRequest, ITargetInfo, Target } from './api';
 import { parameterText, parseParameter, parseSweepGrid, variantCount } from './params';
 import { ProblemList } from './problems';
 
@@ -15,6 +15,8 @@ export interface IPublishOptions {
   /** Warnings and notes to show before publishing (errors go to `showPublishRefusal`). */
   problems: IProblem[];
   defaultTarget: Target;
+  /** The run targets the server offers (`GET config`), in order. */
+  targets: ITargetInfo[];
   /** Empty when no Kubeflow Pipelines host is configured: the `kfp` target is then disabled. */
   kfpHost: string;
   experiment: string;
@@ -39,7 +41,8 @@ class PublishForm extends ReactWidget {
   constructor(private readonly _opts: IPublishOptions) {
     super();
     this.addClass('jp-pipeline-publish-dialog');
-    this.target = _opts.defaultTarget === 'kfp' && !_opts.kfpHost ? 'local' : _opts.defaultTarget;
+    const usable = _opts.targets.filter(t => _opts.kfpHost || !t.needs_kfp_host).map(t => t.name);
+    this.target = usable.includes(_opts.defaultTarget) ? _opts.defaultTarget : usable[0] ?? 'local';
     this.experiment = _opts.experiment;
     this.values = Object.fromEntries(_opts.parameters.map(p => [p.name, parameterText(p)]));
   }
@@ -105,6 +108,7 @@ class PublishForm extends ReactWidget {
       this.update();
     };
     const kubeflow = this.target !== 'local';
+    const needsHost = o.targets.some(t => t.needs_kfp_host);
     return (
       <div className="jp-pipeline-form">
         {o.problems.length > 0 && (
@@ -126,13 +130,13 @@ class PublishForm extends ReactWidget {
           value={this.target}
           onChange={ev => set(() => (this.target = ev.target.value as Target))}
         >
-          <option value="local">Local (papermill on this server)</option>
-          <option value="kfp-local">Kubeflow, local runner (kfp.local)</option>
-          <option value="kfp" disabled={!o.kfpHost}>
-            {o.kfpHost ? `Kubeflow Pipelines (${o.kfpHost})` : 'Kubeflow Pipelines (no host configured)'}
-          </option>
+          {o.targets.map(t => (
+            <option key={t.name} value={t.name} disabled={t.needs_kfp_host && !o.kfpHost}>
+              {t.needs_kfp_host ? `${t.label} (${o.kfpHost || 'no host configured'})` : t.label}
+            </option>
+          ))}
         </select>
-        {!o.kfpHost && (
+        {needsHost && !o.kfpHost && (
           <p className="jp-pipeline-muted jp-pipeline-form-note">
             To publish to a Kubeflow cluster, set its host in{' '}
             <button type="button" className="jp-pipeline-link jp-pipeline-open-settings" onClick={this.onOpenSettings}>
