@@ -1,4 +1,4 @@
-"""Fault benchmark (issue 13): how long a dead stage kernel takes to fail its stage.
+"""Fault benchmark: how long a dead stage kernel takes to fail its stage.
 
     python benchmarks/bench_faults.py [--quick]
 

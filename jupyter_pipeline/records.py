@@ -178,7 +178,7 @@ class RunRecord:
         )
 
 
-# -- store layout (DESIGN.md "Store layout") -----------------------------------------------------
+# -- store layout (docs/store.md) ---------------------------------------------------------------
 def error_with_cell(error: str | None, cell: int | None) -> str:
     """A stage's error naming the source cell (1-based) it failed in, unless the message names it already."""
     error = error or ""

@@ -2,7 +2,7 @@
 
 A store is addressed by URL and chosen by scheme from :data:`stores`: a plain path or
 ``file://`` is a :class:`LocalStore` (the default, ``./.pipeline-store``); other schemes (``s3://``)
-register themselves. Keys are ``/``-separated relative paths in the layout of DESIGN.md.
+register themselves. Keys are ``/``-separated relative paths in the layout of docs/store.md.
 
 Subclasses implement the byte-level primitives; the base class owns JSON, run-record layout and
 the "give me a local file for this key" helpers that let large values stream without copies.

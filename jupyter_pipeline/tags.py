@@ -160,7 +160,7 @@ _ROLE_TAGS = {
 
 
 def native(tag: str, spec: CellSpec) -> bool:
-    """The tags of DESIGN.md: ``stage:``, ``after:``, roles and per-stage options."""
+    """The tags of docs/tags.md: ``stage:``, ``after:``, roles and per-stage options."""
     if tag in _ROLE_TAGS:
         spec.role = _ROLE_TAGS[tag]
         return True

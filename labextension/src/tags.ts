@@ -1,5 +1,5 @@
 /**
- * Reading and writing the pipeline's cell tags (DESIGN.md "Tag dialect") in `metadata.tags`.
+ * Reading and writing the pipeline's cell tags (docs/tags.md) in `metadata.tags`.
  *
  * Pure functions, no JupyterLab imports, so they are unit-tested directly. Reading accepts the
  * Kale spellings the converter accepts; writing always emits the native dialect and leaves every
