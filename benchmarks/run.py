@@ -133,6 +133,12 @@ def _faults(quick: bool):
     return bench_faults.bench_faults(quick), {}
 
 
+def _gang(quick: bool):
+    import bench_gang
+
+    return bench_gang.bench_gang(quick), {}
+
+
 def _scaling(part: str):
     def run(quick: bool):
         import bench_scaling
@@ -154,6 +160,7 @@ BENCHMARKS = {
     "sweep": ("6-variant sweep vs 6 independent runs", _sweep),
     "faults": ("dead stage kernel → stage failed vs a raised exception", _faults),
     "chain": ("6-stage chain vs one papermill run and the release's runner; client readiness", _chain),
+    "gang": ("digits train on 2 workers vs 1; a gang's start-up to its first step", _gang),
     "kale": ("conversion vs Kubeflow Kale", _kale),
     "local": ("local run vs Elyra's local mode", _local),
     "store": ("S3 store vs plain minio SDK", _store),

@@ -17,7 +17,7 @@ import contextlib
 import socket
 import threading
 
-from .pipeline import Stage
+from .pipeline import Pipeline, Stage
 from .records import RunRecord, now_iso
 from .workers import terminate
 
@@ -25,6 +25,37 @@ from .workers import terminate
 STOPPED = "stopped"
 # One gang at a time takes its kernel slots, so two gangs cannot each hold part of what they need.
 _claiming = threading.Lock()
+
+
+#: Kinds of multi-pod job a ``workers:`` stage becomes on Kubeflow, and the gang schedulers known.
+JOB_KINDS = ("jobset", "trainjob")
+SCHEDULERS = ("kueue", "volcano")
+#: Notebook settings the replicas' pods follow (the rest of a stage's placement is in its options).
+POD_SETTINGS = ("image", "distributed", "node_selector", "gpu_node_selector", "gpu_type_label", "secret",
+                "secret_keys", "env", "image_pull_secrets", "tolerations")
+
+
+def distributed_setting(value) -> dict:
+    """Checker of the notebook setting ``distributed``: how ``workers:`` stages run on Kubeflow."""
+    expected = ('an object such as {"kind": "jobset", "scheduler": "kueue", "queue": "team-a"}: kind is '
+                f'{" or ".join(JOB_KINDS)}, scheduler {" or ".join(SCHEDULERS)} or null; queue, runtime (the '
+                "TrainJob's ClusterTrainingRuntime) and namespace are names")
+    if not isinstance(value, dict) or set(value) - {"kind", "scheduler", "queue", "runtime", "namespace"}:
+        raise ValueError(expected)
+    if value.get("kind", "jobset") not in JOB_KINDS or value.get("scheduler") not in (None, *SCHEDULERS):
+        raise ValueError(expected)
+    if any(not isinstance(value[k], str) or not value[k] for k in ("queue", "runtime", "namespace") if k in value):
+        raise ValueError(expected)
+    if value.get("scheduler") == "kueue" and not value.get("queue"):
+        raise ValueError(expected + ' (Kueue admits a job through a queue: name it in "queue")')
+    return value
+
+
+def launch_metadata(pipeline: Pipeline, stage: Stage) -> dict:
+    """What starting ``stage``'s replicas elsewhere (Kubeflow) needs beyond its notebook: the stage's
+    options and the notebook settings its pods follow. Kept in the stage notebook's metadata."""
+    return {"workers": stage.options.workers, "options": stage.options.to_json(),
+            "settings": {k: pipeline.settings[k] for k in POD_SETTINGS if k in pipeline.settings}}
 
 
 def free_ports(count: int) -> list[int]:
@@ -124,7 +155,7 @@ class GangStages:
             thread.join()
         if timer:
             timer.cancel()
-        return _gang_result(results, failed, size, stage.options.timeout if timed_out.is_set() else None)
+        return gang_result(results, failed, size, stage.options.timeout if timed_out.is_set() else None)
 
 
 def _replica_entry(rank: int, result: dict, started_at: str, stopped: bool) -> dict:
@@ -136,7 +167,7 @@ def _replica_entry(rank: int, result: dict, started_at: str, stopped: bool) -> d
     return entry
 
 
-def _gang_result(results: list[dict], failed: list[int], size: int, timed_out: int | None) -> dict:
+def gang_result(results: list[dict], failed: list[int], size: int, timed_out: int | None) -> dict:
     """The stage's result: rank 0's when all succeeded, else the first failure's, naming its replica."""
     if not failed:
         return {"status": "succeeded", "metrics": results[0].get("metrics", {}),

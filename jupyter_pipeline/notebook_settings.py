@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from .pipeline import Problem, Role, StageOptions
 from .registry import Registry
 from .settings import settings as resolved_settings
+from .gang import distributed_setting
 from .tags import METADATA_KEY_RE, QUANTITY_RE, read_cell
 
 KEY = "jupyter_pipeline"
@@ -298,3 +299,4 @@ schema.register("labels", metadata_map)
 schema.register("annotations", metadata_map)
 schema.register("tolerations", object_list)
 schema.register("volumes", volumes)
+schema.register("distributed", distributed_setting)

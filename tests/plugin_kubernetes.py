@@ -34,7 +34,7 @@ class FakeKubernetes:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            do_GET = do_POST = do_PATCH = do_PUT = _any
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _any
 
             def log_message(self, *args):
                 pass

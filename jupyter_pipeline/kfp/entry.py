@@ -93,6 +93,7 @@ def run_component(*, stage: str, parameters: dict, notebook: str, store: str, ru
     """
     from ..records import now_iso, stage_key
     from ..stagerun import run_stage
+    from .gang import is_gang, run_gang
 
     store, run_id = _open(store, run_id, job_id, s3_endpoint)
     item = None if item is None else int(item)
@@ -102,8 +103,9 @@ def run_component(*, stage: str, parameters: dict, notebook: str, store: str, ru
     started = now_iso()
     values = {name: _decode(value) for name, value in parameters.items()}
     with _Deadline(int(timeout or 0)) as deadline:
-        result = run_stage(store, run_id, stage, values, cwd=workdir if workdir and os.path.isdir(workdir) else None,
-                           item=item)
+        runner = run_gang if is_gang(notebook) else run_stage  # a workers: stage starts its replicas (gang.py)
+        result = runner(store, run_id, stage, values, cwd=workdir if workdir and os.path.isdir(workdir) else None,
+                        item=item)
     if deadline.fired and result["status"] != "succeeded":
         result["error"] = f"timed out after {timeout} s (tag timeout:)"
     result.update(started_at=started, finished_at=now_iso(), attempts=int(previous.get("attempts", 0)) + 1,

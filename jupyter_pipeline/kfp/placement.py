@@ -56,6 +56,10 @@ def apply(task, stage: Stage, placement: Placement) -> None:
     """Set ``stage``'s options on its ``task``; non-GPU stages get no GPU and no GPU toleration."""
     from kfp import kubernetes
 
+    if stage.options.workers > 1:  # the task launches the replicas, which get the stage's resources
+        from .gang import launcher
+
+        return launcher(task, stage, placement)
     opts = stage.options
     task.set_display_name(stage.name)
     if opts.cpu:

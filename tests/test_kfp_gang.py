@@ -1,0 +1,273 @@
+"""``workers:N`` stages on Kubeflow: the JobSet / TrainJob manifests (checked against the published
+models of both resources and Kubernetes' own Pod schema), and the launcher contract-tested against a
+loopback server playing the Kubernetes API, whose "pods" run the replica command for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import kubernetes_validate
+import nbformat
+import pytest
+from kubeflow_trainer_api.models import JobsetV1alpha2JobSet, TrainerV1alpha1TrainJob
+
+from jupyter_pipeline.gang import free_ports, launch_metadata
+from jupyter_pipeline.kfp import gang as kgang
+from jupyter_pipeline.kfp.compiler import compile_pipeline
+from jupyter_pipeline.parse import from_notebook, load
+from jupyter_pipeline.records import stage_key
+from jupyter_pipeline.stagebook import stage_notebook
+from jupyter_pipeline.store import open_store
+
+K8S_VERSION = "1.30.0"
+JOBSETS = "/apis/jobset.x-k8s.io/v1alpha2/namespaces/team-a/jobsets"
+
+
+def meta_of(pipeline, stage="train", **settings):
+    meta = launch_metadata(pipeline, pipeline.stage(stage))
+    meta["settings"].update(settings)
+    return meta
+
+
+def planned(meta, **kw):
+    kind, launch = kgang.plan(meta, run_id="run-1", stage="train", parameters={"scale": 3},
+                              store_url="s3://bucket/prefix", namespace="team-a", image="registry.example/jp:1", **kw)
+    return kind, launch, kgang.manifests(kind, launch)
+
+
+def validate_pod(template: dict) -> dict:
+    """A pod template as a Pod, strictly against Kubernetes' schema."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", **template["metadata"]}, "spec": template["spec"]}
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    return pod
+
+
+def test_jobset_is_a_valid_gang_of_indexed_pods_with_the_stage_placement(fixture_nb, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value")
+    monkeypatch.setenv("JUPYTER_PIPELINE_S3_ENDPOINT", "http://minio.kubeflow:9000")
+    kind, launch, [jobset] = planned(meta_of(load(fixture_nb("gang_kfp"))))
+    # The published JobSet model reads it back whole: no field it does not know, none missing.
+    assert JobsetV1alpha2JobSet.from_dict(jobset).to_dict() == jobset
+    assert "s3cr3t-value" not in json.dumps(jobset)
+    assert jobset["metadata"]["labels"][kgang.KUEUE_QUEUE_LABEL] == "team-a"
+    assert jobset["metadata"]["name"] == launch.name == "jp-train-" + launch.name.split("-")[2] + "-0"
+    assert jobset["spec"]["network"] == {"enableDNSHostnames": True}
+    [rjob] = jobset["spec"]["replicatedJobs"]
+    job = rjob["template"]["spec"]
+    assert (job["parallelism"], job["completions"], job["completionMode"], job["backoffLimit"]) == (2, 2, "Indexed", 0)
+    pod = validate_pod(job["template"])
+    spec = pod["spec"]
+    [container] = spec["containers"]
+    assert container["image"] == "registry.example/jp:1"
+    assert container["command"] == ["python", "-m", "jupyter_pipeline.kfp.gang"]
+    # Each replica gets the stage's resources and GPU; the notebook's and the GPU's node selection.
+    assert container["resources"] == {"limits": {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "1"},
+                                      "requests": {"cpu": "2", "memory": "4Gi"}}
+    assert spec["nodeSelector"] == {"pool": "train", "nvidia.com/gpu.present": "true",
+                                    "nvidia.com/gpu.product": "nvidia-tesla-t4"}
+    assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert spec["imagePullSecrets"] == [{"name": "regcred"}] and spec["restartPolicy"] == "Never"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "mlpipeline-minio-artifact",
+                                                                          "key": "secretkey"}}
+    assert env["WANDB_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "wandb", "key": "key"}}
+    assert env["JUPYTER_PIPELINE_S3_ENDPOINT"]["value"] == "http://minio.kubeflow:9000"
+    job_env = json.loads(env[kgang.JOB_ENV]["value"])
+    assert job_env == {"store": "s3://bucket/prefix", "run_id": "run-1", "stage": "train", "parameters": {"scale": 3},
+                       "world_size": 2, "coordinator": f"{launch.name}-workers-0-0.{launch.name}", "timeout": 0}
+    assert pod["metadata"]["labels"]["team"] == "ml"
+    assert pod["metadata"]["labels"]["jupyter-pipeline/stage"] == "train"
+
+
+def test_trainjob_runs_the_same_replicas_on_a_trainer_runtime(fixture_nb):
+    meta = meta_of(load(fixture_nb("gang_kfp")), distributed={"kind": "trainjob", "runtime": "jax-distributed"})
+    kind, launch, [trainjob] = planned(meta)
+    assert TrainerV1alpha1TrainJob.from_dict(trainjob).to_dict() == trainjob
+    assert trainjob["apiVersion"] == "trainer.kubeflow.org/v1alpha1"
+    assert trainjob["spec"]["runtimeRef"] == {"name": "jax-distributed"}
+    trainer = trainjob["spec"]["trainer"]
+    assert trainer["numNodes"] == 2 and trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "1"
+    assert kgang.KUEUE_QUEUE_LABEL not in trainjob["metadata"]["labels"]  # no scheduler asked for
+    [patch] = trainjob["spec"]["runtimePatches"]
+    [rjob] = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    template = rjob["template"]["spec"]["template"]
+    assert rjob["name"] == "node" and template["spec"]["nodeSelector"]["pool"] == "train"
+    assert template["metadata"]["labels"]["team"] == "ml"
+    assert kind.coordinator(launch.name) == f"{launch.name}-node-0-0.{launch.name}"
+    # The pod the runtime makes from it is a valid pod.
+    validate_pod({"metadata": template["metadata"], "spec": {
+        **template["spec"], "containers": [{"name": "node", "image": trainer["image"], "command": trainer["command"],
+                                            "env": trainer["env"], "resources": trainer["resourcesPerNode"]}]}})
+
+
+def test_volcano_gets_a_pod_group_of_all_replicas_first(fixture_nb):
+    meta = meta_of(load(fixture_nb("gang_kfp")), distributed={"kind": "jobset", "scheduler": "volcano", "queue": "q"})
+    _, launch, (group, jobset) = planned(meta)
+    assert group == {"apiVersion": "scheduling.volcano.sh/v1beta1", "kind": "PodGroup",
+                     "metadata": {"name": launch.name, "namespace": "team-a", "labels": group["metadata"]["labels"]},
+                     "spec": {"minMember": 2, "queue": "q"}}
+    template = jobset["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
+    assert template["spec"]["schedulerName"] == "volcano"
+    assert template["metadata"]["annotations"][kgang.VOLCANO_GROUP_ANNOTATION] == launch.name
+    assert JobsetV1alpha2JobSet.from_dict(jobset).to_dict() == jobset
+
+
+@pytest.mark.parametrize("value, text", [
+    ({"kind": "mpijob"}, "kind is jobset or trainjob"),
+    ({"scheduler": "kueue"}, 'name it in "queue"'),
+    ({"kind": "jobset", "queue": ""}, "are names"),
+])
+def test_bad_distributed_setting_is_a_validation_error(value, text):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("%%stage a --workers 2\nimport jax")],
+                                  metadata={"jupyter_pipeline": {"distributed": value}})
+    [problem] = [p for p in from_notebook(nb).problems if p.code == "bad-setting"]
+    assert "`metadata.jupyter_pipeline.distributed` must be" in problem.message and text in problem.message
+
+
+def test_compiled_task_only_launches_the_replicas(fixture_nb, tmp_path):
+    pipeline = load(fixture_nb("gang_kfp"))
+    text = compile_pipeline(pipeline)
+    import yaml
+
+    spec, *platform = yaml.safe_load_all(text)
+    executors = spec["deploymentSpec"]["executors"]
+    train = next(v for k, v in executors.items() if "train" in k)
+    assert "accelerator" not in json.dumps(train["container"].get("resources", {}))  # the launcher has no GPU
+    platform = json.dumps(platform)
+    assert "nvidia.com/gpu" not in platform and "mlpipeline-minio-artifact" in platform
+    nb = stage_notebook(pipeline, "train")
+    assert nb.metadata["jupyter_pipeline"]["gang"]["workers"] == 2
+
+
+# -- the launcher against a loopback Kubernetes API -----------------------------------------------
+class Cluster:
+    """Plays the cluster behind the fake API: when a JobSet is created, runs its pods (the
+    container's command, one process per index, on loopback) and then reports it finished."""
+
+    def __init__(self, fake, pods):
+        self.fake, self.pods, self.seen = fake, pods, 0
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.stop = threading.Event()
+        self.thread.start()
+
+    def _loop(self):
+        while not self.stop.is_set():
+            posts = [r for r in self.fake.requests if r["method"] == "POST"]
+            for request in posts[self.seen:]:
+                self.seen += 1
+                jobset = request["body"]
+                path = f"{JOBSETS}/{jobset['metadata']['name']}"
+                ok = self.pods(jobset)
+                condition = {"type": "Completed" if ok else "Failed", "status": "True"}
+                self.fake.script[("GET", path)] = (200, {**jobset, "status": {"conditions": [condition]}})
+            time.sleep(0.05)
+
+
+def run_pods(jobset, store_url):
+    """Each pod of the JobSet's indexed Job: its container's command and environment, rank 0 reached
+    on loopback (the cluster's DNS name) at free ports."""
+    job = jobset["spec"]["replicatedJobs"][0]["template"]["spec"]
+    [container] = job["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    description = json.loads(env[kgang.JOB_ENV])
+    assert description["store"] == store_url
+    description.update(coordinator="127.0.0.1", ports=free_ports(2))
+    procs = []
+    for index in range(job["parallelism"]):
+        pod_env = {**os.environ, **env, kgang.JOB_ENV: json.dumps(description), "JOB_COMPLETION_INDEX": str(index)}
+        command = [sys.executable if container["command"][0] == "python" else container["command"][0],
+                   *container["command"][1:]]
+        procs.append(subprocess.Popen(command, env=pod_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    return all(p.wait(timeout=300) == 0 for p in procs)
+
+
+def launch(fake, fixture_nb, store_dir, run_id="run-1"):
+    store = open_store(store_dir)
+    pipeline = load(fixture_nb("gang_kfp"))
+    store.put_bytes(stage_key(run_id, "train", "input.ipynb"), nbformat.writes(stage_notebook(pipeline, "train")).encode())
+    for attempt in (0, 1):  # created, not finished yet (until the cluster below has run its pods)
+        fake.script.setdefault(("GET", f"{JOBSETS}/{kgang.job_name(run_id, 'train', attempt)}"), (200, {"status": {}}))
+    return store, kgang.run_gang(store, run_id, "train", {"scale": 3}, api=fake.api, poll=0.05)
+
+
+@pytest.mark.slow
+def test_launcher_creates_the_jobset_waits_and_reports_rank_0(fake_kubernetes, fixture_nb, store_dir, monkeypatch):
+    monkeypatch.setattr("jupyter_pipeline.cluster.namespace", lambda: "team-a")
+    fake = fake_kubernetes({("POST", JOBSETS): (201, None)})
+    cluster = Cluster(fake, lambda jobset: run_pods(jobset, open_store(store_dir).absolute_url()))
+    try:
+        store, result = launch(fake, fixture_nb, store_dir)
+    finally:
+        cluster.stop.set()
+    assert result["status"] == "succeeded", result
+    assert result["metrics"] == {"value": 3} and result["attempts"] == 1
+    assert [r["status"] for r in result["replicas"]] == ["succeeded", "succeeded"]
+    [post] = [r for r in fake.requests if r["method"] == "POST"]
+    assert post["path"] == JOBSETS and post["content_type"] == "application/json"
+    assert JobsetV1alpha2JobSet.from_dict(post["body"]).to_dict() == post["body"]
+    gets = [r for r in fake.requests if r["method"] == "GET"]
+    assert gets and all(r["path"] == f"{JOBSETS}/{post['body']['metadata']['name']}" for r in gets)
+    # Rank 0's values are the stage's; both executed notebooks are kept, rank 0's as the stage's too.
+    assert store.get_json(stage_key("run-1", "train", "outputs.json"))["value"]
+    for rank, value in ((0, 3), (1, 6)):
+        text = store.get_bytes(stage_key("run-1", "train", "output.ipynb", replica=rank)).decode()
+        assert f"replica {rank} of 2: value {value}" in text
+    assert "replica 0 of 2" in store.get_bytes(stage_key("run-1", "train", "output.ipynb")).decode()
+
+
+def test_launcher_retries_the_whole_job_and_names_the_failed_replica(fake_kubernetes, fixture_nb, store_dir,
+                                                                      monkeypatch):
+    monkeypatch.setattr("jupyter_pipeline.cluster.namespace", lambda: "team-a")
+    store_holder = {}
+
+    def failing_pods(jobset):
+        """Replica 1 fails; the job stops replica 0 (which reports being cancelled)."""
+        run_id, store = "run-2", store_holder["store"]
+        store.put_json(stage_key(run_id, "train", "result.json", replica=0), {"status": "failed", "error": "cancelled"})
+        store.put_json(stage_key(run_id, "train", "result.json", replica=1),
+                       {"status": "failed", "error": "ValueError: bad shard", "error_cell": 3})
+        return False
+
+    fake = fake_kubernetes({("POST", JOBSETS): (201, None)})
+    store_holder["store"] = open_store(store_dir)
+    cluster = Cluster(fake, failing_pods)
+    try:
+        _, result = launch(fake, fixture_nb, store_dir, run_id="run-2")
+    finally:
+        cluster.stop.set()
+    names = [r["body"]["metadata"]["name"] for r in fake.requests if r["method"] == "POST"]
+    assert [n.rsplit("-", 1)[1] for n in names] == ["0", "1"]  # retries:1 made the whole job again
+    assert result["status"] == "failed" and result["attempts"] == 2
+    assert result["error"].startswith("replica 1 of 2 failed: ValueError: bad shard") and result["error_cell"] == 3
+    assert [r["status"] for r in result["replicas"]] == ["stopped", "failed"]
+
+
+def test_launcher_says_when_the_cluster_refuses_and_deletes_a_job_it_stops_waiting_for(
+        fake_kubernetes, fixture_nb, store_dir, monkeypatch):
+    monkeypatch.setattr("jupyter_pipeline.cluster.namespace", lambda: "team-a")
+    fake = fake_kubernetes({("POST", JOBSETS): (404, {"message": "the server could not find the requested resource"})})
+    with pytest.raises(RuntimeError, match=r"refused jobset/jp-train-\w+-0 in namespace team-a: 404 .*is JobSet "
+                                           r"\(jobset.x-k8s.io\) installed"):
+        launch(fake, fixture_nb, store_dir)
+
+    fake = fake_kubernetes({("POST", JOBSETS): (201, None)})
+
+    def interrupt():
+        while not any(r["method"] == "GET" for r in fake.requests):
+            time.sleep(0.02)
+        import _thread
+
+        _thread.interrupt_main()  # as timeout:'s alarm or a cancel does
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        launch(fake, fixture_nb, store_dir)
+    name = kgang.job_name("run-1", "train", 0)
+    deletes = [r for r in fake.requests if r["method"] == "DELETE"]
+    assert [d["path"].split("?")[0] for d in deletes] == [f"{JOBSETS}/{name}"]
+    assert "propagationPolicy=Foreground" in deletes[0]["path"]
