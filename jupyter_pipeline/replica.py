@@ -76,19 +76,9 @@ class Distributed:
             return
         import jax
 
-        if jax.distributed.is_initialized():
-            return
-        # gloo is JAX's default CPU collectives now; older releases had none unless asked.
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        try:
-            jax.distributed.initialize(coordinator_address=self.coordinator, num_processes=self.world_size,
-                                       process_id=self.rank)
-        except RuntimeError as exc:
-            raise DistributedError(
-                f"replica {self.rank} could not join JAX's distributed runtime: {exc}. Call "
-                "jp.distributed().initialize_keras() (or initialize_jax()) at the top of the stage, before "
-                "anything computes with JAX or Keras") from None
-        _timings["initialized"] = time.time()
+        if not jax.distributed.is_initialized():
+            self._join(lambda: jax.distributed.initialize(coordinator_address=self.coordinator,
+                                                          num_processes=self.world_size, process_id=self.rank))
 
     def initialize_keras(self):
         """Set up Keras 3's distribution API for this replica: JAX multi-process (with the random
@@ -103,20 +93,26 @@ class Distributed:
         import jax
 
         if self.world_size > 1 and not jax.distributed.is_initialized():
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
-            try:
-                # Keras's own initialize also agrees on one random seed across the replicas.
-                keras.distribution.initialize(self.coordinator, self.world_size, self.rank)
-            except RuntimeError as exc:
-                raise DistributedError(
-                    f"replica {self.rank} could not join JAX's distributed runtime: {exc}. Call "
-                    "jp.distributed().initialize_keras() at the top of the stage, before anything computes with "
-                    "JAX or Keras") from None
-            _timings["initialized"] = time.time()
+            # Keras's own initialize also agrees on one random seed across the replicas.
+            self._join(lambda: keras.distribution.initialize(self.coordinator, self.world_size, self.rank))
         # The data arrive already split (shard()), so Keras must not split them again.
         distribution = keras.distribution.DataParallel(devices=jax.devices(), auto_shard_dataset=False)
         keras.distribution.set_distribution(distribution)
         return distribution
+
+    def _join(self, initialize) -> None:
+        import jax
+
+        # gloo is JAX's default CPU collectives now; older releases had none unless asked.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        try:
+            initialize()
+        except RuntimeError as exc:
+            raise DistributedError(
+                f"replica {self.rank} could not join JAX's distributed runtime: {exc}. Call "
+                "jp.distributed().initialize_keras() (or initialize_jax()) at the top of the stage, before "
+                "anything computes with JAX or Keras") from None
+        _timings["initialized"] = time.time()
 
 
 def distributed() -> Distributed:

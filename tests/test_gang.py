@@ -159,3 +159,19 @@ def test_workers_stage_on_whole_pipeline_json():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("%%stage train --workers 2\nimport jax")])
     stage = from_notebook(nb).stages[0]
     assert stage.to_json()["options"]["workers"] == 2
+
+
+def test_distributed_digits_example_is_the_example_with_train_on_two_workers(tmp_path):
+    import runpy
+
+    from conftest import ROOT
+
+    script = runpy.run_path(str(ROOT / "examples/digits/make_distributed.py"))
+    written = script["main"](tmp_path / "digits_distributed.ipynb")
+    assert written.read_text() == (ROOT / "examples/digits/digits_distributed.ipynb").read_text(), \
+        "run examples/digits/make_distributed.py"
+    pipeline = load(written)
+    assert pipeline.ok and not pipeline.problems, pipeline.problems
+    train = pipeline.stage("train")
+    assert (train.options.workers, train.options.gpu) == (2, 1)
+    assert [s.name for s in pipeline.stages] == [s.name for s in load(ROOT / "examples/digits/digits.ipynb").stages]

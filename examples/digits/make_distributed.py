@@ -52,7 +52,7 @@ log_metric("train_loss", train_loss)
 print(f"replica {dist.rank} of {dist.world_size} trained on {len(x_part)} images")"""
 
 
-def main() -> Path:
+def main(out: Path = HERE / "digits_distributed.ipynb") -> Path:
     nb = nbformat.read(HERE / "digits.ipynb", as_version=4)
     nb.metadata["jupyter_pipeline"]["name"] = "digits-distributed"
     for index, cell in enumerate(nb.cells):
@@ -67,7 +67,6 @@ def main() -> Path:
             cell.metadata["tags"] = ["stage:train", "gpu:1", "workers:2"]
             nb.cells[index - 1].source = TRAIN_NOTE
         cell.id = f"digits-distributed-{index}"
-    out = HERE / "digits_distributed.ipynb"
     nbformat.write(nb, out)
     return out
 
