@@ -208,6 +208,14 @@ def median_of(runs: list[dict]) -> dict:
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
+def finish(results: dict, json_path: str | None, tmp: Path) -> int:
+    """Write ``results`` to ``json_path`` (if any), remove the scratch folder ``tmp``; exit status 0."""
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=1))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
@@ -281,10 +289,7 @@ def main(argv=None) -> int:
     print()
     for k, v in ratios.items():
         print(f"{k:58s} {v:10.2f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-    shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return finish(results, args.json, tmp)
 
 
 if __name__ == "__main__":

@@ -125,10 +125,7 @@ def main(argv=None) -> int:
     for label, res in results.items():
         print(f"{label:36s} answered/sent median {res['median_ratio']:.4f}  "
               f"({res['lost_total']} lost of {res['sent_total']} sent in {args.repeat} trials)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-    shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return bench_serving.finish(results, args.json, tmp)
 
 
 if __name__ == "__main__":

@@ -100,6 +100,36 @@ def _serving_drain(quick: bool):
     return rows, {}
 
 
+def _serving_protocols(quick: bool):
+    import bench_serving_protocols
+
+    with tempfile.TemporaryDirectory(prefix="jp-bench-protocols-") as tmp:
+        out = Path(tmp) / "protocols.json"
+        bench_serving_protocols.main((["--quick"] if quick else []) + ["--json", str(out)])
+        res = json.loads(out.read_text())
+    from common import row
+
+    one, big = res["latency_1_row"], res["latency_1000_rows"]
+    flight = res["throughput_16_in_flight"]
+    ms = lambda cell: cell["p50_us"] / 1000  # noqa: E731
+    rows = [row("serve: p50 latency, 1 row, gRPC", ms(one["grpc"]), ms(one["rest-json"]), "ms", "REST, JSON"),
+            row("serve: p50 latency, 1 row, REST binary tensors", ms(one["rest-binary"]), ms(one["rest-json"]), "ms",
+                "REST, JSON"),
+            row("serve: throughput, 1 row, 16 in flight, gRPC", flight["grpc"], flight["rest-binary"], "req/s",
+                "REST, binary", "tritonclient's asyncio clients; higher is better"),
+            row("serve: p50 latency, 1,000 rows, REST binary tensors", ms(big["rest-binary"]), ms(big["rest-json"]),
+                "ms", "REST, JSON", "client encoding and decoding included (tritonclient)"),
+            row("serve: p50 latency, 1,000 rows, gRPC", ms(big["grpc"]), ms(big["rest-json"]), "ms", "REST, JSON")]
+    wrk = res.get("wrk_64_connections")
+    if wrk:
+        hits, off = wrk["cache hits"], wrk["cache off"]
+        rows += [row("serve: cache hits, 64 connections (wrk)", hits["rps"], off["rps"], "req/s", "same server, cache off",
+                     "higher is better"),
+                 row("serve: cache hits per core (1 / server CPU per request)", 1e6 / hits["cpu_us_per_request"],
+                     5000, "req/s", "goal", f"{hits['cpu_us_per_request']:.0f} µs of server CPU per hit")]
+    return rows, {"load_average_at_end": res["load_average_at_end"]}
+
+
 def _kale(quick: bool):
     import bench_kale
 
@@ -165,6 +195,7 @@ BENCHMARKS = {
     "local": ("local run vs Elyra's local mode", _local),
     "store": ("S3 store vs plain minio SDK", _store),
     "serving": ("model server vs Flask and the in-process floor", _serving),
+    "serving-protocols": ("gRPC vs REST, binary vs JSON tensors, cache hits per core", _serving_protocols),
     "serving-drain": ("requests answered across a SIGTERM under load vs Flask", _serving_drain),
 }
 
