@@ -271,3 +271,18 @@ def test_launcher_says_when_the_cluster_refuses_and_deletes_a_job_it_stops_waiti
     deletes = [r for r in fake.requests if r["method"] == "DELETE"]
     assert [d["path"].split("?")[0] for d in deletes] == [f"{JOBSETS}/{name}"]
     assert "propagationPolicy=Foreground" in deletes[0]["path"]
+
+
+@pytest.mark.slow
+def test_kfp_local_runs_the_replicas_as_processes_here(fixture_nb, store_dir):
+    """kfp.local runs each task as a process on this machine: no cluster, so the launcher starts
+    the replicas here (the pods' command, rank 0 on loopback) and the compiled pipeline runs whole."""
+    from jupyter_pipeline.kfp.local import run_kfp_local
+
+    record = run_kfp_local(load(fixture_nb("gang_kfp")), {"scale": 5}, store_dir)
+    assert record.status.value == "succeeded", record.to_json()
+    train = record.stages["train"]
+    assert train.metrics == {"value": 5}
+    assert [(r["rank"], r["status"]) for r in train.replicas] == [(0, "succeeded"), (1, "succeeded")]
+    text = open_store(store_dir).get_bytes(stage_key(record.run_id, "train", "output.ipynb", replica=1)).decode()
+    assert "replica 1 of 2: value 10" in text

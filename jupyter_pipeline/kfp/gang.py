@@ -251,7 +251,11 @@ def is_gang(notebook: str) -> bool:
 def run_gang(store, run_id: str, stage: str, parameters: dict, *, cwd: str | None = None, item=None,
              api=None, poll: float = POLL_SECONDS) -> dict:
     """Start ``stage``'s replicas as a gang on Kubernetes, wait for them and return the stage's
-    result (rank 0's, as the local runner's); signature of :func:`jupyter_pipeline.stagerun.run_stage`."""
+    result (rank 0's, as the local runner's); signature of :func:`jupyter_pipeline.stagerun.run_stage`.
+
+    Outside a pod (kfp.local runs each task as a process on this machine) there is no cluster to
+    schedule pods in: the replicas run here, as processes on loopback (:func:`run_here`).
+    """
     import nbformat
 
     from .. import cluster
@@ -260,28 +264,62 @@ def run_gang(store, run_id: str, stage: str, parameters: dict, *, cwd: str | Non
 
     nb = nbformat.reads(store.get_bytes(stage_key(run_id, stage, "input.ipynb")).decode(), as_version=4)
     meta = nb.metadata["jupyter_pipeline"]["gang"]
-    settings = meta.get("settings", {})
-    namespace = settings.get("distributed", {}).get("namespace") or cluster.namespace() or "default"
-    image = cluster.own_image() or meta["options"].get("image") or settings.get("image") or DEFAULT_IMAGE
-    api = api or _api()
+    here = api is None and not cluster.in_pod()
+    if not here:
+        settings = meta.get("settings", {})
+        namespace = settings.get("distributed", {}).get("namespace") or cluster.namespace() or "default"
+        image = cluster.own_image() or meta["options"].get("image") or settings.get("image") or DEFAULT_IMAGE
+        api = api or _api()
     result: dict = {}
     for attempt in range(int(meta["options"].get("retries") or 0) + 1):
-        kind, launch = plan(meta, run_id=run_id, stage=stage, parameters=parameters, store_url=store.absolute_url(),
-                            namespace=namespace, image=image, attempt=attempt)
-        try:
-            for manifest in manifests(kind, launch):
-                _create(api, manifest)
-            print(f"jupyter-pipeline: stage {stage}: {launch.workers} replicas as {manifest['kind'].lower()}/"
-                  f"{launch.name} in namespace {namespace}", file=sys.stderr, flush=True)
-            outcome = _wait(api, kind, launch, poll)
-        except BaseException:  # timeout:, cancel: the replicas must not run on without their launcher
-            _delete(api, kind, launch)
-            raise
-        result = collect(store, run_id, stage, launch.workers, outcome)
+        if here:
+            outcome = run_here(meta["workers"], store.absolute_url(), run_id, stage, parameters, cwd)
+        else:
+            outcome = _launch(api, meta, run_id=run_id, stage=stage, parameters=parameters, store_url=store.absolute_url(),
+                              namespace=namespace, image=image, attempt=attempt, poll=poll)
+        result = collect(store, run_id, stage, meta["workers"], outcome)
         result["attempts"] = attempt + 1
         if result["status"] == "succeeded":
             break
     return result
+
+
+def _launch(api, meta: dict, *, poll: float, **where) -> str:
+    """Create one attempt's job, wait until it finishes; "succeeded" or "failed"."""
+    kind, launch = plan(meta, **where)
+    try:
+        for manifest in manifests(kind, launch):
+            _create(api, manifest)
+        print(f"jupyter-pipeline: stage {where['stage']}: {launch.workers} replicas as {kind.plural[:-1]}/"
+              f"{launch.name} in namespace {launch.namespace}", file=sys.stderr, flush=True)
+        return _wait(api, kind, launch, poll)
+    except BaseException:  # timeout:, cancel: the replicas must not run on without their launcher
+        _delete(api, kind, launch)
+        raise
+
+
+def run_here(workers: int, store_url: str, run_id: str, stage: str, parameters: dict, cwd: str | None) -> str:
+    """The replicas as processes on this machine (each the pods' command), rank 0 on loopback; the
+    first to fail stops the others. "succeeded" or "failed"."""
+    import subprocess
+
+    from ..gang import free_ports
+    from ..workers import terminate
+
+    job = {"store": store_url, "run_id": run_id, "stage": stage, "parameters": parameters, "world_size": workers,
+           "coordinator": "127.0.0.1", "ports": free_ports(2), "cwd": cwd}
+    procs = [subprocess.Popen([sys.executable, "-m", "jupyter_pipeline.kfp.gang"], start_new_session=True,
+                              env={**os.environ, JOB_ENV: json.dumps(job), "JOB_COMPLETION_INDEX": str(rank)})
+             for rank in range(workers)]
+    try:
+        while any(p.poll() is None for p in procs):
+            if any(p.returncode for p in procs if p.poll() is not None):
+                break
+            time.sleep(0.1)
+    finally:
+        for p in procs:
+            terminate(p)
+    return "succeeded" if all(p.returncode == 0 for p in procs) else "failed"
 
 
 def collect(store, run_id: str, stage: str, workers: int, outcome: str) -> dict:
@@ -395,7 +433,7 @@ def replica_main() -> int:
     gang = {"rank": rank, "world_size": job["world_size"], "coordinator": f"{job['coordinator']}:{coordinator}",
             "barrier": f"{job['coordinator']}:{barrier}", "bind": "", "timeout": job.get("timeout") or None}
     store = open_store(job["store"])
-    result = run_stage(store, job["run_id"], job["stage"], job.get("parameters") or {}, gang=gang)
+    result = run_stage(store, job["run_id"], job["stage"], job.get("parameters") or {}, cwd=job.get("cwd"), gang=gang)
     store.put_json(stage_key(job["run_id"], job["stage"], "result.json", replica=rank), result)
     print(f"jupyter-pipeline: replica {rank} of stage {job['stage']} {result['status']}"
           + (f": {result.get('error')}" if result["status"] != "succeeded" else ""), file=sys.stderr, flush=True)

@@ -49,6 +49,7 @@ def record_from_results(record: RunRecord, store, pipeline: Pipeline) -> RunReco
             rec.error_cell = result.get("error_cell") if rec.status != StageState.SUCCEEDED else None
             rec.reused_from = result.get("reused_from")
             rec.items = result.get("items") or []
+            rec.replicas = result.get("replicas") or []
             outputs_key = stage_key(record.run_id, stage.name, "outputs.json")
             if rec.status == StageState.SUCCEEDED and store.exists(outputs_key):
                 rec.outputs = sorted(store.get_json(outputs_key))
