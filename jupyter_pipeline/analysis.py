@@ -41,9 +41,6 @@ class Scan:
     calls: dict[str, str] = field(default_factory=dict)  # name -> function whose result it holds (`x = f(...)`)
     generator_functions: set[str] = field(default_factory=set)  # top-level `def`s that `yield`
 
-    def first_uses(self, defined_before: set[str]) -> set[str]:
-        return self.uses - defined_before
-
 
 def to_python(source: str) -> str:
     """The Python that IPython would run for ``source`` (magics become function calls)."""

@@ -90,16 +90,6 @@ def log_metric(name: str, value) -> None:
     store.put_json(key, metrics)
 
 
-def stage_metrics() -> dict:
-    """Metrics logged so far by this stage (or interactively)."""
-    ctx = current()
-    if ctx is None:
-        return dict(_interactive_metrics)
-    store = ctx.store
-    key = ctx.key("metrics.json")
-    return store.get_json(key) if store.exists(key) else {}
-
-
 def run_metrics() -> dict:
     """Metrics of the whole run so far (all stages), for model metadata."""
     ctx = current()

@@ -124,14 +124,6 @@ class ModelNotFound(PipelineError):
     http_status = 404
 
 
-class StageFailed(PipelineError):
-    """Raised when a stage's notebook raised an error while it ran."""
-
-    def __init__(self, stage: str, message: str, cell: int | None = None):
-        self.stage, self.cell = stage, cell
-        super().__init__(message)
-
-
 class TargetError(PipelineError):
     """Raised when a run target (Kubeflow, kfp.local) rejects or cannot take a pipeline."""
 

@@ -13,6 +13,15 @@ import time
 from typing import Callable
 
 from .records import error_with_cell
+from .summary import sweep_table
+
+
+class MagicFailed(Exception):
+    """Raised to end a magic with a one-paragraph message and no traceback (the cell still fails)."""
+
+    def _render_traceback_(self):
+        return [f"\x1b[31mpipeline error:\x1b[0m {self}"]
+
 
 MARKS = {"succeeded": "✔", "failed": "✖", "skipped": "–", "cancelled": "■", "running": "▶",
          "interrupted": "!", "pending": "·"}
@@ -30,8 +39,6 @@ def drive(start, cancel: Callable[[], None] | None, draw: Callable, final: Calla
     ``draw(result, elapsed)``); returns what ``start`` returned.
     """
     from IPython.display import display
-
-    from .magics import MagicFailed
 
     events: queue.Queue = queue.Queue()
     outcome: dict = {}
@@ -138,8 +145,6 @@ class SweepProgress:
 
 def sweep_bundle(data: dict) -> dict:
     """A finished sweep (``SweepResult.to_json()``): its variants ranked, the best marked."""
-    from .cli.core import sweep_table
-
     metric = data["metric"]
     rows = []
     for rank, v in enumerate(data["variants"], 1):

@@ -23,18 +23,11 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
 from .exceptions import PipelineError
-from .livetable import SweepProgress, badge, drive, run_bundle, sweep_bundle
+from .livetable import MagicFailed, SweepProgress, badge, drive, run_bundle, sweep_bundle
 
 LAST_RUN_NAME = "_pipeline_run"  # the user-namespace name of the last run record
 SESSION_TIMEOUT = 5.0
 LAST_SWEEP_NAME = "_pipeline_sweep"  # the user-namespace name of the last sweep result
-
-
-class MagicFailed(Exception):
-    """Raised to end a magic with a one-paragraph message and no traceback (the cell still fails)."""
-
-    def _render_traceback_(self):
-        return [f"\x1b[31mpipeline error:\x1b[0m {self}"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -207,19 +207,6 @@ class Pipeline:
             raise ValidationFailed(self.path, self.errors)
         return self
 
-    def downstream(self, name: str) -> set[str]:
-        """Every stage that depends on ``name``, directly or not."""
-        children: dict[str, set[str]] = {}
-        for up, down in self.edges:
-            children.setdefault(up, set()).add(down)
-        out, todo = set(), [name]
-        while todo:
-            for child in children.get(todo.pop(), ()):
-                if child not in out:
-                    out.add(child)
-                    todo.append(child)
-        return out
-
     def to_json(self) -> dict:
         return {
             "name": self.name,

@@ -32,7 +32,7 @@ from .records import (
     RunRecord, RunState, StageRecord, StageState, list_runs, load_run, new_run_id, now_iso, run_prefix, save_run,
     stage_key,
 )
-from .fanout import MapStages
+from .mapstages import MapStages
 from .gang import GangStages
 from .lease import STOPPING_GRACE_SECONDS, Lease
 from .stagebook import stage_notebook

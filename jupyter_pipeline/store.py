@@ -11,6 +11,7 @@ the "give me a local file for this key" helpers that let large values stream wit
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import secrets
@@ -270,15 +271,16 @@ def open_store(url: str | Store | None = None) -> Store:
     scheme = urlparse(url).scheme
     if len(scheme) == 1:  # a Windows drive letter, not a scheme
         scheme = ""
-    if scheme not in stores:
-        # Backends outside this module register on import; import them lazily.
-        _load_optional_backends()
+    if scheme not in stores and scheme in BACKEND_MODULES:
+        # Backends outside this module register themselves on import; import them by name, so this
+        # module never depends on them (boto3 is only imported for an s3:// store).
+        with contextlib.suppress(ImportError):
+            importlib.import_module(BACKEND_MODULES[scheme])
     return stores.get(scheme)(url)
 
 
-def _load_optional_backends() -> None:
-    with contextlib.suppress(ImportError):
-        from . import store_s3  # noqa: F401  (registers "s3")
+#: Modules that register a store scheme when imported.
+BACKEND_MODULES = {"s3": "jupyter_pipeline.store_s3"}
 
 
 stores.register("", LocalStore)

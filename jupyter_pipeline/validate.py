@@ -178,16 +178,3 @@ def find_cycles(stages: list[Stage], first_cell: dict[str, int]) -> list[Problem
                 path.append(dep)
                 todo.append(iter(deps[dep]))
     return problems
-
-
-def topological_order(stages) -> list[str]:
-    """Stage names with every stage after its dependencies (notebook order among equals)."""
-    done: list[str] = []
-    remaining = list(stages)
-    while remaining:
-        ready = [s for s in remaining if all(d in done for d in s.depends_on)]
-        if not ready:
-            raise ValueError("cycle")
-        done.extend(s.name for s in ready)
-        remaining = [s for s in remaining if s not in ready]
-    return done

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..summary import sweep_table
 from .output import Progress, fail, print_json, run_summary, seconds, table
 
 
@@ -218,21 +219,3 @@ def cmd_sweep(args, pipeline) -> int:
                         print(f"the best variant registered {name} version {meta['version']}: "
                               f"jupyter-pipeline models promote {name} {meta['version']}")
     return 0 if all(v["status"] == "succeeded" for v in data["variants"]) else 1
-
-
-def sweep_table(data: dict) -> str:
-    from .output import _fmt
-
-    metric = data["metric"]
-    rows = []
-    for rank, v in enumerate(data["variants"], 1):
-        params = ", ".join(f"{k}={_fmt(val)}" for k, val in v["parameters"].items())
-        value = v["metrics"].get(metric) if metric else None
-        rows.append([("★ " if v["best"] else "  ") + str(rank), params, _fmt(value) if value is not None else "-",
-                     v["status"], v["run_id"]])
-    out = [table(rows, ["rank", "parameters", metric or "metric", "status", "run"])]
-    out.append(f"sweep {data['sweep_id']}: {len(data['variants'])} variant(s), {data['stages_executed']} stage "
-               f"execution(s) for {data['stages_used']} stage result(s) (identical stages shared)")
-    if data["best"]:
-        out.append(f"best: {data['best']} by {metric} ({data['goal']})")
-    return "\n".join(out)

@@ -10,6 +10,7 @@ import traceback
 
 from ..exceptions import PipelineError
 from ..records import error_with_cell
+from ..summary import fmt, run_summary, seconds, table  # noqa: F401 - the CLI's printing, in one import
 
 EXIT_FAILED = 1
 EXIT_INTERNAL = 70
@@ -67,21 +68,6 @@ def print_json(value) -> None:
     sys.stdout.write("\n")
 
 
-def table(rows: list[list[str]], headers: list[str]) -> str:
-    cols = [headers] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cols) for i in range(len(headers))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cols[1:]]
-    return "\n".join(lines)
-
-
-def seconds(value) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
-
-
 _MARKS = {"succeeded": "✔", "failed": "✖", "skipped": "–", "cancelled": "■", "running": "▶", "interrupted": "!"}
 
 
@@ -114,26 +100,7 @@ class Progress:
                 status = f"reused from run {rec.reused_from}"
             extra = f" in {seconds(rec.duration)}" if rec.duration is not None and not rec.reused_from else ""
             if rec.metrics:
-                extra += "  " + ", ".join(f"{k}={_fmt(v)}" for k, v in rec.metrics.items())
+                extra += "  " + ", ".join(f"{k}={fmt(v)}" for k, v in rec.metrics.items())
             if rec.error and status == "failed":
                 extra += f": {error_with_cell(rec.error, rec.error_cell)}"
             print(f"{clock} {_MARKS.get(rec.status.value, '?')} {stage} {status}{extra}", file=self.stream, flush=True)
-
-
-def _fmt(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def run_summary(record) -> str:
-    rows = []
-    for name, rec in record.stages.items():
-        status = rec.status.value + (" (reused)" if rec.reused or rec.reused_from else "")
-        rows.append([name, status, seconds(rec.duration), rec.output_notebook or "-"])
-    out = [table(rows, ["stage", "status", "duration", "executed notebook"])]
-    metrics = record.metrics()
-    if metrics:
-        out.append("metrics: " + ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
-    out.append(f"run {record.run_id} {record.status.value}" + (f": {record.error}" if record.error else ""))
-    if record.url:
-        out.append(f"run page: {record.url}")
-    return "\n".join(out)

@@ -275,10 +275,6 @@ class RunManager:
             except Exception as exc:  # noqa: BLE001 - the process is exiting; say why and go on
                 self.log.warning("jupyter-pipeline: could not mark run %s interrupted: %s", active.run_id, exc)
 
-    def active_ids(self) -> list[str]:
-        with self._lock:
-            return sorted(k for k, a in self._active.items() if not a.done.is_set())
-
 
 def _can_cancel(target: str) -> bool:
     """True if the target can stop, from this process, a run this process drives."""
