@@ -121,6 +121,7 @@ class RunRecord:
     history: list[dict] = field(default_factory=list)
     owner: dict | None = None  # {"host", "pid"} of the process driving a local run
     sweep_id: str | None = None  # the sweep this run is a variant of
+    kernel_mode: str = "fresh"  # local runs: "fresh" (a kernel per stage) or "shared" (--shared-kernel)
 
     @property
     def key(self) -> str:
@@ -153,6 +154,7 @@ class RunRecord:
             "history": self.history,
             "owner": self.owner,
             "sweep_id": self.sweep_id,
+            "kernel_mode": self.kernel_mode,
         }
 
     @classmethod
@@ -175,6 +177,7 @@ class RunRecord:
             history=data.get("history", []),
             owner=data.get("owner"),
             sweep_id=data.get("sweep_id"),
+            kernel_mode=data.get("kernel_mode", "fresh"),
         )
 
 

@@ -38,6 +38,7 @@ from .lease import STOPPING_GRACE_SECONDS, Lease
 from .stagebook import stage_notebook
 from .stagecache import StageCache, stage_fingerprints, why_it_runs
 from .store import Store, open_store, patiently, resolve_store_url
+from .sharedkernel import FRESH, SHARED, SharedKernel, isolation_reason
 from .workers import WarmWorkers, terminate
 
 #: ``on_event(kind, record, stage)`` with kind one of run-started, stage-started,
@@ -52,7 +53,8 @@ class LocalRunner(MapStages, GangStages):
     def __init__(self, store: Store | str | None = None, *, workers: int | None = None,
                  on_event: EventHandler | None = None, python: str = sys.executable,
                  cache: StageCache | None = None, slots: threading.Semaphore | None = None,
-                 warm: int | None = None, sweep_id: str | None = None, incremental: bool = False):
+                 warm: int | None = None, sweep_id: str | None = None, incremental: bool = False,
+                 shared_kernel: bool = False):
         self.store = open_store(store)
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.on_event = on_event or (lambda kind, record, stage: None)
@@ -68,6 +70,9 @@ class LocalRunner(MapStages, GangStages):
         self._reuse: dict[str, tuple[str, StageRecord]] = {}  # stage -> (earlier run, its record)
         self.record: RunRecord | None = None
         self._lease: Lease | None = None
+        # --shared-kernel: stages take turns in one kernel (see jupyter_pipeline.sharedkernel).
+        self.kernel_mode = SHARED if shared_kernel else FRESH
+        self._shared: SharedKernel | None = None
 
     # -- public -------------------------------------------------------------------------------------
     def run(self, pipeline: Pipeline, parameters: dict | None = None, run_id: str | None = None) -> RunRecord:
@@ -86,6 +91,7 @@ class LocalRunner(MapStages, GangStages):
             edges=[list(e) for e in pipeline.edges],
             owner={"host": socket.gethostname(), "pid": os.getpid()},
             sweep_id=self.sweep_id,
+            kernel_mode=self.kernel_mode,
             history=[{"event": "kernel-fallback", "at": now_iso(), "message": kernel_note}] if kernel_note else [],
         )
         fingerprints = stage_fingerprints(pipeline, values)
@@ -140,6 +146,7 @@ class LocalRunner(MapStages, GangStages):
         record.edges = [list(e) for e in pipeline.edges]
         record.status, record.finished_at, record.error = RunState.RUNNING, None, None
         record.owner = {"host": socket.gethostname(), "pid": os.getpid()}
+        record.kernel_mode = self.kernel_mode
         record.history.append({"event": "resumed", "at": now_iso(), "stages": sorted(todo)})
         if kernel_note:
             record.history.append({"event": "kernel-fallback", "at": now_iso(), "message": kernel_note})
@@ -155,6 +162,8 @@ class LocalRunner(MapStages, GangStages):
             terminate(proc)
         if getattr(self, "_workers", None):
             self._workers.close()
+        if self._shared is not None:
+            self._shared.close()
 
     # -- internals ----------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -217,21 +226,25 @@ class LocalRunner(MapStages, GangStages):
         running: dict[Future, str] = {}
         cwd = str(Path(record.notebook).parent)
         lease_fd = self._lease.fd
-        self._workers = WarmWorkers(
-            [self.python, "-m", "jupyter_pipeline.stagerun", "--serve", "--cwd", cwd, "--kernel", self._kernel,
-             "--lease-fd", str(lease_fd)],
-            cwd, pass_fds=(lease_fd,),
-        )
+        cmd = [self.python, "-m", "jupyter_pipeline.stagerun", "--serve", "--cwd", cwd, "--kernel", self._kernel,
+               "--lease-fd", str(lease_fd)]
+        self._workers = WarmWorkers(cmd, cwd, pass_fds=(lease_fd,))
+        self._shared = None
+        if self.kernel_mode == SHARED and any(self._shares(stages[n]) for n in names if n not in self._reuse):
+            self._shared = SharedKernel(cmd, cwd, pass_fds=(lease_fd,))
+            self._shared.start()
         try:
             self._schedule(record, stages, pending, running)
         finally:
             self._workers.close()
+            if self._shared is not None:
+                self._shared.close()
         return self._finish_run(record)
 
     def _schedule(self, record: RunRecord, stages: dict, pending: list[str], running: dict) -> None:
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="jp-stage") as pool:
             while pending or running:
-                to_run = sum(1 for name in pending if name not in self._reuse)
+                to_run = sum(1 for name in pending if name not in self._reuse and not self._shares(stages[name]))
                 self._workers.ensure(min(self.warm if self.warm is not None else self.workers, to_run))
                 if self._cancelled.is_set():
                     for name in pending:
@@ -371,12 +384,29 @@ class LocalRunner(MapStages, GangStages):
             if self._cancelled.is_set():
                 return {"status": "cancelled", "error": "cancelled"}
             with self._slots:  # at most `workers` kernels at once, map items included
-                result = self._execute_once(stage, job, slot)
+                if attempt == 0 and item is None and self._shares(stage):  # a retry gets a fresh kernel
+                    result = self._execute_shared(job, slot)
+                else:
+                    result = self._execute_once(stage, job, slot)
             if self._cancelled.is_set():
                 result.update(status="cancelled", error="cancelled")
             if result["status"] != "failed":
                 break
         return result
+
+    def _shares(self, stage: Stage) -> bool:
+        """Whether ``stage`` runs in the run's shared kernel (``--shared-kernel``, and it may)."""
+        return self.kernel_mode == SHARED and isolation_reason(stage) is None
+
+    def _execute_shared(self, job: dict, slot: str) -> dict:
+        def running(proc):
+            with self._lock:
+                self._procs[slot] = proc
+        try:
+            return self._shared.run(job, running)
+        finally:
+            with self._lock:
+                self._procs.pop(slot, None)
 
     def _execute_once(self, stage: Stage, job: dict, slot: str) -> dict:
         worker = self._workers.take()

@@ -246,6 +246,8 @@ def serve(cwd: str | None, kernel_name: str | None, lease_fd: int | None = None)
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m jupyter_pipeline.stagerun", description=__doc__)
     p.add_argument("--serve", action="store_true", help="start a kernel, then run one JSON job read from stdin")
+    p.add_argument("--shared", action="store_true",
+                   help="with --serve: run every job read from stdin in one kernel (shared-kernel mode)")
     p.add_argument("--store")
     p.add_argument("--run-id")
     p.add_argument("--stage")
@@ -258,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     if args.serve:
         try:
+            if args.shared:
+                from .sharedkernel import serve as serve_shared
+
+                return serve_shared(args.cwd, args.kernel, args.lease_fd)
             return serve(args.cwd, args.kernel, args.lease_fd)
         except KeyboardInterrupt:
             return 1

@@ -39,26 +39,40 @@ class Worker:
 
         ``on_started()`` is called when the stage's first cell starts (its kernel is up).
         """
+        self.send(job)  # stdin kept open until the result is in: the worker's sign that we live
         try:
-            self.proc.stdin.write(json.dumps(job) + "\n")
-            self.proc.stdin.flush()  # kept open until the result is in: the worker's sign that we live
-        except (BrokenPipeError, OSError):
-            pass  # the worker died while waiting; its stderr says why
-        try:
-            for line in self.proc.stdout:
-                if line.rstrip("\n") == STARTED_LINE and on_started is not None:
-                    on_started()
-                elif line.startswith(RESULT_PREFIX):
-                    # The worker still shuts its kernel down; let that finish off this thread.
-                    result = json.loads(line[len(RESULT_PREFIX):])
-                    if result.pop("kernel_died", False) and (words := self._stderr_tail()):
-                        # The kernel shares this worker's stderr: its last words may say why it died.
-                        result["error"] += f" (kernel stderr: {words})"
-                    threading.Thread(target=self._drain, daemon=True).start()
-                    return result
-            self.proc.wait()
+            result = self.read_result(on_started)
         finally:
             self._close_stdin()
+        if result is None:
+            return self.ended_result()
+        # The worker still shuts its kernel down; let that finish off this thread.
+        threading.Thread(target=self._drain, daemon=True).start()
+        return result
+
+    def send(self, job: dict) -> None:
+        try:
+            self.proc.stdin.write(json.dumps(job) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the worker died while waiting; its stderr says why
+
+    def read_result(self, on_started=None) -> dict | None:
+        """The result the worker prints next, or None if it exits without one."""
+        for line in self.proc.stdout:
+            if line.rstrip("\n") == STARTED_LINE and on_started is not None:
+                on_started()
+            elif line.startswith(RESULT_PREFIX):
+                result = json.loads(line[len(RESULT_PREFIX):])
+                if result.pop("kernel_died", False) and (words := self._stderr_tail()):
+                    # The kernel shares this worker's stderr: its last words may say why it died.
+                    result["error"] += f" (kernel stderr: {words})"
+                return result
+        self.proc.wait()
+        return None
+
+    def ended_result(self) -> dict:
+        """The failure of a worker that exited without a result."""
         how = exit_description(self.proc.returncode)
         return {"status": "failed", "error": f"the stage process ended without a result ({how}): "
                                              f"{self._stderr_tail(default='no output')}", "metrics": {}}
