@@ -3,7 +3,8 @@
     python benchmarks/bench_chain.py [--quick] [--baseline-ref REV]
 
 Two chains of six trivial stages, one passing an int along, one a 10 MB NumPy array, each run
-by this checkout's local runner (fresh kernel per stage, the default) and by the runner of
+by this checkout's local runner (fresh kernel per stage, the default; and ``--shared-kernel``, one
+kernel for the run, its namespace emptied between stages) and by the runner of
 ``--baseline-ref`` (the release this work started from: the code of that commit, unpacked from
 git), against the same code as one notebook run once by papermill. Each side runs in a process of
 its own that has imported what it needs and made one untimed run, then times 5 runs (quick: 3);
@@ -52,7 +53,7 @@ else:
     from jupyter_pipeline.runner import LocalRunner
     pipeline = load(notebook)
     def once():
-        record = LocalRunner(store).run(pipeline)
+        record = LocalRunner(store, shared_kernel=mode == "shared").run(pipeline)
         assert record.status.value == "succeeded", record.to_json()
 def cpu():
     return sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
@@ -188,9 +189,11 @@ def bench_chain(quick: bool, baseline_ref: str = BASELINE_REF) -> list[dict]:
             chain, single = notebooks(folder, value)
             base = measure("papermill", single, folder, repeat, ours_path)
             ours = measure("runner", chain, folder / "store-ours", repeat, ours_path)
+            shared = measure("shared", chain, folder / "store-shared", repeat, ours_path)
             before = measure("runner", chain, folder / "store-release", repeat, release)
             per_stage = (ours["seconds"] - base["seconds"]) / STAGES
             per_stage_before = (before["seconds"] - base["seconds"]) / STAGES
+            per_stage_shared = (shared["seconds"] - base["seconds"]) / STAGES
             rows += [
                 row(f"{STAGES}-stage chain ({label}), fresh kernel per stage", ours["seconds"], base["seconds"], "s",
                     "same code, one papermill run in process", "goal ≤ 2.5×"),
@@ -200,6 +203,14 @@ def bench_chain(quick: bool, baseline_ref: str = BASELINE_REF) -> list[dict]:
                     f"runner at {baseline_ref[:7]}", "(chain - papermill) / 6; goal < 150 ms"),
                 row(f"CPU-seconds per stage ({label})", ours["cpu"] / STAGES, before["cpu"] / STAGES, "s",
                     f"runner at {baseline_ref[:7]}", "runner, workers and kernels"),
+                row(f"{STAGES}-stage chain ({label}), --shared-kernel", shared["seconds"], base["seconds"], "s",
+                    "same code, one papermill run in process", "goal ≤ 1.5×"),
+                row(f"{STAGES}-stage chain ({label}), --shared-kernel vs fresh kernels", shared["seconds"],
+                    ours["seconds"], "s", "fresh kernel per stage, same run"),
+                row(f"overhead per stage ({label}), --shared-kernel", per_stage_shared, per_stage, "s",
+                    "fresh kernel per stage", "(chain - papermill) / 6; goal < 50 ms"),
+                row(f"CPU-seconds per stage ({label}), --shared-kernel", shared["cpu"] / STAGES, ours["cpu"] / STAGES,
+                    "s", "fresh kernel per stage", "runner, worker and kernel"),
             ]
     return rows
 

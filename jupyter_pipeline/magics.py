@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
         r.add_argument("--store")
         r.add_argument("--workers", type=int)
+        r.add_argument("--shared-kernel", action="store_true")
         r.add_argument("--experiment")
         r.add_argument("--kfp-host")
         r.add_argument("--image")
@@ -150,7 +151,8 @@ class PipelineMagics(Magics):
         store = open_store(resolve_store_url(args.store, pipeline.settings))
         run_id = new_run_id(pipeline.name)
         options = {"workers": args.workers, "experiment": args.experiment, "kfp_host": args.kfp_host,
-                   "image": args.image, "store": store.url, "run_id": run_id}
+                   "image": args.image, "store": store.url, "run_id": run_id,
+                   "shared_kernel": getattr(args, "shared_kernel", False)}
         cancel = (lambda: target.cancel(store, run_id)) if target.can_cancel else None
         record = drive(lambda on_event: target.run(pipeline, params, store, options, on_event), cancel, run_bundle)
         self.shell.user_ns[LAST_RUN_NAME] = record

@@ -100,7 +100,8 @@ class LocalTarget(Target):
         from .runner import LocalRunner
 
         return LocalRunner(store, workers=options.get("workers"), on_event=on_event,
-                           incremental=bool(options.get("incremental")))
+                           incremental=bool(options.get("incremental")),
+                           shared_kernel=bool(options.get("shared_kernel")))
 
     def _drive(self, run_id: str, runner, work):
         with self._lock:

@@ -38,6 +38,9 @@ def register(sub, common) -> dict:
     p.add_argument("--store", help="store URL: a folder (default ./.pipeline-store) or s3://bucket/prefix")
     p.add_argument("--target", default="local", help="local (default), kfp-local, kfp or a target a package adds")
     p.add_argument("--workers", type=int, help="stages run at the same time (default: number of cores)")
+    p.add_argument("--shared-kernel", action="store_true",
+                   help="local runs: run the stages one after another in one kernel, its namespace emptied between "
+                        "stages (faster; modules, RNG state and environment are not isolated: see the README)")
     p.add_argument("--incremental", action="store_true",
                    help="reuse each stage whose code, setup, parameters and upstream stages are unchanged since an "
                         "earlier run of this notebook in the store; print why every other stage runs")
