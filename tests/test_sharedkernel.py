@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from jupyter_pipeline.parse import load
@@ -46,12 +52,18 @@ def test_chain_passes_the_same_values_in_both_modes(tmp_path, store_dir, write_n
 
 
 def test_a_failing_stage_keeps_its_notebook_and_skips_what_follows(fixture_nb, store_dir):
-    record = LocalRunner(store_dir, shared_kernel=True, workers=1).run(load(fixture_nb("failing_stage")))
-    states = {name: rec.status.value for name, rec in record.stages.items()}
+    # Through the CLI, so that --shared-kernel is seen to reach the runner.
+    exe = str(Path(sys.executable).parent / "jupyter-pipeline")
+    proc = subprocess.run([exe, "run", str(fixture_nb("failing_stage")), "--store", store_dir, "--shared-kernel",
+                           "--workers", "1", "--json"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["kernel_mode"] == "shared"
+    states = {name: rec["status"] for name, rec in record["stages"].items()}
     assert states == {"start": "succeeded", "broken": "failed", "after_broken": "skipped", "independent": "succeeded"}
-    broken = record.stages["broken"]
-    assert "ValueError: boom in broken" in broken.error and broken.error_cell == 2
-    out = open_store(store_dir).get_bytes(f"runs/{record.run_id}/stages/broken/output.ipynb").decode()
+    broken = record["stages"]["broken"]
+    assert "ValueError: boom in broken" in broken["error"] and broken["error_cell"] == 2
+    out = open_store(store_dir).get_bytes(f"runs/{record['run_id']}/stages/broken/output.ipynb").decode()
     assert "boom in broken" in out
 
 
@@ -60,8 +72,6 @@ def test_reset_keeps_ipython_names_and_drops_the_stage_globals():
 
     from jupyter_pipeline.sharedkernel import _reset, _shell_client
     from jupyter_pipeline.stagekernel import start_kernel
-
-    import tempfile
 
     with tempfile.TemporaryDirectory() as sockets:
         km = start_kernel("python3", None, sockets)
