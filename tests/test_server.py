@@ -582,3 +582,14 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_run_in_shared_kernel_mode(api):
+    status, body = api("POST", "runs", body={"path": "small.ipynb", "shared_kernel": "yes"})
+    assert_error(status, body, 400, "\"shared_kernel\" must be true or false")
+    status, body = api("POST", "runs", body={"path": "small.ipynb", "parameters": {"n": 4}, "shared_kernel": True})
+    assert status == 202, body
+    record = wait_for(api, body["run_id"], done=lambda r: r["status"] != "running")
+    assert record["status"] == "succeeded", record
+    assert record["kernel_mode"] == "shared" and record["metrics"] == {"total": 6}
