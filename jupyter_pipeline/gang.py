@@ -125,7 +125,7 @@ class GangStages:
             with self._lock:
                 self._procs[slot] = workers[rank].proc
             try:
-                result = workers[rank].run({**job, "gang": {**gang, "rank": rank}})
+                result = workers[rank].run({**job, "gang": {**gang, "rank": rank}}, on_started=start_clock)
             finally:
                 with self._lock:
                     self._procs.pop(slot, None)
@@ -134,20 +134,27 @@ class GangStages:
                 first = result["status"] != "succeeded" and not failed
                 if result["status"] != "succeeded":
                     failed.append(rank)
-            rec.replicas[rank] = _replica_entry(rank, result, rec.replicas[rank]["started_at"],
-                                                stopped=not first and bool(failed) and failed[0] != rank)
+            stopped = timed_out.is_set() or (not first and bool(failed) and failed[0] != rank)
+            rec.replicas[rank] = _replica_entry(rank, result, rec.replicas[rank]["started_at"], stopped)
             self._publish(record)
             if first:
                 stop_all(but=rank)
 
         timed_out = threading.Event()
-        timer = None
-        if stage.options.timeout:
-            def expire():
-                timed_out.set()
-                stop_all()
-            timer = threading.Timer(stage.options.timeout, expire)
-            timer.start()
+
+        def expire():
+            timed_out.set()
+            stop_all()
+        # `timeout:` counts from the stage's first cell, as for one process: from the first replica's.
+        timer = threading.Timer(stage.options.timeout, expire) if stage.options.timeout else None
+
+        def start_clock():
+            with lock:
+                if timer and not clock_started:
+                    clock_started.append(True)
+                    timer.start()
+
+        clock_started: list[bool] = []
         threads = [threading.Thread(target=run, args=(r,), name=f"jp-{stage.name}-{r}") for r in range(size)]
         for thread in threads:
             thread.start()

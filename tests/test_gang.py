@@ -77,6 +77,17 @@ def test_retries_restart_every_replica_together(fixture_nb, store_dir, tmp_path)
     assert [r["status"] for r in flaky.replicas] == ["succeeded", "succeeded"]
 
 
+@pytest.mark.slow
+def test_timeout_stops_every_replica(tmp_path, write_notebook, store_dir):
+    path = write_notebook(tmp_path / "slow_gang.ipynb", [(["stage:slow", "workers:2", "timeout:2"],
+                                                          "import time\ntime.sleep(60)")])
+    record = run_pipeline(path, store=store_dir)
+    slow = record.stages["slow"]
+    assert slow.status.value == "failed" and slow.error == "timed out after 2 s (tag timeout:); all 2 replicas were stopped"
+    assert [r["status"] for r in slow.replicas] == ["stopped", "stopped"]
+    assert (parse_iso(slow.finished_at) - parse_iso(slow.started_at)).total_seconds() < 40
+
+
 @pytest.mark.parametrize("name, code, severity, text", [
     ("workers_with_map", "workers-with-map", "error", "both `workers:2` and `map:items`"),
     ("workers_one", "bad-workers", "error", "at least 2 workers"),
