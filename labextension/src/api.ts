@@ -28,6 +28,8 @@ export interface IStageOptions {
   map_as: string;
   /** At most this many items at once (`parallelism:N`). */
   parallelism: number | null;
+  /** `workers:N`: N replicas started together (1: an ordinary stage). */
+  workers: number;
   labels: Record<string, string>;
   annotations: Record<string, string>;
   secrets: Record<string, string>[];
@@ -148,6 +150,19 @@ export interface IStageRecord {
   why?: string | null;
   /** Per-item state of a `map:` stage. */
   items?: IMapItem[];
+  /** Per-replica state of a `workers:` stage. */
+  replicas?: IReplica[];
+}
+
+export interface IReplica {
+  rank: number;
+  /** A stage state, or `stopped` when another replica's failure (or the timeout) stopped it. */
+  status: StageStatus | 'stopped';
+  started_at?: string | null;
+  finished_at?: string | null;
+  output_notebook: string | null;
+  error?: string | null;
+  error_cell?: number | null;
 }
 
 export interface IRunRecord {
