@@ -79,7 +79,10 @@ def test_jobset_is_a_valid_gang_of_indexed_pods_with_the_stage_placement(fixture
     assert env["JUPYTER_PIPELINE_S3_ENDPOINT"]["value"] == "http://minio.kubeflow:9000"
     job_env = json.loads(env[kgang.JOB_ENV]["value"])
     assert job_env == {"store": "s3://bucket/prefix", "run_id": "run-1", "stage": "train", "parameters": {"scale": 3},
-                       "world_size": 2, "coordinator": f"{launch.name}-workers-0-0.{launch.name}", "timeout": 0}
+                       "world_size": 2, "coordinator": f"{launch.name}-workers-0-0.{launch.name}", "timeout": 0,
+                       "pods_per_job": 2}
+    assert env[kgang.JOB_INDEX_ENV]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.labels['jobset.sigs.k8s.io/job-index']"}}
     assert pod["metadata"]["labels"]["team"] == "ml"
     assert pod["metadata"]["labels"]["jupyter-pipeline/stage"] == "train"
 
@@ -99,6 +102,9 @@ def test_trainjob_runs_the_same_replicas_on_a_trainer_runtime(fixture_nb):
     assert rjob["name"] == "node" and template["spec"]["nodeSelector"]["pool"] == "train"
     assert template["metadata"]["labels"]["team"] == "ml"
     assert kind.coordinator(launch.name) == f"{launch.name}-node-0-0.{launch.name}"
+    env = {e["name"]: e for e in trainer["env"]}
+    assert json.loads(env[kgang.JOB_ENV]["value"])["pods_per_job"] == 1  # rank = the node's Job index
+    assert kgang.JOB_INDEX_ENV in env
     # The pod the runtime makes from it is a valid pod.
     validate_pod({"metadata": template["metadata"], "spec": {
         **template["spec"], "containers": [{"name": "node", "image": trainer["image"], "command": trainer["command"],

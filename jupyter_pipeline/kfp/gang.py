@@ -9,8 +9,9 @@ pod metadata (:func:`replica_main`); it waits for the job, then reports rank 0's
 - **Gang scheduling**: with ``"scheduler": "kueue"`` the job carries Kueue's queue label, and
   Kueue admits all pods or none; with ``"volcano"`` a Volcano PodGroup (``minMember: N``) is
   created first and the pods join it. A TrainJob's runtime may declare its own pod-group policy.
-- **Rank and coordinator**: the pods form one indexed Job, so each gets its rank as
-  ``JOB_COMPLETION_INDEX``; rank 0 is reachable by its stable hostname
+- **Rank and coordinator**: a JobSet's pods form one indexed Job (rank: ``JOB_COMPLETION_INDEX``),
+  a TrainJob's are one Job per node (rank: the Job's index in its JobSet, from the pod's
+  ``jobset.sigs.k8s.io/job-index`` label); rank 0 is reachable by its stable hostname
   (``<job>-<replicated job>-0-0.<job>``), where JAX's coordinator and the gang barrier listen.
 - **Failure**: one failing pod fails the job (JobSet stops the others); ``retries:`` creates the
   whole job again; the launcher deletes a job it stops waiting for (timeout, cancel).
@@ -37,6 +38,9 @@ from .placement import GPU_RESOURCE, Placement
 
 #: Environment variable that carries a replica's job (store, run, stage, parameters, gang size).
 JOB_ENV = "JUPYTER_PIPELINE_GANG"
+#: The index of the pod's Job within the JobSet (downward API), for kinds that make one Job per replica.
+JOB_INDEX_ENV = "JUPYTER_PIPELINE_JOB_INDEX"
+JOB_INDEX_LABEL = "jobset.sigs.k8s.io/job-index"
 #: Label on every job and pod a launcher makes (with the run and stage), and Kueue's queue label.
 MANAGED_BY = {"app.kubernetes.io/managed-by": "jupyter-pipeline"}
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -74,6 +78,7 @@ class JobKind:
     version: str
     plural: str
     replicated_job: str  # the name its pods' hostnames carry
+    one_job_per_replica: bool  # N Jobs of one pod (rank = Job index) or one indexed Job of N pods
     render: Callable[[Launch], dict]
     finished: Callable[[dict], str | None]  # "succeeded", "failed" or None (still going)
 
@@ -153,9 +158,9 @@ def render_podgroup(launch: Launch) -> dict:
             "spec": {"minMember": launch.workers, **({"queue": launch.queue} if launch.queue else {})}}
 
 
-kinds.register("jobset", JobKind("jobset.x-k8s.io", "v1alpha2", "jobsets", "workers", render_jobset,
+kinds.register("jobset", JobKind("jobset.x-k8s.io", "v1alpha2", "jobsets", "workers", False, render_jobset,
                                  lambda obj: _condition(obj, {"Completed": "succeeded", "Failed": "failed"})))
-kinds.register("trainjob", JobKind("trainer.kubeflow.org", "v1alpha1", "trainjobs", "node", render_trainjob,
+kinds.register("trainjob", JobKind("trainer.kubeflow.org", "v1alpha1", "trainjobs", "node", True, render_trainjob,
                                    lambda obj: _condition(obj, {"Complete": "succeeded", "Failed": "failed"})))
 PODGROUP = ("scheduling.volcano.sh", "v1beta1", "podgroups")
 
@@ -222,8 +227,11 @@ def plan(meta: dict, *, run_id: str, stage: str, parameters: dict, store_url: st
     name = job_name(run_id, stage, attempt)
     resources, pod, env, mounts = pod_parts(meta)
     job = {"store": store_url, "run_id": run_id, "stage": stage, "parameters": parameters,
-           "world_size": meta["workers"], "coordinator": kind.coordinator(name), "timeout": timeout}
-    env = [{"name": JOB_ENV, "value": json.dumps(job, sort_keys=True)}] + env
+           "world_size": meta["workers"], "coordinator": kind.coordinator(name), "timeout": timeout,
+           "pods_per_job": 1 if kind.one_job_per_replica else meta["workers"]}
+    job_index = {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_INDEX_LABEL}']"}}
+    env = [{"name": JOB_ENV, "value": json.dumps(job, sort_keys=True)},
+           {"name": JOB_INDEX_ENV, "valueFrom": job_index}] + env
     if os.environ.get("JUPYTER_PIPELINE_S3_ENDPOINT"):
         env.append({"name": "JUPYTER_PIPELINE_S3_ENDPOINT", "value": os.environ["JUPYTER_PIPELINE_S3_ENDPOINT"]})
     labels = {**MANAGED_BY, "jupyter-pipeline/run": label_value(run_id), "jupyter-pipeline/stage": label_value(stage),
@@ -428,7 +436,9 @@ def replica_main() -> int:
 
     skip_slow_optional_imports()
     job = json.loads(os.environ[JOB_ENV])
-    rank = int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
+    # One indexed Job of N pods (JobSet) or N Jobs of one pod (a Trainer runtime's nodes).
+    rank = (int(os.environ.get(JOB_INDEX_ENV) or 0) * int(job.get("pods_per_job") or 1)
+            + int(os.environ.get("JOB_COMPLETION_INDEX") or 0))
     coordinator, barrier = job.get("ports") or (COORDINATOR_PORT, BARRIER_PORT)
     gang = {"rank": rank, "world_size": job["world_size"], "coordinator": f"{job['coordinator']}:{coordinator}",
             "barrier": f"{job['coordinator']}:{barrier}", "bind": "", "timeout": job.get("timeout") or None}
