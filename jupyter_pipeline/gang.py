@@ -32,7 +32,7 @@ JOB_KINDS = ("jobset", "trainjob")
 SCHEDULERS = ("kueue", "volcano")
 #: Notebook settings the replicas' pods follow (the rest of a stage's placement is in its options).
 POD_SETTINGS = ("image", "distributed", "node_selector", "gpu_node_selector", "gpu_type_label", "secret",
-                "secret_keys", "env", "image_pull_secrets", "tolerations")
+                "secret_keys", "env", "image_pull_secrets", "tolerations", "volumes")
 
 
 def distributed_setting(value) -> dict:

@@ -72,6 +72,10 @@ def test_jobset_is_a_valid_gang_of_indexed_pods_with_the_stage_placement(fixture
                                     "nvidia.com/gpu.product": "nvidia-tesla-t4"}
     assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert spec["imagePullSecrets"] == [{"name": "regcred"}] and spec["restartPolicy"] == "Never"
+    # The existing claim is mounted in every replica (a claim made per run is the pipeline's tasks').
+    assert spec["volumes"][0] == {"name": "volume-0", "persistentVolumeClaim": {"claimName": "datasets"}}
+    assert container["volumeMounts"][0] == {"name": "volume-0", "mountPath": "/data"}
+    assert "scratch" not in json.dumps(spec)
     env = {e["name"]: e for e in container["env"]}
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "mlpipeline-minio-artifact",
                                                                           "key": "secretkey"}}

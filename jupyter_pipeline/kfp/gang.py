@@ -169,7 +169,8 @@ PODGROUP = ("scheduling.volcano.sh", "v1beta1", "podgroups")
 def pod_parts(meta: dict) -> tuple[dict, dict, list, list]:
     """``(resources, pod fields, env, volume mounts)`` of a replica from the stage's launch metadata
     (``gang.launch_metadata``): the stage's resources and GPUs per replica, the notebook's node
-    selector, tolerations and pull secrets, the store's credentials secret and the stage's secrets."""
+    selector, tolerations, pull secrets and existing volume claims, the store's credentials secret and
+    the stage's secrets."""
     options, settings = meta["options"], meta.get("settings", {})
     placement = Placement.from_settings(settings)
     limits, requests = {}, {}
@@ -192,6 +193,10 @@ def pod_parts(meta: dict) -> tuple[dict, dict, list, list]:
            for key, name in sorted(placement.secret_keys.items())] if placement.secret else []
     env += [{"name": k, "value": v} for k, v in sorted(settings.get("env", {}).items())]
     volumes, mounts = [], []
+    for claim in settings.get("volumes", []):
+        if not claim.get("new"):  # existing claims; claims made per run belong to the pipeline's tasks
+            volumes.append({"name": f"volume-{len(volumes)}", "persistentVolumeClaim": {"claimName": claim["name"]}})
+            mounts.append({"name": volumes[-1]["name"], "mountPath": claim["mount_path"]})
     for secret in options.get("secrets", []):
         if "env" in secret:
             env.append({"name": secret["env"], "valueFrom": {"secretKeyRef": {"name": secret["name"], "key": secret["key"]}}})
