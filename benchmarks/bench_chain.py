@@ -53,7 +53,7 @@ else:
     from jupyter_pipeline.runner import LocalRunner
     pipeline = load(notebook)
     def once():
-        record = LocalRunner(store, shared_kernel=mode == "shared").run(pipeline)
+        record = LocalRunner(store, **({"shared_kernel": True} if mode == "shared" else {})).run(pipeline)
         assert record.status.value == "succeeded", record.to_json()
 def cpu():
     return sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
