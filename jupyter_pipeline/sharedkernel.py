@@ -99,6 +99,11 @@ class SharedKernel:
             worker = self._current()
             on_proc(worker.proc)
             result = worker.run(job)
+            if result.pop("not_run", False):  # the kernel was not reset after the last stage: use a new one
+                worker.discard()
+                worker = self._worker = SharedWorker(self.cmd, self.cwd, self.pass_fds)
+                on_proc(worker.proc)
+                result = worker.run(job)
             if result["status"] != "succeeded":
                 # Whatever the failed stage left half done must not reach the next one.
                 worker.discard()
@@ -145,11 +150,18 @@ def _shell_client(km):
     return kc
 
 
-def _reset(kc) -> None:
-    """Empty the kernel's namespace (:data:`RESET_CODE`)."""
+def _reset(kc, km) -> None:
+    """Empty the kernel's namespace (:data:`RESET_CODE`); raise if the kernel died or refused."""
+    from .stagerun import kernel_exit
+
     msg_id = kc.execute(RESET_CODE, silent=True, store_history=False)
     while True:
-        reply = kc.get_shell_msg(timeout=60)
+        try:
+            reply = kc.get_shell_msg(timeout=1)
+        except queue.Empty:
+            if how := kernel_exit(km):
+                raise RuntimeError(f"the kernel ended ({how})") from None
+            continue
         if reply["parent_header"].get("msg_id") == msg_id:
             if reply["content"].get("status") != "ok":
                 raise RuntimeError(f"resetting the shared kernel failed: {reply['content'].get('evalue')}")
@@ -164,11 +176,10 @@ def serve(cwd: str | None, kernel_name: str | None, lease_fd: int | None = None)
     """
     import logging
 
-    import papermill  # noqa: F401 - imported now, while waiting, not when the first job arrives
     from jupyter_core.utils import run_sync
 
     from .stagekernel import start_kernel
-    from .stagerun import _emit, _kill_kernel, run_stage
+    from .stagerun import _emit, _kill_kernel, prepare, run_stage
 
     logging.getLogger("papermill").setLevel(logging.CRITICAL)
     sockets = tempfile.mkdtemp(prefix="jp-kernel-")
@@ -177,24 +188,29 @@ def serve(cwd: str | None, kernel_name: str | None, lease_fd: int | None = None)
     km = kc = None
     try:
         km = start_kernel(kernel_name or "python3", cwd, sockets, (lease_fd,) if lease_fd is not None else ())
+        prepare()
         kc = _shell_client(km)
         threading.Thread(target=_read_jobs, args=(jobs, busy, km), daemon=True, name="jp-jobs").start()
+        unusable = None  # why the kernel cannot take another stage
         while (job := jobs.get()) is not None:
+            if unusable:
+                busy.clear()
+                _emit({"status": "failed", "stage": job.get("stage"), "not_run": True, "error": unusable, "metrics": {}})
+                return 1
             try:
                 result = run_stage(job["store"], job["run_id"], job["stage"], job.get("parameters"), cwd=cwd,
                                    kernel_name=kernel_name, km=km, item=job.get("item"))
             except Exception as exc:  # noqa: BLE001 - report, never a traceback to the parent's user
                 result = {"status": "failed", "stage": job.get("stage"), "error": f"{type(exc).__name__}: {exc}",
                           "metrics": {}}
-            if result["status"] == "succeeded":
-                try:
-                    _reset(kc)
-                except Exception as exc:  # noqa: BLE001 - the stage ran; the runner replaces this kernel
-                    result["kernel_reset_failed"] = str(exc)
             busy.clear()
             _emit(result)
-            if result["status"] != "succeeded" or "kernel_reset_failed" in result:
+            if result["status"] != "succeeded":
                 return 1  # the runner starts a new shared kernel
+            try:
+                _reset(kc, km)  # after the result: the reset overlaps with the runner's bookkeeping
+            except Exception as exc:  # noqa: BLE001 - the next stage is sent back to run elsewhere
+                unusable = f"the shared kernel could not be reset: {exc}"
         return 0
     finally:
         if kc is not None:

@@ -201,6 +201,15 @@ def _watch_runner(km, finished: threading.Event) -> None:
     os._exit(EXIT_RUNNER_GONE)
 
 
+def prepare() -> None:
+    """Do now, while the kernel starts and the worker waits, what the first job would pay for:
+    importing papermill and compiling nbformat's notebook validator (half a second on a busy machine)."""
+    import nbformat
+    import papermill  # noqa: F401
+
+    nbformat.validate(nbformat.v4.new_notebook())
+
+
 def serve(cwd: str | None, kernel_name: str | None, lease_fd: int | None = None) -> int:
     """Warm-worker mode: start a kernel now, then run the one job read from stdin in it.
 
@@ -208,7 +217,6 @@ def serve(cwd: str | None, kernel_name: str | None, lease_fd: int | None = None)
     kernel start overlap with the stages before it instead of adding to the run's length.
     ``lease_fd`` is the run's lease (see :mod:`jupyter_pipeline.lease`), handed on to the kernel.
     """
-    import papermill  # noqa: F401 - imported now, while waiting, not when the job arrives
     from jupyter_core.utils import run_sync
 
     from .stagekernel import start_kernel
@@ -220,6 +228,7 @@ def serve(cwd: str | None, kernel_name: str | None, lease_fd: int | None = None)
     km, finished = None, threading.Event()
     try:
         km = start_kernel(kernel_name or "python3", cwd, sockets, (lease_fd,) if lease_fd is not None else ())
+        prepare()
         line = sys.stdin.readline()
         if not line.strip():
             return 0  # the runner no longer needs this worker

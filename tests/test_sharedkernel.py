@@ -67,6 +67,15 @@ def test_a_failing_stage_keeps_its_notebook_and_skips_what_follows(fixture_nb, s
     assert "boom in broken" in out
 
 
+def test_a_kernel_that_cannot_be_reset_is_replaced_before_the_next_stage(tmp_path, store_dir, write_notebook):
+    pipeline = load(write_notebook(tmp_path / "breaks_reset.ipynb", [
+        (["stage:first"], "x = 1\nget_ipython = None  # the reset calls get_ipython(): it fails after this stage"),
+        (["stage:second"], "y = x + 1"),
+    ]))
+    record = LocalRunner(store_dir, shared_kernel=True).run(pipeline)
+    assert record.status.value == "succeeded", {n: s.error for n, s in record.stages.items()}
+
+
 def test_reset_keeps_ipython_names_and_drops_the_stage_globals():
     from jupyter_core.utils import run_sync
 
@@ -85,7 +94,7 @@ def test_reset_keeps_ipython_names_and_drops_the_stage_globals():
 
             before = run("pass")["user_expressions"]["v"]["data"]["text/plain"]
             run("x = 1\nexit = 'rebound'\nx")  # a global, a rebound IPython name, an Out entry
-            _reset(kc)
+            _reset(kc, km)
             after = run("pass")
             assert after["user_expressions"]["v"]["data"]["text/plain"] == before
             assert run("assert callable(exit) and not Out")["status"] == "ok"
