@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -208,6 +209,19 @@ def median_of(runs: list[dict]) -> dict:
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL (to its process group, when it leads one) after 30 s (MLServer may not exit)."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+        proc.wait(30)
+
+
 def finish(results: dict, json_path: str | None, tmp: Path) -> int:
     """Write ``results`` to ``json_path`` (if any), remove the scratch folder ``tmp``; exit status 0."""
     if json_path:
@@ -222,6 +236,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="measurements per cell (median reported)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--quick", action="store_true", help="1 s per cell, one run, fewer floor calls")
+    parser.add_argument("--mlserver", action="store_true",
+                        help="also measure MLServer 1.7.1 with a Keras runtime (own venv, installed on first use)")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.repeat = 1.0, 1
@@ -250,6 +266,22 @@ def main(argv=None) -> int:
               ("jupyter-pipeline serve (cache hits)", lambda log: start_ours(store, True, log), same),
               ("Flask + model.predict (baseline)",
                lambda log: start_flask(f"{store}/models/digits/1/model.keras", log), distinct)]
+    if args.mlserver:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import mlserver_baseline
+        from venvs import BaselineUnavailable
+
+        try:
+            label = f"MLServer {mlserver_baseline.version()} + model.predict (baseline)"
+
+            def start_mlserver(log):
+                port = free_port()
+                return mlserver_baseline.start(f"{store}/models/digits/1/model.keras", port, free_port(),
+                                               free_port(), log), port
+            setups.append((label, start_mlserver, distinct))
+        except BaselineUnavailable as exc:
+            results["mlserver_unavailable"] = str(exc)
+            print(f"MLServer could not be measured: {exc}")
     for label, start, bodies in setups:
         proc, port = start(tmp / f"{label.split()[0]}.log")
         try:
@@ -259,8 +291,7 @@ def main(argv=None) -> int:
                 cells[c] = median_of([load(port, path, bodies, c, args.duration, tmp) for _ in range(args.repeat)])
             results["servers"][label] = cells
         finally:
-            proc.terminate()
-            proc.wait(30)
+            stop(proc)
         errors = [line for line in (tmp / f"{label.split()[0]}.log").read_text(errors="replace").splitlines()
                   if "Error" in line and "Traceback" not in line]
         if errors:
@@ -283,6 +314,10 @@ def main(argv=None) -> int:
         **{f"p50 latency vs baseline at {c} clients": ours[c]["p50_us"] / base[c]["p50_us"] for c in CONCURRENCY},
         "cache-hit throughput at 64 clients (req/s)": hits[64]["rps"],
     }
+    mlserver = next((cells for label, cells in results["servers"].items() if label.startswith("MLServer")), None)
+    if mlserver:
+        ratios.update({f"throughput vs MLServer at {c} clients": ours[c]["rps"] / mlserver[c]["rps"]
+                       for c in CONCURRENCY})
     results["ratios"] = ratios
     for label, line in results.get("server_errors", {}).items():
         print(f"last error logged by {label}: {line}")

@@ -59,7 +59,7 @@ def _serving(quick: bool):
 
     with tempfile.TemporaryDirectory(prefix="jp-bench-serving-") as tmp:
         out = Path(tmp) / "serving.json"
-        bench_serving.main((["--quick"] if quick else []) + ["--json", str(out)])
+        bench_serving.main((["--quick"] if quick else ["--mlserver"]) + ["--json", str(out)])
         res = json.loads(out.read_text())
     from common import row
 
@@ -79,6 +79,11 @@ def _serving(quick: bool):
                  "same compiled call in-process (floor)"),
              row("serve: throughput with cache hits, 64 clients", hits["64"]["rps"], ours["64"]["rps"], "req/s",
                  "same server, cache off", "higher is better")]
+    mlserver = next((label for label in servers if label.startswith("MLServer")), None)
+    if mlserver:
+        base = mlserver.removesuffix(" (baseline)")
+        rows += [row(f"serve: throughput, {c} clients", ours[c]["rps"], servers[mlserver][c]["rps"], "req/s", base,
+                     "higher is better; MLServer with a Keras runtime (model.predict)") for c in ("1", "8", "64")]
     failed = {label: {c: cell["failed"] for c, cell in cells.items()} for label, cells in servers.items()}
     return rows, {"load_generator": load, "failed_requests": failed, **({"server_errors": res["server_errors"]}
                                                                          if "server_errors" in res else {})}

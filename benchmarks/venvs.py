@@ -23,8 +23,8 @@ def _tail(text: str, lines: int = 6) -> str:
     return "\n".join(kept[-lines:])
 
 
-def baseline_python(name: str, requirement: str, probe: str, timeout: float = 900) -> Path:
-    """The interpreter of venv ``name`` with ``requirement`` installed and ``probe`` importable.
+def baseline_python(name: str, requirement: str | list[str], probe: str, timeout: float = 900) -> Path:
+    """The interpreter of venv ``name`` with ``requirement`` (one or several) installed and ``probe`` importable.
 
     Creates the venv and runs ``pip install requirement`` when the probe import fails; raises
     :class:`BaselineUnavailable` with pip's (or the import's) last lines when it still fails.
@@ -37,10 +37,12 @@ def baseline_python(name: str, requirement: str, probe: str, timeout: float = 90
     VENVS.mkdir(exist_ok=True)
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, capture_output=True)
+    requirements = [requirement] if isinstance(requirement, str) else list(requirement)
+    requirement = " ".join(requirements)
     print(f"  installing {requirement} into {env_dir} ...", flush=True)
     try:
         pip = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                              requirement], capture_output=True, text=True, timeout=timeout)
+                              *requirements], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise BaselineUnavailable(f"`pip install {requirement}` did not finish within {timeout:.0f} s") from None
     if pip.returncode:
