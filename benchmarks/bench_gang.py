@@ -12,7 +12,7 @@
   (barrier + ``import jax`` + ``jax.distributed.initialize`` + the first collective); the one-process
   stage's baseline is from its first cell to the end of the same step.
 
-On two cores two replicas share the machine with each other (and here with whatever else runs),
+On two cores the two replicas share the machine with each other (and with whatever else runs),
 so the 2-worker run is not expected to be faster: the figure is what the gang costs.
 """
 
