@@ -215,13 +215,13 @@ class PipelineMagics(Magics):
                  f"<th>target</th><th>started</th></tr>{rows}</table>"}, raw=True)
 
     def _compile(self, args):
-        from .kfp.compiler import CompileOptions, compile_pipeline
+        from .kfp.compiler import compile_for_cluster
         from .settings import Settings
 
         pipeline, _ = self._load(args)
         pipeline.require_valid()
         settings = Settings(flags={"image": args.image}, notebook=pipeline.settings)
-        text = compile_pipeline(pipeline, args.output, CompileOptions.for_pipeline(pipeline, settings))
+        text = compile_for_cluster(pipeline, settings, args.output).yaml
         if args.output:
             print(f"wrote {args.output} ({len(text.splitlines())} lines, {len(pipeline.stages)} stage(s))")
         else:

@@ -138,6 +138,11 @@ def log_model(model, name: str, store: Store | str | None = None, metadata: dict
         meta["version"] = version
         store.put_file(f"{model_prefix(name, version)}model.keras", path)
     store.put_json(f"{model_prefix(name, version)}meta.json", meta)
+    if ctx is not None:  # the stage's own list: the KFP UI shows it as the stage's Model artifact
+        listed_key = ctx.key("models.json")
+        listed = ctx.store.get_json(listed_key) if ctx.store.exists(listed_key) else []
+        ctx.store.put_json(listed_key, listed + [{"name": name, "version": version,
+                                                  "uri": store.uri(model_prefix(name, version))}])
     if ctx is None:
         print(f"registered model {name} version {version} in {store.uri(model_prefix(name, version))}")
     return version

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from jupyter_pipeline.cli import main
+from test_kfp_compile import stage_dag
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -150,18 +151,19 @@ def test_run_uploads_creates_experiment_and_starts_run(kfp_server, tmp_path, cap
     assert upload["content_type"].startswith("multipart/form-data")
     spec = uploaded_spec(upload)
     assert spec["pipelineInfo"]["name"] == "kfp-values"
-    assert set(spec["root"]["dag"]["tasks"]) == {"make", "scale", "shift", "report"}
+    assert set(stage_dag(spec)) == {"make", "scale", "shift", "report"}
     assert kfp_server.requests[3]["query"] == {"page_size": ["1"], "sort_by": ["created_at desc"]}
     assert kfp_server.requests[5]["body"] == {"display_name": "nightly", "namespace": ""}  # single-user
     run = kfp_server.requests[6]["body"]
     record = json.loads(out)
     assert run["experiment_id"] == "exp-1"
-    assert run["display_name"] == record["run_id"]
+    # the stages write to kfp-<KFP run id> (no per-run input, so KFP's cache can hit): so does the record
+    assert record["run_id"] == "kfp-kfp-run-1" and "-kfp-values-" in run["display_name"]
     assert run["pipeline_version_reference"] == {"pipeline_id": "pipe-1", "pipeline_version_id": "ver-1"}
     params = run["runtime_config"]["parameters"]
     assert params["n"] == 7 and params["scale"] == 2.5 and params["shift"] == [1, 2]
     assert params["extra"] == "json:[1]"  # None-default parameter travels as JSON text
-    assert params["jp_run_id"] == record["run_id"]
+    assert not any(name.startswith("jp_") for name in params)
     assert "pipeline_spec" not in run  # the run references the uploaded version
     assert record["target"] == "kfp" and record["status"] == "running"
     assert record["external_id"] == "kfp-run-1"
@@ -187,7 +189,8 @@ def test_existing_pipeline_gets_a_new_version_and_existing_experiment_is_reused(
     assert kfp_server.requests[1]["query"]["namespace"] == ["team-a"]
     version = kfp_server.requests[2]
     record = json.loads(out)
-    assert version["query"] == {"name": [record["run_id"]], "pipelineid": ["pipe-9"],
+    display = kfp_server.requests[4]["body"]["display_name"]  # the run's name is the version's
+    assert version["query"] == {"name": [display], "pipelineid": ["pipe-9"],
                                 "description": ["from tests/fixtures/kfp_values.ipynb"]}
     assert uploaded_spec(version)["pipelineInfo"]["name"] == "kfp-values"
     exp_filter = json.loads(kfp_server.requests[3]["query"]["filter"][0])

@@ -33,6 +33,13 @@ def _at_root(monkeypatch):
     monkeypatch.chdir(ROOT)
 
 
+def stage_dag(spec: dict) -> dict:
+    """The tasks of the stages: inside the exit handler whose exit task shows the failed notebooks."""
+    root = spec["root"]["dag"]["tasks"]
+    assert root["failed-stages"]["triggerPolicy"] == {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"}
+    return spec["components"][root["exit-handler-1"]["componentRef"]["name"]]["dag"]["tasks"]
+
+
 def compiled(name: str, **overrides) -> tuple[dict, dict, str]:
     pipeline = load(f"tests/fixtures/{name}.ipynb")
     text = compile_pipeline(pipeline, options=CompileOptions.for_pipeline(pipeline, **overrides))
@@ -54,9 +61,51 @@ def test_compiling_twice_gives_the_same_bytes():
     assert compiled("kfp_values", image=IMAGE)[2] == compiled("kfp_values", image=IMAGE)[2]
 
 
+def test_compiling_in_fresh_processes_gives_the_same_bytes(tmp_path):
+    import subprocess
+    import sys
+
+    outputs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"p{seed}.yaml"
+        subprocess.run([sys.executable, "-c", "from jupyter_pipeline.cli import main; import sys; sys.exit(main())",
+                        "compile", "tests/fixtures/fanout.ipynb", "-o", str(out), "--image", IMAGE],
+                       check=True, env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True)
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+
+
+def test_no_stage_input_changes_from_run_to_run_so_the_cache_can_hit():
+    """Every input of a stage task is a constant without a run-time placeholder, a pipeline
+    parameter that is not per run, or an upstream stage's location."""
+    for name in ("kfp_values", "kfp_placement", "fanout"):
+        spec, _, _ = compiled(name)
+        params = spec["root"]["inputDefinitions"]["parameters"]
+        assert not any(p in params for p in ("jp_run_id", "jp_job_id"))
+        dags = [stage_dag(spec)] + [c["dag"]["tasks"] for n, c in spec["components"].items()
+                                    if n.startswith("comp-for-loop")]
+        for tasks in dags:
+            for task_name, task in tasks.items():
+                if task["componentRef"]["name"].startswith("comp-for-loop") or task.get("cachingOptions") == {}:
+                    continue  # loops, and tasks never cached (bookkeeping, map items, cache:off)
+                for input_name, value in task["inputs"]["parameters"].items():
+                    constant = json.dumps(value.get("runtimeValue", {}).get("constant", ""))
+                    assert "{{$" not in constant, (name, task_name, input_name)
+                    if "taskOutputParameter" in value:
+                        assert input_name.startswith("jp_from_") and value["taskOutputParameter"][
+                            "outputParameterKey"] == "Output", (name, task_name, input_name)
+    # upstream values reach a stage through its inputs: each producer's location
+    tasks = stage_dag(compiled("kfp_values")[0])
+    report = tasks["report"]["inputs"]["parameters"]
+    assert report["jp_from_scale"] == {"taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "scale"}}
+    assert report["jp_from_shift"]["taskOutputParameter"]["producerTask"] == "shift"
+    assert "jp_from_make" not in report  # report loads nothing of make's
+    assert "jp_run_id" not in tasks["make"]["inputs"]["parameters"]  # the default, empty: the run's own folder
+
+
 def test_tasks_and_dependencies_follow_the_edges():
     spec, _, _ = compiled("kfp_values")
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = stage_dag(spec)
     pipeline = load("tests/fixtures/kfp_values.ipynb")
     assert set(tasks) == set(pipeline.stage_names)
     for stage in pipeline.stages:
@@ -64,7 +113,7 @@ def test_tasks_and_dependencies_follow_the_edges():
     assert sorted(tasks["report"]["dependentTasks"]) == ["scale", "shift"]
     # `after:` edges without data count too
     spec, _, _ = compiled("kfp_placement")
-    assert "prepare" in spec["root"]["dag"]["tasks"]["report"]["dependentTasks"]
+    assert "prepare" in stage_dag(spec)["report"]["dependentTasks"]
 
 
 def test_typed_parameters_and_each_stage_gets_only_what_it_uses():
@@ -74,7 +123,7 @@ def test_typed_parameters_and_each_stage_gets_only_what_it_uses():
     assert types == {
         "n": "NUMBER_INTEGER", "scale": "NUMBER_DOUBLE", "label": "STRING", "shift": "LIST", "config": "STRUCT",
         "verbose": "BOOLEAN", "extra": "STRING",
-        "jp_store": "STRING", "jp_run_id": "STRING", "jp_s3_endpoint": "STRING", "jp_workdir": "STRING",
+        "jp_store": "STRING", "jp_s3_endpoint": "STRING", "jp_workdir": "STRING",
     }
     assert params["n"]["defaultValue"] == 3 and params["shift"]["defaultValue"] == [1, 2]
     assert params["config"]["defaultValue"] == {"offset": 10} and params["verbose"]["defaultValue"] is False
@@ -82,11 +131,11 @@ def test_typed_parameters_and_each_stage_gets_only_what_it_uses():
     assert params["jp_store"]["defaultValue"] == "s3://jupyter-pipeline"
     assert params["jp_s3_endpoint"]["defaultValue"] == "http://minio-service.kubeflow:9000"
     used = {}
-    for name, task in spec["root"]["dag"]["tasks"].items():
+    for name, task in stage_dag(spec).items():
         inputs = task["inputs"]["parameters"]
         used[name] = sorted(k for k in inputs if not k.startswith("jp_"))
         for k in used[name]:
-            assert inputs[k] == {"componentInputParameter": k}
+            assert inputs[k] == {"componentInputParameter": f"pipelinechannel--{k}"}
         component = spec["components"][task["componentRef"]["name"]]["inputDefinitions"]["parameters"]
         assert sorted(k for k in component if not k.startswith("jp_")) == used[name]
     assert used == {"make": ["n"], "scale": ["scale"], "shift": ["shift"],
@@ -99,12 +148,11 @@ def test_each_task_embeds_its_stage_notebook_and_calls_the_stage_runner():
     spec, _, _ = compiled("kfp_values")
     pipeline = load("tests/fixtures/kfp_values.ipynb")
     for stage in pipeline.stages:
-        inputs = spec["root"]["dag"]["tasks"][stage.name]["inputs"]["parameters"]
+        inputs = stage_dag(spec)[stage.name]["inputs"]["parameters"]
         embedded = nbformat.reads(inputs["jp_notebook"]["runtimeValue"]["constant"], as_version=4)
         expected = stage_notebook(pipeline, stage)
         assert [c.source for c in embedded.cells] == [c.source for c in expected.cells]
         assert embedded.metadata.kernelspec.name == "python3"
-        assert inputs["jp_job_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
         container = spec["deploymentSpec"]["executors"][f"exec-{stage.name}"]["container"]
         source = container["command"][-1]
         assert "_jp_entry.run_component(stage=" + repr(stage.name) in source
@@ -158,7 +206,7 @@ def test_resources_image_retries_timeout_cache():
     assert executors["exec-train"]["container"]["resources"]["resourceMemoryLimit"] == "16Gi"
     assert executors["exec-prepare"]["container"]["image"] == "example.org/team/notebook-image:2.1"
     assert executors["exec-train-amd"]["container"]["image"] == "example.org/custom:1.0"
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = stage_dag(spec)
     assert tasks["train"]["retryPolicy"]["maxRetryCount"] == 3
     assert "retryPolicy" not in tasks["prepare"]
     assert platform["exec-train"]["activeDeadlineSeconds"] == str(3600 + 120)
@@ -190,7 +238,8 @@ def test_the_sdk_reads_the_yaml_back():
     _, _, text = compiled("kfp_values")
     component = components.load_component_from_text(text)
     assert component.name == "kfp-values"
-    assert set(component.pipeline_spec.root.dag.tasks) == {"make", "scale", "shift", "report"}
+    assert set(component.pipeline_spec.components["comp-exit-handler-1"].dag.tasks) == {
+        "make", "scale", "shift", "report"}
 
 
 def test_reserved_parameter_names_are_refused(tmp_path):
@@ -226,27 +275,34 @@ def check_golden(name: str, text: str) -> None:
 def test_map_stages_compile_to_plan_loop_gather():
     spec, platform, text = compiled("fanout", image=IMAGE)
     check_golden("kfp_fanout", text)
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = stage_dag(spec)
     # features (map:rows:8:as=part, parallelism:2): plan after its producer, a loop over the plan's
     # output limited to 2 at once, then a gather after the loop; downstream waits for the gather
     assert tasks["plan-features"]["dependentTasks"] == ["make"]
-    loop = tasks["for-loop-1"]
+    loop = tasks["for-loop-2"]  # (loop 1 is the exit handler's)
     assert loop["iteratorPolicy"] == {"parallelismLimit": 2}
     assert loop["parameterIterator"]["items"] == {"inputParameter": "pipelinechannel--plan-features-Output"}
-    assert sorted(tasks["gather-features"]["dependentTasks"]) == ["for-loop-1", "plan-features"]
+    assert sorted(tasks["gather-features"]["dependentTasks"]) == ["for-loop-2", "plan-features"]
     assert tasks["gather-features"]["inputs"]["parameters"]["jp_items"] == {
         "taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "plan-features"}}
     assert sorted(tasks["check"]["dependentTasks"]) == ["gather-features", "gather-greet", "make"]
     inner = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
     assert list(inner) == ["features"]
+    assert inner["features"]["cachingOptions"] == {}  # items always run: the gather reads this run's folder
+    # make's location enters the loop in its items, as kfp.local resolves other channels wrongly there
+    assert inner["features"]["inputs"]["parameters"]["jp_from_make"] == {
+        "componentInputParameter": "pipelinechannel--plan-features-Output-loop-item",
+        "parameterExpressionSelector": 'parseJson(string_value)["jp_from_make"]'}
+    assert tasks["plan-features"]["inputs"]["parameters"]["jp_from_make"] == {
+        "taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "make"}}
     item = inner["features"]["inputs"]["parameters"]["jp_item"]
     assert item["parameterExpressionSelector"] == 'parseJson(string_value)["item"]'
     source = spec["deploymentSpec"]["executors"]["exec-features"]["container"]["command"][-1]
     assert "item=jp_item" in source and "jp_item: int" in source
     # greet maps over a parameter: its plan needs no producer, only the parameter's value
     assert "dependentTasks" not in tasks["plan-greet"]
-    assert tasks["plan-greet"]["inputs"]["parameters"]["names"] == {"componentInputParameter": "names"}
-    assert "iteratorPolicy" not in tasks["for-loop-2"]  # no parallelism: tag, no limit
+    assert tasks["plan-greet"]["inputs"]["parameters"]["names"] == {"componentInputParameter": "pipelinechannel--names"}
+    assert "iteratorPolicy" not in tasks["for-loop-3"]  # no parallelism: tag, no limit
     # bookkeeping tasks: the store secret, never a cache hit, no GPU
     assert tasks["plan-features"]["cachingOptions"] == {} and tasks["gather-greet"]["cachingOptions"] == {}
     for name in ("exec-plan-features", "exec-gather-features"):
@@ -265,11 +321,15 @@ def test_sweep_compiles_to_one_loop_over_the_variants():
     check_golden("kfp_sweep", text)
     spec = next(yaml.safe_load_all(text))
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"prep", "for-loop-1"}
+    assert set(tasks) == {"prep", "sweep-variants", "for-loop-1"}
     assert spec["root"]["inputDefinitions"]["parameters"]["jp_variants"]["parameterType"] == "LIST"
+    # the variants, each with prep's location (a loop reads outside values only from its items)
+    assert tasks["sweep-variants"]["inputs"]["parameters"] == {
+        "jp_variants": {"componentInputParameter": "jp_variants"},
+        "jp_from_prep": {"taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "prep"}}}
     loop = tasks["for-loop-1"]
-    assert loop["iteratorPolicy"] == {"parallelismLimit": 2} and loop["dependentTasks"] == ["prep"]
-    assert loop["parameterIterator"]["items"] == {"inputParameter": "pipelinechannel--jp_variants"}
+    assert loop["iteratorPolicy"] == {"parallelismLimit": 2} and loop["dependentTasks"] == ["sweep-variants"]
+    assert loop["parameterIterator"]["items"] == {"inputParameter": "pipelinechannel--sweep-variants-Output"}
     inner = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
     assert set(inner) == {"link-variant", "score"} and inner["score"]["dependentTasks"] == ["link-variant"]
     params = inner["score"]["inputs"]["parameters"]
@@ -277,7 +337,8 @@ def test_sweep_compiles_to_one_loop_over_the_variants():
     assert params["jp_run_id"]["parameterExpressionSelector"] == 'parseJson(string_value)["run_id"]'
     assert params["b"] == {"componentInputParameter": "pipelinechannel--b"}  # not swept: the run's value
     link = inner["link-variant"]["inputs"]["parameters"]
-    assert link["jp_owner"] == {"componentInputParameter": "pipelinechannel--jp_run_id"}
+    assert link["jp_from_prep"] == {"componentInputParameter": "pipelinechannel--sweep-variants-Output-loop-item",
+                                    "parameterExpressionSelector": 'parseJson(string_value)["jp_from_prep"]'}
 
 
 def test_a_map_stage_inside_a_sweep_reads_the_variant_from_its_own_item(tmp_path):
@@ -294,7 +355,7 @@ def test_a_map_stage_inside_a_sweep_reads_the_variant_from_its_own_item(tmp_path
     spec = next(yaml.safe_load_all(compile_sweep(pipeline, ["k"], shared)))
     outer = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
     assert outer["plan-each"]["inputs"]["parameters"]["jp_variant"] == {
-        "componentInputParameter": "pipelinechannel--jp_variants-loop-item"}
+        "componentInputParameter": "pipelinechannel--sweep-variants-Output-loop-item"}
     inner = spec["components"]["comp-for-loop-2"]["dag"]["tasks"]["each"]["inputs"]["parameters"]
     # from the inner loop's item, not the outer one's (kfp.local cannot resolve outer items there)
     for name, field in (("k", "k"), ("jp_run_id", "run_id"), ("jp_item", "item")):
@@ -308,7 +369,7 @@ def test_stage_names_that_are_python_keywords(tmp_path):
         nbformat.v4.new_code_cell("b = a", metadata={"tags": ["stage:class-2"]}),
     ])
     spec = next(yaml.safe_load_all(compile_pipeline(from_notebook(nb, str(tmp_path / "kw.ipynb")))))
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = stage_dag(spec)
     assert {t["taskInfo"]["name"] for t in tasks.values()} == {"import", "class-2"}
 
 
@@ -325,3 +386,66 @@ def test_cli_compile(tmp_path, capsys):
     text = capsys.readouterr().out
     assert text.startswith("# PIPELINE DEFINITION") and "secretAsEnv" not in text
     assert main(["compile", "tests/fixtures/does_not_exist.ipynb", "-o", str(out)]) == 1
+
+
+def _notebook(tmp_path, cells, **settings):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src, metadata={"tags": tags}) for tags, src in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["jupyter_pipeline"] = settings
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    return load(path)
+
+
+def _images(spec) -> dict:
+    return {name[len("exec-"):]: e["container"]["image"] for name, e in spec["deploymentSpec"]["executors"].items()}
+
+
+def test_image_resolution_order(tmp_path, monkeypatch, in_pod):
+    """stage image: tag → notebook setting → settings (flag, environment, config) → the notebook
+    server pod's own image (Kubernetes API) → the built-in default, with a warning."""
+    from jupyter_pipeline.kfp.preflight import preflight
+    from jupyter_pipeline.settings import DEFAULT_IMAGE, Settings
+
+    monkeypatch.delenv("JUPYTER_PIPELINE_IMAGE", raising=False)
+    monkeypatch.setenv("JUPYTER_PIPELINE_CONFIG", str(tmp_path / "none.json"))
+    cells = [(["stage:a", "image:tagged/a:1"], "x = 1"), (["stage:b"], "y = x")]
+    pipeline = _notebook(tmp_path, cells)
+    spec = next(yaml.safe_load_all(compile_pipeline(pipeline, options=CompileOptions.for_pipeline(pipeline))))
+    assert _images(spec)["a"] == "tagged/a:1" and _images(spec)["b"] == "registry.example/team/notebook:7"
+    monkeypatch.setenv("JUPYTER_PIPELINE_IMAGE", "env/image:2")
+    spec = next(yaml.safe_load_all(compile_pipeline(pipeline, options=CompileOptions.for_pipeline(pipeline))))
+    assert _images(spec)["b"] == "env/image:2"
+    pipeline = _notebook(tmp_path, cells, image="notebook/image:3")
+    options = CompileOptions.for_pipeline(pipeline)
+    assert (options.image, options.image_source) == ("notebook/image:3", "notebook")
+    # outside a pod, with nothing set: the built-in default, and a warning that it must be built and pushed
+    monkeypatch.delenv("JUPYTER_PIPELINE_IMAGE")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+    pipeline = _notebook(tmp_path, cells)
+    notes = preflight(pipeline, Settings(notebook=pipeline.settings))
+    assert notes["image"] == DEFAULT_IMAGE and notes["image_source"] == "default"
+    [warning] = notes["problems"]
+    assert warning["code"] == "default-image" and "Dockerfile" in warning["message"]
+
+
+def test_packages_and_pip_index_reach_every_component(tmp_path, monkeypatch):
+    import re as re_mod
+    from importlib.metadata import version
+
+    monkeypatch.setenv("JUPYTER_PIPELINE_PIP_INDEX_URLS", "https://pypi.internal/simple https://mirror.internal/simple")
+    pipeline = _notebook(tmp_path, [(["setup"], "import numpy as np"), (["stage:a"], "import yaml\nx = 1"),
+                                    (["stage:b"], "import json\ny = x")], packages=["pandas>=2.1"])
+    options = CompileOptions.for_pipeline(pipeline, capture_packages=True)
+    spec = next(yaml.safe_load_all(compile_pipeline(pipeline, options=options)))
+    executors = spec["deploymentSpec"]["executors"]
+    commands = {name: " ".join(e["container"]["command"]) for name, e in executors.items()}
+    for stage in ("a", "b"):
+        command = commands[f"exec-{stage}"]
+        assert "pip install" in command and "'pandas>=2.1'" in command
+        assert "--index-url https://pypi.internal/simple --extra-index-url https://mirror.internal/simple" in command
+        assert f"'numpy=={version('numpy')}'" in command  # imported by the setup code: every stage
+        assert "jupyter-pipeline" not in re_mod.sub(r"jupyter_pipeline", "", command).split("pip install")[1][:300]
+    assert f"'PyYAML=={version('PyYAML')}'" in commands["exec-a"]  # only the stage that imports it
+    assert "PyYAML" not in commands["exec-b"]  # json is the standard library: not pinned
+    assert "pip install" not in commands["exec-failed-stages"]  # bookkeeping tasks install nothing

@@ -20,6 +20,7 @@ from jupyter_pipeline.records import load_run
 from jupyter_pipeline.runner import run_pipeline
 from jupyter_pipeline.store import open_store
 from jupyter_pipeline.targets import get_target
+from test_kfp_compile import stage_dag
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -53,7 +54,18 @@ def test_values_pass_between_compiled_stages(store_dir):
         executed = nbformat.reads(store.get_bytes(f"runs/{record.run_id}/stages/{name}/output.ipynb").decode(), 4)
         assert executed.metadata.kernelspec.name == "python3"  # not rewritten by kfp.local
     spec = next(yaml.safe_load_all(store.get_bytes(f"runs/{record.run_id}/pipeline.yaml").decode()))
-    assert set(spec["root"]["dag"]["tasks"]) == set(pipeline.stage_names)
+    assert set(stage_dag(spec)) == set(pipeline.stage_names)
+    # what the KFP UI shows of each stage, kept where kfp.local keeps outputs (in the run's folder)
+    outputs = Path(store_dir) / "runs" / record.run_id / "kfp-outputs"
+    for name in pipeline.stage_names:
+        [html] = outputs.glob(f"*/{name}/jp_html")
+        page = html.read_text()
+        assert page.startswith("<!DOCTYPE html>") and f"<code>{name}</code>" in page  # the stage's notebook
+        [metrics] = outputs.glob(f"*/{name}/jp_metrics")
+        assert json.loads(metrics.read_text()) == record.stages[name].metrics
+    assert "sum" in json.loads(next(outputs.glob("*/report/jp_metrics")).read_text())
+    [failed] = outputs.glob("*/failed-stages/jp_failed")  # the exit task ran; nothing failed
+    assert "No stage of run" in failed.read_text()
     # events: run-started first, run-finished last, each stage started before it finished
     assert events[0][0] == "run-started" and events[-1][0] == "run-finished"
     for name in pipeline.stage_names:
@@ -61,6 +73,20 @@ def test_values_pass_between_compiled_stages(store_dir):
         assert kinds == ["stage-started", "stage-finished"], (name, events)
     # the persisted record is what `runs` shows
     assert load_run(store, record.run_id).to_json()["stages"] == record.to_json()["stages"]
+
+    # A later run whose upstream tasks KFP took from its cache: the stage gets their location (this
+    # run's folder) as input, links their results into its own run and loads the values from there.
+    from jupyter_pipeline.kfp.entry import run_component
+    from jupyter_pipeline.kfp.tasks import notebook_json
+
+    location = run_component(stage="report", parameters={"label": "sum", "config": {"offset": 10}, "verbose": False,
+                                                          "extra": "json:[1, 2]"},
+                             notebook=notebook_json(pipeline, pipeline.stage("report")), store=store_dir,
+                             upstream={"scale": record.run_id, "shift": record.run_id}, run_id="later-run")
+    assert location == "later-run"
+    assert store.get_json("runs/later-run/stages/report/metrics.json")["sum"] == expected_total(4)
+    linked = store.get_json("runs/later-run/stages/scale/result.json")
+    assert linked["reused_from"] == record.run_id and linked["status"] == "succeeded"
 
     # same notebook, same parameters, local runner: same metrics and outputs, same record shape
     local = run_pipeline(pipeline, {"n": "4", "extra": "[1, 2]"}, store=store_dir)
@@ -95,6 +121,10 @@ def test_failing_stage_through_the_cli(store_dir, capsys, monkeypatch):
     # the executed notebook of the failed stage was uploaded, and shows the error
     executed = nbformat.read(stages["boom"]["output_notebook"], 4)
     assert any(o.get("ename") == "ValueError" for c in executed.cells for o in c.get("outputs", []))
+    # KFP keeps no outputs of a failed task: the exit task shows the failed stage's notebook as HTML
+    [page] = (Path(store_dir) / "runs" / record["run_id"] / "kfp-outputs").glob("*/failed-stages/jp_failed")
+    text = page.read_text()
+    assert "Stage boom failed" in text and "boom in the middle" in text and "Stage first failed" not in text
     code = main(["runs", "--store", store_dir, "--json"])
     listed = json.loads(capsys.readouterr().out)["runs"]
     assert [(r["run_id"], r["target"], r["status"]) for r in listed] == [(record["run_id"], "kfp-local", "failed")]
@@ -109,11 +139,15 @@ def test_digits_example(store_dir, monkeypatch):
     assert record.status.value == "succeeded", record.error
     assert 0.0 < record.metrics()["accuracy"] <= 1.0
     assert (Path(store_dir) / "models" / "digits").is_dir()
+    # the stage that registered the model shows it as an Output[Model] naming the registry version
+    [model] = (Path(store_dir) / "runs" / record.run_id / "kfp-outputs").glob("*/register/jp_model")
+    [listed] = json.loads(model.read_text())
+    assert listed["name"] == "digits" and listed["version"] == 1 and listed["uri"].endswith("models/digits/1")
 
 
 def test_component_entry_timeout_keeps_the_executed_notebook(store_dir, tmp_path):
     """``timeout:`` inside the component: the stage stops, the task fails, the notebook is kept."""
-    from jupyter_pipeline.kfp.compiler import notebook_json
+    from jupyter_pipeline.kfp.tasks import notebook_json
     from jupyter_pipeline.kfp.entry import run_component
     from jupyter_pipeline.parse import from_notebook
 
@@ -127,7 +161,7 @@ def test_component_entry_timeout_keeps_the_executed_notebook(store_dir, tmp_path
     # 10 s: longer than a kernel start on a busy machine, so the cell is running when it fires
     with pytest.raises(RuntimeError, match="timed out after 10 s"):
         run_component(stage="slow", parameters={}, notebook=notebook_json(pipeline, pipeline.stage("slow")),
-                      store=store_dir, run_id="r1", job_id="job", timeout=10)
+                      store=store_dir, run_id="r1", timeout=10)
     result = store.get_json("runs/r1/stages/slow/result.json")
     assert result["status"] == "failed" and result["attempts"] == 2
     executed = nbformat.reads(store.get_bytes("runs/r1/stages/slow/output.ipynb").decode(), 4)
@@ -184,4 +218,31 @@ def test_sweep_is_one_kfp_local_pipeline_sharing_the_unswept_stage(store_dir, ca
     # prep ran once: one executed notebook, in the owner's folder
     assert sum(store.exists(f"runs/{r.run_id}/stages/prep/output.ipynb") for r in records) == 1
     spec = next(yaml.safe_load_all(store.get_bytes(f"sweeps/{data['sweep_id']}/pipeline.yaml").decode()))
-    assert set(spec["root"]["dag"]["tasks"]) == {"prep", "for-loop-1"}
+    assert set(spec["root"]["dag"]["tasks"]) == {"prep", "sweep-variants", "for-loop-1"}
+
+
+def test_working_files_travel_to_the_stages(tmp_path, monkeypatch, capsys):
+    """A notebook that reads a CSV and a YAML file next to it (and a file its `files` setting lists)
+    runs with --target kfp-local from another working directory: the files reach each stage's
+    kernel through the bundle in the store, unpacked into the kernel's own working directory."""
+    import tarfile
+
+    monkeypatch.chdir(tmp_path)
+    notebook = FIXTURES / "working_files" / "reads_files.ipynb"
+    assert main(["validate", str(notebook), "--json"]) == 0
+    notes = json.loads(capsys.readouterr().out)["kubeflow"]
+    assert notes["files"] == ["config.yaml", "data/train.csv", "lookup/bonus.json"]  # not unrelated.txt
+    store_dir = tmp_path / "store"
+    code = main(["run", str(notebook), "--target", "kfp-local", "--store", str(store_dir), "--json"])
+    record = json.loads(capsys.readouterr().out)
+    assert code == 0, record
+    assert record["stages"]["score"]["metrics"] == {"total": 447}
+    [bundle] = (store_dir / "files").glob("*.tar.gz")  # one bundle, named by its content
+    with tarfile.open(bundle) as tar:
+        assert sorted(tar.getnames()) == notes["files"]
+    outputs = store_dir / "runs" / record["run_id"] / "kfp-outputs"
+    for stage in ("load", "score"):  # where kfp.local keeps the tasks' output artifacts
+        [html] = outputs.glob(f"*/{stage}/jp_html")
+        assert f"<code>{stage}</code>" in html.read_text()
+        [metrics] = outputs.glob(f"*/{stage}/jp_metrics")
+        assert json.loads(metrics.read_text()) == ({"total": 447} if stage == "score" else {})

@@ -86,13 +86,19 @@ def cmd_validate(args) -> int:
                 {"severity": "error", "code": "unreadable", "message": str(exc), "stage": None, "cell": None, "line": None}]})
             return 1
         raise
-    errors = len(pipeline.errors)
-    warnings = sum(p.severity == "warning" for p in pipeline.problems)
+    from ..kfp.preflight import describe, preflight
+
+    notes = preflight(pipeline)  # what the pipeline needs on Kubeflow: image, files, packages
+    errors = len(pipeline.errors) + sum(p["severity"] == "error" for p in notes["problems"])
+    warnings = (sum(p.severity == "warning" for p in pipeline.problems)
+                + sum(p["severity"] == "warning" for p in notes["problems"]))
     if args.json:
-        print_json(pipeline.to_json())
+        print_json({**pipeline.to_json(), "kubeflow": notes})
     else:
         for p in pipeline.problems:
             print(f"{args.notebook}: {p.severity}: {p.describe()}  [{p.code}]")
+        for line in describe(notes):
+            print(f"{args.notebook}: {line}")
         print(f"{args.notebook}: {len(pipeline.stages)} stage(s), {len(pipeline.parameters)} parameter(s), "
               f"{errors} error(s), {warnings} warning(s)")
     return 1 if errors else 0

@@ -21,13 +21,26 @@ def _connection_options(p: argparse.ArgumentParser) -> None:
                    "$JUPYTER_PIPELINE_NAMESPACE, then inside a pod the pod's namespace)")
 
 
+def _image_options(g) -> None:
+    """Options of the compiled stages' image and packages (compile, and run/schedule on Kubeflow)."""
+    g.add_argument("--image", help="container image of every stage without an image: tag (default: the notebook's "
+                   "`image` setting, $JUPYTER_PIPELINE_IMAGE, the config file, inside a pod its own image)")
+    g.add_argument("--kfp-store", metavar="URL", help="store the stages use on the cluster "
+                   "(default: notebook setting 'kfp_store', else s3://jupyter-pipeline on KFP's MinIO)")
+    g.add_argument("--package", dest="packages", action="append", metavar="REQUIREMENT",
+                   help="pip requirement every stage installs when its pod starts (repeatable; default: the "
+                        "notebook's `packages` setting, $JUPYTER_PIPELINE_PACKAGES)")
+    g.add_argument("--pip-index-url", dest="pip_index_urls", action="append", metavar="URL",
+                   help="package index for those (repeatable; the first replaces PyPI; air-gapped clusters)")
+    g.add_argument("--capture-packages", action="store_true",
+                   help="also pin the third-party distributions each stage imports to the versions installed here")
+
+
 def _submit_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("compiled pipeline")
     g.add_argument("--experiment", help="KFP experiment (default: notebook setting 'experiment', else Default); "
                    "created when missing")
-    g.add_argument("--image", help="container image of every stage without an image: tag")
-    g.add_argument("--kfp-store", metavar="URL", help="store the stages use on the cluster "
-                   "(default: notebook setting 'kfp_store', else s3://jupyter-pipeline on KFP's MinIO)")
+    _image_options(g)
 
 
 def register(sub, common) -> dict:
@@ -41,8 +54,10 @@ def register(sub, common) -> dict:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("notebook")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the YAML ('-': stdout)")
-    p.add_argument("--image", help="container image of every stage without an image: tag")
-    p.add_argument("--kfp-store", metavar="URL", help="default store URL of the compiled pipeline")
+    _image_options(p)
+    p.add_argument("--no-upload-files", action="store_true",
+                   help="do not upload the working files that travel to the pods to the pipeline's store; write "
+                        "the bundle next to the YAML instead")
     p.add_argument("--s3-endpoint", metavar="URL", help="default S3 endpoint (http://minio-service.kubeflow:9000)")
     p.add_argument("--secret", help="Kubernetes secret with the store credentials (mlpipeline-minio-artifact); "
                    "'' for none")
@@ -85,31 +100,47 @@ def extend(commands: dict) -> None:
 def cmd_compile(args) -> int:
     import sys
 
-    from ..kfp.compiler import CompileOptions, compile_pipeline
+    from pathlib import Path
+
+    from ..kfp.compiler import compile_for_cluster
     from ..kfp.placement import Placement
+    from ..kfp.preflight import describe, preflight
     from ..parse import load
     from ..settings import from_options
 
     pipeline = load(args.notebook).require_valid()
+    settings = from_options(vars(args), pipeline.settings)
     overrides = {"s3_endpoint": args.s3_endpoint}
     if args.secret is not None:
-        placement = Placement.from_settings({**pipeline.settings, "secret": args.secret})
-        overrides["placement"] = placement
-    options = CompileOptions.for_pipeline(pipeline, from_options(vars(args), pipeline.settings), **overrides)
+        overrides["placement"] = Placement.from_settings({**pipeline.settings, "secret": args.secret})
     to_stdout = args.output == "-"
-    text = compile_pipeline(pipeline, None if to_stdout else args.output, options=options)
+    compiled = compile_for_cluster(pipeline, settings, None if to_stdout else args.output,
+                                   upload=not args.no_upload_files, capture_packages=args.capture_packages,
+                                   **overrides)
+    text, options, packed = compiled.yaml, compiled.options, compiled.files
+    bundle_path = None
+    if packed is not None and args.no_upload_files and not to_stdout:
+        bundle_path = Path(args.output).with_suffix(".files.tar.gz")
+        bundle_path.write_bytes(packed.data)
     if to_stdout:
         sys.stdout.write(text)
         return 0
+    notes = preflight(pipeline, settings)
     summary = {"path": args.output, "pipeline": options.name, "stages": len(pipeline.stages),
                "parameters": [p.name for p in pipeline.parameters], "image": options.image,
-               "store": options.store, "bytes": len(text.encode())}
+               "image_source": options.image_source, "store": options.store, "bytes": len(text.encode()),
+               "files": list(packed.paths) if packed else [], "files_key": options.files_key or None,
+               "files_bundle": str(bundle_path) if bundle_path else None, "problems": notes["problems"]}
     if args.json:
         print_json(summary)
     else:
         gpu = [s.name for s in pipeline.stages if s.options.gpu]
         print(f"wrote {args.output}: pipeline {options.name}, {len(pipeline.stages)} stage(s)"
-              + (f", GPU: {', '.join(gpu)}" if gpu else "") + f", image {options.image}, store {options.store}")
+              + (f", GPU: {', '.join(gpu)}" if gpu else "") + f", store {options.store}")
+        for line in describe(notes):
+            print(line)
+        if bundle_path:
+            print(f"the files' bundle is {bundle_path}; before running, copy it to {options.store}/{options.files_key}")
     return 0
 
 

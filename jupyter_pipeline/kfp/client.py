@@ -22,7 +22,7 @@ from ..exceptions import TargetError
 from ..pipeline import Pipeline
 from ..records import RunRecord, RunState, StageRecord, StageState, new_run_id, now_iso, run_prefix, save_run
 from ..settings import Settings, from_options
-from .compiler import CompileOptions, compile_pipeline, kfp_name, parameter_arguments
+from .compiler import compile_for_cluster, kfp_name, parameter_arguments
 
 HOST_ENV = "KF_PIPELINES_ENDPOINT"
 TOKEN_ENV = "KF_PIPELINES_TOKEN"
@@ -190,12 +190,11 @@ def kfp_cron(expr: str) -> str:
     raise TargetError(f"--cron {expr!r} is not a cron expression (5 fields: minute hour day month weekday).")
 
 
-def _prepare(pipeline: Pipeline, parameters: dict | None, settings: Settings, tmp: str):
+def _prepare(pipeline: Pipeline, parameters: dict | None, settings: Settings, options: dict, tmp: str):
     values = params_mod.resolve(pipeline, parameters)
-    compile_options = CompileOptions.for_pipeline(pipeline, settings)
     path = Path(tmp) / "pipeline.yaml"
-    yaml_text = compile_pipeline(pipeline, path, options=compile_options)
-    return values, compile_options, str(path), yaml_text
+    compiled = compile_for_cluster(pipeline, settings, path, capture_packages=bool(options.get("capture_packages")))
+    return values, compiled.options, str(path), compiled.yaml
 
 
 def submit_target(pipeline: Pipeline, parameters: dict | None, store, options: dict, on_event=None) -> RunRecord:
@@ -204,26 +203,25 @@ def submit_target(pipeline: Pipeline, parameters: dict | None, store, options: d
     pipeline.require_valid()
     settings = from_options(options, pipeline.settings)
     connection = Connection.from_settings(settings)
-    run_id = new_run_id(pipeline.name)
+    display = new_run_id(pipeline.name)  # the KFP run's name and the pipeline version's
     with tempfile.TemporaryDirectory(prefix="jp-kfp-") as tmp:
-        values, compile_options, path, yaml_text = _prepare(pipeline, parameters, settings, tmp)
+        values, compile_options, path, yaml_text = _prepare(pipeline, parameters, settings, options, tmp)
         client = KfpClient(connection)
         name = kfp_name(compile_options.name or pipeline.name)
-        pipeline_id, version_id = client.upload(path, name, version=run_id, description=f"from {pipeline.path}")
+        pipeline_id, version_id = client.upload(path, name, version=display, description=f"from {pipeline.path}")
     experiment = settings.get("experiment") or DEFAULT_EXPERIMENT
     experiment_id = client.experiment(experiment)
-    arguments = parameter_arguments(pipeline, values)
-    arguments["jp_run_id"] = run_id
-    kfp_run_id = client.start(experiment_id, run_id, pipeline_id, version_id, arguments)
+    kfp_run_id = client.start(experiment_id, display, pipeline_id, version_id, parameter_arguments(pipeline, values))
+    # The stages write to kfp-<KFP run id> (entry.run_folder): the record keeps the same name.
     record = RunRecord(
-        run_id=run_id, pipeline=pipeline.name, notebook=str(Path(pipeline.path).resolve()),
+        run_id=f"kfp-{kfp_run_id}", pipeline=pipeline.name, notebook=str(Path(pipeline.path).resolve()),
         store=compile_options.store, target="kfp", parameters=values,
         stages={s.name: StageRecord() for s in pipeline.stages}, edges=[list(e) for e in pipeline.edges],
         external_id=kfp_run_id, url=client.url("runs", kfp_run_id),
         history=[{"event": "submitted", "at": now_iso(), "host": connection.host, "experiment": experiment,
                   "pipeline_id": pipeline_id, "version_id": version_id}],
     )
-    store.put_bytes(f"{run_prefix(run_id)}/pipeline.yaml", yaml_text.encode())
+    store.put_bytes(f"{run_prefix(record.run_id)}/pipeline.yaml", yaml_text.encode())
     save_run(store, record)
     on_event("run-started", record, None)
     if options.get("wait"):
@@ -238,7 +236,7 @@ def schedule(pipeline: Pipeline, parameters: dict | None, cron: str, options: di
     connection = Connection.from_settings(settings)
     cron_kfp = kfp_cron(cron)
     with tempfile.TemporaryDirectory(prefix="jp-kfp-") as tmp:
-        values, compile_options, path, _ = _prepare(pipeline, parameters, settings, tmp)
+        values, compile_options, path, _ = _prepare(pipeline, parameters, settings, options, tmp)
         client = KfpClient(connection)
         name = kfp_name(compile_options.name or pipeline.name)
         version = new_run_id(pipeline.name)
@@ -246,7 +244,7 @@ def schedule(pipeline: Pipeline, parameters: dict | None, cron: str, options: di
     experiment = settings.get("experiment") or DEFAULT_EXPERIMENT
     experiment_id = client.experiment(experiment)
     display = options.get("name") or f"{name} ({cron})"
-    # jp_run_id stays empty: each scheduled run gets its own folder, kfp-<job id>.
+    # Each scheduled run gets its own folder, kfp-<KFP run id>.
     recurring_id = client.schedule(experiment_id, display, pipeline_id, version_id,
                                    parameter_arguments(pipeline, values), cron)
     return {"recurring_run_id": recurring_id, "pipeline_id": pipeline_id, "version_id": version_id,

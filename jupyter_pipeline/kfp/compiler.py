@@ -1,9 +1,11 @@
 """Compile a :class:`~jupyter_pipeline.pipeline.Pipeline` to a Kubeflow Pipelines v2 spec (IR YAML).
 
 Built with the kfp v2 DSL and ``kfp.compiler``: one lightweight Python component per stage
-(:mod:`.component`), tasks ordered by the pipeline's edges, the notebook's parameters as typed
-pipeline parameters, and per-stage placement (:mod:`.placement`). Each task gets its stage
-notebook as a constant argument, so the YAML alone is the complete pipeline.
+(:mod:`.component`), tasks wired by the locations of their upstream stages (:mod:`.tasks`), the
+notebook's parameters as typed pipeline parameters, per-stage placement (:mod:`.placement`) and an
+exit task that shows the executed notebooks of failed stages. Each task gets its stage notebook as
+a constant argument, so the YAML alone is the complete pipeline (with the bundle of working files,
+:mod:`.files`, in the store). The same notebook always compiles to the same bytes.
 """
 
 from __future__ import annotations
@@ -17,23 +19,17 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-
 from ..exceptions import TargetError
 from ..pipeline import Pipeline, Stage
 from ..settings import DEFAULT_IMAGE, Settings
-from ..stagebook import stage_notebook
+from .component import KFP_TYPES, check_parameter_names, component, report_function
 from .entry import NONE_PREFIX
-from .component import (
-    KFP_TYPES, RUN_INPUTS, check_parameter_names, component, gather_function, plan_function, stage_component,
-)
-from .placement import DEFAULT_S3_ENDPOINT, Placement, apply, helper
+from .placement import DEFAULT_S3_ENDPOINT, Placement, helper
+from .tasks import JOB_ID_PLACEHOLDER, StageTasks
 
-#: Store the stages use on the cluster unless the notebook's ``kfp_store`` (or an s3:// ``store``)
-#: setting says otherwise: a bucket on KFP's own MinIO.
+#: Store the stages use on the cluster unless the ``kfp_store`` setting (or an s3:// ``store``)
+#: says otherwise: a bucket on KFP's own MinIO.
 DEFAULT_CLUSTER_STORE = "s3://jupyter-pipeline"
-#: KFP's placeholder for the job id, resolved per run by the backend (and by kfp.local).
-JOB_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"
 
 
 @dataclass(frozen=True)
@@ -47,6 +43,10 @@ class CompileOptions:
     s3_endpoint: str | None = None  # default of jp_s3_endpoint
     placement: Placement | None = None
     description: str | None = None
+    packages: tuple[str, ...] = ()  # pip requirements every stage installs
+    pip_index_urls: tuple[str, ...] = ()
+    capture_packages: bool = False  # also pin the distributions each stage imports
+    files_key: str = ""  # store key of the bundle of working files (see .files)
 
     @classmethod
     def for_pipeline(cls, pipeline: Pipeline, settings: Settings | None = None, **overrides) -> "CompileOptions":
@@ -66,6 +66,8 @@ class CompileOptions:
             store=store,
             s3_endpoint=s.get("s3_endpoint", DEFAULT_S3_ENDPOINT),
             placement=Placement.from_settings(s),
+            packages=tuple(settings.get("packages")),
+            pip_index_urls=tuple(settings.get("pip_index_urls")),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         if overrides.get("image"):
@@ -98,20 +100,6 @@ def topological(pipeline: Pipeline) -> list[Stage]:
     return list(done.values())
 
 
-def notebook_json(pipeline: Pipeline, stage: Stage) -> str:
-    """The stage notebook as compact, key-sorted JSON (stable across runs, so goldens can pin it)."""
-    nb = stage_notebook(pipeline, stage)
-    for cell in nb.cells:
-        cell.pop("id", None)  # random per generation
-    nb.nbformat_minor = 4  # 4.5 requires cell ids
-    nbformat.validate(nb)
-    text = json.dumps(nb, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    # kfp.local's SubprocessRunner rewrites every "python3" in a task's command line to its own
-    # interpreter path, kernel names and user code included; a JSON escape hides the word from it
-    # and reads back identically everywhere.
-    return text.replace("python3", "\\u0070ython3")
-
-
 def pipeline_signature(pipeline: Pipeline, options: CompileOptions) -> inspect.Signature:
     params = []
     for p in pipeline.parameters:
@@ -121,77 +109,20 @@ def pipeline_signature(pipeline: Pipeline, options: CompileOptions) -> inspect.S
             default = NONE_PREFIX + "null"
         params.append(inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation,
                                         default=default))
-    run_defaults = {"jp_store": options.store, "jp_run_id": "", "jp_s3_endpoint": options.s3_endpoint or "",
-                    "jp_workdir": ""}
+    run_defaults = {"jp_store": options.store, "jp_s3_endpoint": options.s3_endpoint or "", "jp_workdir": ""}
     for name, default in run_defaults.items():
         params.append(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str,
                                         default=default))
     return inspect.Signature(params, return_annotation=None)
 
 
-class StageTasks:
-    """Adds the tasks of stages to the ``@dsl.pipeline`` body being built, one stage at a time.
+def stage_tasks(pipeline: Pipeline, options: CompileOptions) -> StageTasks:
+    """The task builder of ``pipeline`` with ``options``' image, packages, placement and files."""
+    from .packages import stage_packages
 
-    A plain stage is one task. A ``map:`` stage is a *plan* task listing its items at run time,
-    a ``dsl.ParallelFor`` over them (``parallelism:`` as its limit) running the stage's task once
-    per item, and a *gather* task after the loop that publishes the outputs as lists (fan-in);
-    downstream stages depend on the gather task.
-    """
-
-    def __init__(self, pipeline: Pipeline, options: CompileOptions):
-        self.pipeline, self.options = pipeline, options
-        self.placement = options.placement or Placement()
-        self.image = options.image or DEFAULT_IMAGE
-        self.ordered = topological(pipeline)
-        self.components = {
-            s.name: stage_component(pipeline, s, s.options.image or self.image, s.options.timeout or 0)
-            for s in self.ordered
-        }
-        self.notebooks = {s.name: notebook_json(pipeline, s) for s in self.ordered}
-        self.plans, self.gathers = {}, {}
-        for s in self.ordered:
-            if s.options.map_var:
-                self.plans[s.name] = component(plan_function(pipeline, s), self.image)
-                self.gathers[s.name] = component(gather_function(pipeline, s), self.image)
-
-    def add(self, stage: Stage, values: dict, after: list, variant=None, swept: tuple = ()):
-        """Add ``stage`` with run inputs from ``values`` (channels by input name); returns the task
-        downstream stages wait for. Inside a sweep's variant loop, ``variant`` is the loop's item
-        and ``swept`` the names of the parameters it sets."""
-        store = {name: values[name] for name in ("jp_store", "jp_run_id", "jp_s3_endpoint")}
-        store["jp_job_id"] = JOB_ID_PLACEHOLDER
-        if not stage.options.map_var:
-            task = self._stage_task(stage, values)
-            task.after(*after)
-            return task
-        from kfp import dsl
-
-        o = stage.options
-        var_argument = {o.map_var: values[o.map_var]} if o.map_var not in dict(stage.inputs) else {}
-        plan = self.plans[stage.name](**var_argument, **store, jp_variant={} if variant is None else variant)
-        plan.after(*after)
-        helper(plan, f"{stage.name} (items)", self.placement)
-        with dsl.ParallelFor(plan.output, parallelism=o.parallelism or 0) as each:
-            # Swept values and the variant's run id come from the item itself: see entry.plan_items.
-            inner = {**values, "jp_run_id": each.run_id} if variant is not None else dict(values)
-            for name in swept:
-                inner[name] = getattr(each, name)
-            task = self._stage_task(stage, inner, item=each.item)
-        gather = self.gathers[stage.name](jp_items=plan.output, **store)
-        gather.after(task)
-        helper(gather, f"{stage.name} (gather)", self.placement)
-        return gather
-
-    def _stage_task(self, stage: Stage, values: dict, item=None):
-        arguments = {p: values[p] for p in stage.parameters if p in values}
-        arguments.update({name: values[name] for name in RUN_INPUTS if name in values})
-        arguments["jp_notebook"] = self.notebooks[stage.name]
-        arguments["jp_job_id"] = JOB_ID_PLACEHOLDER
-        if item is not None:
-            arguments["jp_item"] = item
-        task = self.components[stage.name](**arguments)
-        apply(task, stage, self.placement)
-        return task
+    packages = stage_packages(pipeline, list(options.packages), options.capture_packages)
+    return StageTasks(pipeline, topological(pipeline), options.image or DEFAULT_IMAGE, options.placement,
+                      packages, list(options.pip_index_urls), options.files_key)
 
 
 def build(pipeline: Pipeline, options: CompileOptions | None = None):
@@ -201,13 +132,19 @@ def build(pipeline: Pipeline, options: CompileOptions | None = None):
     options = options or CompileOptions.for_pipeline(pipeline)
     signature = pipeline_signature(pipeline, options)
     names = list(signature.parameters)
-    stages = StageTasks(pipeline, options)
+    stages = stage_tasks(pipeline, options)
+    report = component(report_function(pipeline), stages.image)
 
     def body(*channels):
+        from kfp import dsl
+
         values = dict(zip(names, channels))
-        tasks = {}
-        for stage in stages.ordered:
-            tasks[stage.name] = stages.add(stage, values, [tasks[up] for up in stage.depends_on])
+        failed = report(**stages.store_arguments(values))
+        helper(failed, "failed stages", stages.placement)
+        with dsl.ExitHandler(failed, name="stages"):
+            tasks = {}
+            for stage in stages.ordered:
+                tasks[stage.name] = stages.add(stage, values, tasks)
 
     return as_pipeline(body, signature, pipeline, options)
 
@@ -233,6 +170,30 @@ def compile_pipeline(pipeline: Pipeline, path: str | os.PathLike | None = None,
         warnings.simplefilter("ignore", FutureWarning)  # kfp's notice about its default base image
         graph = build(pipeline, options)
     return compile_graph(graph, pipeline, path)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A pipeline compiled for a cluster: the YAML, the options used and the packed working files."""
+
+    yaml: str
+    options: CompileOptions
+    files: object  # files.Bundle | None
+
+
+def compile_for_cluster(pipeline: Pipeline, settings: Settings, path: str | os.PathLike | None = None,
+                        upload: bool = True, capture_packages: bool = False, **overrides) -> Compiled:
+    """Compile ``pipeline`` as it will run on a cluster: image and packages from ``settings``, the
+    working files packed and (``upload``) put in the store the pods use; YAML written to ``path``."""
+    from .files import bundle, publish
+
+    packed = bundle(pipeline)
+    options = CompileOptions.for_pipeline(pipeline, settings, files_key=packed.key if packed else None,
+                                          capture_packages=capture_packages or None, **overrides)
+    text = compile_pipeline(pipeline, path, options)
+    if upload:
+        publish(options.store, packed)
+    return Compiled(text, options, packed)
 
 
 def compile_graph(graph, pipeline: Pipeline, path: str | os.PathLike | None = None) -> str:
@@ -267,4 +228,5 @@ def parameter_arguments(pipeline: Pipeline, values: dict) -> dict:
     return out
 
 
-__all__ = ["CompileOptions", "DEFAULT_IMAGE", "build", "compile_pipeline", "parameter_arguments", "kfp_name"]
+__all__ = ["CompileOptions", "Compiled", "compile_for_cluster", "DEFAULT_IMAGE", "JOB_ID_PLACEHOLDER", "build",
+           "compile_pipeline", "parameter_arguments", "kfp_name"]

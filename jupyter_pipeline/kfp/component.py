@@ -20,19 +20,26 @@ from dataclasses import dataclass
 from ..exceptions import TargetError
 from ..pipeline import Pipeline, Stage
 
-#: Run-level inputs every stage component takes, in signature order, with their meaning.
+#: Run-level inputs every stage component takes, in signature order, with their meaning. None of them
+#: changes from one run to the next, so KFP's cache can recognise a task it ran before.
 RUN_INPUTS = {
     "jp_notebook": "the stage notebook (nbformat JSON) this component runs",
     "jp_store": "store URL the stages share (variables, notebooks, results)",
-    "jp_run_id": "run folder in the store; empty: kfp-<KFP job id>",
-    "jp_job_id": "the KFP job id (a placeholder resolved by KFP)",
     "jp_s3_endpoint": "S3/MinIO endpoint of the store; empty: keep the environment's",
-    "jp_workdir": "working directory of the stage's kernel; empty: the task's own",
+    "jp_workdir": "working directory of the stage's kernel; empty: a fresh folder holding the travelling files",
+    "jp_files": "store key of the bundle of files next to the notebook that travel to the pod; empty: none",
 }
-#: The run-level inputs of the helper components (plan, gather, link): where the run's files are.
+#: Outputs of every stage component that the KFP UI shows: the executed notebook and logged metrics
+#: (and, for stages that call log_model, ``jp_model``).
+ARTIFACT_OUTPUTS = {"jp_html": "Output[HTML]", "jp_metrics": "Output[Metrics]"}
+MODEL_OUTPUT = ("jp_model", "Output[Model]")
+#: Inputs of the bookkeeping components (plan, gather, link, report): where the run's files are.
+#: They are never cached, so the KFP job id may be among them.
 STORE_INPUTS = ("jp_store", "jp_run_id", "jp_job_id", "jp_s3_endpoint")
+#: Prefix of the input that carries an upstream stage's location (the run folder holding its results).
+UPSTREAM_PREFIX = "jp_from_"
 #: Names a notebook parameter may not have (they would shadow the run-level inputs).
-RESERVED = frozenset(RUN_INPUTS) | {"jupyter_pipeline", "_jp_entry"}
+RESERVED = frozenset(RUN_INPUTS) | frozenset(ARTIFACT_OUTPUTS) | {"jupyter_pipeline", "_jp_entry"}
 
 #: Python type of a KFP parameter for each notebook parameter type (``Parameter.type``).
 KFP_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "tuple": list, "dict": dict,
@@ -70,9 +77,18 @@ def _arg(name: str, annotation: str) -> ast.arg:
     return ast.arg(arg=name, annotation=ast.parse(annotation, mode="eval").body)
 
 
+def _namespace() -> dict:
+    """What the annotations of a generated function refer to (the pod's copy gets the same names
+    from the ``from kfp.dsl import *`` that the kfp SDK puts before the function's source)."""
+    from kfp import dsl
+
+    return {"Output": dsl.Output, "HTML": dsl.HTML, "Metrics": dsl.Metrics, "Model": dsl.Model}
+
+
 def _build(name: str, label: str, args: list[ast.arg], entry: str, keywords: list[ast.keyword], doc: str,
-           returns: str | None = None) -> StageFunction:
-    """A function ``name(args) -> returns`` whose body is ``return _jp_entry.<entry>(**keywords)``."""
+           returns: str | None = None, defaults: list[ast.expr] = ()) -> StageFunction:
+    """A function ``name(args) -> returns`` whose body is ``return _jp_entry.<entry>(**keywords)``;
+    the last ``len(defaults)`` arguments have those defaults."""
     call = ast.Call(
         func=ast.Attribute(value=ast.Name("_jp_entry", ast.Load()), attr=entry, ctx=ast.Load()),
         args=[], keywords=keywords,
@@ -80,7 +96,7 @@ def _build(name: str, label: str, args: list[ast.arg], entry: str, keywords: lis
     func_def = ast.FunctionDef(
         name=name,
         args=ast.arguments(posonlyargs=[], args=args, vararg=None, kwonlyargs=[],
-                           kw_defaults=[], kwarg=None, defaults=[]),
+                           kw_defaults=[], kwarg=None, defaults=list(defaults)),
         body=[
             ast.Expr(ast.Constant(doc)),
             ast.Import(names=[ast.alias(name="jupyter_pipeline.kfp.entry", asname="_jp_entry")]),
@@ -96,7 +112,7 @@ def _build(name: str, label: str, args: list[ast.arg], entry: str, keywords: lis
     # A unique pseudo-file per build: linecache serves it to inspect.getsource.
     filename = f"<jupyter-pipeline {label}:{next(_counter)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict = {}
+    namespace = _namespace()
     exec(compile(module, filename, "exec", dont_inherit=True), namespace)  # noqa: S102 - our own syntax tree, no user text
     return StageFunction(name=name, source=source, func=namespace[name])
 
@@ -117,29 +133,69 @@ def _store_keywords() -> list[ast.keyword]:
     return [ast.keyword(name[3:], _name(name)) for name in STORE_INPUTS]
 
 
-def stage_function(pipeline: Pipeline, stage: Stage, timeout: int = 0) -> StageFunction:
+def upstream_input(stage: str) -> str:
+    """The input of a downstream component that carries ``stage``'s location."""
+    return UPSTREAM_PREFIX + function_name(stage)
+
+
+def _upstream(stages) -> tuple[list[ast.arg], ast.keyword]:
+    """One ``str`` input per upstream stage and the ``upstream={stage: input}`` keyword."""
+    names = list(dict.fromkeys(stages))
+    return ([_arg(upstream_input(s), "str") for s in names],
+            ast.keyword("upstream", ast.Dict(keys=[ast.Constant(s) for s in names],
+                                             values=[_name(upstream_input(s)) for s in names])))
+
+
+def _carry(stages) -> ast.keyword:
+    """``carry={stage: input name}``: the loop-item fields that take the stages' locations into a loop."""
+    names = list(dict.fromkeys(stages))
+    return ast.keyword("carry", ast.Dict(keys=[ast.Constant(s) for s in names],
+                                         values=[ast.Constant(upstream_input(s)) for s in names]))
+
+
+def data_producers(stage: Stage) -> list[str]:
+    """The stages whose variables ``stage`` loads, in order of first use."""
+    return list(dict.fromkeys(producer for _, producer in stage.inputs))
+
+
+def stage_function(pipeline: Pipeline, stage: Stage, timeout: int = 0, model: bool = False) -> StageFunction:
     """Build the component function of ``stage``: typed inputs, docstring, one-call body.
 
+    Its inputs are the notebook parameters it uses, the run-level inputs and one location per
+    upstream stage; its outputs the executed notebook (HTML), the metrics, the registered models
+    (``model``) and, as its return value, its own location (the run folder holding its results).
     A ``map:`` stage's component also takes ``jp_item``, the index of the item it runs on.
+    ``jp_run_id`` (default: empty) names the run folder only inside a sweep's variant loop.
     """
     params = _params(pipeline, stage.parameters)
     mapped = bool(stage.options.map_var)
-    run_args = [_arg(name, "str") for name in RUN_INPUTS] + ([_arg("jp_item", "int")] if mapped else [])
+    up_args, up_keyword = _upstream(data_producers(stage))
+    outputs = dict(ARTIFACT_OUTPUTS, **dict([MODEL_OUTPUT] if model else []))
+    args = ([_arg(name, "str") for name in RUN_INPUTS] + up_args
+            + [_arg(name, annotation) for name, annotation in outputs.items()]
+            + ([_arg("jp_item", "int")] if mapped else []) + [_arg("jp_run_id", "str")])
     keywords = [
         ast.keyword("stage", ast.Constant(stage.name)),
         ast.keyword("parameters", ast.Dict(keys=[ast.Constant(p.name) for p in params],
                                             values=[_name(p.name) for p in params])),
-        *(ast.keyword(name[3:], _name(name)) for name in RUN_INPUTS if name != "jp_job_id"),
-        ast.keyword("job_id", _name("jp_job_id")),
+        *(ast.keyword(name[3:], _name(name)) for name in RUN_INPUTS),
+        up_keyword,
+        *(ast.keyword(name[3:], _name(name)) for name in outputs),
+        ast.keyword("run_id", _name("jp_run_id")),
         ast.keyword("timeout", ast.Constant(int(timeout or 0))),
         *([ast.keyword("item", _name("jp_item"))] if mapped else []),
     ]
     doc = (f"Stage '{stage.name}' of pipeline '{pipeline.name}', run by jupyter-pipeline's stage runner.\n\n"
            "Args:\n" + "".join(f"    {p.name}: notebook parameter ({p.type}, default {p.default!r}).\n" for p in params)
            + "".join(f"    {name}: {text}.\n" for name, text in RUN_INPUTS.items())
-           + ("    jp_item: index of the item of a map: stage this task runs.\n" if mapped else ""))
-    return _build(function_name(stage.name), f"{pipeline.name}:{stage.name}", _typed(params) + run_args,
-                  "run_component", keywords, doc)
+           + "".join(f"    {upstream_input(s)}: where stage '{s}' left its results.\n" for s in data_producers(stage))
+           + "    jp_html, jp_metrics: the executed notebook and the metrics it logged, for the KFP UI.\n"
+           + ("    jp_model: the models the stage registered (store URI and version in its metadata).\n" if model else "")
+           + ("    jp_item: index of the item of a map: stage this task runs.\n" if mapped else "")
+           + "    jp_run_id: run folder in the store; empty: this process's run (see entry.run_folder).\n"
+           + "\nReturns:\n    The run folder holding the stage's results.\n")
+    return _build(function_name(stage.name), f"{pipeline.name}:{stage.name}", _typed(params) + args,
+                  "run_component", keywords, doc, returns="str", defaults=[ast.Constant("")])
 
 
 def plan_function(pipeline: Pipeline, stage: Stage) -> StageFunction:
@@ -147,7 +203,8 @@ def plan_function(pipeline: Pipeline, stage: Stage) -> StageFunction:
     o = stage.options
     producer = dict(stage.inputs).get(o.map_var)
     params = [] if producer else _params(pipeline, [o.map_var])
-    args = _typed(params) + [_arg(name, "str") for name in STORE_INPUTS] + [_arg("jp_variant", "dict")]
+    up_args, up_keyword = _upstream(data_producers(stage))
+    args = _typed(params) + up_args + [_arg(name, "str") for name in STORE_INPUTS] + [_arg("jp_variant", "dict")]
     keywords = [
         ast.keyword("stage", ast.Constant(stage.name)),
         ast.keyword("var", ast.Constant(o.map_var)),
@@ -155,6 +212,8 @@ def plan_function(pipeline: Pipeline, stage: Stage) -> StageFunction:
         ast.keyword("chunks", ast.Constant(o.map_chunks)),
         ast.keyword("parameters", ast.Dict(keys=[ast.Constant(p.name) for p in params],
                                             values=[_name(p.name) for p in params])),
+        up_keyword,
+        _carry(data_producers(stage)),
         *_store_keywords(),
         ast.keyword("variant", _name("jp_variant")),
     ]
@@ -164,7 +223,8 @@ def plan_function(pipeline: Pipeline, stage: Stage) -> StageFunction:
 
 
 def gather_function(pipeline: Pipeline, stage: Stage) -> StageFunction:
-    """The component that publishes the outputs of ``map:`` stage ``stage`` as lists (fan-in)."""
+    """The component that publishes the outputs of ``map:`` stage ``stage`` as lists (fan-in); it
+    returns the stage's location, like a stage component."""
     args = [_arg("jp_items", "list")] + [_arg(name, "str") for name in STORE_INPUTS]
     keywords = [
         ast.keyword("stage", ast.Constant(stage.name)),
@@ -174,28 +234,44 @@ def gather_function(pipeline: Pipeline, stage: Stage) -> StageFunction:
     ]
     doc = f"Gather the items of stage '{stage.name}' of pipeline '{pipeline.name}' into its outputs."
     return _build("gather_" + function_name(stage.name), f"{pipeline.name}:gather:{stage.name}", args,
-                  "gather_items", keywords, doc)
+                  "gather_items", keywords, doc, returns="str")
 
 
 def link_function(pipeline: Pipeline, shared: list[str]) -> StageFunction:
-    """The first task of each sweep variant: point the variant's run at the stages run once for all."""
-    args = [_arg("jp_owner", "str")] + [_arg(name, "str") for name in STORE_INPUTS]
-    keywords = [
-        ast.keyword("stages", ast.List([ast.Constant(n) for n in shared], ast.Load())),
-        ast.keyword("owner", _name("jp_owner")),
-        *_store_keywords(),
-    ]
+    """The first task of each sweep variant: point the variant's run at the stages run once for all
+    (one location input per shared stage)."""
+    up_args, up_keyword = _upstream(shared)
+    args = up_args + [_arg(name, "str") for name in STORE_INPUTS]
+    keywords = [up_keyword, *_store_keywords()]
     doc = f"Start a variant of a sweep of pipeline '{pipeline.name}': link the shared stages' results."
     return _build("link_variant", f"{pipeline.name}:link", args, "link_variant", keywords, doc)
 
 
-def stage_component(pipeline: Pipeline, stage: Stage, image: str, timeout: int = 0):
-    """The kfp ``PythonComponent`` of ``stage`` on ``image`` (which has jupyter-pipeline and kfp)."""
-    return component(stage_function(pipeline, stage, timeout), image)
+def variants_function(pipeline: Pipeline, shared: list[str]) -> StageFunction:
+    """The task before a sweep's variant loop: the variants, each with the shared stages' locations."""
+    up_args, up_keyword = _upstream(shared)
+    keywords = [ast.keyword("variants", _name("jp_variants")), up_keyword, _carry(shared)]
+    doc = f"The variants of a sweep of pipeline '{pipeline.name}', with where the shared stages left their results."
+    return _build("sweep_variants", f"{pipeline.name}:variants", [_arg("jp_variants", "list")] + up_args,
+                  "expand_variants", keywords, doc, returns="list")
 
 
-def component(built: StageFunction, image: str):
-    """The kfp ``PythonComponent`` of a built function on ``image`` (which has jupyter-pipeline and kfp)."""
+def report_function(pipeline: Pipeline) -> StageFunction:
+    """The exit task: the executed notebooks of failed stages as one HTML page, for the KFP UI
+    (KFP keeps no outputs of a failed task, so a failed stage cannot show its own)."""
+    args = [_arg(name, "str") for name in STORE_INPUTS] + [_arg("jp_failed", "Output[HTML]")]
+    keywords = [ast.keyword("stages", ast.List([ast.Constant(s.name) for s in pipeline.stages], ast.Load())),
+                *_store_keywords(), ast.keyword("html", _name("jp_failed"))]
+    doc = f"After pipeline '{pipeline.name}' ends: the executed notebooks of its failed stages, as HTML."
+    return _build("failed_stages", f"{pipeline.name}:report", args, "report_failures", keywords, doc)
+
+
+def component(built: StageFunction, image: str, packages: list[str] | None = None,
+              pip_index_urls: list[str] | None = None):
+    """The kfp ``PythonComponent`` of a built function on ``image`` (which has jupyter-pipeline and
+    kfp), installing ``packages`` from ``pip_index_urls`` (the first replaces PyPI) when it starts."""
     from kfp import dsl
 
-    return dsl.component(built.func, base_image=image, install_kfp_package=False)
+    return dsl.component(built.func, base_image=image, install_kfp_package=False,
+                         packages_to_install=list(packages or []) or None,
+                         pip_index_urls=list(pip_index_urls or []) or None)

@@ -8,6 +8,11 @@ Per stage, in the store: ``input.ipynb`` (the notebook embedded in the spec, wri
 its appearance means "started"), ``output.ipynb`` (by the stage runner, also on failure) and
 ``result.json`` (status, error, metrics, times, attempts), which the kfp-local target and
 ``runs --target kfp`` read back into the run record.
+
+No task input changes from run to run, so KFP's cache can reuse a stage. Which run folder a task
+writes to is found at run time (:func:`run_folder`); a stage returns that folder, and its
+downstream stages receive it as an input: a stage KFP took from its cache hands them the folder
+of the run that computed it, and they link its results into their own run (:func:`link_stage`).
 """
 
 from __future__ import annotations
@@ -15,11 +20,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 
 #: Environment variable the S3 store reads its endpoint from (see ``store_s3``).
 ENDPOINT_ENV = "JUPYTER_PIPELINE_S3_ENDPOINT"
+#: The run folder of every task of this process's pipeline run (set by the kfp-local target).
+RUN_ID_ENV = "JUPYTER_PIPELINE_RUN_ID"
+#: A KFP run id; on a cluster every output artifact's URI holds it (``ROOT/PIPELINE/RUN_ID/TASK/...``).
+UUID_RE = re.compile(r"(?<![0-9a-f])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-f])")
 RESULT_FILE = "result.json"
 #: Written by a ``map:`` stage's plan task: ``{"count": N}``, how many items the loop runs.
 ITEMS_FILE = "items.json"
@@ -75,78 +85,156 @@ class _Deadline:
             signal.alarm(0)
 
 
-def _open(store: str, run_id: str, job_id: str, s3_endpoint: str):
+def run_folder(explicit: str = "", job_id: str = "", artifact_uri: str = "") -> str:
+    """The run folder a task writes to: ``explicit`` (a sweep variant's), else the process's
+    (``JUPYTER_PIPELINE_RUN_ID``, set by the kfp-local target), else ``kfp-<KFP run id>``, the run id
+    taken from ``job_id`` (a resolved placeholder) or from an output artifact's URI."""
+    if explicit:
+        return explicit
+    if os.environ.get(RUN_ID_ENV):
+        return os.environ[RUN_ID_ENV]
+    found = UUID_RE.search(job_id or "") or UUID_RE.search(artifact_uri or "")
+    if found:
+        return f"kfp-{found.group(0)}"
+    raise RuntimeError(f"cannot tell which run this task belongs to: no {RUN_ID_ENV} and no KFP run id "
+                       f"(job id {job_id!r}, output {artifact_uri!r})")
+
+
+def _open(store: str, s3_endpoint: str):
     from ..store import open_store
 
     if s3_endpoint:
         os.environ[ENDPOINT_ENV] = s3_endpoint  # the kernel inherits it
-    return open_store(store), run_id or f"kfp-{job_id}"
+    return open_store(store)
 
 
-def run_component(*, stage: str, parameters: dict, notebook: str, store: str, run_id: str, job_id: str,
-                  s3_endpoint: str = "", workdir: str = "", timeout: int = 0, item: int | None = None) -> dict:
-    """Run ``stage`` of a compiled pipeline; raise ``RuntimeError`` when it fails (KFP marks the task failed).
+def link_stage(store, owner: str, run_id: str, stage: str) -> None:
+    """Give run ``run_id`` the results of ``stage`` computed in run ``owner``: an output index
+    pointing at the owner's files and a ``result.json`` with ``reused_from``."""
+    from ..records import stage_key
 
-    ``run_id`` names the run's folder in the store; when empty (a pipeline uploaded by hand and
-    started from the KFP UI) the KFP job id is used, as ``kfp-<job id>``. ``item`` is the index
-    of the item a ``map:`` stage's task runs on; its files go under ``items/<item>/``.
+    if owner == run_id:
+        return
+    result_key = stage_key(owner, stage, RESULT_FILE)
+    if not store.exists(result_key):
+        raise RuntimeError(f"stage {stage}'s results from run {owner}, which this run reuses (KFP's cache), are "
+                           f"not in the store {store.url} any more; run again with caching off for that stage "
+                           "(tag cache:off) or for the whole run")
+    index_key = stage_key(owner, stage, "outputs.json")
+    if store.exists(index_key):
+        index = store.get_json(index_key)
+        store.put_json(stage_key(run_id, stage, "outputs.json"),
+                       {name: {**e, "run_id": e.get("run_id", owner)} for name, e in index.items()})
+    result = store.get_json(result_key)
+    store.put_json(stage_key(run_id, stage, RESULT_FILE),
+                   {**result, "run_id": run_id, "reused_from": result.get("reused_from") or owner})
+
+
+def _link_upstream(store, run_id: str, upstream: dict | None) -> None:
+    for stage, location in (upstream or {}).items():
+        if location:
+            link_stage(store, location, run_id, stage)
+
+
+def run_component(*, stage: str, parameters: dict, notebook: str, store: str, s3_endpoint: str = "",
+                  workdir: str = "", files: str = "", upstream: dict | None = None, html=None, metrics=None,
+                  model=None, run_id: str = "", timeout: int = 0, item: int | None = None) -> str:
+    """Run ``stage`` of a compiled pipeline and return its run folder; raise ``RuntimeError`` when it
+    fails (KFP marks the task failed).
+
+    ``upstream`` maps each stage whose variables this one loads to the run folder holding them;
+    ``files`` is the store key of the bundle of working files, unpacked into the kernel's working
+    directory; ``html``, ``metrics`` and ``model`` are the component's output artifacts. ``item``
+    is the index of the item a ``map:`` stage's task runs on; its files go under ``items/<item>/``.
     """
+    import tempfile
+
     from ..records import now_iso, stage_key
     from ..stagerun import run_stage
+    from . import outputs
+    from .files import unpack
     from .gang import is_gang, run_gang
 
-    store, run_id = _open(store, run_id, job_id, s3_endpoint)
+    run_id = run_folder(run_id, artifact_uri=getattr(html, "uri", ""))
+    store = _open(store, s3_endpoint)
     item = None if item is None else int(item)
+    _link_upstream(store, run_id, upstream)
     result_key = stage_key(run_id, stage, RESULT_FILE, item)
     previous = store.get_json(result_key) if store.exists(result_key) else {}
     store.put_bytes(stage_key(run_id, stage, "input.ipynb"), notebook.encode())
     started = now_iso()
     values = {name: _decode(value) for name, value in parameters.items()}
-    with _Deadline(int(timeout or 0)) as deadline:
-        runner = run_gang if is_gang(notebook) else run_stage  # a workers: stage starts its replicas (gang.py)
-        result = runner(store, run_id, stage, values, cwd=workdir if workdir and os.path.isdir(workdir) else None,
-                        item=item)
+    with contextlib.ExitStack() as stack:
+        cwd = workdir if workdir and os.path.isdir(workdir) else None
+        if cwd is None:
+            cwd = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"jp-{stage}-work-"))
+            unpack(store, files, cwd)
+        with _Deadline(int(timeout or 0)) as deadline:
+            runner = run_gang if is_gang(notebook) else run_stage  # a workers: stage starts its replicas (gang.py)
+            result = runner(store, run_id, stage, values, cwd=cwd, item=item)
     if deadline.fired and result["status"] != "succeeded":
         result["error"] = f"timed out after {timeout} s (tag timeout:)"
     result.update(started_at=started, finished_at=now_iso(), attempts=int(previous.get("attempts", 0)) + 1,
                   run_id=run_id, **({"index": item} if item is not None else {}))
     store.put_json(result_key, result)
+    # Written on failure too: the local copy shows in kfp.local's outputs; KFP uploads it only on success.
+    if html is not None:
+        outputs.write_html(html, store, stage_key(run_id, stage, "output.ipynb", item))
+    if metrics is not None:
+        outputs.write_metrics(metrics, result.get("metrics"))
+    if model is not None:
+        outputs.write_models(model, store, run_id, stage, item)
     what = stage if item is None else f"{stage}[{item}]"
     print(f"jupyter-pipeline: stage {what} of run {run_id} {result['status']}", file=sys.stderr, flush=True)
     if result["status"] != "succeeded":
         from ..records import error_with_cell
 
         raise RuntimeError(f"stage {what} failed: {error_with_cell(result.get('error'), result.get('error_cell'))}")
-    return result
+    return run_id
 
 
 def plan_items(*, stage: str, var: str, producer: str | None, chunks: int | None, parameters: dict, store: str,
-               run_id: str, job_id: str, s3_endpoint: str = "", variant: dict | None = None) -> list:
-    """The loop items of ``map:`` stage ``stage``: ``[{"item": i, **variant}, ...]``.
+               run_id: str, job_id: str, s3_endpoint: str = "", variant: dict | None = None,
+               upstream: dict | None = None, carry: dict | None = None) -> list:
+    """The loop items of ``map:`` stage ``stage``: ``[{"item": i, **variant, **locations}, ...]``.
 
-    A sweep's variant (its ``run_id`` and swept values) rides along in each item because a loop
-    nested in the variant loop reads them from its own item (kfp.local resolves an outer loop's
-    values wrongly inside an inner loop).
+    A sweep's variant (its ``run_id`` and swept values) and the locations of the stage's upstream
+    stages ride along in each item because a loop reads values from outside only through its
+    items (kfp.local resolves an outer loop's values, and other tasks' outputs, wrongly inside a loop).
     """
     from ..fanout import map_count
     from ..records import stage_key
 
     variant = dict(variant or {})
-    store_, run_id = _open(store, variant.get("run_id") or run_id, job_id, s3_endpoint)
+    run_id = run_folder(variant.get("run_id") or run_id, job_id)
+    store_ = _open(store, s3_endpoint)
+    _link_upstream(store_, run_id, upstream)
     values = {name: _decode(value) for name, value in parameters.items()}
     count = map_count(store_, run_id, stage, var, producer, chunks, values)
     store_.put_json(stage_key(run_id, stage, ITEMS_FILE), {"count": count})
-    return [{**variant, "item": i, "run_id": run_id} for i in range(count)]
+    return [{**variant, **_carried(upstream, carry), "item": i, "run_id": run_id} for i in range(count)]
+
+
+def _carried(upstream: dict | None, carry: dict | None) -> dict:
+    """Upstream locations (by stage) as loop-item fields (``carry``: stage -> field name)."""
+    return {carry[stage]: location for stage, location in (upstream or {}).items() if stage in (carry or {})}
+
+
+def expand_variants(*, variants: list, upstream: dict, carry: dict) -> list:
+    """A sweep's variants with the locations of the stages run once for all, for the variant loop."""
+    return [{**variant, **_carried(upstream, carry)} for variant in variants]
 
 
 def gather_items(*, stage: str, outputs: list, items: list, store: str, run_id: str, job_id: str,
-                 s3_endpoint: str = "") -> dict:
+                 s3_endpoint: str = "") -> str:
     """Fan-in of ``map:`` stage ``stage`` after all its items succeeded: the stage's output index
-    (lists, as the local runner's) and its ``result.json`` (per-item states, mean metrics)."""
+    (lists, as the local runner's) and its ``result.json`` (per-item states, mean metrics).
+    Returns the run folder, as a stage does."""
     from ..fanout import gather, mean_metrics
     from ..records import stage_key
 
-    store, run_id = _open(store, run_id, job_id, s3_endpoint)
+    run_id = run_folder((items[0].get("run_id") if items else "") or run_id, job_id)
+    store = _open(store, s3_endpoint)
     count = len(items)
     gather(store, run_id, stage, outputs, count)
     results = [store.get_json(stage_key(run_id, stage, RESULT_FILE, i)) for i in range(count)]
@@ -159,26 +247,21 @@ def gather_items(*, stage: str, outputs: list, items: list, store: str, run_id: 
         "output_notebook": results[0].get("output_notebook") if results else None, "attempts": 1,
     }
     store.put_json(stage_key(run_id, stage, RESULT_FILE), result)
-    return result
+    return run_id
 
 
-def link_variant(*, stages: list, owner: str, store: str, run_id: str, job_id: str, s3_endpoint: str = "") -> None:
-    """Give a sweep variant's run the results of the stages the sweep ran once, in run ``owner``:
-    output indexes pointing at the owner's files (as the local sweep does) and a ``result.json``
-    with ``reused_from``."""
-    from ..records import stage_key
+def link_variant(*, upstream: dict, store: str, run_id: str, job_id: str, s3_endpoint: str = "") -> None:
+    """Give a sweep variant's run the results of the stages the sweep ran once (``upstream``: each
+    shared stage's run folder), as the local sweep does."""
+    _link_upstream(_open(store, s3_endpoint), run_folder(run_id, job_id), upstream)
 
-    store, run_id = _open(store, run_id, job_id, s3_endpoint)
-    if run_id == owner:
-        return
-    for stage in stages:
-        index_key = stage_key(owner, stage, "outputs.json")
-        if store.exists(index_key):
-            index = store.get_json(index_key)
-            store.put_json(stage_key(run_id, stage, "outputs.json"),
-                           {name: {**e, "run_id": e.get("run_id", owner)} for name, e in index.items()})
-        result = store.get_json(stage_key(owner, stage, RESULT_FILE))
-        store.put_json(stage_key(run_id, stage, RESULT_FILE), {**result, "run_id": run_id, "reused_from": owner})
+
+def report_failures(*, stages: list, store: str, run_id: str, job_id: str, s3_endpoint: str = "", html=None) -> None:
+    """The pipeline's exit task: the executed notebooks of the stages that failed, as one HTML page."""
+    from .outputs import failures_page, write_text
+
+    run_id = run_folder(run_id, job_id, getattr(html, "uri", ""))
+    write_text(html, failures_page(_open(store, s3_endpoint), run_id, stages))
 
 
 def _decode(value):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import tempfile
 import threading
 import warnings
@@ -24,9 +25,12 @@ from ..records import (
 )
 from ..store import open_store
 from .compiler import CompileOptions, compile_pipeline, parameter_arguments
-from .entry import ITEMS_FILE, RESULT_FILE
+from .entry import ITEMS_FILE, RESULT_FILE, RUN_ID_ENV
+from .files import bundle, upload
 
 POLL_SECONDS = 0.2
+#: The folder of a run (in a local store) where kfp.local keeps the tasks' output artifacts.
+OUTPUTS_FOLDER = "kfp-outputs"
 #: kfp.local keeps global configuration; one kfp.local run at a time per process.
 _lock = threading.Lock()
 
@@ -165,9 +169,40 @@ def snapshot(store, pipeline: Pipeline, run_id: str, yaml_text: str) -> None:
     store.put_json(f"{prefix}/pipeline.json", pipeline.to_json())
 
 
+def local_options(pipeline: Pipeline, store) -> CompileOptions:
+    """Compile options for running on this machine against ``store`` (no cluster endpoint), with
+    the working files packed into the store as for a cluster."""
+    packed = bundle(pipeline)
+    upload(store, packed)
+    return CompileOptions.for_pipeline(pipeline, store=store.absolute_url(), s3_endpoint="",
+                                       files_key=packed.key if packed else None)
+
+
+@contextlib.contextmanager
+def _run_folder(run_id: str):
+    """Tell the tasks kfp.local starts (child processes) which run folder is theirs."""
+    previous = os.environ.get(RUN_ID_ENV)
+    os.environ[RUN_ID_ENV] = run_id
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_ID_ENV, None)
+        else:
+            os.environ[RUN_ID_ENV] = previous
+
+
+def outputs_root(store, run_id: str, tmp: str) -> str:
+    """Where kfp.local keeps the tasks' output artifacts (HTML, Metrics, Model): in the run's folder
+    (``kfp-outputs/``) of a local store, else a temporary folder."""
+    root = getattr(store, "root", None)
+    return str(Path(root) / run_prefix(run_id) / OUTPUTS_FOLDER) if root is not None else str(Path(tmp) / "outputs")
+
+
 def execute(yaml_text: str, arguments: dict, store, records: list[RunRecord], pipeline: Pipeline,
-            on_event) -> list[RunRecord]:
-    """Run compiled ``yaml_text`` with kfp.local, turning the stages' files into ``records`` and events."""
+            on_event, run_id: str | None = None) -> list[RunRecord]:
+    """Run compiled ``yaml_text`` with kfp.local, turning the stages' files into ``records`` and events;
+    the stages outside a sweep's variant loop write to run ``run_id`` (default: the first record's)."""
     from kfp import components, local
 
     for record in records:
@@ -176,11 +211,12 @@ def execute(yaml_text: str, arguments: dict, store, records: list[RunRecord], pi
     watcher = _Watcher(store, records, pipeline, on_event)
     log = io.StringIO()
     error = None
-    with _lock, warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="jp-kfp-local-") as tmp:
+    with _lock, _run_folder(run_id or records[0].run_id), warnings.catch_warnings(), \
+            tempfile.TemporaryDirectory(prefix="jp-kfp-local-") as tmp:
         yaml_path = Path(tmp) / "pipeline.yaml"
         yaml_path.write_text(yaml_text)
-        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(Path(tmp) / "outputs"),
-                   raise_on_error=False)
+        local.init(runner=local.SubprocessRunner(use_venv=False),
+                   pipeline_root=outputs_root(store, run_id or records[0].run_id, tmp), raise_on_error=False)
         compiled = components.load_component_from_file(str(yaml_path))
         watcher.start()
         try:
@@ -216,13 +252,9 @@ def run_kfp_local(pipeline: Pipeline, parameters: dict | None, store, options: d
     store = open_store(store)
     store.check()
     record = new_record(pipeline, store, values, options.get("run_id"))
-    # The stages must use this store from this process's environment: no cluster endpoint.
-    compile_options = CompileOptions.for_pipeline(pipeline, store=store.absolute_url(), s3_endpoint="")
-    yaml_text = compile_pipeline(pipeline, options=compile_options)
+    yaml_text = compile_pipeline(pipeline, options=local_options(pipeline, store))
     snapshot(store, pipeline, record.run_id, yaml_text)
-    arguments = parameter_arguments(pipeline, values)
-    arguments.update(jp_run_id=record.run_id, jp_workdir=str(Path(pipeline.path).resolve().parent))
-    return execute(yaml_text, arguments, store, [record], pipeline, on_event)[0]
+    return execute(yaml_text, parameter_arguments(pipeline, values), store, [record], pipeline, on_event)[0]
 
 
-__all__ = ["run_kfp_local", "record_from_results", "execute", "new_record", "snapshot"]
+__all__ = ["run_kfp_local", "record_from_results", "execute", "local_options", "new_record", "snapshot"]

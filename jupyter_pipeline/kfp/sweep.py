@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from pathlib import Path
 
 from .. import parameters as params_mod
 from ..pipeline import Pipeline
@@ -25,11 +24,11 @@ from ..stagecache import stage_keys
 from ..store import open_store
 from ..sweep import SweepResult, variants
 from .compiler import (
-    DEFAULT_IMAGE, JOB_ID_PLACEHOLDER, CompileOptions, StageTasks, pipeline_signature, as_pipeline, compile_graph,
-    parameter_arguments, topological,
+    CompileOptions, as_pipeline, compile_graph, parameter_arguments, pipeline_signature, stage_tasks, topological,
 )
-from .component import check_parameter_names, component, link_function
+from .component import check_parameter_names, component, link_function, upstream_input, variants_function
 from .placement import helper
+from .tasks import LOCATION
 
 VARIANTS_INPUT = "jp_variants"
 
@@ -49,8 +48,8 @@ def build_sweep(pipeline: Pipeline, swept: list[str], shared: list[str], options
                 max_parallel: int | None = None):
     """The ``@dsl.pipeline`` of a sweep: shared stages, then a loop over ``jp_variants``.
 
-    ``jp_variants`` is a list of ``{"run_id": ..., <swept parameter>: value, ...}``; ``jp_run_id``
-    is the run folder of the shared stages (the first variant's).
+    ``jp_variants`` is a list of ``{"run_id": ..., <swept parameter>: value, ...}``; the shared
+    stages run in the process's run folder (the first variant's, see ``entry.run_folder``).
     """
     pipeline.require_valid()
     check_parameter_names(pipeline)
@@ -59,8 +58,9 @@ def build_sweep(pipeline: Pipeline, swept: list[str], shared: list[str], options
     signature = base.replace(parameters=[*base.parameters.values(), inspect.Parameter(
         VARIANTS_INPUT, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=list, default=[])])
     names = list(signature.parameters)
-    stages = StageTasks(pipeline, options)
-    link = component(link_function(pipeline, shared), options.image or DEFAULT_IMAGE)
+    stages = stage_tasks(pipeline, options)
+    link = component(link_function(pipeline, shared), stages.image)
+    expand = component(variants_function(pipeline, shared), stages.image)
 
     def body(*channels):
         from kfp import dsl
@@ -69,17 +69,20 @@ def build_sweep(pipeline: Pipeline, swept: list[str], shared: list[str], options
         tasks = {}
         for stage in stages.ordered:
             if stage.name in shared:
-                tasks[stage.name] = stages.add(stage, values, [tasks[up] for up in stage.depends_on])
-        with dsl.ParallelFor(values[VARIANTS_INPUT], parallelism=max_parallel or 0) as variant:
+                tasks[stage.name] = stages.add(stage, values, tasks)
+        # The shared stages' locations enter the loop in its items (see entry.expand_variants).
+        items = expand(jp_variants=values[VARIANTS_INPUT], **{upstream_input(s): tasks[s].outputs[LOCATION]
+                                                               for s in shared})
+        helper(items, "variants", stages.placement)
+        with dsl.ParallelFor(items.outputs[LOCATION], parallelism=max_parallel or 0) as variant:
             inner = {**values, "jp_run_id": variant.run_id, **{name: getattr(variant, name) for name in swept}}
-            start = link(jp_owner=values["jp_run_id"], jp_store=values["jp_store"], jp_run_id=variant.run_id,
-                         jp_job_id=JOB_ID_PLACEHOLDER, jp_s3_endpoint=values["jp_s3_endpoint"])
-            start.after(*(tasks[name] for name in shared))
+            start = link(**{upstream_input(s): getattr(variant, upstream_input(s)) for s in shared},
+                         **stages.store_arguments(inner))
             helper(start, "variant", stages.placement)
             for stage in stages.ordered:
                 if stage.name not in shared:
-                    after = [start] + [tasks[up] for up in stage.depends_on if up not in shared]
-                    tasks[stage.name] = stages.add(stage, inner, after, variant=variant, swept=tuple(swept))
+                    tasks[stage.name] = stages.add(stage, inner, tasks, after=[start], variant=variant,
+                                                   swept=tuple(swept), outside=frozenset(shared))
 
     summary = (f"a sweep over {', '.join(swept)}: {len(shared)} shared stage(s), "
                f"{len(pipeline.stages) - len(shared)} per variant")
@@ -107,7 +110,7 @@ def variant_arguments(pipeline: Pipeline, run_ids: list[str], values: list[dict]
 def run_sweep_kfp_local(pipeline: Pipeline, grid: dict[str, list], store, options: dict | None = None,
                         on_event=None) -> SweepResult:
     """Run a sweep as one compiled pipeline with kfp.local; the variants' records are the result's runs."""
-    from .local import execute, new_record, snapshot
+    from .local import execute, local_options, new_record, snapshot
 
     options = options or {}
     on_event = on_event or (lambda kind, record, stage: None)
@@ -125,15 +128,13 @@ def run_sweep_kfp_local(pipeline: Pipeline, grid: dict[str, list], store, option
     sweep_id = options.get("sweep_id") or new_run_id(f"{pipeline.name}-sweep")
     records = [new_record(pipeline, store, v, sweep_id=sweep_id) for v in values]
     shared = shared_stages(pipeline, values)
-    compile_options = CompileOptions.for_pipeline(pipeline, store=store.absolute_url(), s3_endpoint="")
-    yaml_text = compile_sweep(pipeline, swept, shared, compile_options, options.get("max_parallel"))
+    yaml_text = compile_sweep(pipeline, swept, shared, local_options(pipeline, store), options.get("max_parallel"))
     store.put_bytes(f"sweeps/{sweep_id}/pipeline.yaml", yaml_text.encode())
     for record in records:
         snapshot(store, pipeline, record.run_id, yaml_text)
     arguments = parameter_arguments(pipeline, values[0])  # shared stages see the same values in every variant
-    arguments.update(jp_run_id=records[0].run_id, jp_workdir=str(Path(pipeline.path).resolve().parent))
     arguments[VARIANTS_INPUT] = variant_arguments(pipeline, [r.run_id for r in records], values, swept)
-    execute(yaml_text, arguments, store, records, pipeline, on_event)
+    execute(yaml_text, arguments, store, records, pipeline, on_event, run_id=records[0].run_id)
     result = SweepResult(sweep_id, pipeline.path, options.get("metric"), goal, runs=records, swept=swept)
     store.put_json(f"sweeps/{sweep_id}/sweep.json", result.to_json())
     return result

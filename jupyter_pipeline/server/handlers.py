@@ -120,7 +120,7 @@ class PipelineHandler(BaseHandler):
     async def get(self):
         path = self.get_query_argument("path", None)
         full = self.notebook_path(path)
-        self.reply(await self.blocking(_pipeline_json, full, path))
+        self.reply(await self.blocking(_pipeline_json, full, path, self.jp.config))
 
     @tornado.web.authenticated
     async def post(self):
@@ -128,14 +128,25 @@ class PipelineHandler(BaseHandler):
         full = self.notebook_path(body.get("path"))
         content = body.get("content")
         if content is None:
-            self.reply(await self.blocking(_pipeline_json, full, body["path"]))
+            self.reply(await self.blocking(_pipeline_json, full, body["path"], self.jp.config))
             return
         if not isinstance(content, dict):
             raise BadRequest("\"content\" must be the notebook as nbformat JSON (an object).")
-        self.reply(await self.blocking(_content_json, content, body["path"]))
+        self.reply(await self.blocking(_content_json, content, body["path"], full, self.jp.config))
 
 
-def _pipeline_json(full: Path, shown: str) -> dict:
+def _with_kubeflow_notes(pipeline, full: Path, config: JupyterPipeline) -> dict:
+    """The pipeline's JSON plus what it needs on Kubeflow (image and its source, travelling files,
+    warnings such as the unpublished built-in image), for the publish dialog."""
+    data = pipeline.to_json()
+    try:
+        from ..kfp.preflight import preflight
+    except ImportError:  # the Kubeflow part is not installed: nothing to say about it
+        return data
+    return {**data, "kubeflow": preflight(pipeline, config.settings(notebook=pipeline.settings), full.parent)}
+
+
+def _pipeline_json(full: Path, shown: str, config: JupyterPipeline) -> dict:
     from ..parse import from_notebook, read_notebook
 
     try:
@@ -143,10 +154,10 @@ def _pipeline_json(full: Path, shown: str) -> dict:
     except PipelineError as exc:  # say which path, as the browser knows it, not the server's
         exc.args = (str(exc).replace(str(full), shown),)
         raise
-    return from_notebook(nb, shown).to_json()
+    return _with_kubeflow_notes(from_notebook(nb, shown), full, config)
 
 
-def _content_json(content: dict, shown: str) -> dict:
+def _content_json(content: dict, shown: str, full: Path, config: JupyterPipeline) -> dict:
     import nbformat
 
     from ..parse import from_notebook
@@ -156,7 +167,7 @@ def _content_json(content: dict, shown: str) -> dict:
     except Exception as exc:  # noqa: BLE001 - nbformat raises many kinds for malformed input
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise BadRequest(f"\"content\" is not a Jupyter notebook: {reason}.") from None
-    return from_notebook(nb, shown).to_json()
+    return _with_kubeflow_notes(from_notebook(nb, shown), full, config)
 
 
 class CompileHandler(BaseHandler):
@@ -177,9 +188,9 @@ class CompileHandler(BaseHandler):
         output = None
         if target:
             output = resolve_output(self.jp.root_dir, target, overwrite=overwrite, forbidden=self._store_dirs())
-        yaml_text = await self.blocking(compile_notebook, full, self.jp.config, output, overwrite)
+        yaml_text, notes = await self.blocking(compile_notebook, full, self.jp.config, output, overwrite)
         shown = relative_to_root(self.jp.root_dir, str(output)) if output else None
-        self.reply({"yaml": yaml_text, "path": shown})
+        self.reply({"yaml": yaml_text, "path": shown, "kubeflow": notes})
 
     def _store_dirs(self) -> tuple[str, ...]:
         url = self.jp.config.store_url(self.jp.root_dir)
@@ -193,8 +204,10 @@ class CompilerMissing(PipelineError):
 
 
 def compile_notebook(full: Path, config: JupyterPipeline, output: Path | None = None,
-                     overwrite: bool = False) -> str:
-    """Compile the notebook at ``full`` to KFP YAML with the core compiler; write ``output`` if given.
+                     overwrite: bool = False) -> tuple[str, dict]:
+    """Compile the notebook at ``full`` to KFP YAML with the core compiler (its working files
+    uploaded to the pipeline's store); write ``output`` if given. Returns the YAML and the notes
+    of :func:`jupyter_pipeline.kfp.preflight.preflight`.
 
     A new ``output`` is created exclusively, so a file that appeared since the request was checked
     is not replaced either.
@@ -203,11 +216,12 @@ def compile_notebook(full: Path, config: JupyterPipeline, output: Path | None = 
 
     pipeline = load(full).require_valid()
     try:
-        from ..kfp.compiler import CompileOptions, compile_pipeline
+        from ..kfp.compiler import compile_for_cluster
+        from ..kfp.preflight import preflight
     except ImportError as exc:
         raise CompilerMissing(f"Compiling to Kubeflow Pipelines is not available here ({exc}).") from None
-    options = CompileOptions.for_pipeline(pipeline, config.settings(notebook=pipeline.settings))
-    text = compile_pipeline(pipeline, None, options)
+    settings = config.settings(notebook=pipeline.settings)
+    text = compile_for_cluster(pipeline, settings).yaml
     if output is not None:
         try:
             with open(output, "w" if overwrite else "x", encoding="utf-8") as f:
@@ -215,7 +229,7 @@ def compile_notebook(full: Path, config: JupyterPipeline, output: Path | None = 
         except FileExistsError:
             raise OutputExists(f"{output.name!r} appeared while compiling; send \"overwrite\": true "
                                "to replace it.") from None
-    return text
+    return text, preflight(pipeline, settings)
 
 
 class RunsHandler(BaseHandler):
