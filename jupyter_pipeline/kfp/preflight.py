@@ -19,7 +19,7 @@ def image_problem(pipeline: Pipeline, image: str, source: str) -> Problem | None
     if source != "default" or all(s.options.image for s in pipeline.stages):
         return None
     return Problem("warning", "default-image",
-                   f"on Kubeflow, stages without an image: tag run in {image}, the built-in default, which is not "
+                   f"stages without an image: tag run in {image}, the built-in default, which is not "
                    "published: build it from the project's Dockerfile and push it to a registry the cluster can "
                    "pull from, then name it (--image, JUPYTER_PIPELINE_IMAGE, the notebook's `image` setting or "
                    "`image` in the config file)")
@@ -70,7 +70,7 @@ def describe(notes: dict) -> list[str]:
         lines.append(f"files that travel to the pods: {shown}")
     if notes["packages"]:
         lines.append(f"packages each stage installs: {' '.join(notes['packages'])}")
-    lines += [f"{p['severity']}: {p['message']}  [{p['code']}]" for p in notes["problems"]]
+    lines += [f"on Kubeflow, {p['severity']}: {p['message']}  [{p['code']}]" for p in notes["problems"]]
     return lines
 
 
