@@ -81,7 +81,9 @@ class PipelineMagics(Magics):
     @cell_magic
     def stage(self, line: str, cell: str):
         """%%stage NAME [--after A B] [--gpu N[:TYPE]] [--cpu X] [--memory X] [--image REF]
-        [--retries N] [--timeout S] [--no-cache]: mark the cell as stage NAME and run it."""
+        [--retries N] [--timeout S] [--no-cache] [--volume CLAIM:/path] [--env NAME=VALUE]
+        [--secret SECRET:KEY:ENV|SECRET:/path] [--label K:V] [--annotation K:V] [--node K=V]
+        [--toleration K[=V]:EFFECT] [--shm SIZE]: mark the cell as stage NAME and run it."""
         from .tags import read_cell
 
         spec, _ = read_cell([], f"%%stage {line}\n", "code")

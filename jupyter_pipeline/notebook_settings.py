@@ -19,7 +19,8 @@ from .pipeline import Problem, Role, StageOptions
 from .registry import Registry
 from .settings import settings as resolved_settings
 from .gang import distributed_setting
-from .tags import METADATA_KEY_RE, QUANTITY_RE, read_cell
+from .pod import METADATA_KEY_RE, QUANTITY_RE, tolerations_setting
+from .tags import read_cell
 
 KEY = "jupyter_pipeline"
 KALE_KEY = "kubeflow_notebook"
@@ -127,6 +128,8 @@ def volumes(value) -> list[dict]:
                 raise ValueError(f"volumes whose \"access_mode\" is one of {', '.join(ACCESS_MODES)}")
             optional_text(volume.get("storage_class"))
             text_map(volume.get("annotations", {}))
+            if not isinstance(volume.get("keep", False), bool):
+                raise ValueError("volumes whose \"keep\" is true or false (keep the claim after the run)")
     return value
 
 
@@ -258,7 +261,7 @@ def _kale_volume(volume: dict, index: int, kale: dict, problems: list[Problem]) 
 
 
 # -- stage defaults ----------------------------------------------------------------------------
-_OPTION_SETTINGS = ("image", "cpu", "memory", "retries", "timeout", "labels", "annotations")
+_OPTION_SETTINGS = ("image", "cpu", "memory", "retries", "timeout", "labels", "annotations", "env")
 
 
 def stage_defaults(settings: dict, problems: list[Problem]) -> StageOptions:
@@ -297,6 +300,6 @@ for _name in ("env", "node_selector", "gpu_node_selector", "secret_keys"):
     schema.register(_name, text_map)
 schema.register("labels", metadata_map)
 schema.register("annotations", metadata_map)
-schema.register("tolerations", object_list)
+schema.register("tolerations", tolerations_setting)
 schema.register("volumes", volumes)
 schema.register("distributed", distributed_setting)

@@ -45,6 +45,12 @@ class StageOptions:
     annotations: dict[str, str] = field(default_factory=dict, hash=False)  # `annotation:KEY:VALUE`
     #: `secret:NAME:KEY:ENV` → {"name", "key", "env"}; `secret:NAME:/path` → {"name", "path"}
     secrets: tuple[dict, ...] = field(default=(), hash=False)
+    volumes: tuple[dict, ...] = field(default=(), hash=False)  # `volume:CLAIM:/path` → {"name", "mount_path"}
+    env: dict[str, str] = field(default_factory=dict, hash=False)  # `env:NAME=VALUE`
+    node_selector: dict[str, str] = field(default_factory=dict, hash=False)  # `node:KEY=VALUE`
+    #: `toleration:KEY[=VALUE]:EFFECT` → {"key", "operator", "value"?, "effect"}
+    tolerations: tuple[dict, ...] = field(default=(), hash=False)
+    shm: str | None = None  # `shm:SIZE`: a memory-backed /dev/shm
 
     def merged(self, other: "StageOptions") -> "StageOptions":
         """Options of ``self`` overridden by whatever ``other`` sets (non-default); mappings are
@@ -63,7 +69,8 @@ class StageOptions:
 
     def to_json(self) -> dict:
         out = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        out["secrets"] = [dict(s) for s in self.secrets]
+        for name in ("secrets", "volumes", "tolerations"):
+            out[name] = [dict(entry) for entry in getattr(self, name)]
         return out
 
 

@@ -13,11 +13,12 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Callable
 
+from . import pod
 from .pipeline import Role
+from .pod import METADATA_KEY_RE, QUANTITY_RE  # noqa: F401 - re-exported (notebook settings check keys)
 from .registry import Registry
 
 STAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$")
 MAGIC_RE = re.compile(r"^\s*%%stage\b(.*)$")
 #: This package's line magics: they drive the pipeline from a notebook, they are not part of it.
 PIPELINE_MAGIC_RE = re.compile(r"^\s*%(pipeline\b|(re)?load_ext\s+jupyter_pipeline\s*$)")
@@ -52,8 +53,12 @@ class CellSpec:
             )
 
     def add_option(self, key: str, name: str, value) -> None:
-        """Add ``name: value`` to the mapping option ``key`` (labels, annotations)."""
+        """Add ``name: value`` to the mapping option ``key`` (labels, annotations, env, node_selector)."""
         self.options.setdefault(key, {})[name] = value
+
+    def add_entry(self, key: str, entry: dict) -> None:
+        """Add ``entry`` to the list option ``key`` (secrets, volumes, tolerations)."""
+        self.options[key] = self.options.get(key, ()) + (entry,)
 
 
 Dialect = Callable[[str, CellSpec], bool]
@@ -86,43 +91,6 @@ def _gpu_option(spec: CellSpec, tag: str, text: str) -> None:
 
 
 IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Kubernetes label/annotation keys: an optional DNS-subdomain prefix and '/', then a name.
-_K8S_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
-METADATA_KEY_RE = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_K8S_NAME}$")
-LABEL_VALUE_RE = re.compile(rf"^({_K8S_NAME})?$")
-SECRET_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-SECRET_KEY_RE = re.compile(r"^[-._A-Za-z0-9]+$")
-
-
-def _metadata_option(spec: CellSpec, tag: str, kind: str, text: str) -> None:
-    """``label:KEY:VALUE`` and ``annotation:KEY:VALUE`` (the key may hold '/', the value ':')."""
-    key, sep, value = text.partition(":")
-    if not sep or not METADATA_KEY_RE.match(key):
-        spec.problem(f"tag '{tag}': write {kind}:KEY:VALUE, where KEY is a Kubernetes {kind} key "
-                     "such as 'team' or 'example.com/team'")
-        return
-    if kind == "label" and not LABEL_VALUE_RE.match(value):
-        spec.problem(f"tag '{tag}': a label value has at most 63 letters, digits, '-', '_' or '.', "
-                     "and starts and ends with a letter or digit")
-        return
-    spec.add_option(kind + "s", key, value)
-
-
-def _secret_option(spec: CellSpec, tag: str, text: str) -> None:
-    """``secret:NAME:KEY:ENV`` (one key as an environment variable) or ``secret:NAME:/path`` (files)."""
-    parts = text.split(":")
-    if len(parts) == 2 and parts[1].startswith("/") and SECRET_NAME_RE.match(parts[0]):
-        entry = {"name": parts[0], "path": parts[1]}
-    elif (len(parts) == 3 and SECRET_NAME_RE.match(parts[0]) and SECRET_KEY_RE.match(parts[1])
-          and IDENTIFIER_RE.match(parts[2])):
-        entry = {"name": parts[0], "key": parts[1], "env": parts[2]}
-    else:
-        spec.problem(f"tag '{tag}': write secret:NAME:KEY:ENV (one key of Kubernetes secret NAME as "
-                     "environment variable ENV) or secret:NAME:/path (its keys as files under /path)")
-        return
-    spec.options["secrets"] = spec.options.get("secrets", ()) + (entry,)
-
-
 def _map_option(spec: CellSpec, tag: str, text: str) -> None:
     """``map:VAR``, ``map:VAR:CHUNKS``, ``map:VAR:as=NAME``, ``map:VAR:CHUNKS:as=NAME``."""
     var, *rest = text.split(":")
@@ -193,10 +161,8 @@ def native(tag: str, spec: CellSpec) -> bool:
         if value not in ("off", "on", "enabled", "disabled"):
             spec.problem(f"tag '{tag}': use cache:off or cache:on")
         spec.options["cache"] = value in ("on", "enabled")
-    elif key in ("label", "annotation"):
-        _metadata_option(spec, tag, key, value)
-    elif key == "secret":
-        _secret_option(spec, tag, value)
+    elif key in pod.TAGS:
+        pod.TAGS[key](spec, tag, value)
     else:
         return False
     return True
@@ -251,6 +217,8 @@ def magic_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout")
     p.add_argument("--workers")
     p.add_argument("--no-cache", action="store_true")
+    for flag, metavar in pod.MAGIC_FLAGS.items():  # pod options: repeatable, as their tags are
+        p.add_argument(f"--{flag}", action="append", default=[], metavar=metavar)
     return p
 
 
@@ -263,6 +231,7 @@ def magic_line_tags(line: str) -> list[str]:
             tags.append(f"{key}:{getattr(args, key)}")
     if args.no_cache:
         tags.append("cache:off")
+    tags += [f"{flag}:{value}" for flag in pod.MAGIC_FLAGS for value in getattr(args, flag)]
     return tags
 
 

@@ -47,6 +47,8 @@ class CompileOptions:
     pip_index_urls: tuple[str, ...] = ()
     capture_packages: bool = False  # also pin the distributions each stage imports
     files_key: str = ""  # store key of the bundle of working files (see .files)
+    #: Create the notebook's per-run volumes; off for kfp.local, which has no cluster to make them in.
+    create_volumes: bool = True
 
     @classmethod
     def for_pipeline(cls, pipeline: Pipeline, settings: Settings | None = None, **overrides) -> "CompileOptions":
@@ -142,11 +144,46 @@ def build(pipeline: Pipeline, options: CompileOptions | None = None):
         failed = report(**stages.store_arguments(values))
         helper(failed, "failed stages", stages.placement)
         with dsl.ExitHandler(failed, name="stages"):
+            created = create_volumes(stages) if options.create_volumes else None
             tasks = {}
             for stage in stages.ordered:
-                tasks[stage.name] = stages.add(stage, values, tasks)
+                tasks[stage.name] = stages.add(stage, values, tasks, after=list((created or {}).values()))
+            if created:
+                delete_volumes(stages, created, list(tasks.values()))
 
     return as_pipeline(body, signature, pipeline, options)
+
+
+def create_volumes(stages: StageTasks) -> dict:
+    """A claim per run for each of the notebook's ``"new": true`` volumes; sets ``stages.claims``
+    (volume name -> claim name channel) and returns the creating tasks by volume name."""
+    from kfp import kubernetes
+
+    created = {}
+    for volume in stages.placement.volumes:
+        if not volume.get("new"):
+            continue
+        extra = {"annotations": dict(volume["annotations"])} if volume.get("annotations") else {}
+        task = kubernetes.CreatePVC(
+            pvc_name_suffix=f"-{volume['name']}", access_modes=[volume.get("access_mode") or "ReadWriteOnce"],
+            size=str(volume["size"]), storage_class_name=volume.get("storage_class") or "", **extra)
+        task.set_display_name(f"create volume {volume['name']}")
+        task.set_caching_options(False)  # a cached claim name would be an earlier run's claim
+        created[volume["name"]] = task
+    stages.claims = {name: task.outputs["name"] for name, task in created.items()}
+    return created
+
+
+def delete_volumes(stages: StageTasks, created: dict, last: list) -> None:
+    """Delete each per-run claim once every stage is done, unless its volume says ``"keep": true``.
+    (A failed run keeps its claims, so their files can be looked at; delete them with kubectl.)"""
+    from kfp import kubernetes
+
+    for volume in stages.placement.volumes:
+        if volume.get("new") and not volume.get("keep"):
+            task = kubernetes.DeletePVC(pvc_name=stages.claims[volume["name"]]).after(*last)
+            task.set_display_name(f"delete volume {volume['name']}")
+            task.set_caching_options(False)
 
 
 def as_pipeline(body, signature: inspect.Signature, pipeline: Pipeline, options: CompileOptions,

@@ -34,12 +34,13 @@ class Bundle:
     """The packed working files: their paths (relative to the notebook), bytes and store key."""
 
     paths: tuple[str, ...]
-    data: bytes
-    size: int  # uncompressed
+    data: bytes  # the gzip'd tar
+    size: int  # of the files
+    digest: str  # sha256 of the tar before compression (zlib versions compress differently)
 
     @property
     def key(self) -> str:
-        return f"{BUNDLE_PREFIX}{hashlib.sha256(self.data).hexdigest()}.tar.gz"
+        return f"{BUNDLE_PREFIX}{self.digest}.tar.gz"
 
 
 def notebook_dir(pipeline: Pipeline, directory: str | Path | None = None) -> Path | None:
@@ -138,7 +139,7 @@ def bundle(pipeline: Pipeline) -> Bundle | None:
             with open(root / rel, "rb") as f:
                 tar.addfile(info, f)
     data = gzip.compress(raw.getvalue(), mtime=0)
-    return Bundle(tuple(paths), data, total)
+    return Bundle(tuple(paths), data, total, hashlib.sha256(raw.getvalue()).hexdigest())
 
 
 def upload(store, packed: Bundle | None) -> None:

@@ -175,7 +175,7 @@ def local_options(pipeline: Pipeline, store) -> CompileOptions:
     packed = bundle(pipeline)
     upload(store, packed)
     return CompileOptions.for_pipeline(pipeline, store=store.absolute_url(), s3_endpoint="",
-                                       files_key=packed.key if packed else None)
+                                       files_key=packed.key if packed else None, create_volumes=False)
 
 
 @contextlib.contextmanager

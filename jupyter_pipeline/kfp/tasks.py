@@ -8,10 +8,12 @@ stage task changes from one run to the next; ``cache:off`` turns KFP's cache off
 
 from __future__ import annotations
 
+import ast
 import json
 
 import nbformat
 
+from .. import analysis
 from ..pipeline import Pipeline, Stage
 from ..stagebook import stage_notebook
 from .component import (
@@ -42,8 +44,15 @@ def notebook_json(pipeline: Pipeline, stage: Stage) -> str:
 
 def registers_models(pipeline: Pipeline, stage: Stage) -> bool:
     """Whether the stage's code (or the setup code) calls ``log_model``: its task gets an ``Output[Model]``."""
-    cells = list(pipeline.setup_cells) + list(stage.cells)
-    return any("log_model" in pipeline.cells[i].source for i in cells)
+    for index in list(pipeline.setup_cells) + list(stage.cells):
+        try:
+            tree = ast.parse(analysis.to_python(pipeline.cells[index].source))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "log_model":
+                return True
+    return False
 
 
 class StageTasks:
@@ -62,6 +71,7 @@ class StageTasks:
         self.pipeline, self.ordered, self.image = pipeline, ordered, image
         self.placement = placement or Placement()
         self.files_key = files_key
+        self.claims: dict | None = None  # claim names of the per-run volumes, once created (compiler)
         self.components = {
             s.name: component(stage_function(pipeline, s, s.options.timeout or 0, registers_models(pipeline, s)),
                               s.options.image or image, (packages or {}).get(s.name), pip_index_urls)
@@ -125,7 +135,7 @@ class StageTasks:
         if item is not None:
             arguments["jp_item"] = item
         task = self.components[stage.name](**arguments)
-        apply(task, stage, self.placement)
+        apply(task, stage, self.placement, self.claims)
         return task
 
 
