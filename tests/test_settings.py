@@ -152,3 +152,11 @@ def test_server_config_environment_beats_traitlets_and_config_file_fills_in(monk
     monkeypatch.setenv("JUPYTER_PIPELINE_KFP_HOST", "https://from-env/pipeline")
     public = config.public(str(tmp_path))
     assert public["store"] == str(tmp_path / "env") and public["kfp_host"] == "https://from-env/pipeline"
+
+
+def test_the_servers_kubeflow_target_needs_nothing_configured_inside_a_pod(in_pod, tmp_path):
+    from jupyter_pipeline.server.config import JupyterPipeline
+
+    public = JupyterPipeline().public(str(tmp_path))
+    assert public["kfp_host"] == cluster.KFP_IN_CLUSTER_HOST and public["namespace"] == "team-a"
+    assert public["default_image"] == "registry.example/team/notebook:7"
