@@ -99,12 +99,14 @@ def toleration(spec, tag: str, text: str) -> None:
 
 
 def toleration_entry(key: str, value: str | None, effect: str | None, seconds: int | None = None) -> dict:
-    """A toleration as the compiler applies it (``Equal`` with a value, ``Exists`` without)."""
-    entry = {"key": key, "operator": "Equal" if value is not None else "Exists", "effect": effect}
+    """A toleration as a pod spec writes it (``Equal`` with a value, ``Exists`` without)."""
+    entry = {"key": key, "operator": "Equal" if value is not None else "Exists"}
     if value is not None:
         entry["value"] = value
+    if effect is not None:
+        entry["effect"] = effect
     if seconds is not None:
-        entry["toleration_seconds"] = seconds
+        entry["tolerationSeconds"] = seconds
     return entry
 
 

@@ -112,7 +112,7 @@ def _node_placement(task, placement: Placement, node_selector: dict, tolerations
         kubernetes.add_node_selector(task, label_key=key, label_value=str(value))
     for t in list(placement.tolerations) + [t for t in tolerations if t not in placement.tolerations]:
         kubernetes.add_toleration(task, key=t["key"], operator=t["operator"], value=t.get("value"),
-                                  effect=t.get("effect"), toleration_seconds=t.get("toleration_seconds"))
+                                  effect=t.get("effect"), toleration_seconds=t.get("tolerationSeconds"))
     if placement.image_pull_secrets:
         kubernetes.set_image_pull_secrets(task, list(placement.image_pull_secrets))
 
