@@ -449,3 +449,24 @@ def test_packages_and_pip_index_reach_every_component(tmp_path, monkeypatch):
     assert f"'PyYAML=={version('PyYAML')}'" in commands["exec-a"]  # only the stage that imports it
     assert "PyYAML" not in commands["exec-b"]  # json is the standard library: not pinned
     assert "pip install" not in commands["exec-failed-stages"]  # bookkeeping tasks install nothing
+
+
+def test_server_compile_and_pipeline_answers_carry_the_kubeflow_notes(tmp_path, monkeypatch):
+    """What the publish dialog shows: the image and where it came from, the files that travel, and
+    the warning that the built-in image must be built and pushed."""
+    from jupyter_pipeline.server.config import JupyterPipeline
+    from jupyter_pipeline.server.handlers import _pipeline_json, compile_notebook
+
+    for name in ("JUPYTER_PIPELINE_IMAGE", "KUBERNETES_SERVICE_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JUPYTER_PIPELINE_CONFIG", str(tmp_path / "none.json"))
+    notebook = ROOT / "tests/fixtures/working_files/reads_files.ipynb"
+    config = JupyterPipeline(store=str(tmp_path / "store"))
+    notes = _pipeline_json(notebook, "reads_files.ipynb", config)["kubeflow"]
+    assert notes["files"] == ["config.yaml", "data/train.csv", "lookup/bonus.json"]
+    assert notes["image_source"] == "default" and notes["problems"][0]["code"] == "default-image"
+    monkeypatch.setenv("JUPYTER_PIPELINE_KFP_STORE", str(tmp_path / "pods-store"))
+    yaml_text, notes = compile_notebook(notebook, JupyterPipeline(default_image="registry.example/jp:3"))
+    assert (notes["image"], notes["image_source"], notes["problems"]) == ("registry.example/jp:3", "server", [])
+    [bundle] = (tmp_path / "pods-store" / "files").glob("*.tar.gz")  # uploaded where the pods read it
+    assert bundle.name in yaml_text

@@ -265,10 +265,11 @@ class RunsHandler(BaseHandler):
             self.log.info("jupyter-pipeline: ignoring store %r from the browser; using the server's store",
                           body["store"])
         options = {k: body.get(k) for k in ("experiment", "image", "kfp_host")}
-        if body.get("shared_kernel") is not None:
-            if not isinstance(body["shared_kernel"], bool):
-                raise BadRequest("\"shared_kernel\" must be true or false.")
-            options["shared_kernel"] = body["shared_kernel"] or None  # false is the default: no option
+        for flag in ("shared_kernel", "capture_packages"):
+            if body.get(flag) is not None:
+                if not isinstance(body[flag], bool):
+                    raise BadRequest(f"\"{flag}\" must be true or false.")
+                options[flag] = body[flag] or None  # false is the default: no option
         if body.get("sweep") is not None:
             sweep = _sweep_options(body["sweep"])
             sweep_id = await self.blocking(self._start_sweep, full, target, parameters, sweep)
