@@ -174,9 +174,10 @@ def test_workers_stage_on_whole_pipeline_json():
 
 def test_distributed_digits_example_is_the_example_with_train_on_two_workers(tmp_path):
     import runpy
+    from pathlib import Path
 
-    from conftest import ROOT
-
+    # Not `from conftest import ROOT`: with the whole suite collected, `conftest` may be tests/ui's.
+    ROOT = Path(__file__).resolve().parent.parent
     script = runpy.run_path(str(ROOT / "examples/digits/make_distributed.py"))
     written = script["main"](tmp_path / "digits_distributed.ipynb")
     assert written.read_text() == (ROOT / "examples/digits/digits_distributed.ipynb").read_text(), \
