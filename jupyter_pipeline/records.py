@@ -11,7 +11,11 @@ import enum
 import secrets
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
 
 
 class StageState(str, enum.Enum):
@@ -179,6 +183,61 @@ class RunRecord:
             sweep_id=data.get("sweep_id"),
             kernel_mode=data.get("kernel_mode", "fresh"),
         )
+
+
+# -- lifecycle: what every target does with a run's record -----------------------------------------
+def new_record(pipeline: Pipeline, *, store: str, target: str, parameters: dict, run_id: str | None = None,
+               **fields) -> RunRecord:
+    """The record of a new run of ``pipeline`` on ``target``: every stage pending, the edges as parsed."""
+    return RunRecord(
+        run_id=run_id or new_run_id(pipeline.name), pipeline=pipeline.name,
+        notebook=str(Path(pipeline.path).resolve()), store=store, target=target, parameters=parameters,
+        stages={s.name: StageRecord() for s in pipeline.stages}, edges=[list(e) for e in pipeline.edges], **fields,
+    )
+
+
+def failed_stages(record: RunRecord) -> list[str]:
+    return [n for n, r in record.stages.items() if r.status == StageState.FAILED]
+
+
+def failure_message(record: RunRecord) -> str | None:
+    """How every target words a failed run: ``stage X failed`` or ``stages X, Y failed`` (None: none did)."""
+    failed = failed_stages(record)
+    return f"stage{'s' if len(failed) > 1 else ''} {', '.join(failed)} failed" if failed else None
+
+
+def finish(record: RunRecord, *, cancelled: bool = False, error: str | None = None) -> RunRecord:
+    """End a run: cancelled, succeeded (every stage did) or failed, naming its failed stages (else
+    ``error``); the record no longer has an owner."""
+    if cancelled:
+        record.status = RunState.CANCELLED
+    elif all(r.status == StageState.SUCCEEDED for r in record.stages.values()):
+        record.status = RunState.SUCCEEDED
+    else:
+        record.status = RunState.FAILED
+        record.error = failure_message(record) or error
+    record.finished_at = now_iso()
+    record.owner = None
+    return record
+
+
+def snapshot(store, pipeline: Pipeline, run_id: str, compiled: str | None = None) -> None:
+    """What a run folder keeps of its pipeline: the notebook, the parsed pipeline and (compiled for
+    Kubeflow) the pipeline YAML, so resume and the UI read the run as it was started."""
+    prefix = run_prefix(run_id)
+    if compiled is not None:
+        store.put_bytes(f"{prefix}/pipeline.yaml", compiled.encode())
+    with open(pipeline.path, "rb") as f:
+        store.put_bytes(f"{prefix}/notebook.ipynb", f.read())
+    store.put_json(f"{prefix}/pipeline.json", pipeline.to_json())
+
+
+def link_outputs(store, run_id: str, stage: str, source_run: str, source_stage: str | None = None) -> None:
+    """Point ``run_id``'s output index of ``stage`` at the values ``source_run`` saved (a reused or
+    shared stage: nothing is copied; each entry keeps the run its files are in)."""
+    index = store.get_json(stage_key(source_run, source_stage or stage, "outputs.json"))
+    pointed = {name: {**e, "run_id": e.get("run_id", source_run)} for name, e in index.items()}
+    store.put_json(stage_key(run_id, stage, "outputs.json"), pointed)
 
 
 # -- store layout (docs/store.md) ---------------------------------------------------------------

@@ -29,8 +29,8 @@ from .exceptions import PipelineError, StoreError
 from .parse import from_notebook, load
 from .pipeline import Pipeline, Stage
 from .records import (
-    RunRecord, RunState, StageRecord, StageState, list_runs, load_run, new_run_id, now_iso, run_prefix, save_run,
-    stage_key,
+    RunRecord, RunState, StageRecord, StageState, finish, link_outputs, list_runs, load_run, new_record, now_iso,
+    run_prefix, save_run, snapshot, stage_key,
 )
 from .mapstages import MapStages
 from .gang import GangStages
@@ -81,14 +81,8 @@ class LocalRunner(MapStages, GangStages):
         values = params_mod.resolve(pipeline, parameters)
         kernel_note = self._choose_kernel(pipeline)
         self.store.check()
-        record = RunRecord(
-            run_id=run_id or new_run_id(pipeline.name),
-            pipeline=pipeline.name,
-            notebook=str(Path(pipeline.path).resolve()),
-            store=self.store.url,
-            parameters=values,
-            stages={s.name: StageRecord() for s in pipeline.stages},
-            edges=[list(e) for e in pipeline.edges],
+        record = new_record(
+            pipeline, store=self.store.url, target="local", parameters=values, run_id=run_id,
             owner={"host": socket.gethostname(), "pid": os.getpid()},
             sweep_id=self.sweep_id,
             kernel_mode=self.kernel_mode,
@@ -103,7 +97,7 @@ class LocalRunner(MapStages, GangStages):
         if self.incremental:
             self._plan_reuse(pipeline, record, fingerprints)
         with self._leased(record):
-            self._snapshot(pipeline, record)
+            snapshot(self.store, pipeline, record.run_id)
             return self._execute(pipeline, record, [s.name for s in pipeline.stages])
 
     def resume(self, run_id: str, pipeline: Pipeline | None = None) -> RunRecord:
@@ -150,7 +144,7 @@ class LocalRunner(MapStages, GangStages):
         record.history.append({"event": "resumed", "at": now_iso(), "stages": sorted(todo)})
         if kernel_note:
             record.history.append({"event": "kernel-fallback", "at": now_iso(), "message": kernel_note})
-        self._snapshot(pipeline, record)
+        snapshot(self.store, pipeline, record.run_id)
         return self._execute(pipeline, record, [s.name for s in pipeline.stages if s.name in todo])
 
     def cancel(self) -> None:
@@ -185,20 +179,15 @@ class LocalRunner(MapStages, GangStages):
     def _pipeline_for_resume(self, record: RunRecord) -> Pipeline:
         if Path(record.notebook).is_file():
             return load(record.notebook)  # the user may have fixed the failing code
-        snapshot = f"{run_prefix(record.run_id)}/notebook.ipynb"
-        if not self.store.exists(snapshot):
+        kept = f"{run_prefix(record.run_id)}/notebook.ipynb"
+        if not self.store.exists(kept):
             raise PipelineError(f"Cannot resume {record.run_id}: {record.notebook} is gone and the run has no snapshot.")
-        nb = nbformat.reads(self.store.get_bytes(snapshot).decode(), as_version=4)
+        nb = nbformat.reads(self.store.get_bytes(kept).decode(), as_version=4)
         return from_notebook(nb, record.notebook)
 
     def _saved_outputs(self, run_id: str, stage: str) -> set[str]:
         key = stage_key(run_id, stage, "outputs.json")
         return set(self.store.get_json(key)) if self.store.exists(key) else set()
-
-    def _snapshot(self, pipeline: Pipeline, record: RunRecord) -> None:
-        with open(pipeline.path, "rb") as f:
-            self.store.put_bytes(f"{run_prefix(record.run_id)}/notebook.ipynb", f.read())
-        self.store.put_json(f"{run_prefix(record.run_id)}/pipeline.json", pipeline.to_json())
 
     def _publish(self, record: RunRecord, final: bool = False) -> None:
         """Write the record to the store: every change as it happens (best effort: a store outage
@@ -357,11 +346,8 @@ class LocalRunner(MapStages, GangStages):
 
     def _link_outputs(self, stage: Stage, record: RunRecord, run_id: str, source: str) -> None:
         """Point this run's output index of ``stage`` at the values ``source`` saved in ``run_id``."""
-        if not stage.outputs:
-            return
-        index = self.store.get_json(stage_key(run_id, source, "outputs.json"))
-        pointed = {name: {**e, "run_id": e.get("run_id", run_id)} for name, e in index.items()}
-        self.store.put_json(stage_key(record.run_id, stage.name, "outputs.json"), pointed)
+        if stage.outputs:
+            link_outputs(self.store, record.run_id, stage.name, run_id, source)
 
     def _compute(self, stage: Stage, record: RunRecord) -> dict:
         if stage.options.map_var:
@@ -449,17 +435,7 @@ class LocalRunner(MapStages, GangStages):
         self.on_event("stage-finished", record, name)
 
     def _finish_run(self, record: RunRecord) -> RunRecord:
-        states = [r.status for r in record.stages.values()]
-        if self._cancelled.is_set():
-            record.status = RunState.CANCELLED
-        elif all(s == StageState.SUCCEEDED for s in states):
-            record.status = RunState.SUCCEEDED
-        else:
-            record.status = RunState.FAILED
-            failed = [n for n, r in record.stages.items() if r.status == StageState.FAILED]
-            record.error = f"stage{'s' if len(failed) > 1 else ''} {', '.join(failed)} failed" if failed else None
-        record.finished_at = now_iso()
-        record.owner = None
+        finish(record, cancelled=self._cancelled.is_set())
         self._publish(record, final=True)
         self.on_event("run-finished", record, None)
         return record

@@ -20,7 +20,9 @@ from pathlib import Path
 from .. import parameters as params_mod
 from ..exceptions import TargetError
 from ..pipeline import Pipeline
-from ..records import RunRecord, RunState, StageRecord, StageState, new_run_id, now_iso, run_prefix, save_run
+from ..records import (
+    RunRecord, RunState, StageRecord, StageState, failure_message, new_run_id, now_iso, run_prefix, save_run,
+)
 from ..settings import Settings, from_options
 from .compiler import compile_for_cluster, kfp_name, parameter_arguments
 
@@ -283,10 +285,8 @@ def apply_run(record: RunRecord, run) -> RunRecord:
             if not rec.status.done:
                 rec.status = StageState.SKIPPED if record.status == RunState.FAILED else StageState.CANCELLED
         if record.status == RunState.FAILED:
-            failed = [n for n, r in record.stages.items() if r.status == StageState.FAILED]
             run_error = getattr(getattr(run, "error", None), "message", None)
-            record.error = (f"stage{'s' if len(failed) > 1 else ''} {', '.join(failed)} failed" if failed
-                            else run_error or "the Kubeflow run failed")
+            record.error = failure_message(record) or run_error or "the Kubeflow run failed"
     else:
         record.status = RunState.RUNNING
     return record

@@ -111,7 +111,7 @@ def _open(store: str, s3_endpoint: str):
 def link_stage(store, owner: str, run_id: str, stage: str) -> None:
     """Give run ``run_id`` the results of ``stage`` computed in run ``owner``: an output index
     pointing at the owner's files and a ``result.json`` with ``reused_from``."""
-    from ..records import stage_key
+    from ..records import link_outputs, stage_key
 
     if owner == run_id:
         return
@@ -120,11 +120,8 @@ def link_stage(store, owner: str, run_id: str, stage: str) -> None:
         raise RuntimeError(f"stage {stage}'s results from run {owner}, which this run reuses (KFP's cache), are "
                            f"not in the store {store.url} any more; run again with caching off for that stage "
                            "(tag cache:off) or for the whole run")
-    index_key = stage_key(owner, stage, "outputs.json")
-    if store.exists(index_key):
-        index = store.get_json(index_key)
-        store.put_json(stage_key(run_id, stage, "outputs.json"),
-                       {name: {**e, "run_id": e.get("run_id", owner)} for name, e in index.items()})
+    if store.exists(stage_key(owner, stage, "outputs.json")):
+        link_outputs(store, run_id, stage, owner)
     result = store.get_json(result_key)
     store.put_json(stage_key(run_id, stage, RESULT_FILE),
                    {**result, "run_id": run_id, "reused_from": result.get("reused_from") or owner})

@@ -18,10 +18,11 @@ import warnings
 from pathlib import Path
 
 from .. import parameters as params_mod
+from .. import records as records_mod
 from ..fanout import mean_metrics
 from ..pipeline import Pipeline
 from ..records import (
-    RunRecord, RunState, StageRecord, StageState, new_run_id, now_iso, run_prefix, save_run, stage_key,
+    RunRecord, StageState, failed_stages, finish, now_iso, run_prefix, save_run, snapshot, stage_key,
 )
 from ..store import open_store
 from .compiler import CompileOptions, compile_pipeline, parameter_arguments
@@ -92,21 +93,13 @@ def _map_result(store, run_id: str, stage: str, result: dict | None) -> dict | N
 
 
 def _finish(record: RunRecord, pipeline: Pipeline, error: str | None) -> RunRecord:
-    failed = [n for n, r in record.stages.items() if r.status == StageState.FAILED]
+    failed = failed_stages(record)
     for name, rec in record.stages.items():
         if not rec.status.done:
             rec.status = StageState.SKIPPED
             rec.error = (f"not run: kfp.local stopped the pipeline after stage {', '.join(failed)} failed"
                          if failed else f"not run: {error or 'the pipeline stopped'}")
-    if all(r.status == StageState.SUCCEEDED for r in record.stages.values()):
-        record.status = RunState.SUCCEEDED
-    else:
-        record.status = RunState.FAILED
-        record.error = (f"stage{'s' if len(failed) > 1 else ''} {', '.join(failed)} failed" if failed
-                        else error or "kfp.local reported a failure")
-    record.finished_at = now_iso()
-    record.owner = None
-    return record
+    return finish(record, error=error or "kfp.local reported a failure")
 
 
 class _Watcher(threading.Thread):
@@ -153,20 +146,7 @@ class _Watcher(threading.Thread):
 
 def new_record(pipeline: Pipeline, store, values: dict, run_id: str | None = None, **fields) -> RunRecord:
     """The record of a kfp-local run of ``pipeline`` with parameter ``values``."""
-    return RunRecord(
-        run_id=run_id or new_run_id(pipeline.name), pipeline=pipeline.name,
-        notebook=str(Path(pipeline.path).resolve()), store=store.url, target="kfp-local", parameters=values,
-        stages={s.name: StageRecord() for s in pipeline.stages}, edges=[list(e) for e in pipeline.edges], **fields,
-    )
-
-
-def snapshot(store, pipeline: Pipeline, run_id: str, yaml_text: str) -> None:
-    """What a run folder keeps of its pipeline: the compiled YAML, the notebook, the parsed pipeline."""
-    prefix = run_prefix(run_id)
-    store.put_bytes(f"{prefix}/pipeline.yaml", yaml_text.encode())
-    with open(pipeline.path, "rb") as f:
-        store.put_bytes(f"{prefix}/notebook.ipynb", f.read())
-    store.put_json(f"{prefix}/pipeline.json", pipeline.to_json())
+    return records_mod.new_record(pipeline, store=store.url, target="kfp-local", parameters=values, run_id=run_id, **fields)
 
 
 def local_options(pipeline: Pipeline, store) -> CompileOptions:
