@@ -17,6 +17,7 @@ import pytest
 from kubeflow_trainer_api.models import JobsetV1alpha2JobSet, TrainerV1alpha1TrainJob
 
 from jupyter_pipeline.gang import free_ports, launch_metadata
+from jupyter_pipeline.kfp import files
 from jupyter_pipeline.kfp import gang as kgang
 from jupyter_pipeline.kfp.compiler import compile_pipeline
 from jupyter_pipeline.parse import from_notebook, load
@@ -65,26 +66,33 @@ def test_jobset_is_a_valid_gang_of_indexed_pods_with_the_stage_placement(fixture
     [container] = spec["containers"]
     assert container["image"] == "registry.example/jp:1"
     assert container["command"] == ["python", "-m", "jupyter_pipeline.kfp.gang"]
-    # Each replica gets the stage's resources and GPU; the notebook's and the GPU's node selection.
+    # Each replica gets the stage's resources and GPU; the notebook's, the stage's and the GPU's node selection.
     assert container["resources"] == {"limits": {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "1"},
                                       "requests": {"cpu": "2", "memory": "4Gi"}}
-    assert spec["nodeSelector"] == {"pool": "train", "nvidia.com/gpu.present": "true",
+    assert spec["nodeSelector"] == {"pool": "train", "zone": "a", "nvidia.com/gpu.present": "true",
                                     "nvidia.com/gpu.product": "nvidia-tesla-t4"}
-    assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert spec["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"},
+                                   {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert spec["imagePullSecrets"] == [{"name": "regcred"}] and spec["restartPolicy"] == "Never"
-    # The existing claim is mounted in every replica (a claim made per run is the pipeline's tasks').
-    assert spec["volumes"][0] == {"name": "volume-0", "persistentVolumeClaim": {"claimName": "datasets"}}
-    assert container["volumeMounts"][0] == {"name": "volume-0", "mountPath": "/data"}
+    # The notebook's and the stage's existing claims are mounted in every replica (a claim made per
+    # run is the pipeline's tasks'), and /dev/shm is memory of the stage's shm: size.
+    assert spec["volumes"] == [{"name": "volume-0", "persistentVolumeClaim": {"claimName": "datasets"}},
+                               {"name": "volume-1", "persistentVolumeClaim": {"claimName": "checkpoints"}},
+                               {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}}]
+    assert container["volumeMounts"] == [{"name": "volume-0", "mountPath": "/data"},
+                                         {"name": "volume-1", "mountPath": "/ckpt"},
+                                         {"name": "dshm", "mountPath": "/dev/shm"}]
     assert "scratch" not in json.dumps(spec)
     env = {e["name"]: e for e in container["env"]}
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "mlpipeline-minio-artifact",
                                                                           "key": "secretkey"}}
     assert env["WANDB_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "wandb", "key": "key"}}
     assert env["JUPYTER_PIPELINE_S3_ENDPOINT"]["value"] == "http://minio.kubeflow:9000"
+    assert env["MODE"] == {"name": "MODE", "value": "replica"}  # the stage's env: tag
     job_env = json.loads(env[kgang.JOB_ENV]["value"])
     assert job_env == {"store": "s3://bucket/prefix", "run_id": "run-1", "stage": "train", "parameters": {"scale": 3},
                        "world_size": 2, "coordinator": f"{launch.name}-workers-0-0.{launch.name}", "timeout": 0,
-                       "pods_per_job": 2}
+                       "pods_per_job": 2, "files": ""}
     assert env[kgang.JOB_INDEX_ENV]["valueFrom"] == {
         "fieldRef": {"fieldPath": "metadata.labels['jobset.sigs.k8s.io/job-index']"}}
     assert pod["metadata"]["labels"]["team"] == "ml"
@@ -109,9 +117,14 @@ def test_trainjob_runs_the_same_replicas_on_a_trainer_runtime(fixture_nb):
     env = {e["name"]: e for e in trainer["env"]}
     assert json.loads(env[kgang.JOB_ENV]["value"])["pods_per_job"] == 1  # rank = the node's Job index
     assert kgang.JOB_INDEX_ENV in env
+    assert template["spec"]["tolerations"][0]["key"] == "dedicated"
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}} in template["spec"]["volumes"]
+    [node] = template["spec"]["containers"]
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in node["volumeMounts"]
+    assert {"name": "MODE", "value": "replica"} in trainer["env"]
     # The pod the runtime makes from it is a valid pod.
     validate_pod({"metadata": template["metadata"], "spec": {
-        **template["spec"], "containers": [{"name": "node", "image": trainer["image"], "command": trainer["command"],
+        **template["spec"], "containers": [{**node, "image": trainer["image"], "command": trainer["command"],
                                             "env": trainer["env"], "resources": trainer["resourcesPerNode"]}]}})
 
 
@@ -197,12 +210,16 @@ def run_pods(jobset, store_url):
 
 
 def launch(fake, fixture_nb, store_dir, run_id="run-1"):
+    """Run the launcher of gang_kfp's stage ``train``, its working files' bundle in the store as a
+    compiled pipeline's upload puts it."""
     store = open_store(store_dir)
     pipeline = load(fixture_nb("gang_kfp"))
+    packed = files.bundle(pipeline)
+    files.upload(store, packed)
     store.put_bytes(stage_key(run_id, "train", "input.ipynb"), nbformat.writes(stage_notebook(pipeline, "train")).encode())
     for attempt in (0, 1):  # created, not finished yet (until the cluster below has run its pods)
         fake.script.setdefault(("GET", f"{JOBSETS}/{kgang.job_name(run_id, 'train', attempt)}"), (200, {"status": {}}))
-    return store, kgang.run_gang(store, run_id, "train", {"scale": 3}, api=fake.api, poll=0.05)
+    return store, kgang.run_gang(store, run_id, "train", {"scale": 3}, api=fake.api, poll=0.05, files=packed.key)
 
 
 @pytest.mark.slow
@@ -220,13 +237,21 @@ def test_launcher_creates_the_jobset_waits_and_reports_rank_0(fake_kubernetes, f
     [post] = [r for r in fake.requests if r["method"] == "POST"]
     assert post["path"] == JOBSETS and post["content_type"] == "application/json"
     assert JobsetV1alpha2JobSet.from_dict(post["body"]).to_dict() == post["body"]
+    # The replicas' pods carry the stage's pod options; each unpacked the travelling files by itself
+    # (the description names the bundle; no working folder is shared with the launcher).
+    pod = post["body"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    assert pod["nodeSelector"]["zone"] == "a" and pod["tolerations"][0]["key"] == "dedicated"
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}} in pod["volumes"]
+    assert {"name": "volume-1", "mountPath": "/ckpt"} in pod["containers"][0]["volumeMounts"]
+    description = json.loads(next(e["value"] for e in pod["containers"][0]["env"] if e["name"] == kgang.JOB_ENV))
+    assert description["files"] == files.bundle(load(fixture_nb("gang_kfp"))).key and "cwd" not in description
     gets = [r for r in fake.requests if r["method"] == "GET"]
     assert gets and all(r["path"] == f"{JOBSETS}/{post['body']['metadata']['name']}" for r in gets)
     # Rank 0's values are the stage's; both executed notebooks are kept, rank 0's as the stage's too.
     assert store.get_json(stage_key("run-1", "train", "outputs.json"))["value"]
     for rank, value in ((0, 3), (1, 6)):
         text = store.get_bytes(stage_key("run-1", "train", "output.ipynb", replica=rank)).decode()
-        assert f"replica {rank} of 2: value {value}" in text
+        assert f"replica {rank} of 2: value {value}, shard-a, mode replica" in text
     assert "replica 0 of 2" in store.get_bytes(stage_key("run-1", "train", "output.ipynb")).decode()
 
 
@@ -295,4 +320,4 @@ def test_kfp_local_runs_the_replicas_as_processes_here(fixture_nb, store_dir):
     assert train.metrics == {"value": 5}
     assert [(r["rank"], r["status"]) for r in train.replicas] == [(0, "succeeded"), (1, "succeeded")]
     text = open_store(store_dir).get_bytes(stage_key(record.run_id, "train", "output.ipynb", replica=1)).decode()
-    assert "replica 1 of 2: value 10" in text
+    assert "replica 1 of 2: value 10, shard-a" in text

@@ -167,8 +167,10 @@ def run_component(*, stage: str, parameters: dict, notebook: str, store: str, s3
             cwd = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"jp-{stage}-work-"))
             unpack(store, files, cwd)
         with _Deadline(int(timeout or 0)) as deadline:
-            runner = run_gang if is_gang(notebook) else run_stage  # a workers: stage starts its replicas (gang.py)
-            result = runner(store, run_id, stage, values, cwd=cwd, item=item)
+            if is_gang(notebook):  # a workers: stage starts its replicas (gang.py), which unpack the files too
+                result = run_gang(store, run_id, stage, values, cwd=cwd, item=item, files=files)
+            else:
+                result = run_stage(store, run_id, stage, values, cwd=cwd, item=item)
     if deadline.fired and result["status"] != "succeeded":
         result["error"] = f"timed out after {timeout} s (tag timeout:)"
     result.update(started_at=started, finished_at=now_iso(), attempts=int(previous.get("attempts", 0)) + 1,

@@ -168,35 +168,15 @@ PODGROUP = ("scheduling.volcano.sh", "v1beta1", "podgroups")
 # -- what the replicas' pods look like ------------------------------------------------------------
 def pod_parts(meta: dict) -> tuple[dict, dict, list, list]:
     """``(resources, pod fields, env, volume mounts)`` of a replica from the stage's launch metadata
-    (``gang.launch_metadata``): the stage's resources and GPUs per replica, the notebook's node
-    selector, tolerations, pull secrets and existing volume claims, the store's credentials secret and
-    the stage's secrets."""
+    (``gang.launch_metadata``): what a normal stage's pod gets (:mod:`.placement`), built for a pod
+    spec: the stage's resources and GPUs per replica; the notebook's and the stage's node selector,
+    tolerations, environment and existing volume claims; pull secrets, the store's credentials
+    secret, the stage's secrets and its ``/dev/shm``."""
     options, settings = meta["options"], meta.get("settings", {})
     placement = Placement.from_settings(settings)
-    limits, requests = {}, {}
-    for key in ("cpu", "memory"):
-        if options.get(key):
-            limits[key] = requests[key] = str(options[key])
-    selector = dict(placement.node_selector)
-    tolerations = list(settings.get("tolerations", []))
-    if options.get("gpu"):
-        gpu_type = options.get("gpu_type") or ""
-        resource = gpu_type if "/" in gpu_type else GPU_RESOURCE
-        limits[resource] = str(options["gpu"])
-        if resource == GPU_RESOURCE:
-            selector.update(placement.gpu_node_selector)
-        if gpu_type and "/" not in gpu_type:
-            selector[placement.gpu_type_label] = gpu_type
-        tolerations.append({"key": resource, "operator": "Exists", "effect": "NoSchedule"})
-    resources = {"limits": limits, **({"requests": requests} if requests else {})}
-    env = [{"name": name, "valueFrom": {"secretKeyRef": {"name": placement.secret, "key": key}}}
-           for key, name in sorted(placement.secret_keys.items())] if placement.secret else []
-    env += [{"name": k, "value": v} for k, v in sorted(settings.get("env", {}).items())]
-    volumes, mounts = [], []
-    for claim in settings.get("volumes", []):
-        if not claim.get("new"):  # existing claims; claims made per run belong to the pipeline's tasks
-            volumes.append({"name": f"volume-{len(volumes)}", "persistentVolumeClaim": {"claimName": claim["name"]}})
-            mounts.append({"name": volumes[-1]["name"], "mountPath": claim["mount_path"]})
+    resources, selector, tolerations = _node_parts(options, settings, placement)
+    volumes, mounts = _volumes(options, settings)
+    env = _env(options, settings, placement)
     for secret in options.get("secrets", []):
         if "env" in secret:
             env.append({"name": secret["env"], "valueFrom": {"secretKeyRef": {"name": secret["name"], "key": secret["key"]}}})
@@ -209,6 +189,49 @@ def pod_parts(meta: dict) -> tuple[dict, dict, list, list]:
               if settings.get("image_pull_secrets") else {}),
            **({"volumes": volumes} if volumes else {})}
     return resources, pod, env, mounts
+
+
+def _node_parts(options: dict, settings: dict, placement: Placement) -> tuple[dict, dict, list]:
+    """Resources, node selector and tolerations: the notebook's, then the stage's own, then its GPU's."""
+    limits, requests = {}, {}
+    for key in ("cpu", "memory"):
+        if options.get(key):
+            limits[key] = requests[key] = str(options[key])
+    selector = {**placement.node_selector, **options.get("node_selector", {})}
+    tolerations = list(settings.get("tolerations", []))
+    tolerations += [t for t in options.get("tolerations", []) if t not in tolerations]
+    if options.get("gpu"):
+        gpu_type = options.get("gpu_type") or ""
+        resource = gpu_type if "/" in gpu_type else GPU_RESOURCE
+        limits[resource] = str(options["gpu"])
+        if resource == GPU_RESOURCE:
+            selector.update(placement.gpu_node_selector)
+        if gpu_type and "/" not in gpu_type:
+            selector[placement.gpu_type_label] = gpu_type
+        tolerations.append({"key": resource, "operator": "Exists", "effect": "NoSchedule"})
+    return {"limits": limits, **({"requests": requests} if requests else {})}, selector, tolerations
+
+
+def _env(options: dict, settings: dict, placement: Placement) -> list:
+    """The store's credentials (from its secret), then the notebook's and the stage's variables."""
+    env = [{"name": name, "valueFrom": {"secretKeyRef": {"name": placement.secret, "key": key}}}
+           for key, name in sorted(placement.secret_keys.items())] if placement.secret else []
+    return env + [{"name": k, "value": str(v)}
+                  for k, v in sorted({**settings.get("env", {}), **options.get("env", {})}.items())]
+
+
+def _volumes(options: dict, settings: dict) -> tuple[list, list]:
+    """The notebook's and the stage's existing claims (claims made per run belong to the pipeline's
+    tasks) and a memory-backed ``/dev/shm`` of the stage's ``shm:`` size."""
+    volumes, mounts = [], []
+    for claim in list(settings.get("volumes", [])) + list(options.get("volumes", [])):
+        if not claim.get("new"):
+            volumes.append({"name": f"volume-{len(volumes)}", "persistentVolumeClaim": {"claimName": claim["name"]}})
+            mounts.append({"name": volumes[-1]["name"], "mountPath": claim["mount_path"]})
+    if options.get("shm"):
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": str(options["shm"])}})
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    return volumes, mounts
 
 
 def job_name(run_id: str, stage: str, attempt: int) -> str:
@@ -224,15 +247,16 @@ def label_value(text: str) -> str:
 
 
 def plan(meta: dict, *, run_id: str, stage: str, parameters: dict, store_url: str, namespace: str, image: str,
-         attempt: int = 0, timeout: int = 0) -> tuple[JobKind, Launch]:
-    """The job of one attempt at ``stage``: its kind and everything its manifest says."""
+         attempt: int = 0, timeout: int = 0, files: str = "") -> tuple[JobKind, Launch]:
+    """The job of one attempt at ``stage``: its kind and everything its manifest says (``files``: the
+    store key of the working files' bundle, which each replica unpacks where its kernel runs)."""
     settings = meta.get("settings", {})
     dist = settings.get("distributed", {})
     kind = kinds.get(dist.get("kind", "jobset"))
     name = job_name(run_id, stage, attempt)
     resources, pod, env, mounts = pod_parts(meta)
     job = {"store": store_url, "run_id": run_id, "stage": stage, "parameters": parameters,
-           "world_size": meta["workers"], "coordinator": kind.coordinator(name), "timeout": timeout,
+           "world_size": meta["workers"], "coordinator": kind.coordinator(name), "timeout": timeout, "files": files,
            "pods_per_job": 1 if kind.one_job_per_replica else meta["workers"]}
     job_index = {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_INDEX_LABEL}']"}}
     env = [{"name": JOB_ENV, "value": json.dumps(job, sort_keys=True)},
@@ -262,9 +286,10 @@ def is_gang(notebook: str) -> bool:
 
 
 def run_gang(store, run_id: str, stage: str, parameters: dict, *, cwd: str | None = None, item=None,
-             api=None, poll: float = POLL_SECONDS) -> dict:
+             api=None, poll: float = POLL_SECONDS, files: str = "") -> dict:
     """Start ``stage``'s replicas as a gang on Kubernetes, wait for them and return the stage's
-    result (rank 0's, as the local runner's); signature of :func:`jupyter_pipeline.stagerun.run_stage`.
+    result (rank 0's, as the local runner's); signature of :func:`jupyter_pipeline.stagerun.run_stage`
+    plus ``files``, the store key of the working files' bundle the replicas unpack.
 
     Outside a pod (kfp.local runs each task as a process on this machine) there is no cluster to
     schedule pods in: the replicas run here, as processes on loopback (:func:`run_here`).
@@ -286,10 +311,10 @@ def run_gang(store, run_id: str, stage: str, parameters: dict, *, cwd: str | Non
     result: dict = {}
     for attempt in range(int(meta["options"].get("retries") or 0) + 1):
         if here:
-            outcome = run_here(meta["workers"], store.absolute_url(), run_id, stage, parameters, cwd)
+            outcome = run_here(meta, store.absolute_url(), run_id, stage, parameters, cwd)
         else:
             outcome = _launch(api, meta, run_id=run_id, stage=stage, parameters=parameters, store_url=store.absolute_url(),
-                              namespace=namespace, image=image, attempt=attempt, poll=poll)
+                              namespace=namespace, image=image, attempt=attempt, poll=poll, files=files)
         result = collect(store, run_id, stage, meta["workers"], outcome)
         result["attempts"] = attempt + 1
         if result["status"] == "succeeded":
@@ -311,18 +336,20 @@ def _launch(api, meta: dict, *, poll: float, **where) -> str:
         raise
 
 
-def run_here(workers: int, store_url: str, run_id: str, stage: str, parameters: dict, cwd: str | None) -> str:
-    """The replicas as processes on this machine (each the pods' command), rank 0 on loopback; the
-    first to fail stops the others. "succeeded" or "failed"."""
+def run_here(meta: dict, store_url: str, run_id: str, stage: str, parameters: dict, cwd: str | None) -> str:
+    """The replicas as processes on this machine (each the pods' command, with the variables the
+    pods would set), rank 0 on loopback; the first to fail stops the others. "succeeded" or "failed"."""
     import subprocess
 
     from ..gang import free_ports
     from ..workers import terminate
 
+    workers = meta["workers"]
     job = {"store": store_url, "run_id": run_id, "stage": stage, "parameters": parameters, "world_size": workers,
            "coordinator": "127.0.0.1", "ports": free_ports(2), "cwd": cwd}
+    values = {e["name"]: e["value"] for e in pod_parts(meta)[2] if "value" in e}
     procs = [subprocess.Popen([sys.executable, "-m", "jupyter_pipeline.kfp.gang"], start_new_session=True,
-                              env={**os.environ, JOB_ENV: json.dumps(job), "JOB_COMPLETION_INDEX": str(rank)})
+                              env={**os.environ, **values, JOB_ENV: json.dumps(job), "JOB_COMPLETION_INDEX": str(rank)})
              for rank in range(workers)]
     try:
         while any(p.poll() is None for p in procs):
@@ -433,11 +460,16 @@ def launcher(task, stage, placement: Placement) -> None:
 
 # -- one replica (each pod's command) -------------------------------------------------------------
 def replica_main() -> int:
-    """Run this pod's replica of the stage: rank from the indexed Job, rank 0's host from the job."""
+    """Run this pod's replica of the stage: rank from the indexed Job, rank 0's host from the job;
+    the working files unpacked into a fresh folder where the kernel runs (unless the job names one)."""
+    import contextlib
+    import tempfile
+
     from ..records import stage_key
     from ..startup import skip_slow_optional_imports
     from ..stagerun import run_stage
     from ..store import open_store
+    from .files import unpack
 
     skip_slow_optional_imports()
     job = json.loads(os.environ[JOB_ENV])
@@ -448,7 +480,12 @@ def replica_main() -> int:
     gang = {"rank": rank, "world_size": job["world_size"], "coordinator": f"{job['coordinator']}:{coordinator}",
             "barrier": f"{job['coordinator']}:{barrier}", "bind": "", "timeout": job.get("timeout") or None}
     store = open_store(job["store"])
-    result = run_stage(store, job["run_id"], job["stage"], job.get("parameters") or {}, cwd=job.get("cwd"), gang=gang)
+    with contextlib.ExitStack() as stack:
+        cwd = job.get("cwd")
+        if cwd is None and job.get("files"):
+            cwd = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"jp-{job['stage']}-{rank}-work-"))
+            unpack(store, job["files"], cwd)
+        result = run_stage(store, job["run_id"], job["stage"], job.get("parameters") or {}, cwd=cwd, gang=gang)
     store.put_json(stage_key(job["run_id"], job["stage"], "result.json", replica=rank), result)
     print(f"jupyter-pipeline: replica {rank} of stage {job['stage']} {result['status']}"
           + (f": {result.get('error')}" if result["status"] != "succeeded" else ""), file=sys.stderr, flush=True)
