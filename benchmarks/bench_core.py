@@ -33,7 +33,7 @@ def generated_notebook(path: Path, stages: int, cells_per_stage: int) -> Path:
 
 
 def bench_validate(tmp: Path, quick: bool) -> list[dict]:
-    from jupyter_pipeline.graph import mermaid, text_tree
+    from jupyter_pipeline.diagram import mermaid, text_tree
     from jupyter_pipeline.parse import load, read_notebook
 
     path = generated_notebook(tmp / "big.ipynb", 80, 5)  # 80 stages, 402 cells
@@ -84,7 +84,7 @@ def bench_stage_overhead(tmp: Path, quick: bool) -> list[dict]:
 
 
 def bench_transfer(tmp: Path, quick: bool) -> list[dict]:
-    from jupyter_pipeline.marshal import load_value, save_value
+    from jupyter_pipeline.values import load_value, save_value
     from jupyter_pipeline.store import open_store
 
     size_mb = 256 if quick else 1024
@@ -115,7 +115,7 @@ def bench_values(tmp: Path, quick: bool) -> list[dict]:
     import datetime
     import pickle
 
-    from jupyter_pipeline.marshal import load_value, save_value
+    from jupyter_pipeline.values import load_value, save_value
     from jupyter_pipeline.store import open_store
 
     store = open_store(str(tmp / "values-store"))

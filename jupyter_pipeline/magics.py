@@ -127,7 +127,7 @@ class PipelineMagics(Magics):
         display({"text/plain": "\n".join(text), "text/html": f"{table}<p>{html.escape(summary)}</p>"}, raw=True)
 
     def _graph(self, args):
-        from .graph import mermaid, svg, text_tree
+        from .diagram import mermaid, svg, text_tree
 
         pipeline, _ = self._load(args)
         if args.format == "svg":

@@ -31,7 +31,7 @@ def _index(producer: str) -> dict:
 
 def load_entry(store, run_id: str, producer: str, entry: dict):
     """Load one output index entry; a ``map:`` stage's entry gives the list of its items' values."""
-    from .marshal import load_value
+    from .values import load_value
 
     run_id = entry.get("run_id", run_id)  # a stage shared with another run of a sweep
     if "items" in entry:
@@ -57,7 +57,7 @@ def map_item(value, chunks: int | None = None):
 
 def setup_done(namespace: dict) -> None:
     """Called after the setup cells: what they defined travels by reference, since every stage has it."""
-    from .marshal import remember_setup
+    from .values import remember_setup
 
     remember_setup(namespace)
 
@@ -68,7 +68,7 @@ def save_outputs(names: list[str], namespace: dict, cells: dict[str, int] | None
     ``cells`` maps a variable to the 1-based source cell that last assigns it (for errors).
     """
     from .exceptions import PipelineError
-    from .marshal import save_value
+    from .values import save_value
 
     ctx = context.current()
     if ctx.rank:

@@ -106,7 +106,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_graph(args) -> int:
-    from ..graph import FORMATS
+    from ..diagram import FORMATS
     from ..parse import load
 
     pipeline = load(args.notebook)
