@@ -13,7 +13,7 @@ import time
 from typing import Callable
 
 from .records import error_with_cell
-from .summary import sweep_table
+from .summary import ranked_variants, sweep_table
 
 
 class MagicFailed(Exception):
@@ -147,9 +147,8 @@ def sweep_bundle(data: dict) -> dict:
     """A finished sweep (``SweepResult.to_json()``): its variants ranked, the best marked."""
     metric = data["metric"]
     rows = []
-    for rank, v in enumerate(data["variants"], 1):
+    for rank, v, value in ranked_variants(data):
         params = ", ".join(f"{k}={val!r}" for k, val in v["parameters"].items())
-        value = v["metrics"].get(metric) if metric else None
         rows.append([("★ " if v["best"] else "") + str(rank), html.escape(params),
                      "-" if value is None else html.escape(f"{value:.4g}" if isinstance(value, float) else str(value)),
                      badge(v["status"]), f"<code>{v['run_id']}</code>"])

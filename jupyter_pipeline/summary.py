@@ -41,13 +41,18 @@ def run_summary(record) -> str:
     return "\n".join(out)
 
 
+def ranked_variants(data: dict) -> list[tuple[int, dict, object]]:
+    """``(rank, variant, its metric value or None)`` for each variant of a sweep, in the result's order."""
+    metric = data["metric"]
+    return [(rank, v, v["metrics"].get(metric) if metric else None) for rank, v in enumerate(data["variants"], 1)]
+
+
 def sweep_table(data: dict) -> str:
     """A sweep's variants ranked by its metric (``SweepResult.to_json()``), the best starred."""
     metric = data["metric"]
     rows = []
-    for rank, v in enumerate(data["variants"], 1):
+    for rank, v, value in ranked_variants(data):
         params = ", ".join(f"{k}={fmt(val)}" for k, val in v["parameters"].items())
-        value = v["metrics"].get(metric) if metric else None
         rows.append([("★ " if v["best"] else "  ") + str(rank), params, fmt(value) if value is not None else "-",
                      v["status"], v["run_id"]])
     out = [table(rows, ["rank", "parameters", metric or "metric", "status", "run"])]
