@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -299,9 +300,15 @@ def test_launcher_says_when_the_cluster_refuses_and_deletes_a_job_it_stops_waiti
 
         _thread.interrupt_main()  # as timeout:'s alarm or a cancel does
 
-    threading.Thread(target=interrupt, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        launch(fake, fixture_nb, store_dir)
+    # interrupt_main() does nothing while SIGINT is ignored, as it is for a suite started in the
+    # background by a non-interactive shell: give Python's own handler back for this test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            launch(fake, fixture_nb, store_dir)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     name = kgang.job_name("run-1", "train", 0)
     deletes = [r for r in fake.requests if r["method"] == "DELETE"]
     assert [d["path"].split("?")[0] for d in deletes] == [f"{JOBSETS}/{name}"]
