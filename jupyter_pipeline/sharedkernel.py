@@ -18,11 +18,9 @@ side: :class:`SharedKernel`, one per run.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
-import shutil
 import signal
 import sys
 import tempfile
@@ -176,10 +174,9 @@ def serve(cwd: str | None, kernel_name: str | None, lease_fd: int | None = None)
     """
     import logging
 
-    from jupyter_core.utils import run_sync
 
     from .stagekernel import start_kernel
-    from .stagerun import _emit, _kill_kernel, prepare, run_stage
+    from .stagerun import _emit, close_kernel, prepare, run_stage
 
     logging.getLogger("papermill").setLevel(logging.CRITICAL)
     sockets = tempfile.mkdtemp(prefix="jp-kernel-")
@@ -215,8 +212,4 @@ def serve(cwd: str | None, kernel_name: str | None, lease_fd: int | None = None)
     finally:
         if kc is not None:
             kc.stop_channels()
-        if km is not None:
-            _kill_kernel(km)
-            with contextlib.suppress(Exception):
-                run_sync(km.cleanup_resources)()
-        shutil.rmtree(sockets, ignore_errors=True)
+        close_kernel(km, sockets)

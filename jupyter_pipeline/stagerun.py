@@ -166,6 +166,17 @@ def _say_started() -> None:
     sys.stdout.flush()
 
 
+def close_kernel(km, sockets: str) -> None:
+    """Kill a worker's kernel (if it started), release its resources and remove its socket folder."""
+    from jupyter_core.utils import run_sync
+
+    if km is not None:
+        _kill_kernel(km)
+        with contextlib.suppress(Exception):
+            run_sync(km.cleanup_resources)()
+    shutil.rmtree(sockets, ignore_errors=True)
+
+
 def _kill_kernel(km) -> None:
     """Kill the kernel's whole process group (it leads its own session) and reap it."""
     provisioner = getattr(km, "provisioner", None)
@@ -217,7 +228,6 @@ def serve(cwd: str | None, kernel_name: str | None, lease_fd: int | None = None)
     kernel start overlap with the stages before it instead of adding to the run's length.
     ``lease_fd`` is the run's lease (see :mod:`jupyter_pipeline.lease`), handed on to the kernel.
     """
-    from jupyter_core.utils import run_sync
 
     from .stagekernel import start_kernel
 
@@ -245,11 +255,7 @@ def serve(cwd: str | None, kernel_name: str | None, lease_fd: int | None = None)
         return 0 if result["status"] == "succeeded" else 1
     finally:
         finished.set()
-        if km is not None:
-            _kill_kernel(km)
-            with contextlib.suppress(Exception):
-                run_sync(km.cleanup_resources)()
-        shutil.rmtree(sockets, ignore_errors=True)
+        close_kernel(km, sockets)
 
 
 def main(argv: list[str] | None = None) -> int:
