@@ -109,6 +109,19 @@ def test_concurrent_calls_are_batched_and_cached_like_rest(served):
     batcher = thread.call(lambda: thread.server.repository.get("model").batcher)
     calls0, requests0 = batcher.calls, batcher.requests
     inputs = [x_rows(1 + i % 3, seed=100 + i) for i in range(48)]
+    # A slow model, whatever the machine's speed: the first call holds (on the worker thread)
+    # until the other requests have arrived, so they can only be answered by coalescing.
+    predict, inline_below = batcher.predict, batcher.inline_below
+
+    def slow_first_call(feed):
+        deadline = time.monotonic() + 30
+        while batcher.calls == calls0 and batcher.pending < len(inputs) - 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return predict(feed)
+
+    def restore():
+        batcher.predict, batcher.inline_below = predict, inline_below
+    thread.call(lambda: setattr(batcher, "inline_below", 0.0) or setattr(batcher, "predict", slow_first_call))
     done = threading.Event()
     results: dict[int, np.ndarray] = {}
 
@@ -121,7 +134,10 @@ def test_concurrent_calls_are_batched_and_cached_like_rest(served):
         inp = grpcclient.InferInput("x", list(x.shape), "FP32")
         inp.set_data_from_numpy(x)
         client.async_infer("model", [inp], callback=lambda result, error, i=i: callback(i, result, error))
-    assert done.wait(60)
+    try:
+        assert done.wait(60)
+    finally:
+        thread.call(restore)
     for i, x in enumerate(inputs):
         np.testing.assert_allclose(results[i], expected(models["m1"], x), rtol=1e-5, atol=1e-6)
     assert batcher.requests - requests0 == len(inputs) and batcher.calls - calls0 < len(inputs)
