@@ -35,7 +35,7 @@ from .records import (
 from .mapstages import MapStages
 from .gang import GangStages
 from .lease import STOPPING_GRACE_SECONDS, Lease
-from .stagebook import stage_notebook
+from .stagenotebook import stage_notebook
 from .stagecache import StageCache, stage_fingerprints, why_it_runs
 from .store import Store, open_store, patiently, resolve_store_url
 from .sharedkernel import FRESH, SHARED, SharedKernel, isolation_reason

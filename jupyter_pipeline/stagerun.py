@@ -60,7 +60,7 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
     from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
-    from .stagebook import RUN_PARAMETER, failed_source_cell, last_run_cell
+    from .stagenotebook import RUN_PARAMETER, failed_source_cell, last_run_cell
     from .stageengine import ENGINE_NAME
     from .store import open_store, patiently
 

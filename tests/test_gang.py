@@ -15,7 +15,7 @@ from jupyter_pipeline.parse import from_notebook, load
 from jupyter_pipeline.records import parse_iso
 from jupyter_pipeline.replica import Distributed, distributed, rendezvous
 from jupyter_pipeline.runner import run_pipeline
-from jupyter_pipeline.stagebook import stage_notebook
+from jupyter_pipeline.stagenotebook import stage_notebook
 from jupyter_pipeline.store import open_store
 from jupyter_pipeline.tags import read_cell
 

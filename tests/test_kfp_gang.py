@@ -23,7 +23,7 @@ from jupyter_pipeline.kfp import gang as kgang
 from jupyter_pipeline.kfp.compiler import compile_pipeline
 from jupyter_pipeline.parse import from_notebook, load
 from jupyter_pipeline.records import stage_key
-from jupyter_pipeline.stagebook import stage_notebook
+from jupyter_pipeline.stagenotebook import stage_notebook
 from jupyter_pipeline.store import open_store
 
 K8S_VERSION = "1.30.0"

@@ -10,8 +10,8 @@ from jupyter_pipeline import analysis
 from jupyter_pipeline.exceptions import NotebookReadError
 from jupyter_pipeline.parse import from_notebook, load, whole_notebook_stage
 from jupyter_pipeline.pipeline import Role
-from jupyter_pipeline.stagebook import stage_notebook
-from jupyter_pipeline.stagebook import stage_notebook
+from jupyter_pipeline.stagenotebook import stage_notebook
+from jupyter_pipeline.stagenotebook import stage_notebook
 
 
 def nb(*cells):

@@ -15,7 +15,7 @@ import nbformat
 
 from .. import analysis
 from ..pipeline import Pipeline, Stage
-from ..stagebook import stage_notebook
+from ..stagenotebook import stage_notebook
 from .component import (
     RUN_INPUTS, component, data_producers, gather_function, plan_function, stage_function, upstream_input,
 )
