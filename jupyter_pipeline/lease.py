@@ -18,9 +18,16 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import socket
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .records import RunRecord, RunState, StageState, now_iso, save_run, stage_key
+
+if TYPE_CHECKING:
+    from .store import Store
 
 #: How long ``acquire`` waits by default for the stage processes of a stopped runner to exit
 #: (they stop within a second or two of their runner: see ``stagerun``'s runner watch).
@@ -95,3 +102,51 @@ class Lease:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
             self.fd = None
+
+
+# -- runs whose runner died -------------------------------------------------------------------------
+def this_process() -> dict:
+    """The owner a run record names for a run this process drives."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def owner_alive(record: RunRecord) -> bool:
+    """Whether the owner a run record names may still drive it (one on another host is assumed to)."""
+    owner = record.owner or {}
+    if owner.get("host") != socket.gethostname() or not owner.get("pid"):
+        return owner.get("host") not in (None, socket.gethostname())  # another machine: assume alive
+    try:
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_interrupted(store: Store, record: RunRecord) -> RunRecord:
+    """Record that the process driving ``record`` died: running/pending stages become interrupted.
+
+    A stage that was running keeps the notebook its worker saved as far as it ran.
+    """
+    for name, rec in record.stages.items():
+        if not rec.status.done:
+            if rec.status == StageState.RUNNING and store.exists(key := stage_key(record.run_id, name, "output.ipynb")):
+                rec.output_notebook = store.uri(key)
+            rec.status = StageState.INTERRUPTED
+    record.status, record.finished_at, record.owner = RunState.INTERRUPTED, now_iso(), None
+    record.error = "the process running this run stopped before it finished; `jupyter-pipeline resume` continues it"
+    save_run(store, record)
+    return record
+
+
+def effective_status(store: Store, record: RunRecord) -> RunRecord:
+    """The record, marked interrupted if it claims to run on this host but its process is gone.
+
+    Not before its lease is free: until the dead runner's stage processes have exited, they
+    could still write, and the run still counts as running.
+    """
+    if (record.status == RunState.RUNNING and record.target == "local" and not owner_alive(record)
+            and not Lease(store.absolute_url(), record.run_id).held()):
+        return mark_interrupted(store, record)
+    return record

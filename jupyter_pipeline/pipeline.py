@@ -198,6 +198,27 @@ class Pipeline:
         """(upstream, downstream) pairs, in notebook order of the downstream stage."""
         return [(up, s.name) for s in self.stages for up in s.depends_on]
 
+    def dependency_order(self) -> list[Stage]:
+        """Stages with every upstream stage first, otherwise in notebook order (``after:`` may name a
+        later stage); raises :class:`TargetError` on a cycle, which validation reports first."""
+        done: dict[str, Stage] = {}
+        by_name = {s.name: s for s in self.stages}
+
+        def visit(stage: Stage, path: tuple) -> None:
+            if stage.name in done:
+                return
+            if stage.name in path:
+                from .exceptions import TargetError
+
+                raise TargetError(f"{self.path}: stages {' -> '.join(path + (stage.name,))} form a cycle.")
+            for up in stage.depends_on:
+                visit(by_name[up], path + (stage.name,))
+            done[stage.name] = stage
+
+        for stage in self.stages:
+            visit(stage, ())
+        return list(done.values())
+
     @property
     def errors(self) -> list[Problem]:
         return [p for p in self.problems if p.severity == "error"]

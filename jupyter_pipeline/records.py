@@ -185,6 +185,62 @@ class RunRecord:
         )
 
 
+@dataclass
+class SweepResult:
+    """The variants of a sweep with their runs, metrics and ranking (``sweeps/<id>/sweep.json``)."""
+
+    sweep_id: str
+    notebook: str
+    metric: str | None
+    goal: str
+    runs: list[RunRecord] = field(default_factory=list)
+    swept: list[str] = field(default_factory=list)
+    created_at: str = field(default_factory=now_iso)
+
+    @property
+    def ranked(self) -> list[RunRecord]:
+        if not self.metric:
+            return list(self.runs)
+        scored = [r for r in self.runs if isinstance(r.metrics().get(self.metric), (int, float))]
+        rest = [r for r in self.runs if r not in scored]
+        scored.sort(key=lambda r: r.metrics()[self.metric], reverse=self.goal == "max")
+        return scored + rest
+
+    @property
+    def best(self) -> RunRecord | None:
+        ranked = self.ranked
+        if not self.metric or not ranked or self.metric not in ranked[0].metrics():
+            return None
+        return ranked[0]
+
+    @property
+    def stage_runs(self) -> tuple[int, int]:
+        """(stage executions, stage results used): the difference is what sharing saved."""
+        used = sum(len(r.stages) for r in self.runs)
+        shared = sum(1 for r in self.runs for s in r.stages.values() if s.reused_from)
+        return used - shared, used
+
+    def to_json(self) -> dict:
+        best = self.best
+        executed, used = self.stage_runs
+        return {
+            "sweep_id": self.sweep_id,
+            "notebook": self.notebook,
+            "metric": self.metric,
+            "goal": self.goal,
+            "swept": self.swept,
+            "created_at": self.created_at,
+            "best": best.run_id if best else None,
+            "stages_executed": executed,
+            "stages_used": used,
+            "variants": [
+                {"run_id": r.run_id, "status": r.status.value, "parameters": {k: r.parameters[k] for k in self.swept},
+                 "metrics": r.metrics(), "best": best is not None and r.run_id == best.run_id}
+                for r in self.ranked
+            ],
+        }
+
+
 # -- lifecycle: what every target does with a run's record -----------------------------------------
 def new_record(pipeline: Pipeline, *, store: str, target: str, parameters: dict, run_id: str | None = None,
                **fields) -> RunRecord:
@@ -221,6 +277,24 @@ def finish(record: RunRecord, *, cancelled: bool = False, error: str | None = No
     return record
 
 
+def reopen(record: RunRecord, pipeline: Pipeline, rerun: list[str], *, owner: dict, kernel_mode: str) -> RunRecord:
+    """Resume a run: the stages in ``rerun`` start afresh (a ``map:`` stage keeps its items, so only
+    the failed ones run again), the others keep their results (``reused``); the record follows the
+    pipeline as it is now, is running again under ``owner`` and says in its history what re-runs."""
+    for stage in pipeline.stages:
+        if stage.name in rerun:
+            old = record.stages.get(stage.name, StageRecord())
+            record.stages[stage.name] = StageRecord(items=old.items if stage.options.map_var else [])
+        else:
+            record.stages[stage.name].reused = True
+    record.stages = {s.name: record.stages[s.name] for s in pipeline.stages}
+    record.edges = [list(e) for e in pipeline.edges]
+    record.status, record.finished_at, record.error = RunState.RUNNING, None, None
+    record.owner, record.kernel_mode = owner, kernel_mode
+    record.history.append({"event": "resumed", "at": now_iso(), "stages": sorted(rerun)})
+    return record
+
+
 def snapshot(store, pipeline: Pipeline, run_id: str, compiled: str | None = None) -> None:
     """What a run folder keeps of its pipeline: the notebook, the parsed pipeline and (compiled for
     Kubeflow) the pipeline YAML, so resume and the UI read the run as it was started."""
@@ -253,6 +327,10 @@ def run_prefix(run_id: str) -> str:
 
 def run_key(run_id: str) -> str:
     return f"runs/{run_id}/run.json"
+
+
+def sweep_key(sweep_id: str) -> str:
+    return f"sweeps/{sweep_id}/sweep.json"
 
 
 def stage_key(run_id: str, stage: str, name: str, item: int | None = None, replica: int | None = None) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,19 +23,19 @@ from typing import Callable
 
 import nbformat
 
-from . import parameters as params_mod
+from . import parameters as params_mod, plan
 from .exceptions import PipelineError, StoreError
 from .parse import from_notebook, load
 from .pipeline import Pipeline, Stage
 from .records import (
-    RunRecord, RunState, StageRecord, StageState, finish, link_outputs, list_runs, load_run, new_record, now_iso,
+    RunRecord, RunState, StageState, finish, link_outputs, list_runs, load_run, new_record, now_iso, reopen,
     run_prefix, save_run, snapshot, stage_key,
 )
 from .mapstages import MapStages
 from .gang import GangStages
-from .lease import STOPPING_GRACE_SECONDS, Lease
+from .lease import STOPPING_GRACE_SECONDS, Lease, effective_status, mark_interrupted, owner_alive, this_process
 from .stagenotebook import stage_notebook
-from .stagecache import StageCache, stage_fingerprints, why_it_runs
+from .stagecache import StageCache, stage_fingerprints
 from .store import Store, open_store, patiently, resolve_store_url
 from .sharedkernel import FRESH, SHARED, SharedKernel, isolation_reason
 from .workers import WarmWorkers, terminate
@@ -67,7 +66,7 @@ class LocalRunner(MapStages, GangStages):
         self.cache, self.warm, self.sweep_id = cache, warm, sweep_id
         self._keys: dict[str, str] = {}
         self.incremental = incremental
-        self._reuse: dict[str, tuple[str, StageRecord]] = {}  # stage -> (earlier run, its record)
+        self._plan = plan.Plan()  # what the current run executes, reuses or keeps (jupyter_pipeline.plan)
         self.record: RunRecord | None = None
         self._lease: Lease | None = None
         # --shared-kernel: stages take turns in one kernel (see jupyter_pipeline.sharedkernel).
@@ -83,7 +82,7 @@ class LocalRunner(MapStages, GangStages):
         self.store.check()
         record = new_record(
             pipeline, store=self.store.url, target="local", parameters=values, run_id=run_id,
-            owner={"host": socket.gethostname(), "pid": os.getpid()},
+            owner=this_process(),
             sweep_id=self.sweep_id,
             kernel_mode=self.kernel_mode,
             history=[{"event": "kernel-fallback", "at": now_iso(), "message": kernel_note}] if kernel_note else [],
@@ -94,8 +93,13 @@ class LocalRunner(MapStages, GangStages):
             # The record keeps the key and what went into it (for --incremental's "why").
             record.stages[name].cache_key = fp["key"]
             record.stages[name].fingerprint = {k: v for k, v in fp.items() if k != "key"}
+        self._plan = plan.fresh(pipeline)
         if self.incremental:
-            self._plan_reuse(pipeline, record, fingerprints)
+            self._plan = plan.incremental(pipeline, fingerprints, list_runs(self.store, notebook=record.notebook),
+                                          lambda run, stage: self.store.exists(stage_key(run, stage, "outputs.json")))
+            for name, decision in self._plan.decisions.items():
+                record.stages[name].why = decision.why
+                record.stages[name].reused_from = decision.reused_from
         with self._leased(record):
             snapshot(self.store, pipeline, record.run_id)
             return self._execute(pipeline, record, [s.name for s in pipeline.stages])
@@ -103,7 +107,7 @@ class LocalRunner(MapStages, GangStages):
     def resume(self, run_id: str, pipeline: Pipeline | None = None) -> RunRecord:
         """Re-run the stages of ``run_id`` that did not succeed, reusing the outputs of those that did."""
         record = load_run(self.store, run_id)
-        if record.status == RunState.RUNNING and _owner_alive(record):
+        if record.status == RunState.RUNNING and owner_alive(record):
             raise PipelineError(f"Run {run_id} is still running (process {record.owner['pid']}); cancel it first.")
         with self._leased(record, wait=STOPPING_GRACE_SECONDS):
             return self._resume(record, pipeline)
@@ -114,38 +118,12 @@ class LocalRunner(MapStages, GangStages):
         pipeline.require_valid()
         kernel_note = self._choose_kernel(pipeline)
         self.store.check()
-        todo = {s.name for s in pipeline.stages if record.stages.get(s.name, StageRecord()).status != StageState.SUCCEEDED}
-        # A reused stage must have saved every variable the re-run stages now need from it.
-        for stage in pipeline.stages:
-            if stage.name not in todo:
-                continue
-            for var, producer in stage.inputs:
-                if producer not in todo and var not in self._saved_outputs(record.run_id, producer):
-                    todo.add(producer)
-        changed = True
-        while changed:  # everything downstream of a re-run stage re-runs too
-            changed = False
-            for up, down in pipeline.edges:
-                if up in todo and down not in todo:
-                    todo.add(down)
-                    changed = True
-        for stage in pipeline.stages:
-            if stage.name in todo:
-                old = record.stages.get(stage.name, StageRecord())
-                # A map stage keeps its succeeded items: resume re-runs only the failed ones.
-                record.stages[stage.name] = StageRecord(items=old.items if stage.options.map_var else [])
-            else:
-                record.stages[stage.name].reused = True
-        record.stages = {s.name: record.stages[s.name] for s in pipeline.stages}
-        record.edges = [list(e) for e in pipeline.edges]
-        record.status, record.finished_at, record.error = RunState.RUNNING, None, None
-        record.owner = {"host": socket.gethostname(), "pid": os.getpid()}
-        record.kernel_mode = self.kernel_mode
-        record.history.append({"event": "resumed", "at": now_iso(), "stages": sorted(todo)})
+        self._plan = plan.resume(pipeline, record, lambda stage: self._saved_outputs(record.run_id, stage))
+        reopen(record, pipeline, self._plan.to_run, owner=this_process(), kernel_mode=self.kernel_mode)
         if kernel_note:
             record.history.append({"event": "kernel-fallback", "at": now_iso(), "message": kernel_note})
         snapshot(self.store, pipeline, record.run_id)
-        return self._execute(pipeline, record, [s.name for s in pipeline.stages if s.name in todo])
+        return self._execute(pipeline, record, self._plan.to_run)
 
     def cancel(self) -> None:
         """Stop the run: running stages get SIGTERM (then SIGKILL), pending ones never start."""
@@ -219,7 +197,7 @@ class LocalRunner(MapStages, GangStages):
                "--lease-fd", str(lease_fd)]
         self._workers = WarmWorkers(cmd, cwd, pass_fds=(lease_fd,))
         self._shared = None
-        if self.kernel_mode == SHARED and any(self._shares(stages[n]) for n in names if n not in self._reuse):
+        if self.kernel_mode == SHARED and any(self._shares(stages[n]) for n in names if not self._plan.reuses(n)):
             self._shared = SharedKernel(cmd, cwd, pass_fds=(lease_fd,))
             self._shared.start()
         try:
@@ -233,7 +211,7 @@ class LocalRunner(MapStages, GangStages):
     def _schedule(self, record: RunRecord, stages: dict, pending: list[str], running: dict) -> None:
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="jp-stage") as pool:
             while pending or running:
-                to_run = sum(1 for name in pending if name not in self._reuse and not self._shares(stages[name]))
+                to_run = sum(1 for name in pending if not self._plan.reuses(name) and not self._shares(stages[name]))
                 self._workers.ensure(min(self.warm if self.warm is not None else self.workers, to_run))
                 if self._cancelled.is_set():
                     for name in pending:
@@ -291,36 +269,16 @@ class LocalRunner(MapStages, GangStages):
             self._kernel = "python3"
             return f"kernel '{name}' is not installed here; stages run in 'python3'"
 
-    def _plan_reuse(self, pipeline: Pipeline, record: RunRecord, fingerprints: dict) -> None:
-        """--incremental: find, per stage, an earlier run of this notebook with the same key."""
-        earlier = list_runs(self.store, notebook=record.notebook)
-        for stage in pipeline.stages:
-            fp = fingerprints[stage.name]
-            rec = record.stages[stage.name]
-            if not stage.options.cache:
-                rec.why = "tagged cache:off"
-                continue
-            match = next((r for r in earlier if (s := r.stages.get(stage.name)) and s.status == StageState.SUCCEEDED
-                          and s.cache_key == fp["key"]
-                          and (not stage.outputs or self.store.exists(stage_key(r.run_id, stage.name, "outputs.json")))),
-                         None)
-            if match is not None:
-                self._reuse[stage.name] = (match.run_id, match.stages[stage.name])
-                rec.why = f"unchanged since run {match.run_id}"
-                rec.reused_from = match.stages[stage.name].reused_from or match.run_id
-            else:
-                last = next((r.stages[stage.name] for r in earlier if stage.name in r.stages), None)
-                rec.why = why_it_runs(fp, last)
-
     def _reuse_earlier(self, stage: Stage, record: RunRecord) -> dict:
-        run_id, earlier = self._reuse[stage.name]
-        self._link_outputs(stage, record, run_id, stage.name)
+        decision = self._plan[stage.name]
+        earlier = decision.earlier
+        self._link_outputs(stage, record, decision.source_run, stage.name)
         record.stages[stage.name].items = earlier.items
         return {"status": "succeeded", "metrics": earlier.metrics, "output_notebook": earlier.output_notebook,
-                "reused_from": earlier.reused_from or run_id}
+                "reused_from": decision.reused_from}
 
     def _run_stage(self, stage: Stage, record: RunRecord) -> dict:
-        if stage.name in self._reuse:
+        if self._plan.reuses(stage.name):
             return self._reuse_earlier(stage, record)
         if self.cache is not None and stage.options.cache and stage.name in self._keys:
             owner, entry = self.cache.claim(self._keys[stage.name], record.run_id, stage.name)
@@ -449,47 +407,6 @@ def _result_of(future: Future) -> dict:
         return {"status": "failed", "error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - one stage's bug must not leave the whole run `running`
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-
-
-def _owner_alive(record: RunRecord) -> bool:
-    owner = record.owner or {}
-    if owner.get("host") != socket.gethostname() or not owner.get("pid"):
-        return owner.get("host") not in (None, socket.gethostname())  # another machine: assume alive
-    try:
-        os.kill(owner["pid"], 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def mark_interrupted(store: Store, record: RunRecord) -> RunRecord:
-    """Record that the process driving ``record`` died: running/pending stages become interrupted.
-
-    A stage that was running keeps the notebook its worker saved as far as it ran.
-    """
-    for name, rec in record.stages.items():
-        if not rec.status.done:
-            if rec.status == StageState.RUNNING and store.exists(key := stage_key(record.run_id, name, "output.ipynb")):
-                rec.output_notebook = store.uri(key)
-            rec.status = StageState.INTERRUPTED
-    record.status, record.finished_at, record.owner = RunState.INTERRUPTED, now_iso(), None
-    record.error = "the process running this run stopped before it finished; `jupyter-pipeline resume` continues it"
-    save_run(store, record)
-    return record
-
-
-def effective_status(store: Store, record: RunRecord) -> RunRecord:
-    """The record, marked interrupted if it claims to run on this host but its process is gone.
-
-    Not before its lease is free: until the dead runner's stage processes have exited, they
-    could still write, and the run still counts as running.
-    """
-    if (record.status == RunState.RUNNING and record.target == "local" and not _owner_alive(record)
-            and not Lease(store.absolute_url(), record.run_id).held()):
-        return mark_interrupted(store, record)
-    return record
 
 
 def run_pipeline(pipeline: Pipeline | str, parameters: dict | None = None, store: Store | str | None = None,

@@ -85,21 +85,7 @@ def kfp_name(name: str) -> str:
 
 def topological(pipeline: Pipeline) -> list[Stage]:
     """Stages with every upstream stage first, otherwise in notebook order."""
-    done: dict[str, Stage] = {}
-    by_name = {s.name: s for s in pipeline.stages}
-
-    def visit(stage: Stage, path: tuple) -> None:
-        if stage.name in done:
-            return
-        if stage.name in path:
-            raise TargetError(f"{pipeline.path}: stages {' -> '.join(path + (stage.name,))} form a cycle.")
-        for up in stage.depends_on:
-            visit(by_name[up], path + (stage.name,))
-        done[stage.name] = stage
-
-    for stage in pipeline.stages:
-        visit(stage, ())
-    return list(done.values())
+    return pipeline.dependency_order()
 
 
 def pipeline_signature(pipeline: Pipeline, options: CompileOptions) -> inspect.Signature:

@@ -1,7 +1,7 @@
 """Sweeps on Kubeflow: one compiled pipeline runs every variant, in a ``dsl.ParallelFor``.
 
 The stages whose content key (:mod:`jupyter_pipeline.stagecache`) is the same in every variant
-run once, before the loop, in the first variant's run folder. The loop runs once per variant
+(:func:`jupyter_pipeline.plan.shared_stages`) run once, before the loop, in the first variant's run folder. The loop runs once per variant
 (``max_parallel`` as its parallelism): a *link* task gives the variant's run the shared stages'
 results (output indexes pointing at the first variant's files, as the local sweep does), then
 the variant's own stages run with the swept parameters taken from the loop item. Each variant
@@ -19,29 +19,17 @@ import warnings
 
 from .. import parameters as params_mod
 from ..pipeline import Pipeline
-from ..records import new_run_id
-from ..stagecache import stage_keys
+from ..plan import shared_stages, variants
+from ..records import SweepResult, new_run_id, sweep_key
 from ..store import open_store
-from ..sweep import SweepResult, variants
 from .compiler import (
-    CompileOptions, as_pipeline, compile_graph, parameter_arguments, pipeline_signature, stage_tasks, topological,
+    CompileOptions, as_pipeline, compile_graph, parameter_arguments, pipeline_signature, stage_tasks,
 )
 from .component import check_parameter_names, component, link_function, upstream_input, variants_function
 from .placement import helper
 from .tasks import LOCATION
 
 VARIANTS_INPUT = "jp_variants"
-
-
-def shared_stages(pipeline: Pipeline, values: list[dict]) -> list[str]:
-    """Stages computed once for all variants: same key everywhere, cacheable, upstream shared too."""
-    keys = [stage_keys(pipeline, v) for v in values]
-    shared: list[str] = []
-    for stage in topological(pipeline):
-        same = all(k[stage.name] == keys[0][stage.name] for k in keys)
-        if same and stage.options.cache and all(up in shared for up in stage.depends_on):
-            shared.append(stage.name)
-    return shared
 
 
 def build_sweep(pipeline: Pipeline, swept: list[str], shared: list[str], options: CompileOptions | None = None,
@@ -136,7 +124,7 @@ def run_sweep_kfp_local(pipeline: Pipeline, grid: dict[str, list], store, option
     arguments[VARIANTS_INPUT] = variant_arguments(pipeline, [r.run_id for r in records], values, swept)
     execute(yaml_text, arguments, store, records, pipeline, on_event, run_id=records[0].run_id)
     result = SweepResult(sweep_id, pipeline.path, options.get("metric"), goal, runs=records, swept=swept)
-    store.put_json(f"sweeps/{sweep_id}/sweep.json", result.to_json())
+    store.put_json(sweep_key(sweep_id), result.to_json())
     return result
 
 
