@@ -16,10 +16,14 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 
 from .stagerun import RESULT_PREFIX, STARTED_LINE, exit_description
+from .zygote import Zygote, shared as shared_zygote
+
+STAGERUN = "jupyter_pipeline.stagerun"
 
 TERMINATE_GRACE_SECONDS = 5
 
@@ -27,11 +31,18 @@ TERMINATE_GRACE_SECONDS = 5
 class Worker:
     """One warm stage process (``stagerun --serve``): imports done and kernel started, waiting for a job."""
 
-    def __init__(self, cmd: list[str], cwd: str, pass_fds: tuple[int, ...] = ()):
+    def __init__(self, cmd: list[str], cwd: str, pass_fds: tuple[int, ...] = (), zygote: Zygote | None = None):
         self.stderr = tempfile.TemporaryFile(mode="w+")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.forked = False
+        if zygote is not None and zygote.ready.is_set() and cmd[:3] == [sys.executable, "-m", STAGERUN]:
+            with contextlib.suppress(OSError):  # the zygote went away: start afresh instead
+                self.proc = zygote.fork(cmd[3:], cwd, env, self.stderr, pass_fds)
+                self.forked = True
+                return
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
-            start_new_session=True, cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, pass_fds=pass_fds,
+            start_new_session=True, cwd=cwd, env=env, pass_fds=pass_fds,
         )
 
     def run(self, job: dict, on_started=None) -> dict:
@@ -105,20 +116,39 @@ class WarmWorkers:
         self.cmd, self.cwd, self.pass_fds = cmd, cwd, pass_fds
         self._idle: list[Worker] = []
         self._lock = threading.Lock()
+        self._wanted = 0
+        self._closed = False
+        self.zygote = shared_zygote() if cmd[:3] == [sys.executable, "-m", STAGERUN] else None
+        if self.zygote is not None:
+            self.zygote.when_ready(self._top_up)
 
     def ensure(self, count: int) -> None:
+        """Keep ``count`` workers waiting. Until the zygote can fork them, only one is started
+        afresh (a worker starting afresh costs as much CPU as the zygote's own start)."""
         with self._lock:
-            while len(self._idle) < count:
-                self._idle.append(Worker(self.cmd, self.cwd, self.pass_fds))
+            self._wanted = count
+        self._top_up()
+
+    def _top_up(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            forking = self.zygote is None or self.zygote.ready.is_set()
+            while len(self._idle) < (self._wanted if forking else min(self._wanted, 1)):
+                self._idle.append(self._new())
+
+    def _new(self) -> Worker:
+        return Worker(self.cmd, self.cwd, self.pass_fds, self.zygote)
 
     def take(self) -> Worker:
         with self._lock:
             if self._idle:
                 return self._idle.pop(0)
-        return Worker(self.cmd, self.cwd, self.pass_fds)
+        return self._new()
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for worker in idle:
             worker.discard()

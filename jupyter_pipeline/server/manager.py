@@ -133,12 +133,23 @@ class RunManager:
             self._active = {k: a for k, a in self._active.items() if not a.done.is_set()}
             running = len({id(a) for a in self._active.values()})
             if running >= self.max_concurrent_runs:
+                # A run's final record is written just before it reports its end: a client that
+                # saw it end may ask for the next run in between. The store has the last word.
+                self._active = {k: a for k, a in self._active.items() if not self._ended_in_store(k)}
+                running = len({id(a) for a in self._active.values()})
+            if running >= self.max_concurrent_runs:
                 raise TooManyRuns(
                     f"This server already drives {running} run(s), its limit "
                     f"(c.JupyterPipeline.max_concurrent_runs = {self.max_concurrent_runs}). "
                     "Wait for one to finish or cancel one.")
             self._active[active.run_id] = active
         return active
+
+    def _ended_in_store(self, run_id: str) -> bool:
+        try:
+            return load_run(self.store, run_id).status != RunState.RUNNING
+        except Exception:  # noqa: BLE001 - not written yet, a sweep's id, the store down: still running
+            return False
 
     def _launch(self, active: ActiveRun, work) -> None:
         """Run ``work`` in a daemon thread; return once it reported (or failed, raising its error)."""
