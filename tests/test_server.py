@@ -24,6 +24,7 @@ from pytest_jupyter.jupyter_server import *  # noqa: F401,F403 - fixtures, scope
 
 from test_kfp_client import kfp_server  # noqa: F401 - fixture: a loopback server playing the KFP API
 
+from jupyter_pipeline.lease import Lease
 from jupyter_pipeline.records import RunRecord, StageRecord, StageState, save_run
 from jupyter_pipeline.server.config import JupyterPipeline
 from jupyter_pipeline.store import open_store
@@ -480,7 +481,7 @@ def test_bad_sweeps_are_refused_before_anything_runs(api):
 
 
 @pytest.mark.slow
-def test_cancel_a_running_local_run(api):
+def test_cancel_a_running_local_run(api, store_path):
     status, body = api("POST", "runs", body={"path": "small.ipynb", "parameters": {"delay": 120}})
     assert status == 202, body
     run_id = body["run_id"]
@@ -492,6 +493,8 @@ def test_cancel_a_running_local_run(api):
     status, body = api("GET", "runs", run_id, "stages", "make", "notebook")
     assert_error(status, body, 404, "has not run yet")
 
+    lease = Lease(open_store(str(store_path)).absolute_url(), run_id)
+    assert [h for h in lease.holders() if h[0] != os.getpid()]  # the stage's worker and kernel, while it runs
     started = time.monotonic()
     status, record = api("DELETE", "runs", run_id)
     assert status == 200, record
@@ -500,13 +503,11 @@ def test_cancel_a_running_local_run(api):
     assert record["stages"]["total"]["status"] in ("cancelled", "skipped")
     assert time.monotonic() - started < 30
     assert api("GET", "runs", run_id)[1]["status"] == "cancelled"
-    # the slot is free again, and the stage process is gone
-    assert not _stage_processes(run_id)
-
-
-def _stage_processes(run_id: str) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "jupyter_pipeline.stagerun" in line and run_id in line]
+    # the slot is free again, and the stage's processes (worker, kernel) are gone: none holds the run's lease
+    deadline = time.monotonic() + 10
+    while (others := [h for h in lease.holders() if h[0] != os.getpid()]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not others, others
 
 
 # -- recovery --------------------------------------------------------------------------------------
