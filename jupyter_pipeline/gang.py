@@ -1,6 +1,6 @@
 """Local ``workers:N`` stages: N replicas of the stage notebook, N kernels on loopback, as one gang.
 
-Each replica is a stage worker (``stagerun --serve``, its own kernel) given the same job plus its
+Each replica is a stage worker (``stageworker --serve``, its own kernel) given the same job plus its
 place in the gang: rank, world size, JAX's coordinator address and the barrier's, both free
 loopback ports. The replicas meet at the barrier before any user cell runs
 (:func:`jupyter_pipeline.replica.join`); if one fails, the others are stopped at once (one that
@@ -17,7 +17,7 @@ import contextlib
 import socket
 import threading
 
-from .pipeline import Pipeline, Stage
+from .pipeline import Stage
 from .records import RunRecord, now_iso
 from .workers import terminate
 
@@ -30,9 +30,6 @@ _claiming = threading.Lock()
 #: Kinds of multi-pod job a ``workers:`` stage becomes on Kubeflow, and the gang schedulers known.
 JOB_KINDS = ("jobset", "trainjob")
 SCHEDULERS = ("kueue", "volcano")
-#: Notebook settings the replicas' pods follow (the rest of a stage's placement is in its options).
-POD_SETTINGS = ("image", "distributed", "node_selector", "gpu_node_selector", "gpu_type_label", "secret",
-                "secret_keys", "env", "image_pull_secrets", "tolerations", "volumes")
 
 
 def distributed_setting(value) -> dict:
@@ -49,13 +46,6 @@ def distributed_setting(value) -> dict:
     if value.get("scheduler") == "kueue" and not value.get("queue"):
         raise ValueError(expected + ' (Kueue admits a job through a queue: name it in "queue")')
     return value
-
-
-def launch_metadata(pipeline: Pipeline, stage: Stage) -> dict:
-    """What starting ``stage``'s replicas elsewhere (Kubeflow) needs beyond its notebook: the stage's
-    options and the notebook settings its pods follow. Kept in the stage notebook's metadata."""
-    return {"workers": stage.options.workers, "options": stage.options.to_json(),
-            "settings": {k: pipeline.settings[k] for k in POD_SETTINGS if k in pipeline.settings}}
 
 
 def free_ports(count: int) -> list[int]:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .store import Store
 
 #: How long ``acquire`` waits by default for the stage processes of a stopped runner to exit
-#: (they stop within a second or two of their runner: see ``stagerun``'s runner watch).
+#: (they stop within a second or two of their runner: see ``stageworker``'s runner watch).
 STOPPING_GRACE_SECONDS = 10.0
 
 

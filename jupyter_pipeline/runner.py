@@ -1,6 +1,6 @@
 """The local runner: a pipeline's stages as papermill executions on this machine.
 
-Each stage runs in its own process (``python -m jupyter_pipeline.stagerun``) with its own kernel;
+Each stage runs in its own process (``python -m jupyter_pipeline.stageworker``) with its own kernel;
 independent stages run at the same time, up to ``workers``. A failed stage stops what depends
 on it while independent branches finish. The run record is republished on every state change,
 so another process (the CLI's ``runs``, the Jupyter server, a browser) sees progress live.
@@ -193,7 +193,7 @@ class LocalRunner(MapStages, GangStages):
         running: dict[Future, str] = {}
         cwd = str(Path(record.notebook).parent)
         lease_fd = self._lease.fd
-        cmd = [self.python, "-m", "jupyter_pipeline.stagerun", "--serve", "--cwd", cwd, "--kernel", self._kernel,
+        cmd = [self.python, "-m", "jupyter_pipeline.stageworker", "--serve", "--cwd", cwd, "--kernel", self._kernel,
                "--lease-fd", str(lease_fd)]
         self._workers = WarmWorkers(cmd, cwd, pass_fds=(lease_fd,))
         self._shared = None

@@ -16,6 +16,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from .pipeline import Pipeline, Role, Stage
 
 RUN_PARAMETER = "_jp_run"
+#: Notebook settings the replicas' pods follow (the rest of a stage's placement is in its options).
+POD_SETTINGS = ("image", "distributed", "node_selector", "gpu_node_selector", "gpu_type_label", "secret",
+                "secret_keys", "env", "image_pull_secrets", "tolerations", "volumes")
 
 
 def _cell(kind: str, source: str, *, cell_type: str = "code", origin: int | None = None, tags=(), **meta):
@@ -90,10 +93,15 @@ def stage_notebook(pipeline: Pipeline, stage: Stage | str, parameters: dict | No
     nb.metadata["language_info"] = {"name": "python"}
     nb.metadata["jupyter_pipeline"] = {"pipeline": pipeline.name, "stage": stage.name, "source": pipeline.path}
     if gang:
-        from .gang import launch_metadata
-
         nb.metadata["jupyter_pipeline"]["gang"] = launch_metadata(pipeline, stage)
     return nb
+
+
+def launch_metadata(pipeline: Pipeline, stage: Stage) -> dict:
+    """What starting ``stage``'s replicas elsewhere (Kubeflow) needs beyond its notebook: the stage's
+    options and the notebook settings its pods follow. Kept in the stage notebook's metadata."""
+    return {"workers": stage.options.workers, "options": stage.options.to_json(),
+            "settings": {k: pipeline.settings[k] for k in POD_SETTINGS if k in pipeline.settings}}
 
 
 def printed_names(sources) -> list[str]:

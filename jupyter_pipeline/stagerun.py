@@ -1,7 +1,7 @@
-"""The stage runner: execute one stage notebook with papermill against the store.
+"""Run one stage: execute its notebook with papermill against the store.
 
-Used in-process by Kubeflow components and as ``python -m jupyter_pipeline.stagerun`` by the
-local runner (one process per stage, so a stage can be cancelled by signal and a crashing
+Used in-process by Kubeflow components, and by the local runner's stage worker processes
+(:mod:`.stageworker`: one process per stage, so a stage can be cancelled by signal and a crashing
 kernel cannot take the runner down). The executed notebook is uploaded whenever the stage
 fails, times out, is cancelled or loses its kernel, before the failure is reported.
 
@@ -13,28 +13,23 @@ Faults, and how each ends:
   signal, the cell that was running and its last output.
 - **SIGTERM** (cancel, ``timeout:``): raised as ``KeyboardInterrupt`` into the event loop the
   kernel is awaited on, so papermill records the cells that ran and the notebook is uploaded.
-- **The runner dies**: a worker holds its stdin open until it has read the result; end of input
-  before that means the runner is gone, and the worker kills its kernel and exits at once.
+- **The runner dies**: see :mod:`.stageworker`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
-import logging
 import os
 import re
 import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from .records import stage_key
-from .startup import skip_slow_optional_imports
 
 RESULT_PREFIX = "JUPYTER_PIPELINE_RESULT "
 #: Printed by a worker when the stage's first cell starts (its kernel is up): ``timeout:`` counts from here.
@@ -148,10 +143,6 @@ def kernel_exit(km) -> str | None:
     return None if code is None else exit_description(code)
 
 
-def _terminate(signum, frame):  # noqa: ARG001
-    raise KeyboardInterrupt
-
-
 def _emit(result: dict) -> None:
     try:
         sys.stdout.write("\n" + RESULT_PREFIX + json.dumps(result) + "\n")
@@ -159,11 +150,6 @@ def _emit(result: dict) -> None:
     except (BrokenPipeError, ValueError):
         # The runner is gone; nobody reads the result (its record is marked interrupted instead).
         sys.stdout = open(os.devnull, "w")
-
-
-def _say_started() -> None:
-    sys.stdout.write("\n" + STARTED_LINE + "\n")
-    sys.stdout.flush()
 
 
 def close_kernel(km, sockets: str) -> None:
@@ -190,28 +176,6 @@ def _kill_kernel(km) -> None:
     process.wait()
 
 
-def _watch_runner(km, finished: threading.Event) -> None:
-    """Stop the stage as soon as our stdin ends before the result was written.
-
-    The runner keeps this pipe open until it has read the result, so an early end of input means
-    it died (``kill -9``, a crashed Jupyter server): the stage must not go on writing into a run
-    another runner may resume. The kernel is killed at once; the main thread then gets SIGTERM, so
-    the notebook is kept as far as it ran, and this process exits within a deadline either way.
-    The run's lease, inherited by both processes, is free once both have exited.
-    """
-    try:
-        while os.read(0, 4096):
-            pass
-    except OSError:
-        pass
-    if finished.is_set():
-        return
-    _kill_kernel(km)
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(ORPHAN_SAVE_SECONDS)
-    os._exit(EXIT_RUNNER_GONE)
-
-
 def prepare() -> None:
     """Do now, while the kernel starts and the worker waits, what the first job would pay for:
     importing papermill and compiling nbformat's notebook validator (half a second on a busy machine)."""
@@ -221,78 +185,3 @@ def prepare() -> None:
     nbformat.validate(nbformat.v4.new_notebook())
 
 
-def serve(cwd: str | None, kernel_name: str | None, lease_fd: int | None = None) -> int:
-    """Warm-worker mode: start a kernel now, then run the one job read from stdin in it.
-
-    The local runner keeps a few of these waiting, so a stage's process start-up, imports and
-    kernel start overlap with the stages before it instead of adding to the run's length.
-    ``lease_fd`` is the run's lease (see :mod:`jupyter_pipeline.lease`), handed on to the kernel.
-    """
-
-    from .stagekernel import start_kernel
-
-    # This process's stderr is shown when the kernel dies, as the kernel's last words (the kernel
-    # shares it); papermill's and nbclient's own log lines would only bury them.
-    logging.getLogger("papermill").setLevel(logging.CRITICAL)
-    sockets = tempfile.mkdtemp(prefix="jp-kernel-")
-    km, finished = None, threading.Event()
-    try:
-        km = start_kernel(kernel_name or "python3", cwd, sockets, (lease_fd,) if lease_fd is not None else ())
-        prepare()
-        line = sys.stdin.readline()
-        if not line.strip():
-            return 0  # the runner no longer needs this worker
-        threading.Thread(target=_watch_runner, args=(km, finished), daemon=True, name="jp-runner-watch").start()
-        job = json.loads(line)
-        try:
-            result = run_stage(job["store"], job["run_id"], job["stage"], job.get("parameters"), cwd=cwd,
-                               kernel_name=kernel_name, km=km, item=job.get("item"), on_start=_say_started,
-                               gang=job.get("gang"))
-        except Exception as exc:  # noqa: BLE001 - report, never a traceback to the parent's user
-            result = {"status": "failed", "stage": job.get("stage"), "error": f"{type(exc).__name__}: {exc}", "metrics": {}}
-        finished.set()
-        _emit(result)
-        return 0 if result["status"] == "succeeded" else 1
-    finally:
-        finished.set()
-        close_kernel(km, sockets)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jupyter_pipeline.stagerun", description=__doc__)
-    p.add_argument("--serve", action="store_true", help="start a kernel, then run one JSON job read from stdin")
-    p.add_argument("--shared", action="store_true",
-                   help="with --serve: run every job read from stdin in one kernel (shared-kernel mode)")
-    p.add_argument("--store")
-    p.add_argument("--run-id")
-    p.add_argument("--stage")
-    p.add_argument("--parameters", default="{}", help="JSON object of parameter values")
-    p.add_argument("--cwd")
-    p.add_argument("--kernel")
-    p.add_argument("--lease-fd", type=int, help="the run's lease, inherited from the runner (handed to the kernel)")
-    args = p.parse_args(argv)
-    skip_slow_optional_imports()
-    signal.signal(signal.SIGTERM, _terminate)
-    if args.serve:
-        try:
-            if args.shared:
-                from .sharedkernel import serve as serve_shared
-
-                return serve_shared(args.cwd, args.kernel, args.lease_fd)
-            return serve(args.cwd, args.kernel, args.lease_fd)
-        except KeyboardInterrupt:
-            return 1
-    if not (args.store and args.run_id and args.stage):
-        p.error("--store, --run-id and --stage are required without --serve")
-    try:
-        result = run_stage(args.store, args.run_id, args.stage, json.loads(args.parameters),
-                           cwd=args.cwd, kernel_name=args.kernel)
-    except Exception as exc:  # noqa: BLE001 - report, never a traceback to the parent's user
-        result = {"status": "failed", "stage": args.stage, "error": f"{type(exc).__name__}: {exc}", "metrics": {}}
-    _emit(result)
-    return 0 if result["status"] == "succeeded" else 1
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    sys.exit(main())

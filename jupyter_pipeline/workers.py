@@ -1,11 +1,11 @@
-"""Warm stage workers: ``python -m jupyter_pipeline.stagerun --serve`` processes started ahead of need.
+"""Warm stage workers: ``python -m jupyter_pipeline.stageworker --serve`` processes started ahead of need.
 
 Each worker imports papermill and starts its kernel as soon as it is spawned, then waits for
 one job on stdin; the local runner keeps a few waiting so that a stage's process start, imports
 and kernel start overlap with the stages running before it.
 
 A worker's stdin stays open until the runner has read its result: the worker takes an early end
-of input as its runner's death and stops with its kernel (``stagerun._watch_runner``), so killing
+of input as its runner's death and stops with its kernel (``stageworker._watch_runner``), so killing
 a runner, even with ``kill -9``, leaves no stage running behind it.
 """
 
@@ -23,19 +23,19 @@ import threading
 from .stagerun import RESULT_PREFIX, STARTED_LINE, exit_description
 from .zygote import Zygote, shared as shared_zygote
 
-STAGERUN = "jupyter_pipeline.stagerun"
+STAGEWORKER = "jupyter_pipeline.stageworker"
 
 TERMINATE_GRACE_SECONDS = 5
 
 
 class Worker:
-    """One warm stage process (``stagerun --serve``): imports done and kernel started, waiting for a job."""
+    """One warm stage process (``stageworker --serve``): imports done and kernel started, waiting for a job."""
 
     def __init__(self, cmd: list[str], cwd: str, pass_fds: tuple[int, ...] = (), zygote: Zygote | None = None):
         self.stderr = tempfile.TemporaryFile(mode="w+")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.forked = False
-        if zygote is not None and zygote.ready.is_set() and cmd[:3] == [sys.executable, "-m", STAGERUN]:
+        if zygote is not None and zygote.ready.is_set() and cmd[:3] == [sys.executable, "-m", STAGEWORKER]:
             with contextlib.suppress(OSError):  # the zygote went away: start afresh instead
                 self.proc = zygote.fork(cmd[3:], cwd, env, self.stderr, pass_fds)
                 self.forked = True
@@ -118,7 +118,7 @@ class WarmWorkers:
         self._lock = threading.Lock()
         self._wanted = 0
         self._closed = False
-        self.zygote = shared_zygote() if cmd[:3] == [sys.executable, "-m", STAGERUN] else None
+        self.zygote = shared_zygote() if cmd[:3] == [sys.executable, "-m", STAGEWORKER] else None
         if self.zygote is not None:
             self.zygote.when_ready(self._top_up)
 

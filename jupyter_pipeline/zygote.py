@@ -1,6 +1,6 @@
 """Stage workers forked from a process that has already imported what they need.
 
-A stage worker (``python -m jupyter_pipeline.stagerun --serve``) spends about 0.65 CPU-seconds
+A stage worker (``python -m jupyter_pipeline.stageworker --serve``) spends about 0.65 CPU-seconds
 importing papermill, nbclient, jupyter_client and nbformat (and compiling nbformat's validator)
 before it can run a stage: more than its kernel's start and the stage's own work together. On a
 machine with two cores that, not waiting, is what limits a chain of short stages.
@@ -129,7 +129,7 @@ class Zygote:
         fn()
 
     def fork(self, argv: list[str], cwd: str, env: dict, stderr, pass_fds: tuple[int, ...] = ()) -> ForkedProcess:
-        """A new worker running ``stagerun.main(argv)`` in ``cwd`` with ``env``; raises OSError if
+        """A new worker running ``stageworker.main(argv)`` in ``cwd`` with ``env``; raises OSError if
         the zygote cannot fork one (the caller then starts the worker afresh)."""
         stdin_r, stdin_w = os.pipe()
         stdout_r, stdout_w = os.pipe()
@@ -222,10 +222,9 @@ def _serve(sock: socket.socket) -> int:
     from .startup import skip_slow_optional_imports
 
     skip_slow_optional_imports()
-    from . import sharedkernel, stagekernel, stagerun  # noqa: F401 - imported once, here, for every child
-    from .store import open_store  # noqa: F401
+    from . import stagekernel, stageworker, store  # noqa: F401 - imported once, here, for every child
 
-    stagerun.prepare()
+    stageworker.prepare()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
@@ -244,17 +243,21 @@ def _serve(sock: socket.socket) -> int:
             if not data:
                 return 0  # the runner process is gone
             request = json.loads(data)
+            session_r, session_w = os.pipe()
             try:
                 pid = os.fork()
             except OSError as exc:
-                for fd in fds:
+                for fd in (*fds, session_r, session_w):
                     os.close(fd)
                 sock.send(json.dumps({"error": f"fork failed: {exc}"}).encode())
                 continue
             if pid == 0:
-                _become_worker(request, fds, (sock.fileno(), wake_r, wake_w))
-            for fd in fds:
+                os.close(session_r)
+                _become_worker(request, fds, session_w, (sock.fileno(), wake_r, wake_w))
+            for fd in (*fds, session_w):
                 os.close(fd)
+            os.read(session_r, 1)  # until the child leads its own session: the runner may signal the group
+            os.close(session_r)
             sock.send(json.dumps({"pid": pid}).encode())
             _reap(sock)
 
@@ -271,8 +274,8 @@ def _reap(sock: socket.socket) -> None:
             sock.send(json.dumps({"exit": pid, "code": os.waitstatus_to_exitcode(status)}).encode())
 
 
-def _become_worker(request: dict, fds: list[int], zygote_fds: tuple[int, ...]) -> None:
-    """In the forked child: turn into a stage worker, as ``python -m jupyter_pipeline.stagerun``
+def _become_worker(request: dict, fds: list[int], session_w: int, zygote_fds: tuple[int, ...]) -> None:
+    """In the forked child: turn into a stage worker, as ``python -m jupyter_pipeline.stageworker``
     would start, and never return into the zygote's loop."""
     code = 1
     try:
@@ -282,6 +285,7 @@ def _become_worker(request: dict, fds: list[int], zygote_fds: tuple[int, ...]) -
         for fd in zygote_fds:
             os.close(fd)
         os.setsid()
+        os.close(session_w)  # tells the zygote this process leads its session now
         stdin, stdout, stderr, *kept = fds
         for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
             os.dup2(fd, target)
@@ -295,9 +299,9 @@ def _become_worker(request: dict, fds: list[int], zygote_fds: tuple[int, ...]) -
         argv = list(request["argv"])
         if kept and "--lease-fd" in argv:  # the run's lease arrives as a new descriptor: tell the worker its number
             argv[argv.index("--lease-fd") + 1] = str(kept[0])
-        from . import stagerun
+        from . import stageworker
 
-        code = stagerun.main(argv)
+        code = stageworker.main(argv)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # noqa: BLE001 - the worker's stderr is how its runner learns why

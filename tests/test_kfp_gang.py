@@ -17,7 +17,8 @@ import nbformat
 import pytest
 from kubeflow_trainer_api.models import JobsetV1alpha2JobSet, TrainerV1alpha1TrainJob
 
-from jupyter_pipeline.gang import free_ports, launch_metadata
+from jupyter_pipeline.gang import free_ports
+from jupyter_pipeline.stagenotebook import launch_metadata
 from jupyter_pipeline.kfp import files
 from jupyter_pipeline.kfp import gang as kgang
 from jupyter_pipeline.kfp.compiler import compile_pipeline

@@ -79,7 +79,7 @@ def test_a_kernel_that_cannot_be_reset_is_replaced_before_the_next_stage(tmp_pat
 def test_reset_keeps_ipython_names_and_drops_the_stage_globals():
     from jupyter_core.utils import run_sync
 
-    from jupyter_pipeline.sharedkernel import _reset, _shell_client
+    from jupyter_pipeline.stageworker import _reset, _shell_client
     from jupyter_pipeline.stagekernel import start_kernel
 
     with tempfile.TemporaryDirectory() as sockets:

@@ -15,7 +15,7 @@ from jupyter_pipeline.records import RunState
 from jupyter_pipeline.runner import LocalRunner
 from jupyter_pipeline.parse import load
 from jupyter_pipeline.stagerun import exit_description
-from jupyter_pipeline.workers import STAGERUN, Worker
+from jupyter_pipeline.workers import STAGEWORKER, Worker
 
 pytestmark = pytest.mark.skipif(not zygote.available(), reason="workers are forked on Linux only")
 
@@ -28,7 +28,7 @@ def ready_zygote():
 
 
 def worker_cmd(cwd) -> list[str]:
-    return [sys.executable, "-m", STAGERUN, "--serve", "--cwd", str(cwd), "--kernel", "python3"]
+    return [sys.executable, "-m", STAGEWORKER, "--serve", "--cwd", str(cwd), "--kernel", "python3"]
 
 
 def test_a_forked_worker_reports_how_it_ended(ready_zygote, tmp_path):

@@ -168,7 +168,7 @@ PODGROUP = ("scheduling.volcano.sh", "v1beta1", "podgroups")
 # -- what the replicas' pods look like ------------------------------------------------------------
 def pod_parts(meta: dict) -> tuple[dict, dict, list, list]:
     """``(resources, pod fields, env, volume mounts)`` of a replica from the stage's launch metadata
-    (``gang.launch_metadata``): what a normal stage's pod gets (:mod:`.placement`), built for a pod
+    (``stagenotebook.launch_metadata``): what a normal stage's pod gets (:mod:`.placement`), built for a pod
     spec: the stage's resources and GPUs per replica; the notebook's and the stage's node selector,
     tolerations, environment and existing volume claims; pull secrets, the store's credentials
     secret, the stage's secrets and its ``/dev/shm``."""
