@@ -22,6 +22,7 @@ import threading
 
 from .pipeline import Stage
 from .workers import Worker
+from .zygote import shared as shared_zygote
 
 #: The mode names the run record carries (``kernel_mode``).
 FRESH, SHARED = "fresh", "shared"
@@ -65,7 +66,7 @@ class SharedKernel:
 
     def _current(self) -> SharedWorker:
         if self._worker is None or self._worker.proc.poll() is not None:
-            self._worker = SharedWorker(self.cmd, self.cwd, self.pass_fds)
+            self._worker = SharedWorker(self.cmd, self.cwd, self.pass_fds, shared_zygote())
         return self._worker
 
     def run(self, job: dict, on_proc) -> dict:
@@ -78,7 +79,7 @@ class SharedKernel:
             result = worker.run(job)
             if result.pop("not_run", False):  # the kernel was not reset after the last stage: use a new one
                 worker.discard()
-                worker = self._worker = SharedWorker(self.cmd, self.cwd, self.pass_fds)
+                worker = self._worker = SharedWorker(self.cmd, self.cwd, self.pass_fds, shared_zygote())
                 on_proc(worker.proc)
                 result = worker.run(job)
             if result["status"] != "succeeded":

@@ -139,6 +139,10 @@ def cmd_run(args) -> int:
     from ..store import open_store, resolve_store_url
     from ..targets import get_target
 
+    if args.target == "local":
+        from .. import zygote
+
+        zygote.shared()  # stage workers' imports start now, while the notebook is read and checked
     pipeline = load(args.notebook).require_valid()
     if args.sweep:
         return cmd_sweep(args, pipeline)
