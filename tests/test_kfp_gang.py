@@ -21,6 +21,7 @@ from jupyter_pipeline.gang import free_ports
 from jupyter_pipeline.stagenotebook import launch_metadata
 from jupyter_pipeline.kfp import files
 from jupyter_pipeline.kfp import gang as kgang
+from jupyter_pipeline.kfp import gangjob
 from jupyter_pipeline.kfp.compiler import compile_pipeline
 from jupyter_pipeline.parse import from_notebook, load
 from jupyter_pipeline.records import stage_key
@@ -38,9 +39,9 @@ def meta_of(pipeline, stage="train", **settings):
 
 
 def planned(meta, **kw):
-    kind, launch = kgang.plan(meta, run_id="run-1", stage="train", parameters={"scale": 3},
+    kind, launch = gangjob.plan(meta, run_id="run-1", stage="train", parameters={"scale": 3},
                               store_url="s3://bucket/prefix", namespace="team-a", image="registry.example/jp:1", **kw)
-    return kind, launch, kgang.manifests(kind, launch)
+    return kind, launch, gangjob.manifests(kind, launch)
 
 
 def validate_pod(template: dict) -> dict:
@@ -57,7 +58,7 @@ def test_jobset_is_a_valid_gang_of_indexed_pods_with_the_stage_placement(fixture
     # The published JobSet model reads it back whole: no field it does not know, none missing.
     assert JobsetV1alpha2JobSet.from_dict(jobset).to_dict() == jobset
     assert "s3cr3t-value" not in json.dumps(jobset)
-    assert jobset["metadata"]["labels"][kgang.KUEUE_QUEUE_LABEL] == "team-a"
+    assert jobset["metadata"]["labels"][gangjob.KUEUE_QUEUE_LABEL] == "team-a"
     assert jobset["metadata"]["name"] == launch.name == "jp-train-" + launch.name.split("-")[2] + "-0"
     assert jobset["spec"]["network"] == {"enableDNSHostnames": True}
     [rjob] = jobset["spec"]["replicatedJobs"]
@@ -91,11 +92,11 @@ def test_jobset_is_a_valid_gang_of_indexed_pods_with_the_stage_placement(fixture
     assert env["WANDB_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "wandb", "key": "key"}}
     assert env["JUPYTER_PIPELINE_S3_ENDPOINT"]["value"] == "http://minio.kubeflow:9000"
     assert env["MODE"] == {"name": "MODE", "value": "replica"}  # the stage's env: tag
-    job_env = json.loads(env[kgang.JOB_ENV]["value"])
+    job_env = json.loads(env[gangjob.JOB_ENV]["value"])
     assert job_env == {"store": "s3://bucket/prefix", "run_id": "run-1", "stage": "train", "parameters": {"scale": 3},
                        "world_size": 2, "coordinator": f"{launch.name}-workers-0-0.{launch.name}", "timeout": 0,
                        "pods_per_job": 2, "files": ""}
-    assert env[kgang.JOB_INDEX_ENV]["valueFrom"] == {
+    assert env[gangjob.JOB_INDEX_ENV]["valueFrom"] == {
         "fieldRef": {"fieldPath": "metadata.labels['jobset.sigs.k8s.io/job-index']"}}
     assert pod["metadata"]["labels"]["team"] == "ml"
     assert pod["metadata"]["labels"]["jupyter-pipeline/stage"] == "train"
@@ -109,7 +110,7 @@ def test_trainjob_runs_the_same_replicas_on_a_trainer_runtime(fixture_nb):
     assert trainjob["spec"]["runtimeRef"] == {"name": "jax-distributed"}
     trainer = trainjob["spec"]["trainer"]
     assert trainer["numNodes"] == 2 and trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "1"
-    assert kgang.KUEUE_QUEUE_LABEL not in trainjob["metadata"]["labels"]  # no scheduler asked for
+    assert gangjob.KUEUE_QUEUE_LABEL not in trainjob["metadata"]["labels"]  # no scheduler asked for
     [patch] = trainjob["spec"]["runtimePatches"]
     [rjob] = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
     template = rjob["template"]["spec"]["template"]
@@ -117,8 +118,8 @@ def test_trainjob_runs_the_same_replicas_on_a_trainer_runtime(fixture_nb):
     assert template["metadata"]["labels"]["team"] == "ml"
     assert kind.coordinator(launch.name) == f"{launch.name}-node-0-0.{launch.name}"
     env = {e["name"]: e for e in trainer["env"]}
-    assert json.loads(env[kgang.JOB_ENV]["value"])["pods_per_job"] == 1  # rank = the node's Job index
-    assert kgang.JOB_INDEX_ENV in env
+    assert json.loads(env[gangjob.JOB_ENV]["value"])["pods_per_job"] == 1  # rank = the node's Job index
+    assert gangjob.JOB_INDEX_ENV in env
     assert template["spec"]["tolerations"][0]["key"] == "dedicated"
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}} in template["spec"]["volumes"]
     [node] = template["spec"]["containers"]
@@ -138,7 +139,7 @@ def test_volcano_gets_a_pod_group_of_all_replicas_first(fixture_nb):
                      "spec": {"minMember": 2, "queue": "q"}}
     template = jobset["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
     assert template["spec"]["schedulerName"] == "volcano"
-    assert template["metadata"]["annotations"][kgang.VOLCANO_GROUP_ANNOTATION] == launch.name
+    assert template["metadata"]["annotations"][gangjob.VOLCANO_GROUP_ANNOTATION] == launch.name
     assert JobsetV1alpha2JobSet.from_dict(jobset).to_dict() == jobset
 
 
@@ -199,12 +200,12 @@ def run_pods(jobset, store_url):
     job = jobset["spec"]["replicatedJobs"][0]["template"]["spec"]
     [container] = job["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-    description = json.loads(env[kgang.JOB_ENV])
+    description = json.loads(env[gangjob.JOB_ENV])
     assert description["store"] == store_url
     description.update(coordinator="127.0.0.1", ports=free_ports(2))
     procs = []
     for index in range(job["parallelism"]):
-        pod_env = {**os.environ, **env, kgang.JOB_ENV: json.dumps(description), "JOB_COMPLETION_INDEX": str(index)}
+        pod_env = {**os.environ, **env, gangjob.JOB_ENV: json.dumps(description), "JOB_COMPLETION_INDEX": str(index)}
         command = [sys.executable if container["command"][0] == "python" else container["command"][0],
                    *container["command"][1:]]
         procs.append(subprocess.Popen(command, env=pod_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
@@ -220,7 +221,7 @@ def launch(fake, fixture_nb, store_dir, run_id="run-1"):
     files.upload(store, packed)
     store.put_bytes(stage_key(run_id, "train", "input.ipynb"), nbformat.writes(stage_notebook(pipeline, "train")).encode())
     for attempt in (0, 1):  # created, not finished yet (until the cluster below has run its pods)
-        fake.script.setdefault(("GET", f"{JOBSETS}/{kgang.job_name(run_id, 'train', attempt)}"), (200, {"status": {}}))
+        fake.script.setdefault(("GET", f"{JOBSETS}/{gangjob.job_name(run_id, 'train', attempt)}"), (200, {"status": {}}))
     return store, kgang.run_gang(store, run_id, "train", {"scale": 3}, api=fake.api, poll=0.05, files=packed.key)
 
 
@@ -245,7 +246,7 @@ def test_launcher_creates_the_jobset_waits_and_reports_rank_0(fake_kubernetes, f
     assert pod["nodeSelector"]["zone"] == "a" and pod["tolerations"][0]["key"] == "dedicated"
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}} in pod["volumes"]
     assert {"name": "volume-1", "mountPath": "/ckpt"} in pod["containers"][0]["volumeMounts"]
-    description = json.loads(next(e["value"] for e in pod["containers"][0]["env"] if e["name"] == kgang.JOB_ENV))
+    description = json.loads(next(e["value"] for e in pod["containers"][0]["env"] if e["name"] == gangjob.JOB_ENV))
     assert description["files"] == files.bundle(load(fixture_nb("gang_kfp"))).key and "cwd" not in description
     gets = [r for r in fake.requests if r["method"] == "GET"]
     assert gets and all(r["path"] == f"{JOBSETS}/{post['body']['metadata']['name']}" for r in gets)
@@ -310,7 +311,7 @@ def test_launcher_says_when_the_cluster_refuses_and_deletes_a_job_it_stops_waiti
             launch(fake, fixture_nb, store_dir)
     finally:
         signal.signal(signal.SIGINT, previous)
-    name = kgang.job_name("run-1", "train", 0)
+    name = gangjob.job_name("run-1", "train", 0)
     deletes = [r for r in fake.requests if r["method"] == "DELETE"]
     assert [d["path"].split("?")[0] for d in deletes] == [f"{JOBSETS}/{name}"]
     assert "propagationPolicy=Foreground" in deletes[0]["path"]

@@ -69,8 +69,6 @@ def apply(task, stage: Stage, placement: Placement, claims: dict | None = None) 
     from kfp import kubernetes
 
     if stage.options.workers > 1:  # the task launches the replicas, which get the stage's resources
-        from .gang import launcher
-
         return launcher(task, stage, placement)
     opts = stage.options
     task.set_display_name(stage.name)
@@ -156,5 +154,22 @@ def helper(task, name: str, placement: Placement) -> None:
     task.set_display_name(name)
     task.set_caching_options(False)
     _node_placement(task, placement, {}, ())
+    if placement.secret:
+        kubernetes.use_secret_as_env(task, secret_name=placement.secret, secret_key_to_env=dict(placement.secret_keys))
+
+
+def launcher(task, stage: Stage, placement: Placement) -> None:
+    """Settings of a ``workers:`` stage's KFP task, which only launches and watches the replicas
+    (:mod:`.gang`): the store secret and the notebook-wide node selector; no GPU or resources (the
+    replicas get the stage's, :func:`.gangjob.pod_parts`), no KFP retries (a retry starts all
+    replicas again, which the launcher does)."""
+    from kfp import kubernetes
+
+    task.set_display_name(f"{stage.name} ({stage.options.workers} workers)")
+    task.set_caching_options(bool(stage.options.cache))
+    if stage.options.timeout:
+        kubernetes.set_timeout(task, int(stage.options.timeout) + TIMEOUT_GRACE_SECONDS)
+    for key, value in sorted(placement.node_selector.items()):
+        kubernetes.add_node_selector(task, label_key=key, label_value=str(value))
     if placement.secret:
         kubernetes.use_secret_as_env(task, secret_name=placement.secret, secret_key_to_env=dict(placement.secret_keys))
