@@ -19,6 +19,7 @@ from .http import GracefulHTTPServer
 from .inference import Inference
 from .metrics import ServerMetrics
 from .repository import ModelRepository, ModelSpec
+from .routes import InferShortcut, make_app
 
 log = logging.getLogger("jupyter_pipeline.serving")
 
@@ -62,8 +63,6 @@ class ModelServer:
             max_wait_ms=config.max_batch_wait_ms, max_loaded_versions=config.max_loaded_versions,
             on_batch=self.metrics.batch_hook, listener=self.metrics)
         self.inference = Inference(self.repository, self.cache, self.metrics)
-        from .routes import make_app  # the routes module imports this one for typing
-
         self.app = make_app(self)
         self.in_flight = 0  # REST requests in their handlers (a drain waits for these)
         self.grpc_in_flight = 0
@@ -90,8 +89,6 @@ class ModelServer:
         self.port = sockets[0].getsockname()[1]
         # tornado's own body limit answers a bare 400; the handlers answer 413 with a message,
         # so tornado's limit only guards against bodies far beyond ours.
-        from .routes import InferShortcut
-
         self._http = GracefulHTTPServer(self.app, max_body_size=2 * self.config.max_body_bytes + 65536,
                                         body_timeout=self.config.body_timeout,
                                         idle_connection_timeout=self.config.idle_timeout,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import tornado.httputil
@@ -21,11 +22,13 @@ import tornado.web
 from .. import __version__
 from ..exceptions import PipelineError
 from . import oip, protocol, tfserving
-from .app import ModelServer
 from .errors import InvalidRequest, ModelNotReady, PayloadTooLarge
 from .http import GracefulHTTPServer
 from .inference import Codec, codecs
 from .metrics import CONTENT_TYPE
+
+if TYPE_CHECKING:  # the server owns its routes (app imports this module), they only hold it
+    from .app import ModelServer
 
 log = logging.getLogger("jupyter_pipeline.serving")
 access_log = logging.getLogger("jupyter_pipeline.serving.access")
