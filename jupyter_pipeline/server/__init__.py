@@ -11,8 +11,9 @@ import threading
 import weakref
 
 from ..startup import default_keras_backend
+from .basehandler import ServerState
 from .config import JupyterPipeline
-from .handlers import ServerState, setup_handlers
+from .handlers import setup_handlers
 from .manager import RunManager
 
 

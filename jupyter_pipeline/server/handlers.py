@@ -1,115 +1,28 @@
 """REST handlers under ``<base_url>/jupyter-pipeline/``: parse JSON, call the core off the event
-loop, answer JSON. Errors become ``{"message"}`` with a status in one place, :func:`error_reply`.
+loop, answer JSON. Errors become ``{"message"}`` with a status in one place,
+:func:`~.basehandler.error_reply`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import tornado.web
-from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from ..exceptions import ArtifactNotFound, PipelineError, ValidationFailed
+from ..exceptions import ArtifactNotFound, PipelineError
 from ..records import StageState, stage_key
+from .basehandler import SETTINGS_KEY, BaseHandler, ServerState
 from .config import JupyterPipeline
-from .manager import RunManager
-from .paths import (BadRequest, OutputExists, check_run_id, check_stage, relative_to_root, resolve_notebook,
-                    resolve_output)
-
-SETTINGS_KEY = "jupyter_pipeline"
-
-
-@dataclass
-class ServerState:
-    """What every handler needs: settings, the run manager and the contents root."""
-
-    config: JupyterPipeline
-    manager: RunManager
-    root_dir: str
+from .paths import BadRequest, OutputExists, check_run_id, check_stage, relative_to_root, resolve_output
 
 
 class StageNotebookMissing(PipelineError):
     """Raised when a stage has no executed notebook (yet)."""
 
     http_status = 404
-
-
-def error_reply(exc: BaseException | None, status: int, root_dir: str | None = None) -> tuple[int, str]:
-    """The one mapping from an exception to an HTTP status and a user-facing message.
-
-    Paths in the message are shown relative to ``root_dir``, as the browser names files; the
-    server's own folders are none of the browser's business.
-    """
-    if isinstance(exc, ValidationFailed):  # the browser lists every problem itself
-        status, message = exc.http_status, f"{exc.summary()} The Problems list shows every problem."
-    elif isinstance(exc, PipelineError):
-        status, message = exc.http_status, str(exc)
-    elif isinstance(exc, tornado.web.HTTPError):
-        message = exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
-        status, message = exc.status_code, message or exc.reason or tornado.httputil.responses.get(
-            exc.status_code, "Error")
-    elif exc is None:
-        message = tornado.httputil.responses.get(status, "Error")
-    else:
-        status, message = 500, (f"Internal error in jupyter-pipeline ({type(exc).__name__}: {exc}). "
-                                "The Jupyter server log has the details; please report it.")
-    return status, root_relative(message, root_dir) if root_dir else message
-
-
-def root_relative(message: str, root_dir: str) -> str:
-    """``message`` with absolute paths under ``root_dir`` made root-relative (``/srv/nb/a.ipynb`` → ``a.ipynb``)."""
-    roots = {str(Path(root_dir)), str(Path(root_dir).resolve())}
-    for root in sorted(roots, key=len, reverse=True):  # the longer spelling first, if one contains the other
-        root = root.rstrip("/") or "/"
-        message = message.replace(root + "/", "")
-        message = re.sub(re.escape(root) + r"(?![\w.-])", ".", message)
-    return message
-
-
-class BaseHandler(APIHandler):
-    """Shared plumbing: state, JSON bodies, blocking calls off the loop, error replies."""
-
-    @property
-    def jp(self) -> ServerState:
-        return self.settings[SETTINGS_KEY]
-
-    def json_body(self) -> dict:
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError as exc:
-            raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
-        if not isinstance(body, dict):
-            raise BadRequest("The request body must be a JSON object.")
-        return body
-
-    def notebook_path(self, path) -> Path:
-        return resolve_notebook(self.jp.root_dir, path)
-
-    async def blocking(self, fn, *args, **kwargs):
-        return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kwargs))
-
-    def reply(self, data, status: int = 200) -> None:
-        self.set_status(status)
-        self.finish(json.dumps(data, default=str))
-
-    def write_error(self, status_code: int, **kwargs) -> None:
-        exc = (kwargs.get("exc_info") or (None, None, None))[1]
-        status, message = error_reply(exc, status_code, self.jp.root_dir)
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"message": message}))
-
-    def log_exception(self, typ, value, tb) -> None:
-        if isinstance(value, PipelineError):  # the user's to fix: one line, no traceback
-            self.log.warning("jupyter-pipeline: %s %s: %s", self.request.method, self.request.uri, value)
-        else:
-            super().log_exception(typ, value, tb)
 
 
 class PipelineHandler(BaseHandler):
