@@ -168,8 +168,12 @@ def test_run_uploads_creates_experiment_and_starts_run(kfp_server, tmp_path, cap
     assert record["target"] == "kfp" and record["status"] == "running"
     assert record["external_id"] == "kfp-run-1"
     assert record["url"] == f"{kfp_server.host}/#/runs/details/kfp-run-1"
-    # the record and the exact spec are kept in the store, so `runs` lists the run
-    assert (Path(store) / "runs" / record["run_id"] / "pipeline.yaml").is_file()
+    # the record and the exact spec are kept in the store, so `runs` lists the run; the notebook and
+    # the parsed pipeline too, as every target keeps them (records.snapshot)
+    folder = Path(store) / "runs" / record["run_id"]
+    assert (folder / "pipeline.yaml").is_file() and (folder / "notebook.ipynb").is_file()
+    parsed = json.loads((folder / "pipeline.json").read_text())
+    assert {s["name"] for s in parsed["stages"]} == {"make", "scale", "shift", "report"}
     code, out, _ = run_cli(["runs", "--store", store, "--json"], capsys)
     assert [r["run_id"] for r in json.loads(out)["runs"]] == [record["run_id"]]
 

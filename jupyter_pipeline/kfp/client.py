@@ -21,7 +21,7 @@ from .. import parameters as params_mod
 from ..exceptions import TargetError
 from ..pipeline import Pipeline
 from ..records import (
-    RunRecord, RunState, StageRecord, StageState, failure_message, new_run_id, now_iso, run_prefix, save_run,
+    RunRecord, RunState, StageRecord, StageState, failure_message, new_record, new_run_id, now_iso, save_run, snapshot,
 )
 from ..settings import Settings, from_options
 from .compiler import compile_for_cluster, kfp_name, parameter_arguments
@@ -215,15 +215,13 @@ def submit_target(pipeline: Pipeline, parameters: dict | None, store, options: d
     experiment_id = client.experiment(experiment)
     kfp_run_id = client.start(experiment_id, display, pipeline_id, version_id, parameter_arguments(pipeline, values))
     # The stages write to kfp-<KFP run id> (entry.run_folder): the record keeps the same name.
-    record = RunRecord(
-        run_id=f"kfp-{kfp_run_id}", pipeline=pipeline.name, notebook=str(Path(pipeline.path).resolve()),
-        store=compile_options.store, target="kfp", parameters=values,
-        stages={s.name: StageRecord() for s in pipeline.stages}, edges=[list(e) for e in pipeline.edges],
+    record = new_record(
+        pipeline, store=compile_options.store, target="kfp", parameters=values, run_id=f"kfp-{kfp_run_id}",
         external_id=kfp_run_id, url=client.url("runs", kfp_run_id),
         history=[{"event": "submitted", "at": now_iso(), "host": connection.host, "experiment": experiment,
                   "pipeline_id": pipeline_id, "version_id": version_id}],
     )
-    store.put_bytes(f"{run_prefix(record.run_id)}/pipeline.yaml", yaml_text.encode())
+    snapshot(store, pipeline, record.run_id, yaml_text)
     save_run(store, record)
     on_event("run-started", record, None)
     if options.get("wait"):
