@@ -262,6 +262,11 @@ def failure_message(record: RunRecord) -> str | None:
     return f"stage{'s' if len(failed) > 1 else ''} {', '.join(failed)} failed" if failed else None
 
 
+def timeout_error(seconds: int) -> str:
+    """How every target words a stage its ``timeout:`` tag stopped."""
+    return f"timed out after {seconds} s (tag timeout:)"
+
+
 def finish(record: RunRecord, *, cancelled: bool = False, error: str | None = None) -> RunRecord:
     """End a run: cancelled, succeeded (every stage did) or failed, naming its failed stages (else
     ``error``); the record no longer has an owner."""

@@ -59,7 +59,26 @@ def _children() -> list[int]:
 
 class _Deadline:
     """``timeout:`` for the stage: interrupt the kernel (like Jupyter's stop button) so the running
-    cell fails cleanly and papermill still saves the executed notebook; raise only if it won't stop."""
+    cell fails cleanly and papermill still saves the executed notebook; raise only if it won't stop.
+
+    The local runner (:mod:`jupyter_pipeline.runner`) enforces the same tag from outside instead: a
+    timer in the runner sends SIGTERM to the stage's worker process, which papermill turns into a
+    saved, failed notebook. That cannot serve here, so the two differ on purpose:
+
+    - Here the stage runs *in this process* (``run_stage`` is called in-process, as the component's
+      body): there is no separate worker to terminate, and this process must outlive the timeout to
+      write ``result.json`` and the task's output artifacts and to fail the task with the error.
+      So it interrupts its own child, the kernel, and keeps running itself.
+    - The runner runs many stages at once from threads, where SIGALRM (process-wide, delivered to
+      the main thread only) cannot time each one; a pod runs one stage, so one alarm is enough.
+    - The clock here starts before the kernel does (its start counts); the runner's starts once the
+      stage's kernel is up. In a pod, Kubernetes' own limit (``placement.TIMEOUT_GRACE_SECONDS``
+      beyond the tag) backs this one up.
+    - For a ``workers:`` stage's launcher on a cluster there is no child to interrupt: the alarm
+      raises :class:`StageTimeout` into its watch loop, which deletes the job (``gang._launch``).
+
+    Both word the failure alike (:func:`jupyter_pipeline.records.timeout_error`).
+    """
 
     def __init__(self, seconds: int):
         self.seconds, self.fired = seconds, False
@@ -71,9 +90,11 @@ class _Deadline:
         return self
 
     def _fire(self, signum, frame):  # noqa: ARG002
+        from ..records import timeout_error
+
         kernels = _children()
         if self.fired or not kernels:
-            raise StageTimeout(f"timed out after {self.seconds} s (tag timeout:)")
+            raise StageTimeout(timeout_error(self.seconds))
         self.fired = True
         for pid in kernels:
             with contextlib.suppress(ProcessLookupError):
@@ -146,7 +167,7 @@ def run_component(*, stage: str, parameters: dict, notebook: str, store: str, s3
     """
     import tempfile
 
-    from ..records import now_iso, stage_key
+    from ..records import now_iso, stage_key, timeout_error
     from ..stagerun import run_stage
     from . import outputs
     from .files import unpack
@@ -172,7 +193,7 @@ def run_component(*, stage: str, parameters: dict, notebook: str, store: str, s3
             else:
                 result = run_stage(store, run_id, stage, values, cwd=cwd, item=item)
     if deadline.fired and result["status"] != "succeeded":
-        result["error"] = f"timed out after {timeout} s (tag timeout:)"
+        result["error"] = timeout_error(timeout)
     result.update(started_at=started, finished_at=now_iso(), attempts=int(previous.get("attempts", 0)) + 1,
                   run_id=run_id, **({"index": item} if item is not None else {}))
     store.put_json(result_key, result)
