@@ -18,9 +18,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-
-os.environ.setdefault("KERAS_BACKEND", "jax")
-keras = pytest.importorskip("keras")
+from serving_models import dense, expected, rows, two_headed  # picks Keras's backend; skips without Keras
 
 from jupyter_pipeline.models import log_model  # noqa: E402
 from jupyter_pipeline.serving import ServerConfig, ServerThread  # noqa: E402
@@ -28,26 +26,6 @@ from jupyter_pipeline.serving.cache import PredictionCache  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY_LIMIT = 200_000
-
-
-def dense(seed: int, hidden: int = 16):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input(shape=(64,), name="pixels"),
-                             keras.layers.Dense(hidden, activation="relu"),
-                             keras.layers.Dense(10, activation="softmax", name="probs")])
-
-
-def two_headed():
-    keras.utils.set_random_seed(3)
-    a = keras.Input(shape=(3,), name="a")
-    b = keras.Input(shape=(2,), name="b", dtype="int32")
-    h = keras.layers.Concatenate()([a, keras.layers.Dense(2)(keras.ops.cast(b, "float32"))])
-    return keras.Model([a, b], [keras.layers.Dense(1, name="score")(h),
-                                keras.layers.Dense(4, activation="softmax", name="classes")(h)])
-
-
-def expected(model, x):
-    return [np.asarray(o) for o in keras.tree.flatten(model(x, training=False))]
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +52,6 @@ def served(tmp_path_factory):
 def v2_body(x, name="pixels", datatype="FP32", **extra):
     return {"inputs": [{"name": name, "shape": list(x.shape), "datatype": datatype,
                         "data": x.reshape(-1).tolist()}], **extra}
-
-
-def rows(n, seed=0):
-    return np.random.default_rng(seed).random((n, 64), dtype=np.float32)
 
 
 # -- protocols ------------------------------------------------------------------------------------

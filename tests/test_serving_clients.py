@@ -8,39 +8,17 @@ KServe's v1 liveness and model status; each answer is checked against the model'
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from serving_models import dense, expected, rows, two_headed  # picks Keras's backend; skips without Keras
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
-keras = pytest.importorskip("keras")
 httpclient = pytest.importorskip("tritonclient.http")
 
 from jupyter_pipeline.models import log_model  # noqa: E402
 from jupyter_pipeline.serving import ServerConfig, ServerThread  # noqa: E402
-
-
-def dense():
-    keras.utils.set_random_seed(0)
-    return keras.Sequential([keras.Input(shape=(64,), name="pixels"),
-                             keras.layers.Dense(16, activation="relu"),
-                             keras.layers.Dense(10, activation="softmax", name="probs")])
-
-
-def two_headed():
-    keras.utils.set_random_seed(3)
-    a = keras.Input(shape=(3,), name="a")
-    b = keras.Input(shape=(2,), name="b", dtype="int32")
-    h = keras.layers.Concatenate()([a, keras.layers.Dense(2)(keras.ops.cast(b, "float32"))])
-    return keras.Model([a, b], [keras.layers.Dense(1, name="score")(h),
-                                keras.layers.Dense(4, activation="softmax", name="classes")(h)])
-
-
-def expected(model, x):
-    return [np.asarray(o) for o in keras.tree.flatten(model(x, training=False))]
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +29,6 @@ def served(tmp_path_factory):
         log_model(model, name, store=store)
     with ServerThread(ServerConfig(store=store, port=0, grpc_port=0, poll_interval=0)) as thread:
         yield thread, models
-
-
-def rows(n, seed=0):
-    return np.random.default_rng(seed).random((n, 64), dtype=np.float32)
 
 
 # -- tritonclient over HTTP ----------------------------------------------------------------------
