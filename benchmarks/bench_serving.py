@@ -64,7 +64,9 @@ FLASK_APP = textwrap.dedent('''
     app.run(host="127.0.0.1", port=int(sys.argv[2]), threaded=True)
 ''')
 
-WRK_SCRIPT = '''
+#: wrk's request loop (a %-template of ``bodies`` and ``path``): POST each line of the bodies file in
+#: turn. Each script adds its own ``done``, which prints a ``RESULT {json}`` line.
+WRK_REQUESTS = '''
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 local bodies = {}
@@ -74,7 +76,8 @@ request = function()
   n = n + 1
   return wrk.format(nil, "%(path)s", nil, bodies[(n %% #bodies) + 1])
 end
-done = function(summary, latency, requests)
+'''
+WRK_SCRIPT = WRK_REQUESTS + '''done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("RESULT {\\"p50_us\\": %%d, \\"p99_us\\": %%d, \\"requests\\": %%d, \\"seconds\\": %%f, "
     .. "\\"errors\\": %%d, \\"non2xx\\": %%d}\\n", latency:percentile(50), latency:percentile(99), summary.requests,
@@ -95,6 +98,23 @@ def build_model():
 def body_for(x: np.ndarray) -> str:
     return json.dumps({"inputs": [{"name": "pixels", "shape": list(x.shape), "datatype": "FP32",
                                    "data": x.reshape(-1).tolist()}]})
+
+
+def write_bodies(path: Path, inputs) -> Path:
+    """A file of request bodies for ``inputs``, one a line, which the load generators send in turn."""
+    path.write_text("\n".join(body_for(x) for x in inputs) + "\n")
+    return path
+
+
+def digits_store(prefix: str):
+    """A scratch folder, a store in it where the digits model is registered, and the model."""
+    from jupyter_pipeline.models import log_model
+
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    store = str(tmp / "store")
+    model = build_model()
+    log_model(model, "digits", store=store)
+    return tmp, store, model
 
 
 def percentiles(samples: list[float]) -> dict:
@@ -148,11 +168,12 @@ def wait_ready(port: int, path: str, body: str, proc, timeout: float = 120) -> N
     raise TimeoutError(f"server on port {port} not ready")
 
 
-def start_ours(store: str, cache: bool, log: Path) -> tuple[subprocess.Popen, int]:
+def start_ours(store: str, cache: bool, log: Path, *extra: str) -> tuple[subprocess.Popen, int]:
+    """``jupyter-pipeline serve`` in its own process (``extra``: more of its options); it and its port."""
     port = free_port()
     code = "import sys; from jupyter_pipeline.cli import main; sys.exit(main(sys.argv[1:]))"
     args = [sys.executable, "-c", code, "serve", "--store", store, "--port", str(port), "--address", "127.0.0.1",
-            "--poll-interval", "0"] + ([] if cache else ["--no-cache"])
+            "--poll-interval", "0"] + ([] if cache else ["--no-cache"]) + list(extra)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w")), port
 
@@ -242,18 +263,11 @@ def main(argv=None) -> int:
     if args.quick:
         args.duration, args.repeat = 1.0, 1
     sys.path.insert(0, str(ROOT))
-    from jupyter_pipeline.models import log_model
-
     load = run_wrk if shutil.which("wrk") else run_python_client
-    tmp = Path(tempfile.mkdtemp(prefix="jp-bench-"))
-    store = str(tmp / "store")
-    model = build_model()
-    log_model(model, "digits", store=store)
+    tmp, store, model = digits_store("jp-bench-")
     rng = np.random.default_rng(0)
-    distinct = tmp / "distinct.txt"
-    distinct.write_text("\n".join(body_for(rng.random((1, 64), dtype=np.float32)) for _ in range(500)) + "\n")
-    same = tmp / "same.txt"
-    same.write_text(body_for(rng.random((1, 64), dtype=np.float32)) + "\n")
+    distinct = write_bodies(tmp / "distinct.txt", (rng.random((1, 64), dtype=np.float32) for _ in range(500)))
+    same = write_bodies(tmp / "same.txt", [rng.random((1, 64), dtype=np.float32)])
     x = rng.random((1, 64), dtype=np.float32)
     results: dict = {"generator": load.__name__, "floor": floor(model, x, 0.2 if args.quick else 1.0), "servers": {}}
     print(f"load generator: {'wrk' if load is run_wrk else 'python threads'}; "

@@ -24,7 +24,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -37,17 +36,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import bench_serving  # noqa: E402
 
-WRK_SCRIPT = '''
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local bodies = {}
-for line in io.lines("%(bodies)s") do bodies[#bodies + 1] = line end
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format(nil, "%(path)s", nil, bodies[(n %% #bodies) + 1])
-end
-done = function(summary, latency, requests)
+WRK_SCRIPT = bench_serving.WRK_REQUESTS + '''done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("RESULT {\\"requests\\": %%d, \\"non2xx\\": %%d, \\"read\\": %%d, \\"write\\": %%d, "
     .. "\\"timeout\\": %%d, \\"connect\\": %%d}\\n", summary.requests, e.status, e.read, e.write, e.timeout,
@@ -96,15 +85,10 @@ def main(argv=None) -> int:
     if not shutil.which("wrk"):
         print("wrk is not installed (apt-get install wrk); this benchmark needs it")
         return 1
-    from jupyter_pipeline.models import log_model
-
-    tmp = Path(tempfile.mkdtemp(prefix="jp-bench-drain-"))
-    store = str(tmp / "store")
-    log_model(bench_serving.build_model(), "digits", store=store)
+    tmp, store, _ = bench_serving.digits_store("jp-bench-drain-")
     rng = np.random.default_rng(0)
-    bodies = tmp / "bodies.txt"
-    bodies.write_text("\n".join(bench_serving.body_for(rng.random((rows, 64), dtype=np.float32))
-                                for rows in (1, 1, 1, 256)) + "\n")
+    bodies = bench_serving.write_bodies(tmp / "bodies.txt",
+                                        (rng.random((rows, 64), dtype=np.float32) for rows in (1, 1, 1, 256)))
     servers = {
         "jupyter-pipeline serve": lambda log: bench_serving.start_ours(store, False, log),
         "Flask + model.predict (baseline)": lambda log: bench_serving.start_flask(

@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,12 +39,10 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 
 def start(store: str, log: Path, *extra: str) -> tuple[subprocess.Popen, int, int]:
-    port, grpc_port = bench_serving.free_port(), bench_serving.free_port()
-    code = "import sys; from jupyter_pipeline.cli import main; sys.exit(main(sys.argv[1:]))"
-    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--store", store, "--port", str(port),
-                             "--grpc-port", str(grpc_port), "--poll-interval", "0", "--max-batch-size", "1024", *extra],
-                            env={**os.environ, "PYTHONPATH": str(HERE.parent)}, stdout=subprocess.DEVNULL,
-                            stderr=log.open("w"))
+    """The server with its gRPC service too: the process, its REST port and its gRPC port."""
+    grpc_port = bench_serving.free_port()
+    proc, port = bench_serving.start_ours(store, True, log, "--grpc-port", str(grpc_port),
+                                          "--max-batch-size", "1024", *extra)
     return proc, port, grpc_port
 
 
@@ -131,11 +127,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.repeat, args.seconds = 1, 1.0
     calls = 100 if args.quick else 400
-    from jupyter_pipeline.models import log_model
-
-    tmp = Path(tempfile.mkdtemp(prefix="jp-bench-protocols-"))
-    store = str(tmp / "store")
-    log_model(bench_serving.build_model(), "digits", store=store)
+    tmp, store, _ = bench_serving.digits_store("jp-bench-protocols-")
     rng = np.random.default_rng(0)
     one, batch = rng.random((1, 64), dtype=np.float32), rng.random((1000, 64), dtype=np.float32)
     results: dict = {"latency_1_row": {}, "throughput_16_in_flight": {}, "latency_1000_rows": {}}
@@ -154,11 +146,9 @@ def main(argv=None) -> int:
         proc.terminate()
         proc.wait(60)
     if shutil.which("wrk"):
-        same = tmp / "same.txt"
-        same.write_text(bench_serving.body_for(one) + "\n")
-        distinct = tmp / "distinct.txt"
-        distinct.write_text("\n".join(bench_serving.body_for(rng.random((1, 64), dtype=np.float32))
-                                      for _ in range(500)) + "\n")
+        same = bench_serving.write_bodies(tmp / "same.txt", [one])
+        distinct = bench_serving.write_bodies(tmp / "distinct.txt",
+                                              (rng.random((1, 64), dtype=np.float32) for _ in range(500)))
         results["wrk_64_connections"] = {}
         for label, extra, bodies in (("cache hits", (), same), ("cache off", ("--no-cache",), distinct)):
             proc, port, _ = start(store, tmp / "server.log", *extra)
