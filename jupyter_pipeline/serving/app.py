@@ -1,6 +1,6 @@
 """The model server: its settings, its parts (repository, cache, metrics, inference path) and
 its lifecycle (listen, hot reload, drain). Routes are in :mod:`.routes`, the gRPC service in
-:mod:`.grpc`; both answer through the same :class:`~.inference.Inference`.
+:mod:`.grpc_service`; both answer through the same :class:`~.inference.Inference`.
 """
 
 from __future__ import annotations

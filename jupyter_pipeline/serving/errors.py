@@ -1,6 +1,6 @@
 """Errors the model server answers with, as part of the package's one exception hierarchy.
 
-Each carries its HTTP status; :mod:`.app` maps every :class:`~jupyter_pipeline.exceptions.PipelineError`
+Each carries its HTTP status; :mod:`.routes` maps every :class:`~jupyter_pipeline.exceptions.PipelineError`
 to ``{"error": message, "message": message}`` in one place (``error`` is what the Open Inference
 Protocol and TF Serving clients read, ``message`` is the house style of the other REST fronts).
 """

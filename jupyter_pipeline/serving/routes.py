@@ -306,21 +306,21 @@ class InferShortcut:
         if length is None or not length.isdigit() or int(length) > self.server.config.max_body_bytes:
             return None
         path = start_line.path.partition("?")[0]
-        for protocol, pattern in (("v2", _V2_INFER), ("v1", _V1_PREDICT)):
+        for protocol_name, pattern in (("v2", _V2_INFER), ("v1", _V1_PREDICT)):
             match = pattern.fullmatch(path)
             if match:
                 name, version = match.groups()
-                return protocol, unquote(name), unquote(version) if version is not None else None
+                return protocol_name, unquote(name), unquote(version) if version is not None else None
         return None
 
     def answer(self, token, start_line, headers, body: bytes, request_conn) -> bool:
         started = time.perf_counter()
-        protocol, name, version = token
+        protocol_name, name, version = token
         try:
-            length = oip.json_length(headers.get(oip.HEADER), len(body)) if protocol == "v2" else None
+            length = oip.json_length(headers.get(oip.HEADER), len(body)) if protocol_name == "v2" else None
         except InvalidRequest:
             return False
-        found = self.server.inference.cached(name, version, self.codecs[protocol], body, length)
+        found = self.server.inference.cached(name, version, self.codecs[protocol_name], body, length)
         if found is None:
             return False
         answer, served = found
@@ -334,7 +334,7 @@ class InferShortcut:
         request_conn.write_headers(tornado.httputil.ResponseStartLine("HTTP/1.1", 200, "OK"), head, answer.body)
         request_conn.finish()
         seconds = time.perf_counter() - started
-        self.server.metrics.observe_request(name, protocol, 200, seconds)
+        self.server.metrics.observe_request(name, protocol_name, 200, seconds)
         if access_log.isEnabledFor(logging.INFO):
             log_access(request_conn.context.remote_ip, "POST", start_line.path, 200, len(body), seconds, name,
                        served.version, "hit")
