@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from queue import Empty
 
 import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning import LocalProvisioner
 from traitlets import default
+
+from . import zygote
 
 #: How long to wait for the IOPub status that follows a kernel_info reply before asking again
 #: (only reached while the IOPub subscription is still being set up).
@@ -90,6 +94,22 @@ class StageKernelManager(AsyncKernelManager):
     Only the standard launch (``python -m ipykernel_launcher``) is changed; other kernels start
     as their kernel spec says.
     """
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
+        """Fork the kernel from the zygote when this worker was forked from it (see :mod:`.zygote`)."""
+        if kernel_cmd[:3] == [sys.executable, "-c", LAUNCH_WITHOUT_DEBUGGER] and type(self.provisioner) is LocalProvisioner:
+            try:
+                process = zygote.fork_kernel(kernel_cmd[3:], kw.get("cwd"), kw.get("env") or dict(os.environ),
+                                             tuple(kw.get("pass_fds") or ()))
+            except OSError:
+                pass  # not forked, or the zygote is gone: start it afresh
+            else:
+                provisioner = self.provisioner
+                provisioner.process, provisioner.pid, provisioner.pgid = process, process.pid, process.pid
+                provisioner.cwd = kw.get("cwd") or os.getcwd()
+                self._reconcile_connection_info(provisioner.connection_info)
+                return
+        await super()._async_launch_kernel(kernel_cmd, **kw)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = super().format_kernel_cmd(extra_arguments)

@@ -29,7 +29,7 @@ import time
 
 from .stagerun import (EXIT_RUNNER_GONE, ORPHAN_SAVE_SECONDS, STARTED_LINE, _emit, _kill_kernel, close_kernel,
                        kernel_exit, prepare, run_stage)
-from .startup import skip_slow_optional_imports
+from .startup import skip_papermill_backends, skip_slow_optional_imports
 
 #: Run in the kernel between stages: drop every global but IPython's own (``user_ns_hidden``),
 #: put back any of those a stage rebound, and empty the output cache (``Out``, ``_``, ``_3``).
@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lease-fd", type=int, help="the run's lease, inherited from the runner (handed to the kernel)")
     args = p.parse_args(argv)
     skip_slow_optional_imports()
+    skip_papermill_backends()
     signal.signal(signal.SIGTERM, _terminate)
     if args.serve:
         try:

@@ -37,7 +37,7 @@ class Worker:
         self.forked = False
         if zygote is not None and zygote.ready.is_set() and cmd[:3] == [sys.executable, "-m", STAGEWORKER]:
             with contextlib.suppress(OSError):  # the zygote went away: start afresh instead
-                self.proc = zygote.fork(cmd[3:], cwd, env, self.stderr, pass_fds)
+                self.proc = zygote.fork_worker(cmd[3:], cwd, env, self.stderr, pass_fds)
                 self.forked = True
                 return
         self.proc = subprocess.Popen(
