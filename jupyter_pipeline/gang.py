@@ -16,10 +16,13 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from typing import TYPE_CHECKING, Callable
 
 from .pipeline import Stage
-from .records import RunRecord, now_iso
-from .workers import terminate
+from .records import RunRecord, now_iso, timeout_error
+
+if TYPE_CHECKING:
+    from .launcher import Launcher
 
 #: Replica states in the run record besides a stage's own: stopped because another replica failed.
 STOPPED = "stopped"
@@ -71,20 +74,24 @@ def slots(semaphore: threading.Semaphore, count: int):
 
 
 class GangStages:
-    """The part of :class:`~jupyter_pipeline.runner.LocalRunner` that runs ``workers:`` stages."""
+    """Runs the ``workers:`` stages of :class:`~jupyter_pipeline.runner.LocalRunner`'s runs: each replica
+    is a worker of the run's ``launcher``; ``publish(record)`` writes the record as replicas change."""
 
-    def _run_gang(self, stage: Stage, record: RunRecord) -> dict:
+    def __init__(self, launcher: Launcher, publish: Callable[[RunRecord], None]):
+        self.launcher, self.publish = launcher, publish
+
+    def run(self, stage: Stage, record: RunRecord) -> dict:
         """Run ``stage`` as a gang of ``workers`` replicas, all again on a retry."""
         rec = record.stages[stage.name]
         result: dict = {}
         for attempt in range(stage.options.retries + 1):
             rec.attempts = attempt + 1
-            if self._cancelled.is_set():
+            if self.launcher.cancelled.is_set():
                 return {"status": "cancelled", "error": "cancelled"}
             # A gang bigger than the runner's slots still runs: it needs all its kernels at once.
-            with slots(self._slots, min(stage.options.workers, self.workers)):
+            with slots(self.launcher.slots, min(stage.options.workers, self.launcher.workers)):
                 result = self._gang_once(stage, record)
-            if self._cancelled.is_set():
+            if self.launcher.cancelled.is_set():
                 result.update(status="cancelled", error="cancelled")
             if result["status"] != "failed":
                 break
@@ -93,14 +100,13 @@ class GangStages:
     def _gang_once(self, stage: Stage, record: RunRecord) -> dict:
         size = stage.options.workers
         coordinator, barrier = free_ports(2)
-        job = {"store": self.store.absolute_url(), "run_id": record.run_id, "stage": stage.name, "item": None,
-               "parameters": {k: v for k, v in record.parameters.items() if k in stage.parameters}}
+        job = self.launcher.job(stage, record)
         gang = {"world_size": size, "coordinator": f"127.0.0.1:{coordinator}", "barrier": f"127.0.0.1:{barrier}",
                 "bind": "127.0.0.1"}
-        workers = [self._workers.take() for _ in range(size)]
+        workers = [self.launcher.take() for _ in range(size)]
         rec = record.stages[stage.name]
         rec.replicas = [{"rank": r, "status": "running", "started_at": now_iso()} for r in range(size)]
-        self._publish(record)
+        self.publish(record)
         results: list[dict | None] = [None] * size
         failed: list[int] = []  # ranks in the order they failed; the first is the cause
         lock = threading.Lock()
@@ -108,17 +114,11 @@ class GangStages:
         def stop_all(but: int | None = None) -> None:
             for rank, worker in enumerate(workers):
                 if rank != but:
-                    threading.Thread(target=terminate, args=(worker.proc,), daemon=True).start()
+                    threading.Thread(target=self.launcher.stop, args=(worker.proc,), daemon=True).start()
 
         def run(rank: int) -> None:
-            slot = f"{stage.name}#{rank}"
-            with self._lock:
-                self._procs[slot] = workers[rank].proc
-            try:
+            with self.launcher.running(f"{stage.name}#{rank}", workers[rank].proc):
                 result = workers[rank].run({**job, "gang": {**gang, "rank": rank}}, on_started=start_clock)
-            finally:
-                with self._lock:
-                    self._procs.pop(slot, None)
             with lock:
                 results[rank] = result
                 first = result["status"] != "succeeded" and not failed
@@ -126,7 +126,7 @@ class GangStages:
                     failed.append(rank)
             stopped = timed_out.is_set() or (not first and bool(failed) and failed[0] != rank)
             rec.replicas[rank] = _replica_entry(rank, result, rec.replicas[rank]["started_at"], stopped)
-            self._publish(record)
+            self.publish(record)
             if first:
                 stop_all(but=rank)
 
@@ -171,7 +171,7 @@ def gang_result(results: list[dict], failed: list[int], size: int, timed_out: in
                 "output_notebook": results[0].get("output_notebook")}
     if timed_out:
         return {"status": "failed", "metrics": {}, "output_notebook": results[0].get("output_notebook"),
-                "error": f"timed out after {timed_out} s (tag timeout:); all {size} replicas were stopped"}
+                "error": f"{timeout_error(timed_out)}; all {size} replicas were stopped"}
     rank = failed[0]
     cause = results[rank]
     return {"status": "failed", "metrics": {}, "output_notebook": cause.get("output_notebook"),

@@ -7,45 +7,48 @@ never this one).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Callable
 
 from .exceptions import PipelineError
 from .fanout import gather, map_count, mean_metrics
 from .pipeline import Stage
 from .records import RunRecord, now_iso
 
+if TYPE_CHECKING:
+    from .launcher import Launcher
+    from .store import Store
+
 
 class MapStages:
-    """The part of :class:`~jupyter_pipeline.runner.LocalRunner` that runs ``map:`` stages.
+    """Runs the ``map:`` stages of :class:`~jupyter_pipeline.runner.LocalRunner`'s runs: each item is
+    an execution by the run's ``launcher``; ``publish(record)`` writes the record as items change."""
 
-    A mixin of the runner: it uses the runner's ``store``, ``workers``, ``_cancelled``, ``_publish``
-    and ``_execute_stage``.
-    """
+    def __init__(self, store: Store, launcher: Launcher, publish: Callable[[RunRecord], None]):
+        self.store, self.launcher, self.publish = store, launcher, publish
 
-    def _map_count(self, stage: Stage, record: RunRecord) -> int:
-        o = stage.options
-        return map_count(self.store, record.run_id, stage.name, o.map_var, dict(stage.inputs).get(o.map_var),
-                         o.map_chunks, record.parameters)
-
-    def _run_map(self, stage: Stage, record: RunRecord) -> dict:
+    def run(self, stage: Stage, record: RunRecord) -> dict:
         """Run a ``map:`` stage once per item, in parallel; then publish its outputs as lists."""
         rec = record.stages[stage.name]
+        o = stage.options
         try:
-            count = self._map_count(stage, record)
+            count = map_count(self.store, record.run_id, stage.name, o.map_var, dict(stage.inputs).get(o.map_var),
+                              o.map_chunks, record.parameters)
         except PipelineError as exc:
             return {"status": "failed", "error": str(exc)}
         done = {it["index"]: it for it in rec.items if it.get("status") == "succeeded"}  # kept by resume
         rec.items = [done.get(i, {"index": i, "status": "pending"}) for i in range(count)]
-        self._publish(record)
+        self.publish(record)
         todo = [i for i in range(count) if i not in done]
-        size = max(1, min(len(todo), self.workers, stage.options.parallelism or self.workers))
+        workers = self.launcher.workers
+        size = max(1, min(len(todo), workers, stage.options.parallelism or workers))
 
         def run_item(i: int) -> None:
-            if self._cancelled.is_set():
+            if self.launcher.cancelled.is_set():
                 rec.items[i] = {"index": i, "status": "cancelled"}
                 return
             rec.items[i] = {"index": i, "status": "running", "started_at": now_iso()}
-            self._publish(record)
-            result = self._execute_stage(stage, record, i)
+            self.publish(record)
+            result = self.launcher.execute(stage, record, i)
             rec.items[i] = {
                 "index": i, "status": result["status"], "started_at": rec.items[i]["started_at"],
                 "finished_at": now_iso(), "output_notebook": result.get("output_notebook"),
@@ -53,7 +56,7 @@ class MapStages:
                 **({"error": result.get("error"), "error_cell": result.get("error_cell")}
                    if result["status"] != "succeeded" else {}),
             }
-            self._publish(record)
+            self.publish(record)
 
         with ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"jp-{stage.name}") as pool:
             list(pool.map(run_item, todo))
@@ -61,14 +64,11 @@ class MapStages:
         bad = [it for it in rec.items if it["status"] != "succeeded"]
         if bad:
             first = bad[0]
-            status = "cancelled" if self._cancelled.is_set() else "failed"
+            status = "cancelled" if self.launcher.cancelled.is_set() else "failed"
             return {"status": status, "metrics": metrics, "output_notebook": first.get("output_notebook"),
                     "error": f"{len(bad)} of {count} item(s) did not succeed; item {first['index']}: "
                              f"{first.get('error') or first['status']}",
                     "error_cell": first.get("error_cell")}
-        self._gather(stage, record, count)
+        gather(self.store, record.run_id, stage.name, stage.outputs, count)
         return {"status": "succeeded", "metrics": metrics,
                 "output_notebook": rec.items[0].get("output_notebook") if rec.items else None}
-
-    def _gather(self, stage: Stage, record: RunRecord, count: int) -> None:
-        gather(self.store, record.run_id, stage.name, stage.outputs, count)

@@ -5,6 +5,11 @@ independent stages run at the same time, up to ``workers``. A failed stage stops
 on it while independent branches finish. The run record is republished on every state change,
 so another process (the CLI's ``runs``, the Jupyter server, a browser) sees progress live.
 
+The runner executes a :mod:`jupyter_pipeline.plan` (what runs, what is reused or kept); its
+:class:`~jupyter_pipeline.launcher.Launcher` starts the executions (``map:`` stages through
+:class:`~jupyter_pipeline.mapstages.MapStages`, ``workers:`` stages through
+:class:`~jupyter_pipeline.gang.GangStages`) and stops them on ``cancel()``.
+
 A run is leased (:mod:`jupyter_pipeline.lease`) by the runner that drives it, and its stage
 workers and kernels inherit the lease; a run whose runner died is marked interrupted, and may be
 resumed, only once the lease is free, so no stage of it can still be writing.
@@ -14,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -31,22 +35,21 @@ from .records import (
     RunRecord, RunState, StageState, finish, link_outputs, list_runs, load_run, new_record, now_iso, reopen,
     run_prefix, save_run, snapshot, stage_key,
 )
-from .mapstages import MapStages
 from .gang import GangStages
+from .launcher import Launcher
+from .mapstages import MapStages
 from .lease import STOPPING_GRACE_SECONDS, Lease, effective_status, mark_interrupted, owner_alive, this_process
 from .stagenotebook import stage_notebook
 from .stagecache import StageCache, stage_fingerprints
 from .store import Store, open_store, patiently, resolve_store_url
-from .sharedkernel import FRESH, SHARED, SharedKernel, isolation_reason
-from .workers import WarmWorkers, terminate
+from .sharedkernel import FRESH, SHARED
 
 #: ``on_event(kind, record, stage)`` with kind one of run-started, stage-started,
 #: stage-finished, run-finished; ``stage`` is None for run events.
 EventHandler = Callable[[str, RunRecord, str | None], None]
 
 
-
-class LocalRunner(MapStages, GangStages):
+class LocalRunner:
     """Runs one pipeline run at a time on this machine; ``cancel()`` may be called from any thread."""
 
     def __init__(self, store: Store | str | None = None, *, workers: int | None = None,
@@ -59,10 +62,6 @@ class LocalRunner(MapStages, GangStages):
         self.on_event = on_event or (lambda kind, record, stage: None)
         self.python = python
         self._lock = threading.RLock()
-        self._procs: dict[str, subprocess.Popen] = {}
-        self._cancelled = threading.Event()
-        # Kernels running at once; a sweep shares one semaphore among its runs.
-        self._slots = slots or threading.BoundedSemaphore(self.workers)
         self.cache, self.warm, self.sweep_id = cache, warm, sweep_id
         self._keys: dict[str, str] = {}
         self.incremental = incremental
@@ -71,7 +70,11 @@ class LocalRunner(MapStages, GangStages):
         self._lease: Lease | None = None
         # --shared-kernel: stages take turns in one kernel (see jupyter_pipeline.sharedkernel).
         self.kernel_mode = SHARED if shared_kernel else FRESH
-        self._shared: SharedKernel | None = None
+        # Kernels running at once; a sweep shares one semaphore among its runs.
+        self._launcher = Launcher(self.store, self.workers, slots or threading.BoundedSemaphore(self.workers),
+                                  self.kernel_mode)
+        self._maps = MapStages(self.store, self._launcher, self._publish)
+        self._gangs = GangStages(self._launcher, self._publish)
 
     # -- public -------------------------------------------------------------------------------------
     def run(self, pipeline: Pipeline, parameters: dict | None = None, run_id: str | None = None) -> RunRecord:
@@ -127,15 +130,7 @@ class LocalRunner(MapStages, GangStages):
 
     def cancel(self) -> None:
         """Stop the run: running stages get SIGTERM (then SIGKILL), pending ones never start."""
-        self._cancelled.set()
-        with self._lock:
-            procs = list(self._procs.values())
-        for proc in procs:
-            terminate(proc)
-        if getattr(self, "_workers", None):
-            self._workers.close()
-        if self._shared is not None:
-            self._shared.close()
+        self._launcher.cancel()
 
     # -- internals ----------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -195,25 +190,21 @@ class LocalRunner(MapStages, GangStages):
         lease_fd = self._lease.fd
         cmd = [self.python, "-m", "jupyter_pipeline.stageworker", "--serve", "--cwd", cwd, "--kernel", self._kernel,
                "--lease-fd", str(lease_fd)]
-        self._workers = WarmWorkers(cmd, cwd, pass_fds=(lease_fd,))
-        self._shared = None
-        if self.kernel_mode == SHARED and any(self._shares(stages[n]) for n in names if not self._plan.reuses(n)):
-            self._shared = SharedKernel(cmd, cwd, pass_fds=(lease_fd,))
-            self._shared.start()
+        shares = any(self._launcher.shares(stages[n]) for n in names if not self._plan.reuses(n))
+        self._launcher.open(cmd, cwd, lease_fd, shared_kernel=shares)
         try:
             self._schedule(record, stages, pending, running)
         finally:
-            self._workers.close()
-            if self._shared is not None:
-                self._shared.close()
+            self._launcher.close()
         return self._finish_run(record)
 
     def _schedule(self, record: RunRecord, stages: dict, pending: list[str], running: dict) -> None:
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="jp-stage") as pool:
             while pending or running:
-                to_run = sum(1 for name in pending if not self._plan.reuses(name) and not self._shares(stages[name]))
-                self._workers.ensure(min(self.warm if self.warm is not None else self.workers, to_run))
-                if self._cancelled.is_set():
+                to_run = sum(1 for name in pending
+                             if not self._plan.reuses(name) and not self._launcher.shares(stages[name]))
+                self._launcher.warm(min(self.warm if self.warm is not None else self.workers, to_run))
+                if self._launcher.cancelled.is_set():
                     for name in pending:
                         record.stages[name].status = StageState.CANCELLED
                     pending = []
@@ -309,71 +300,10 @@ class LocalRunner(MapStages, GangStages):
 
     def _compute(self, stage: Stage, record: RunRecord) -> dict:
         if stage.options.map_var:
-            return self._run_map(stage, record)
+            return self._maps.run(stage, record)
         if stage.options.workers > 1:
-            return self._run_gang(stage, record)
-        return self._execute_stage(stage, record)
-
-    def _execute_stage(self, stage: Stage, record: RunRecord, item: int | None = None) -> dict:
-        """One papermill execution of a stage (or of one item of a map stage), with retries."""
-        job = {
-            "store": self.store.absolute_url(), "run_id": record.run_id, "stage": stage.name, "item": item,
-            "parameters": {k: v for k, v in record.parameters.items() if k in stage.parameters},
-        }
-        slot = stage.name if item is None else f"{stage.name}[{item}]"
-        result: dict = {}
-        for attempt in range(stage.options.retries + 1):
-            if item is None:
-                record.stages[stage.name].attempts = attempt + 1
-            if self._cancelled.is_set():
-                return {"status": "cancelled", "error": "cancelled"}
-            with self._slots:  # at most `workers` kernels at once, map items included
-                if attempt == 0 and item is None and self._shares(stage):  # a retry gets a fresh kernel
-                    result = self._execute_shared(job, slot)
-                else:
-                    result = self._execute_once(stage, job, slot)
-            if self._cancelled.is_set():
-                result.update(status="cancelled", error="cancelled")
-            if result["status"] != "failed":
-                break
-        return result
-
-    def _shares(self, stage: Stage) -> bool:
-        """Whether ``stage`` runs in the run's shared kernel (``--shared-kernel``, and it may)."""
-        return self.kernel_mode == SHARED and isolation_reason(stage) is None
-
-    def _execute_shared(self, job: dict, slot: str) -> dict:
-        def running(proc):
-            with self._lock:
-                self._procs[slot] = proc
-        try:
-            return self._shared.run(job, running)
-        finally:
-            with self._lock:
-                self._procs.pop(slot, None)
-
-    def _execute_once(self, stage: Stage, job: dict, slot: str) -> dict:
-        worker = self._workers.take()
-        with self._lock:
-            self._procs[slot] = worker.proc
-        timer, timed_out = None, threading.Event()
-        if stage.options.timeout:
-            def expire(proc=worker.proc):
-                timed_out.set()
-                terminate(proc)
-
-            timer = threading.Timer(stage.options.timeout, expire)
-        try:
-            # `timeout:` limits the stage's own execution: the clock starts once its kernel is up.
-            result = worker.run(job, on_started=timer.start if timer else None)
-        finally:
-            if timer:
-                timer.cancel()
-            with self._lock:
-                self._procs.pop(slot, None)
-        if timed_out.is_set():
-            result.update(status="failed", error=f"timed out after {stage.options.timeout} s (tag timeout:)")
-        return result
+            return self._gangs.run(stage, record)
+        return self._launcher.execute(stage, record)
 
     def _finish_stage(self, record: RunRecord, name: str, result: dict) -> None:
         rec = record.stages[name]
@@ -393,7 +323,7 @@ class LocalRunner(MapStages, GangStages):
         self.on_event("stage-finished", record, name)
 
     def _finish_run(self, record: RunRecord) -> RunRecord:
-        finish(record, cancelled=self._cancelled.is_set())
+        finish(record, cancelled=self._launcher.cancelled.is_set())
         self._publish(record, final=True)
         self.on_event("run-finished", record, None)
         return record
