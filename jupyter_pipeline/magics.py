@@ -189,7 +189,7 @@ class PipelineMagics(Magics):
 
     def _status(self, args):
         from .records import list_runs, load_run
-        from .runner import effective_status
+        from .lease import effective_status
         from .store import open_store, resolve_store_url
 
         store = open_store(resolve_store_url(args.store))

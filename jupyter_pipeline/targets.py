@@ -69,7 +69,7 @@ class Target:
 
     def status(self, store: Store, record: RunRecord, options: dict) -> RunRecord:
         """The run's current state: its record, marked interrupted if the process driving it is gone."""
-        from .runner import effective_status
+        from .lease import effective_status
 
         return effective_status(store, record)
 

@@ -163,7 +163,7 @@ def _exit_status(record) -> int:
 
 def cmd_runs(args) -> int:
     from ..records import list_runs, load_run
-    from ..runner import effective_status
+    from ..lease import effective_status
     from ..store import open_store, resolve_store_url
 
     store = open_store(resolve_store_url(args.store))
