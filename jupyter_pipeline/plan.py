@@ -43,9 +43,11 @@ class Action(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Decision:
-    """The plan for one stage: its action, why (as the run record says it), and where reused results are."""
+    """The plan for one stage: its action, why, and where reused results are."""
 
     action: Action
+    #: With ``--incremental`` the run record's ``why`` for the stage, word for word; a resume's
+    #: reasons are the plan's alone (a resumed run's record names only the stages that re-run).
     why: str | None = None
     #: REUSE: the run whose output index this run points at, that run's record of the stage, and the
     #: run that computed the values (the source's own ``reused_from``, else the source).
