@@ -98,9 +98,10 @@ class StageKernelManager(AsyncKernelManager):
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
         """Fork the kernel from the zygote when this worker was forked from it (see :mod:`.zygote`)."""
         if kernel_cmd[:3] == [sys.executable, "-c", LAUNCH_WITHOUT_DEBUGGER] and type(self.provisioner) is LocalProvisioner:
+            # As jupyter_client's launcher sets it: the process that started the kernel.
+            env = {**(kw.get("env") or os.environ), "JPY_PARENT_PID": str(os.getpid())}
             try:
-                process = zygote.fork_kernel(kernel_cmd[3:], kw.get("cwd"), kw.get("env") or dict(os.environ),
-                                             tuple(kw.get("pass_fds") or ()))
+                process = zygote.fork_kernel(kernel_cmd[3:], kw.get("cwd"), env, tuple(kw.get("pass_fds") or ()))
             except OSError:
                 pass  # not forked, or the zygote is gone: start it afresh
             else:

@@ -297,8 +297,7 @@ class _Server:
                 if not data:
                     if sock is self.runner:
                         return 0  # the runner process is gone
-                    del self.clients[sock.fileno()]
-                    sock.close()
+                    self.worker_gone(sock)
                     continue
                 self.fork(sock, json.loads(data), fds)
             self.reap()
@@ -328,6 +327,16 @@ class _Server:
         os.close(session_r)
         self.owner[pid] = asker
         asker.send(json.dumps({"pid": pid}).encode())
+
+    def worker_gone(self, sock: socket.socket) -> None:
+        """A forked worker ended (its socket closed): its kernel must not outlive it. (A kernel
+        started afresh watches its parent for this; a forked one's parent is the zygote.)"""
+        for pid, asker in self.owner.items():
+            if asker is sock:  # not reaped yet, so the pid is still this kernel's
+                with contextlib.suppress(OSError):
+                    os.killpg(pid, signal.SIGKILL)
+        del self.clients[sock.fileno()]
+        sock.close()
 
     def reap(self) -> None:
         while True:
@@ -435,4 +444,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as the package's module, not as __main__: the forked children look their channel up there.
+    from jupyter_pipeline.zygote import main as package_main
+
+    sys.exit(package_main())

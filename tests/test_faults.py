@@ -35,7 +35,8 @@ EXE = str(Path(sys.executable).parent / "jupyter-pipeline")
 #: measures it; this only tells a slow machine from a hang.
 HANG_SECONDS = 30
 
-WRITE_PIDS = "import os, pathlib, time\npathlib.Path('pids').write_text(f'{os.getpid()} {os.getppid()}')\n"
+WRITE_PIDS = ("import os, pathlib, time\n"  # the worker started the kernel (its parent, or the zygote forked it)
+              "pathlib.Path('pids').write_text(f'{os.getpid()} {os.environ[\"JPY_PARENT_PID\"]}')\n")
 HOLD = "while pathlib.Path('hold').exists():\n    time.sleep(0.05)\n"
 
 

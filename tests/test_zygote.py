@@ -53,12 +53,13 @@ def test_forked_stages_see_the_runners_current_environment_and_folder(ready_zygo
     (tmp_path / "nb" / "beside.txt").write_text("next to the notebook")
     kernel_facts = ("import os, numpy as np\n"
                     "parent = open(f'/proc/{os.getppid()}/cmdline').read()\n"
+                    "forked = os.getppid() != int(os.environ['JPY_PARENT_PID'])  # not the worker's child\n"
                     "import pyarrow  # skipped by the workers, importable in their kernels\n")
     write_notebook(tmp_path / "nb" / "env.ipynb", [
         (["stage:probe"], "import os\nprobe = os.environ['JP_ZYGOTE_PROBE']\nbeside = open('beside.txt').read()\n"
                           + kernel_facts + "first_parent, first_random = parent, np.random.rand()"),
         (["stage:check"], "assert probe == 'late value' and beside == 'next to the notebook', (probe, beside)\n"
-                          + kernel_facts + "assert 'jupyter_pipeline.zygote' in parent and parent == first_parent\n"
+                          + kernel_facts + "assert forked and 'jupyter_pipeline.zygote' in parent and parent == first_parent\n"
                           "assert np.random.rand() != first_random  # each forked kernel has its own random state"),
     ])
     record = LocalRunner(str(tmp_path / "store")).run(load(str(tmp_path / "nb" / "env.ipynb")))
