@@ -124,18 +124,24 @@ def owner_alive(record: RunRecord) -> bool:
     return True
 
 
-def mark_interrupted(store: Store, record: RunRecord) -> RunRecord:
-    """Record that the process driving ``record`` died: running/pending stages become interrupted.
+#: Why a run was marked interrupted when its process died.
+DIED = "the process running this run stopped before it finished; `jupyter-pipeline resume` continues it"
+
+
+def mark_interrupted(store: Store, record: RunRecord, reason: str = DIED, cancelled_too: bool = False) -> RunRecord:
+    """Record that the process driving ``record`` stopped: running/pending stages become interrupted
+    (and cancelled ones, with ``cancelled_too``: stopped by that process, not by the user).
 
     A stage that was running keeps the notebook its worker saved as far as it ran.
     """
     for name, rec in record.stages.items():
-        if not rec.status.done:
+        if not rec.status.done or (cancelled_too and rec.status == StageState.CANCELLED):
             if rec.status == StageState.RUNNING and store.exists(key := stage_key(record.run_id, name, "output.ipynb")):
                 rec.output_notebook = store.uri(key)
             rec.status = StageState.INTERRUPTED
-    record.status, record.finished_at, record.owner = RunState.INTERRUPTED, now_iso(), None
-    record.error = "the process running this run stopped before it finished; `jupyter-pipeline resume` continues it"
+    record.status, record.owner = RunState.INTERRUPTED, None
+    record.finished_at = record.finished_at or now_iso()
+    record.error = reason
     save_run(store, record)
     return record
 

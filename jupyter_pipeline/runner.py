@@ -38,7 +38,7 @@ from .records import (
 from .gang import GangStages
 from .launcher import Launcher
 from .mapstages import MapStages
-from .lease import STOPPING_GRACE_SECONDS, Lease, effective_status, mark_interrupted, owner_alive, this_process
+from .lease import STOPPING_GRACE_SECONDS, Lease, owner_alive, this_process
 from .stagenotebook import stage_notebook
 from .stagecache import StageCache, stage_fingerprints
 from .store import Store, open_store, patiently, resolve_store_url
@@ -354,4 +354,4 @@ def resume_run(store: Store | str, run_id: str, workers: int | None = None,
     return LocalRunner(store, workers=workers, on_event=on_event).resume(run_id)
 
 
-__all__ = ["LocalRunner", "run_pipeline", "resume_run", "mark_interrupted", "effective_status"]
+__all__ = ["LocalRunner", "run_pipeline", "resume_run"]

@@ -25,7 +25,8 @@ from jupyter_pipeline.exceptions import PipelineError
 from jupyter_pipeline.lease import Lease
 from jupyter_pipeline.parse import load
 from jupyter_pipeline.records import RunRecord, RunState, StageRecord, StageState, load_run, parse_iso, save_run, stage_key
-from jupyter_pipeline.runner import LocalRunner, effective_status, resume_run, run_pipeline
+from jupyter_pipeline.lease import effective_status
+from jupyter_pipeline.runner import LocalRunner, resume_run, run_pipeline
 from jupyter_pipeline.store import open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -357,5 +358,29 @@ def test_jupyter_server_dead_kernels_free_their_slot_and_a_killed_server_leaves_
     assert record.status == RunState.INTERRUPTED and record.stages["second"].status == StageState.INTERRUPTED
     (root / "hold").unlink()
     resumed = resume_run(store, body["run_id"])
+    assert resumed.status == RunState.SUCCEEDED and resumed.stages["first"].reused
+    assert_nothing_lost(store, resumed, kernel, worker)
+
+
+def test_a_stopping_jupyter_server_marks_its_runs_interrupted_and_resumable(tmp_path, write_notebook):
+    from jupyter_pipeline.server.manager import SERVER_STOPPED, RunManager
+
+    nb = write_notebook(tmp_path / "long.ipynb", [
+        (["stage:first"], "a = 1"),
+        (["stage:second"], WRITE_PIDS + "print('second began', flush=True)\n" + HOLD + "b = a + 1"),
+    ])
+    (tmp_path / "hold").touch()
+    store = open_store(str(tmp_path / "store"))
+    manager = RunManager(store)
+    run_id = manager.start(load(nb), {}, "local")
+    kernel, worker = stage_pids(tmp_path)
+    manager.shutdown()  # what the server does as it stops
+    record = load_run(store, run_id)
+    assert record.status == RunState.INTERRUPTED and record.error == SERVER_STOPPED and record.owner is None
+    assert record.stages["first"].status == StageState.SUCCEEDED
+    second = record.stages["second"]
+    assert second.status == StageState.INTERRUPTED and second.output_notebook, second.to_json()
+    (tmp_path / "hold").unlink()
+    resumed = resume_run(store, run_id)
     assert resumed.status == RunState.SUCCEEDED and resumed.stages["first"].reused
     assert_nothing_lost(store, resumed, kernel, worker)

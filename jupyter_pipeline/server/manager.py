@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 from .. import parameters as params_mod
 from ..exceptions import ParameterError, PipelineError, RunNotFound
+from ..lease import effective_status, mark_interrupted
 from ..pipeline import Pipeline
-from ..records import RunState, StageState, list_runs, load_run, new_run_id, now_iso, save_run
-from ..runner import effective_status
+from ..records import RunState, list_runs, load_run, new_run_id, now_iso, save_run
 from ..store import Store, open_store
 from ..targets import get_target
 
@@ -275,16 +275,14 @@ class RunManager:
             active.done.wait(SHUTDOWN_WAIT_SECONDS)
             try:
                 record = load_run(self.store, active.run_id)
-                if record.status in (RunState.RUNNING, RunState.CANCELLED):
-                    for rec in record.stages.values():  # stopped by us, not by the user
-                        if rec.status in (StageState.PENDING, StageState.RUNNING, StageState.CANCELLED):
-                            rec.status = StageState.INTERRUPTED
-                    record.status, record.owner = RunState.INTERRUPTED, None
-                    record.finished_at = record.finished_at or now_iso()
-                    record.error = "the Jupyter server stopped during this run; `jupyter-pipeline resume` continues it"
-                    save_run(self.store, record)
+                if record.status in (RunState.RUNNING, RunState.CANCELLED):  # stopped by us, not by the user
+                    mark_interrupted(self.store, record, SERVER_STOPPED, cancelled_too=True)
             except Exception as exc:  # noqa: BLE001 - the process is exiting; say why and go on
                 self.log.warning("jupyter-pipeline: could not mark run %s interrupted: %s", active.run_id, exc)
+
+
+#: Why a run this server drove was marked interrupted when the server stopped.
+SERVER_STOPPED = "the Jupyter server stopped during this run; `jupyter-pipeline resume` continues it"
 
 
 def _can_cancel(target: str) -> bool:
