@@ -201,8 +201,10 @@ class RunsHandler(BaseHandler):
     def _start(self, full: Path, target: str, parameters: dict, options: dict) -> str:
         from ..parse import load
 
+        from ..targets import get_target
+
         pipeline = load(full).require_valid()
-        if target == "kfp":
+        if get_target(target).needs_kfp_host:  # any target that submits to Kubeflow Pipelines
             _check_kfp_host(pipeline, {**self.jp.manager.target_options, **options})
         return self.jp.manager.start(pipeline, parameters, target, options)
 
