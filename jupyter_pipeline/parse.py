@@ -1,5 +1,6 @@
 """Notebook → :class:`Pipeline`: read with nbformat, interpret tags, group cells into stages,
-bind each stage's free names to the stage that produces them, and collect every problem.
+bind each stage's free names to the stage that produces them (:mod:`.binding`), and collect every
+problem.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from pathlib import Path
 import nbformat
 
 from . import analysis, tags
-from .exceptions import NotebookReadError, VariableNotSavable
-from .pipeline import Cell, Parameter, Pipeline, Problem, Role, Stage, StageOptions
-from .notebook_settings import KEY as SETTINGS_KEY
+from .binding import Grouped, bind
+from .exceptions import NotebookReadError
+from .pipeline import Cell, Parameter, Pipeline, Problem, Role, StageOptions
 from .notebook_settings import notebook_settings, stage_defaults
 from .validate import find_cycles, reopened_stages, stage_problems, workers_problems
 
@@ -238,97 +239,11 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
         ))
 
     default_options = stage_defaults(settings, problems)
-    setup_scan = analysis.combine([(i, scans[i]) for i in setup_cells])
-    param_names = {p.name for p in parameters}
-    setup_params = sorted(setup_scan.uses & param_names)
-    # Names a parameters cell binds count as provided even when not literal (that is reported once).
-    param_cell_names = {n for c in cells if c.role == Role.PARAMETERS for n in c.defines}
-    provided = setup_scan.defines | param_names | param_cell_names | analysis.KERNEL_NAMES
-    star_import = setup_scan.star_import or any(s.star_import for s in scans.values())
-    generator_functions = set().union(*(s.generator_functions for s in scans.values()))
-
-    combined = {
-        name: analysis.combine([(i, scans[i]) for i in members[name] if i in scans])
-        for name in order
-    }
-    stages: list[Stage] = []
-    outputs: dict[str, set[str]] = {name: set() for name in order}
-    position = {name: i for i, name in enumerate(order)}
-    latest: dict[str, str] = {}  # variable -> the nearest stage above that binds it
-    for k, name in enumerate(order):
-        info = combined[name]
-        map_var, map_as = options[name].map_var, options[name].map_as
-        if map_var:
-            # A map stage reads its item under `map_as` (provided per run) and always needs VAR.
-            info.uses = (info.uses - {map_as}) | {map_var}
-            info.first_use_cell.setdefault(map_var, first_cell[name])
-        inputs = []
-        for var in sorted(info.uses - provided):
-            producer = latest.get(var)
-            cell = info.first_use_cell.get(var)
-            if producer:
-                inputs.append((var, producer))
-                outputs[producer].add(var)
-                hint = combined[producer].unsavable_hint(var, generator_functions)
-                if hint:
-                    problems.append(Problem(
-                        "error", "unsavable-variable",
-                        f"variable '{var}' holds {hint} (stage '{producer}') and stage '{name}' uses it, but "
-                        f"{hint} cannot be passed between stages. Instead, {VariableNotSavable.ADVICE[hint]}",
-                        stage=name, cell=cell,
-                    ))
-                continue
-            later = next((n for n in order[k + 1:] if var in combined[n].defines), None)
-            if later:
-                problems.append(Problem(
-                    "error", "defined-later",
-                    f"'{var}' is used here but first defined in a later stage, '{later}'; stages receive only "
-                    "variables of stages above them", stage=name, cell=cell,
-                ))
-            elif var in left_out_defines:
-                problems.append(Problem(
-                    "error", "orphan-name",
-                    f"name '{var}' is defined only in cell {left_out_defines[var] + 1}, which comes before the first "
-                    "stage and so is left out of the pipeline; tag that cell `setup` to run it at the start of "
-                    "every stage", stage=name, cell=cell,
-                ))
-            elif not star_import:
-                skipped = skipped_defines.get(var)
-                hint = (f"; cell {skipped + 1} defines it but is tagged `skip`, so it is not part of the pipeline"
-                        if skipped is not None else "")
-                problems.append(Problem(
-                    "error", "undefined-name",
-                    f"name '{var}' is used but no stage, setup cell or parameter above defines it{hint}",
-                    stage=name, cell=cell,
-                ))
-        if map_var and map_var not in param_names and map_var in provided:
-            # Undefined names are reported by the binding above; a setup or kernel name is not data.
-            problems.append(Problem(
-                "error", "map-source",
-                f"`map:{map_var}` needs '{map_var}' from a stage above or from the parameters cell, "
-                "not from a setup cell",
-                stage=name, cell=first_cell[name],
-            ))
-        stage_after = tuple(after[name])
-        known_after = [a for a in stage_after if a in members and a != name]
-        depends = sorted({p for _, p in inputs} | set(known_after), key=position.get)
-        latest.update(dict.fromkeys(info.defines, name))
-        stages.append(Stage(
-            name=name,
-            cells=tuple(members[name]),
-            after=stage_after,
-            options=default_options.merged(options[name]),
-            defines=frozenset(info.defines),
-            uses=frozenset(info.uses),
-            inputs=tuple(inputs),
-            parameters=tuple(sorted((info.uses & param_names) | set(setup_params))),
-            depends_on=tuple(depends),
-            metrics_cell=name == "pipeline-metrics",
-        ))
-    stages = [
-        Stage(**{**{f: getattr(s, f) for f in s.__dataclass_fields__}, "outputs": tuple(sorted(outputs[s.name]))})
-        for s in stages
-    ]
+    grouped = Grouped(order=order, members=members, after=after, options=options, first_cell=first_cell,
+                      scans=scans, setup_cells=setup_cells, parameters={p.name for p in parameters},
+                      parameter_cell_names={n for c in cells if c.role == Role.PARAMETERS for n in c.defines},
+                      skipped_defines=skipped_defines, left_out_defines=left_out_defines)
+    stages, star_import = bind(grouped, default_options, problems)
     problems.extend(stage_problems(stages, cells, first_cell))
     problems.extend(workers_problems(stages, cells, setup_cells, first_cell))
     problems.extend(reopened_stages(stages, cells, first_cell))
