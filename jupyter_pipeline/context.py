@@ -12,7 +12,7 @@ import numbers
 import os
 from dataclasses import dataclass, field
 
-from .records import stage_key
+from .records import stage_key, stages_prefix
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def run_metrics() -> dict:
         return dict(_interactive_metrics)
     store = ctx.store
     out: dict = {}
-    for key in store.list(f"runs/{ctx.run_id}/stages/", recursive=True):
+    for key in store.list(stages_prefix(ctx.run_id), recursive=True):
         if key.endswith("/metrics.json"):
             out.update(store.get_json(key))
     return out

@@ -30,8 +30,12 @@ def _check_name(name: str) -> None:
         )
 
 
+#: Where the registry keeps every model, one folder per name, one per version inside it.
+MODELS_PREFIX = "models/"
+
+
 def model_prefix(name: str, version: int | None = None) -> str:
-    return f"models/{name}/" if version is None else f"models/{name}/{version}/"
+    return f"{MODELS_PREFIX}{name}/" if version is None else f"{MODELS_PREFIX}{name}/{version}/"
 
 
 def list_versions(store: Store, name: str) -> list[int]:
@@ -48,7 +52,7 @@ def list_models(store: Store | str | None = None) -> dict[str, list[dict]]:
     """Every registered model with the metadata of each version."""
     store = open_store(store or context.default_store_url())
     out = {}
-    for key in store.list("models/"):
+    for key in store.list(MODELS_PREFIX):
         if not key.endswith("/"):
             continue
         name = key.rstrip("/").rsplit("/", 1)[-1]

@@ -334,8 +334,14 @@ def run_key(run_id: str) -> str:
     return f"runs/{run_id}/run.json"
 
 
-def sweep_key(sweep_id: str) -> str:
-    return f"sweeps/{sweep_id}/sweep.json"
+def sweep_key(sweep_id: str, name: str = "sweep.json") -> str:
+    """Key of a file of a sweep: its record ``sweep.json``, a Kubeflow sweep's ``pipeline.yaml``."""
+    return f"sweeps/{sweep_id}/{name}"
+
+
+def stages_prefix(run_id: str) -> str:
+    """The folder under which every stage of a run keeps its files."""
+    return f"{run_prefix(run_id)}/stages/"
 
 
 def stage_key(run_id: str, stage: str, name: str, item: int | None = None, replica: int | None = None) -> str:

@@ -117,7 +117,7 @@ def run_sweep_kfp_local(pipeline: Pipeline, grid: dict[str, list], store, option
     records = [new_record(pipeline, store, v, sweep_id=sweep_id) for v in values]
     shared = shared_stages(pipeline, values)
     yaml_text = compile_sweep(pipeline, swept, shared, local_options(pipeline, store), options.get("max_parallel"))
-    store.put_bytes(f"sweeps/{sweep_id}/pipeline.yaml", yaml_text.encode())
+    store.put_bytes(sweep_key(sweep_id, "pipeline.yaml"), yaml_text.encode())
     for record in records:
         snapshot(store, pipeline, record.run_id, yaml_text)
     arguments = parameter_arguments(pipeline, values[0])  # shared stages see the same values in every variant

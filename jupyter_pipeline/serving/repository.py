@@ -183,7 +183,7 @@ class ModelRepository:
         """Scan the store once: load new latest versions, drop deleted ones, publish the result."""
         try:
             names = list(self.specs) or [k.rstrip("/").rsplit("/", 1)[-1]
-                                          for k in self.store.list("models/") if k.endswith("/")]
+                                          for k in self.store.list(models.MODELS_PREFIX) if k.endswith("/")]
             for name in names:
                 self._refresh_model(name)
             if not self.specs:
