@@ -22,7 +22,8 @@ from jupyter_pipeline.stagenotebook import launch_metadata
 from jupyter_pipeline.kfp import files
 from jupyter_pipeline.kfp import gang as kgang
 from jupyter_pipeline.kfp import gangjob
-from jupyter_pipeline.kfp.compiler import compile_pipeline
+from jupyter_pipeline.kfp.compiler import CompileOptions, compile_pipeline
+from jupyter_pipeline.kfp.tasks import notebook_json
 from jupyter_pipeline.parse import from_notebook, load
 from jupyter_pipeline.records import stage_key
 from jupyter_pipeline.stagenotebook import stage_notebook
@@ -170,6 +171,32 @@ def test_compiled_task_only_launches_the_replicas(fixture_nb, tmp_path):
     assert nb.metadata["jupyter_pipeline"]["gang"]["workers"] == 2
 
 
+def test_replicas_install_the_packages_the_stage_component_installs(fixture_nb):
+    pipeline = load(fixture_nb("gang_kfp"))
+    options = CompileOptions.for_pipeline(pipeline, packages=("pandas>=2.1", "scikit-learn==1.5.0"),
+                                          pip_index_urls=("https://pypi.internal/simple", "https://extra.internal/simple"))
+    import yaml
+
+    spec, _ = yaml.safe_load_all(compile_pipeline(pipeline, options=options))
+    tasks = spec["components"][spec["root"]["dag"]["tasks"]["exit-handler-1"]["componentRef"]["name"]]["dag"]["tasks"]
+    embedded = {name: json.loads(tasks[name]["inputs"]["parameters"]["jp_notebook"]["runtimeValue"]["constant"])
+                for name in ("train", "report")}
+    install = {"packages": ["pandas>=2.1", "scikit-learn==1.5.0"],
+               "pip_index_urls": ["https://pypi.internal/simple", "https://extra.internal/simple"]}
+    assert embedded["train"]["metadata"]["jupyter_pipeline"]["gang"]["install"] == install
+    assert "gang" not in embedded["report"]["metadata"]["jupyter_pipeline"]  # its component installs them itself
+    _, _, [jobset] = planned(embedded["train"]["metadata"]["jupyter_pipeline"]["gang"])
+    [container] = jobset["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["containers"]
+    description = json.loads(next(e["value"] for e in container["env"] if e["name"] == gangjob.JOB_ENV))
+    assert {k: description[k] for k in install} == install
+    from jupyter_pipeline.kfp.packages import pip_install_command
+
+    assert pip_install_command(install["packages"], install["pip_index_urls"])[1:] == [
+        "-m", "pip", "install", "--quiet", "--no-warn-script-location", "--disable-pip-version-check",
+        "--index-url", "https://pypi.internal/simple", "--extra-index-url", "https://extra.internal/simple",
+        "--trusted-host", "pypi.internal", "--trusted-host", "extra.internal", "pandas>=2.1", "scikit-learn==1.5.0"]
+
+
 # -- the launcher against a loopback Kubernetes API -----------------------------------------------
 class Cluster:
     """Plays the cluster behind the fake API: when a JobSet is created, runs its pods (the
@@ -212,26 +239,31 @@ def run_pods(jobset, store_url):
     return all(p.wait(timeout=300) == 0 for p in procs)
 
 
-def launch(fake, fixture_nb, store_dir, run_id="run-1"):
+def launch(fake, fixture_nb, store_dir, run_id="run-1", packages=(), pip_index_urls=()):
     """Run the launcher of gang_kfp's stage ``train``, its working files' bundle in the store as a
-    compiled pipeline's upload puts it."""
+    compiled pipeline's upload puts it, and its notebook as the compiled task embeds it (with the
+    ``packages`` the stage installs, from ``pip_index_urls``)."""
     store = open_store(store_dir)
     pipeline = load(fixture_nb("gang_kfp"))
     packed = files.bundle(pipeline)
     files.upload(store, packed)
-    store.put_bytes(stage_key(run_id, "train", "input.ipynb"), nbformat.writes(stage_notebook(pipeline, "train")).encode())
+    embedded = notebook_json(pipeline, pipeline.stage("train"), list(packages), list(pip_index_urls))
+    store.put_bytes(stage_key(run_id, "train", "input.ipynb"), embedded.encode())
     for attempt in (0, 1):  # created, not finished yet (until the cluster below has run its pods)
         fake.script.setdefault(("GET", f"{JOBSETS}/{gangjob.job_name(run_id, 'train', attempt)}"), (200, {"status": {}}))
     return store, kgang.run_gang(store, run_id, "train", {"scale": 3}, api=fake.api, poll=0.05, files=packed.key)
 
 
 @pytest.mark.slow
-def test_launcher_creates_the_jobset_waits_and_reports_rank_0(fake_kubernetes, fixture_nb, store_dir, monkeypatch):
+def test_launcher_creates_the_jobset_waits_and_reports_rank_0(fake_kubernetes, fixture_nb, store_dir, monkeypatch,
+                                                              tmp_path):
+    (tmp_path / "index").mkdir()
     monkeypatch.setattr("jupyter_pipeline.cluster.namespace", lambda: "team-a")
     fake = fake_kubernetes({("POST", JOBSETS): (201, None)})
     cluster = Cluster(fake, lambda jobset: run_pods(jobset, open_store(store_dir).absolute_url()))
+    index = (tmp_path / "index").as_uri()  # an empty local index: the package is there already
     try:
-        store, result = launch(fake, fixture_nb, store_dir)
+        store, result = launch(fake, fixture_nb, store_dir, packages=["packaging"], pip_index_urls=[index])
     finally:
         cluster.stop.set()
     assert result["status"] == "succeeded", result
@@ -248,6 +280,8 @@ def test_launcher_creates_the_jobset_waits_and_reports_rank_0(fake_kubernetes, f
     assert {"name": "volume-1", "mountPath": "/ckpt"} in pod["containers"][0]["volumeMounts"]
     description = json.loads(next(e["value"] for e in pod["containers"][0]["env"] if e["name"] == gangjob.JOB_ENV))
     assert description["files"] == files.bundle(load(fixture_nb("gang_kfp"))).key and "cwd" not in description
+    # Each replica installs what the stage's component installs, from the same index, before it runs.
+    assert (description["packages"], description["pip_index_urls"]) == (["packaging"], [index])
     gets = [r for r in fake.requests if r["method"] == "GET"]
     assert gets and all(r["path"] == f"{JOBSETS}/{post['body']['metadata']['name']}" for r in gets)
     # Rank 0's values are the stage's; both executed notebooks are kept, rank 0's as the stage's too.
@@ -315,6 +349,26 @@ def test_launcher_says_when_the_cluster_refuses_and_deletes_a_job_it_stops_waiti
     deletes = [r for r in fake.requests if r["method"] == "DELETE"]
     assert [d["path"].split("?")[0] for d in deletes] == [f"{JOBSETS}/{name}"]
     assert "propagationPolicy=Foreground" in deletes[0]["path"]
+
+
+def test_a_package_the_replicas_cannot_install_fails_the_stage_naming_it(fake_kubernetes, fixture_nb, store_dir,
+                                                                           monkeypatch, tmp_path):
+    monkeypatch.setattr("jupyter_pipeline.cluster.namespace", lambda: "team-a")
+    fake = fake_kubernetes({("POST", JOBSETS): (201, None)})
+    cluster = Cluster(fake, lambda jobset: run_pods(jobset, open_store(store_dir).absolute_url()))
+    (tmp_path / "index").mkdir()
+    index = (tmp_path / "index").as_uri()
+    try:
+        store, result = launch(fake, fixture_nb, store_dir, run_id="run-3", packages=["packaging", "jp-missing==9.9"],
+                               pip_index_urls=[index])
+    finally:
+        cluster.stop.set()
+    assert result["status"] == "failed" and result["attempts"] == 2  # retries:1 tried the whole gang again
+    assert result["error"].startswith(f"replica 0 of 2 failed: pip could not install package jp-missing==9.9 from "
+                                      f"{index} (the pipeline's packages), so the stage did not run: ERROR: No "
+                                      "matching distribution found for jp-missing==9.9"), result["error"]
+    assert [r["status"] for r in result["replicas"]] == ["failed", "failed"]
+    assert not store.exists(stage_key("run-3", "train", "output.ipynb", replica=0))  # the stage never started
 
 
 @pytest.mark.slow

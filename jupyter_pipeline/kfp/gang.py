@@ -195,7 +195,6 @@ def replica_main() -> int:
     import contextlib
     import tempfile
 
-    from ..records import stage_key
     from ..startup import skip_slow_optional_imports
     from ..stagerun import run_stage
     from ..store import open_store
@@ -206,20 +205,49 @@ def replica_main() -> int:
     # One indexed Job of N pods (JobSet) or N Jobs of one pod (a Trainer runtime's nodes).
     rank = (int(os.environ.get(JOB_INDEX_ENV) or 0) * int(job.get("pods_per_job") or 1)
             + int(os.environ.get("JOB_COMPLETION_INDEX") or 0))
+    store = open_store(job["store"])
+    failure = install_packages(job.get("packages") or [], job.get("pip_index_urls") or [])
+    if failure:
+        return _report(store, job, rank, {"status": "failed", "stage": job["stage"], "metrics": {}, "error": failure})
     coordinator, barrier = job.get("ports") or (COORDINATOR_PORT, BARRIER_PORT)
     gang = {"rank": rank, "world_size": job["world_size"], "coordinator": f"{job['coordinator']}:{coordinator}",
             "barrier": f"{job['coordinator']}:{barrier}", "bind": "", "timeout": job.get("timeout") or None}
-    store = open_store(job["store"])
     with contextlib.ExitStack() as stack:
         cwd = job.get("cwd")
         if cwd is None and job.get("files"):
             cwd = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"jp-{job['stage']}-{rank}-work-"))
             unpack(store, job["files"], cwd)
         result = run_stage(store, job["run_id"], job["stage"], job.get("parameters") or {}, cwd=cwd, gang=gang)
+    return _report(store, job, rank, result)
+
+
+def _report(store, job: dict, rank: int, result: dict) -> int:
+    """Keep the replica's result where the launcher collects it, say it in the pod's log; the exit code."""
+    from ..records import stage_key
+
     store.put_json(stage_key(job["run_id"], job["stage"], "result.json", replica=rank), result)
     print(f"jupyter-pipeline: replica {rank} of stage {job['stage']} {result['status']}"
           + (f": {result.get('error')}" if result["status"] != "succeeded" else ""), file=sys.stderr, flush=True)
     return 0 if result["status"] == "succeeded" else 1
+
+
+def install_packages(packages: list[str], index_urls: list[str]) -> str | None:
+    """Install the stage's packages into the replica's Python, as a normal stage's component does
+    before it runs; None when that worked, else why not (naming the packages pip could not install)."""
+    import subprocess
+
+    from .packages import failed_requirements, pip_install_command
+
+    if not packages:
+        return None
+    done = subprocess.run(pip_install_command(packages, index_urls), capture_output=True, text=True)
+    if done.returncode == 0:
+        return None
+    named = failed_requirements(packages, done.stderr + done.stdout)
+    said = [line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+    where = f" from {', '.join(index_urls)}" if index_urls else ""
+    return (f"pip could not install package{'s' if len(named) > 1 else ''} {', '.join(named)}{where} (the pipeline's "
+            f"packages), so the stage did not run: {said[-1] if said else f'exit code {done.returncode}'}")
 
 
 if __name__ == "__main__":

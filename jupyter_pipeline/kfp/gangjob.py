@@ -250,7 +250,7 @@ def plan(meta: dict, *, run_id: str, stage: str, parameters: dict, store_url: st
     resources, pod, env, mounts = pod_parts(meta)
     job = {"store": store_url, "run_id": run_id, "stage": stage, "parameters": parameters,
            "world_size": meta["workers"], "coordinator": kind.coordinator(name), "timeout": timeout, "files": files,
-           "pods_per_job": 1 if kind.one_job_per_replica else meta["workers"]}
+           "pods_per_job": 1 if kind.one_job_per_replica else meta["workers"], **_install(meta)}
     job_index = {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_INDEX_LABEL}']"}}
     env = [{"name": JOB_ENV, "value": json.dumps(job, sort_keys=True)},
            {"name": JOB_INDEX_ENV, "valueFrom": job_index}] + env
@@ -265,6 +265,15 @@ def plan(meta: dict, *, run_id: str, stage: str, parameters: dict, store_url: st
                         resources=resources, pod=pod, mounts=mounts, labels=labels, annotations=annotations,
                         scheduler=dist.get("scheduler"), queue=dist.get("queue"),
                         runtime=dist.get("runtime", DEFAULT_RUNTIME))
+
+
+def _install(meta: dict) -> dict:
+    """What each replica installs before it runs the stage: the packages (and indexes) the stage's
+    component installs (``tasks.notebook_json`` keeps them in the launch metadata)."""
+    install = meta.get("install") or {}
+    if not install.get("packages"):
+        return {}
+    return {"packages": list(install["packages"]), "pip_index_urls": list(install.get("pip_index_urls") or [])}
 
 
 def manifests(kind: JobKind, launch: Launch) -> list[dict]:

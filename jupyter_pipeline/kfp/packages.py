@@ -9,8 +9,10 @@ computes with what the notebook was developed against.
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from importlib import metadata
+from urllib.parse import urlparse
 
 from .. import analysis
 from ..pipeline import Pipeline
@@ -77,4 +79,29 @@ def stage_packages(pipeline: Pipeline, packages: list[str], capture: bool = Fals
     return out
 
 
-__all__ = ["stage_packages", "imported_modules", "pins"]
+def pip_install_command(packages: list[str], index_urls: list[str] | None = None) -> list[str]:
+    """The pip command that installs ``packages`` as a stage component does when its pod starts
+    (kfp's ``packages_to_install``): the first of ``index_urls`` replaces PyPI, the others are
+    searched too, and their hosts are trusted (an air-gapped mirror often has no public certificate)."""
+    urls = list(index_urls or [])
+    options = []
+    for position, url in enumerate(urls):
+        options += ["--index-url" if position == 0 else "--extra-index-url", url]
+    for url in urls:
+        host = urlparse(url).netloc
+        if host:
+            options += ["--trusted-host", host]
+    return [sys.executable, "-m", "pip", "install", "--quiet", "--no-warn-script-location",
+            "--disable-pip-version-check", *options, *packages]
+
+
+def failed_requirements(packages: list[str], pip_output: str) -> list[str]:
+    """The requirements among ``packages`` that pip's error lines name; all of them when none is named."""
+    errors = " ".join(line for line in pip_output.splitlines() if "error" in line.lower())
+    errors = _normal(errors)
+    named = [p for p in packages
+             if re.search(rf"(?<![a-z0-9-]){re.escape(requirement_name(p) or _normal(p))}(?![a-z0-9-])", errors)]
+    return named or list(packages)
+
+
+__all__ = ["stage_packages", "imported_modules", "pins", "pip_install_command", "failed_requirements"]

@@ -28,9 +28,15 @@ JOB_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"
 LOCATION = "Output"
 
 
-def notebook_json(pipeline: Pipeline, stage: Stage) -> str:
-    """The stage notebook as compact, key-sorted JSON (stable across runs, so goldens can pin it)."""
+def notebook_json(pipeline: Pipeline, stage: Stage, packages: list[str] | None = None,
+                  pip_index_urls: list[str] | None = None) -> str:
+    """The stage notebook as compact, key-sorted JSON (stable across runs, so goldens can pin it).
+    A ``workers:`` stage's replicas run in pods of their own, so its launch metadata also says which
+    ``packages`` (from which indexes) they install, as the stage's component does."""
     nb = stage_notebook(pipeline, stage)
+    gang = nb.metadata["jupyter_pipeline"].get("gang")
+    if gang is not None and packages:
+        gang["install"] = {"packages": list(packages), "pip_index_urls": list(pip_index_urls or [])}
     for cell in nb.cells:
         cell.pop("id", None)  # random per generation
     nb.nbformat_minor = 4  # 4.5 requires cell ids
@@ -77,7 +83,8 @@ class StageTasks:
                               s.options.image or image, (packages or {}).get(s.name), pip_index_urls)
             for s in ordered
         }
-        self.notebooks = {s.name: notebook_json(pipeline, s) for s in ordered}
+        self.notebooks = {s.name: notebook_json(pipeline, s, (packages or {}).get(s.name), pip_index_urls)
+                          for s in ordered}
         self.plans, self.gathers = {}, {}
         for s in ordered:
             if s.options.map_var:
