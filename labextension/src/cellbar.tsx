@@ -10,6 +10,7 @@ import { IDisposable } from '@lumino/disposable';
 import { PanelLayout } from '@lumino/widgets';
 import * as React from 'react';
 import { StageForm } from './editor';
+import { cellsOf } from './model';
 import { ICellLike, ICellSpec, ICellState, cellStates, declaredStages, readCellSpec, stageColor, writeCellSpec } from './tags';
 
 const BAR_CLASS = 'jp-pipeline-cellbar';
@@ -30,11 +31,14 @@ interface IBarProps {
   onApply: (spec: ICellSpec) => void;
 }
 
-/** "after load · 1 GPU · 8Gi": what the stage's tags set, in a few words. */
+/** "after load · 2 workers · 1 GPU · 8Gi": what the stage's tags set, in a few words. */
 export function stageSummary(spec: ICellSpec): string {
   const parts: string[] = [];
   if (spec.after.length) {
     parts.push(`after ${spec.after.join(', ')}`);
+  }
+  if (spec.workers > 1) {
+    parts.push(`${spec.workers} workers`);
   }
   if (spec.gpu) {
     parts.push(`${spec.gpu} GPU${spec.gpuType ? ` (${spec.gpuType})` : ''}`);
@@ -312,17 +316,7 @@ export class StageBars implements IDisposable {
   }
 
   private _cells(): ICellLike[] {
-    const model = this._panel.model!;
-    const out: ICellLike[] = [];
-    for (let i = 0; i < model.cells.length; i++) {
-      const cell = model.cells.get(i);
-      out.push({
-        cellType: cell.type,
-        tags: cell.getMetadata('tags') as string[] | undefined,
-        source: cell.sharedModel.getSource()
-      });
-    }
-    return out;
+    return cellsOf(this._panel.model);
   }
 
   /** The cell's bar, placed above its input once the cell is rendered (null until then). */

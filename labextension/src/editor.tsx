@@ -25,9 +25,64 @@ const ROLES: { value: CellRole; label: string }[] = [
   { value: 'skip', label: 'Skip: not in the pipeline' }
 ];
 
-function numberOrNull(text: string): number | null {
-  const n = Number.parseInt(text, 10);
-  return Number.isFinite(n) && n >= 0 ? n : null;
+/** The form's whole-number fields: what an empty field (or one below `min`) stands for. */
+interface INumberField {
+  key: 'gpu' | 'retries' | 'timeout' | 'workers';
+  label: string;
+  min: number;
+  max?: number;
+  empty: number | null;
+  placeholder?: string;
+  title?: string;
+}
+
+const GPU_FIELD: INumberField = { key: 'gpu', label: 'GPUs', min: 0, max: 16, empty: 0 };
+/** How a stage runs, after its resources. */
+const RUN_FIELDS: INumberField[] = [
+  { key: 'retries', label: 'Retries', min: 0, empty: null, placeholder: '0' },
+  { key: 'timeout', label: 'Timeout (s)', min: 1, empty: null, placeholder: 'none' },
+  {
+    key: 'workers',
+    label: 'Workers',
+    min: 1,
+    empty: 1,
+    title: 'Replicas of the stage started together (distributed training); 1 = not distributed'
+  }
+];
+
+/**
+ * A whole-number field (its input's class is `jp-pipeline-KEY`). It shows what was typed, so
+ * clearing it to type anew does not put the `empty` value in front of the new digits.
+ */
+function NumberField(props: {
+  field: INumberField;
+  spec: ICellSpec;
+  set: (patch: Partial<ICellSpec>) => void;
+}): JSX.Element {
+  const { field } = props;
+  const value = props.spec[field.key];
+  const [text, setText] = React.useState(value === null ? '' : String(value));
+  const read = (typed: string): number | null => {
+    const n = Number.parseInt(typed, 10);
+    return Number.isFinite(n) && n >= field.min ? n : field.empty;
+  };
+  return (
+    <label className="jp-pipeline-field" title={field.title}>
+      <span>{field.label}</span>
+      <input
+        className={`jp-mod-styled jp-pipeline-${field.key}`}
+        type="number"
+        min={field.min}
+        max={field.max}
+        placeholder={field.placeholder}
+        value={text}
+        onChange={ev => {
+          setText(ev.target.value);
+          props.set({ [field.key]: read(ev.target.value) });
+        }}
+      />
+    </label>
+  );
 }
 
 export function StageForm(props: IStageFormProps): JSX.Element {
@@ -132,17 +187,7 @@ export function StageForm(props: IStageFormProps): JSX.Element {
             <span className="jp-pipeline-muted jp-pipeline-hint">besides the stages whose variables it uses</span>
           </fieldset>
           <div className="jp-pipeline-form-grid">
-            <label className="jp-pipeline-field">
-              <span>GPUs</span>
-              <input
-                className="jp-mod-styled jp-pipeline-gpu"
-                type="number"
-                min={0}
-                max={16}
-                value={spec.gpu}
-                onChange={ev => set({ gpu: numberOrNull(ev.target.value) ?? 0 })}
-              />
-            </label>
+            <NumberField field={GPU_FIELD} spec={spec} set={set} />
             <label className="jp-pipeline-field jp-pipeline-field-wide">
               <span>Image</span>
               <input
@@ -173,28 +218,9 @@ export function StageForm(props: IStageFormProps): JSX.Element {
               />
               {error('memory')}
             </label>
-            <label className="jp-pipeline-field">
-              <span>Retries</span>
-              <input
-                className="jp-mod-styled jp-pipeline-retries"
-                type="number"
-                min={0}
-                placeholder="0"
-                value={spec.retries ?? ''}
-                onChange={ev => set({ retries: numberOrNull(ev.target.value) })}
-              />
-            </label>
-            <label className="jp-pipeline-field">
-              <span>Timeout (s)</span>
-              <input
-                className="jp-mod-styled jp-pipeline-timeout"
-                type="number"
-                min={1}
-                placeholder="none"
-                value={spec.timeout ?? ''}
-                onChange={ev => set({ timeout: numberOrNull(ev.target.value) || null })}
-              />
-            </label>
+            {RUN_FIELDS.map(field => (
+              <NumberField key={field.key} field={field} spec={spec} set={set} />
+            ))}
             <label className="jp-pipeline-check jp-pipeline-field-cache">
               <input
                 type="checkbox"
@@ -205,6 +231,14 @@ export function StageForm(props: IStageFormProps): JSX.Element {
               Reuse cached results
             </label>
           </div>
+          {spec.workers > 1 && (
+            <p className="jp-pipeline-muted jp-pipeline-hint jp-pipeline-workers-hint">
+              Distributed: {spec.workers} replicas started together (all or none; if one fails, all stop), each with
+              the GPUs, CPU and memory above; rank 0's values are the stage's outputs. Call{' '}
+              <code>jupyter_pipeline.distributed().initialize_keras()</code> in the stage. On Kubeflow a JobSet, or
+              what the notebook's <code>distributed</code> setting names.
+            </p>
+          )}
           <button
             type="button"
             className="jp-pipeline-more-toggle"

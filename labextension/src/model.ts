@@ -2,7 +2,7 @@
  * The sidebar's state for the active notebook: its validated pipeline (re-validated, debounced,
  * as cells change) and its runs (polled while any runs).
  */
-import { NotebookPanel } from '@jupyterlab/notebook';
+import { INotebookModel, NotebookPanel } from '@jupyterlab/notebook';
 import { ICellModel } from '@jupyterlab/cells';
 import { ISignal, Signal } from '@lumino/signaling';
 import * as api from './api';
@@ -25,6 +25,21 @@ export const DEFAULT_SETTINGS: IPipelineSettings = {
   pollInterval: 2,
   validationDelay: 0.6
 };
+
+/** A notebook's cells as the tag helpers see them. */
+export function cellsOf(model: INotebookModel | null | undefined): ICellLike[] {
+  if (!model) {
+    return [];
+  }
+  return Array.from({ length: model.cells.length }, (_, i) => {
+    const cell = model.cells.get(i);
+    return {
+      cellType: cell.type,
+      tags: cell.getMetadata('tags') as string[] | undefined,
+      source: cell.sharedModel.getSource()
+    };
+  });
+}
 
 export class PipelineModel {
   settings: IPipelineSettings = { ...DEFAULT_SETTINGS };
@@ -54,20 +69,7 @@ export class PipelineModel {
 
   /** Cells as the tag helpers see them. */
   cells(): ICellLike[] {
-    const model = this.panel?.model;
-    if (!model) {
-      return [];
-    }
-    const out: ICellLike[] = [];
-    for (let i = 0; i < model.cells.length; i++) {
-      const cell = model.cells.get(i);
-      out.push({
-        cellType: cell.type,
-        tags: cell.getMetadata('tags') as string[] | undefined,
-        source: cell.sharedModel.getSource()
-      });
-    }
-    return out;
+    return cellsOf(this.panel?.model);
   }
 
   /** Stage names known now: from the server's answer and from the current tags. */

@@ -26,6 +26,8 @@ export interface ICellSpec {
   timeout: number | null;
   /** False for `cache:off` (Kale: `cache:disabled`). */
   cache: boolean;
+  /** Replicas started together (`workers:N`, N ≥ 2); 1 is a stage as usual, one process. */
+  workers: number;
   /** Further pipeline tags kept as written: pod options, fan-out (`env:`, `volume:`, `map:`...). */
   more: string[];
 }
@@ -46,7 +48,21 @@ const ROLE_TAGS: Record<string, CellRole> = {
 };
 
 /** Tag keys the editor's fields own. */
-const FIELD_KEYS = ['stage', 'step', 'block', 'after', 'prev', 'gpu', 'image', 'cpu', 'memory', 'retries', 'timeout', 'cache'];
+const FIELD_KEYS = [
+  'stage',
+  'step',
+  'block',
+  'after',
+  'prev',
+  'gpu',
+  'image',
+  'cpu',
+  'memory',
+  'retries',
+  'timeout',
+  'cache',
+  'workers'
+];
 /** Tag keys of pipeline options the editor shows as free-form tags under "more". */
 export const MORE_KEYS = [
   'env',
@@ -59,7 +75,6 @@ export const MORE_KEYS = [
   'shm',
   'map',
   'parallelism',
-  'workers',
   'limit'
 ];
 
@@ -76,6 +91,7 @@ export function emptySpec(): ICellSpec {
     retries: null,
     timeout: null,
     cache: true,
+    workers: 1,
     more: []
   };
 }
@@ -154,6 +170,11 @@ export function readCellSpec(tags: readonly string[] | undefined): ICellSpec {
       case 'timeout':
         spec[key] = wholeNumber(value);
         break;
+      case 'workers':
+        // The converter refuses workers:0 and workers:1 (bad-workers); the form shows them as 1,
+        // one process, and writing the cell drops the tag, as it drops an unreadable retries:.
+        spec.workers = Math.max(1, wholeNumber(value) ?? 1);
+        break;
       case 'cache':
         spec.cache = !['off', 'disabled', 'false', 'no'].includes(value.toLowerCase());
         break;
@@ -199,6 +220,9 @@ export function specToTags(spec: ICellSpec): string[] {
         if (spec[key] !== null && spec[key] !== '') {
           tags.push(`${key}:${spec[key]}`);
         }
+      }
+      if (spec.workers > 1) {
+        tags.push(`workers:${spec.workers}`);
       }
       if (!spec.cache) {
         tags.push('cache:off');

@@ -116,6 +116,7 @@ describe('writeCellSpec', () => {
       retries: 1,
       timeout: 30,
       cache: false,
+      workers: 4,
       more: ['env:X=1', 'shm:1Gi']
     };
     const tags = writeCellSpec(['keep'], spec);
@@ -128,12 +129,48 @@ describe('writeCellSpec', () => {
       'memory:1Gi',
       'retries:1',
       'timeout:30',
+      'workers:4',
       'cache:off',
       'env:X=1',
       'shm:1Gi',
       'keep'
     ]);
     expect(readCellSpec(tags)).toEqual(spec);
+  });
+});
+
+describe('workers', () => {
+  const stage = { ...emptySpec(), role: 'stage' as const, stage: 'train' };
+
+  it('reads workers:N as the converter does, and anything it refuses as one process', () => {
+    expect(emptySpec().workers).toBe(1);
+    expect(readCellSpec(['stage:train', 'workers:2']).workers).toBe(2);
+    expect(readCellSpec(['stage:train', 'workers:08']).workers).toBe(8);
+    for (const bad of ['workers:1', 'workers:0', 'workers:two', 'workers:-3', 'workers:']) {
+      expect(readCellSpec(['stage:train', bad]).workers).toBe(1);
+    }
+    // a field of the form, not a free-form tag under "more"
+    expect(readCellSpec(['stage:train', 'workers:3']).more).toEqual([]);
+  });
+
+  it('writes workers:N only for two or more, and drops the tag for one', () => {
+    expect(writeCellSpec(['x'], { ...stage, workers: 2, gpu: 1 })).toEqual(['stage:train', 'gpu:1', 'workers:2', 'x']);
+    expect(writeCellSpec(['stage:train', 'workers:3', 'x'], { ...stage, workers: 1 })).toEqual(['stage:train', 'x']);
+    expect(writeCellSpec(['stage:train', 'workers:1'], readCellSpec(['stage:train', 'workers:1']))).toEqual([
+      'stage:train'
+    ]);
+    expect(writeCellSpec(['workers:2'], { ...emptySpec(), role: 'setup', workers: 2 })).toEqual(['setup']);
+  });
+
+  it('keeps map: beside workers: for the server to report, as it does other options', () => {
+    const spec = readCellSpec(['stage:train', 'workers:2', 'map:items']);
+    expect(spec).toMatchObject({ workers: 2, more: ['map:items'] });
+    expect(specErrors(spec)).toEqual({});
+    expect(writeCellSpec([], spec)).toEqual(['stage:train', 'workers:2', 'map:items']);
+  });
+
+  it('is not accepted as a free-form tag', () => {
+    expect(specErrors({ ...stage, more: ['workers:2'] }).more).toMatch(/'workers:2'/);
   });
 });
 

@@ -180,6 +180,9 @@ def test_edit_a_stage_on_its_cell(page, lab, artifacts):
     form.locator("input.jp-pipeline-memory").fill("1Gi")
     form.locator("input.jp-pipeline-retries").fill("2")
     form.locator("input.jp-pipeline-timeout").fill("60")
+    assert form.locator(".jp-pipeline-workers-hint").count() == 0
+    form.locator("input.jp-pipeline-workers").fill("2")
+    assert "2 replicas started together" in form.locator(".jp-pipeline-workers-hint").inner_text()
     form.locator("input.jp-pipeline-cache").uncheck()
     form.locator("button.jp-pipeline-more-toggle").click()
     form.locator("textarea.jp-pipeline-more-tags").fill("env:LOG_LEVEL=debug\nvolume:data-pvc:/data")
@@ -193,12 +196,18 @@ def test_edit_a_stage_on_its_cell(page, lab, artifacts):
     page.locator(f'{SIDEBAR} .jp-pipeline-edge[data-edge="register->report"]').wait_for(timeout=10_000)
     summary = target.locator(".jp-pipeline-cellbar-summary").inner_text()
     assert "after register" in summary and "1 GPU" in summary and "500m CPU" in summary
+    assert "2 workers" in summary
+    # the server's problems about workers: show in Problems, on this cell, as other options' do
+    warning = page.locator(f'{SIDEBAR} .jp-pipeline-problem[data-code="workers-without-distribution"]')
+    warning.wait_for(timeout=10_000)
+    assert warning.get_attribute("data-cell") == str(report)
     save(page, lab)
     assert saved_cell(lab, report)["metadata"]["tags"] == [
         "stage:report", "after:register", "gpu:1", "cpu:500m", "memory:1Gi", "retries:2", "timeout:60",
-        "cache:off", "env:LOG_LEVEL=debug", "volume:data-pvc:/data"]
+        "workers:2", "cache:off", "env:LOG_LEVEL=debug", "volume:data-pvc:/data"]
     # Escape leaves without writing anything
     target.locator(".jp-pipeline-cell-chip").click()
+    assert form.locator("input.jp-pipeline-workers").input_value() == "2"  # read back from the tag
     form.locator("input.jp-pipeline-stage-name").fill("renamed")
     page.keyboard.press("Escape")
     form.wait_for(state="detached")
@@ -206,11 +215,14 @@ def test_edit_a_stage_on_its_cell(page, lab, artifacts):
     # back to a plain stage for the run below (no GPU, volume or env on this machine)
     target.locator(".jp-pipeline-cell-chip").click()
     form.locator("input.jp-pipeline-gpu").fill("0")
+    form.locator("input.jp-pipeline-workers").fill("1")
     form.locator("button.jp-pipeline-more-toggle").click() if not form.locator(
         "textarea.jp-pipeline-more-tags").count() else None
     form.locator("textarea.jp-pipeline-more-tags").fill("")
     form.locator("button.jp-pipeline-apply").click()
     form.wait_for(state="detached")
+    warning.wait_for(state="detached", timeout=10_000)
+    assert "workers" not in target.locator(".jp-pipeline-cellbar-summary").inner_text()
     save(page, lab)
     assert saved_cell(lab, report)["metadata"]["tags"] == [
         "stage:report", "after:register", "cpu:500m", "memory:1Gi", "retries:2", "timeout:60", "cache:off"]
