@@ -245,7 +245,7 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
                       skipped_defines=skipped_defines, left_out_defines=left_out_defines)
     stages, star_import = bind(grouped, default_options, problems)
     problems.extend(stage_problems(stages, cells, first_cell))
-    problems.extend(workers_problems(stages, cells, setup_cells, first_cell))
+    problems.extend(workers_problems(stages, cells, setup_cells, first_cell, settings.get("volumes") or []))
     problems.extend(reopened_stages(stages, cells, first_cell))
     problems.extend(find_cycles(stages, first_cell))
     kernelspec = metadata.get("kernelspec")

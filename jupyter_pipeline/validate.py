@@ -44,9 +44,15 @@ DISTRIBUTION_CALLS = ("initialize_keras", "initialize_jax", "jax.distributed.ini
                       "keras.distribution.initialize")
 
 
+#: Access modes of a claim that only pods on one node (or one pod) can mount at once.
+SINGLE_NODE_ACCESS = ("ReadWriteOnce", "ReadWriteOncePod")
+
+
 def workers_problems(stages: list[Stage], cells: list[Cell], setup_cells: list[int],
-                     first_cell: dict[str, int]) -> list[Problem]:
-    """``workers:N`` stages: not with ``map:``, and a warning when no cell sets the replicas up to work together."""
+                     first_cell: dict[str, int], volumes: list[dict] = ()) -> list[Problem]:
+    """``workers:N`` stages: not with ``map:``, a warning when no cell sets the replicas up to work
+    together, and one per claim made for the run (the notebook's ``volumes``) that the replicas,
+    each mounting it, cannot share across nodes."""
     problems: list[Problem] = []
     setup = [cells[i].source for i in setup_cells]
     for stage in stages:
@@ -68,6 +74,17 @@ def workers_problems(stages: list[Stage], cells: list[Cell], setup_cells: list[i
                 "replica would run the whole stage alone; call `jupyter_pipeline.distributed().initialize_keras()` "
                 "before building the model (or initialize_jax(), or jax.distributed.initialize with "
                 "jp.distributed()'s rank, world_size and coordinator)", stage=stage.name, cell=cell))
+        for volume in volumes:
+            mode = volume.get("access_mode") or "ReadWriteOnce"
+            if volume.get("new") and mode in SINGLE_NODE_ACCESS:
+                problems.append(Problem(
+                    "warning", "workers-single-node-volume",
+                    f"stage '{stage.name}' runs on {n} workers, each mounting volume '{volume['name']}' at "
+                    f"{volume['mount_path']}, whose claim is made per run with access mode {mode}: "
+                    f"{'only one pod' if mode == 'ReadWriteOncePod' else 'only pods on one node'} can mount it, so "
+                    "replicas on other nodes would never start; give the volume \"access_mode\": \"ReadWriteMany\" "
+                    "(and a storage class that offers it) in the notebook's `volumes` setting", stage=stage.name,
+                    cell=cell))
     return problems
 
 

@@ -92,6 +92,9 @@ def test_timeout_stops_every_replica(tmp_path, write_notebook, store_dir):
     ("workers_with_map", "workers-with-map", "error", "both `workers:2` and `map:items`"),
     ("workers_one", "bad-workers", "error", "at least 2 workers"),
     ("workers_without_distribution", "workers-without-distribution", "warning", "initialize_keras()"),
+    ("workers_single_node_volume", "workers-single-node-volume", "warning",
+     "stage 'train' runs on 2 workers, each mounting volume 'scratch' at /scratch, whose claim is made per run with "
+     "access mode ReadWriteOnce: only pods on one node can mount it"),
 ])
 def test_validation_of_workers_stages(fixture_nb, name, code, severity, text):
     p = load(fixture_nb(name))

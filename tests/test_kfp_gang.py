@@ -197,6 +197,31 @@ def test_replicas_install_the_packages_the_stage_component_installs(fixture_nb):
         "--trusted-host", "pypi.internal", "--trusted-host", "extra.internal", "pandas>=2.1", "scikit-learn==1.5.0"]
 
 
+def test_the_launcher_gets_the_claims_made_for_the_run_and_the_replicas_mount_them(fixture_nb):
+    import yaml
+
+    pipeline = load(fixture_nb("gang_kfp"))
+    spec, platform = yaml.safe_load_all(compile_pipeline(pipeline))
+    tasks = spec["components"][spec["root"]["dag"]["tasks"]["exit-handler-1"]["componentRef"]["name"]]["dag"]["tasks"]
+    [create] = [name for name in tasks if name.startswith("createpvc")]
+    # As a normal stage's mount is wired to the created claim's name, the launcher's input is.
+    assert tasks["train"]["inputs"]["parameters"]["jp_claim_scratch"] == {
+        "taskOutputParameter": {"producerTask": create, "outputParameterKey": "name"}}
+    assert tasks["train"]["cachingOptions"] == {}  # a new claim each run: never from the cache
+    assert "jp_claim_scratch" not in tasks["report"]["inputs"]["parameters"]  # its own pod mounts the claim
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert "pvcMount" not in json.dumps(executors["exec-train"])  # the launcher's pod mounts nothing
+    component = spec["components"][tasks["train"]["componentRef"]["name"]]["inputDefinitions"]["parameters"]
+    assert component["jp_claim_scratch"] == {
+        "defaultValue": "", "isOptional": True, "parameterType": "STRING",
+        "description": "the claim made for this run for volume 'scratch', mounted in every replica."}
+    _, _, [jobset] = planned(meta_of(pipeline), claims={"scratch": "run-1-scratch"})
+    pod = jobset["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    assert {"name": "volume-1", "persistentVolumeClaim": {"claimName": "run-1-scratch"}} in pod["volumes"]
+    assert {"name": "volume-1", "mountPath": "/scratch"} in pod["containers"][0]["volumeMounts"]
+    validate_pod({"metadata": {}, "spec": pod})
+
+
 # -- the launcher against a loopback Kubernetes API -----------------------------------------------
 class Cluster:
     """Plays the cluster behind the fake API: when a JobSet is created, runs its pods (the
@@ -239,7 +264,7 @@ def run_pods(jobset, store_url):
     return all(p.wait(timeout=300) == 0 for p in procs)
 
 
-def launch(fake, fixture_nb, store_dir, run_id="run-1", packages=(), pip_index_urls=()):
+def launch(fake, fixture_nb, store_dir, run_id="run-1", packages=(), pip_index_urls=(), claims=None):
     """Run the launcher of gang_kfp's stage ``train``, its working files' bundle in the store as a
     compiled pipeline's upload puts it, and its notebook as the compiled task embeds it (with the
     ``packages`` the stage installs, from ``pip_index_urls``)."""
@@ -251,7 +276,8 @@ def launch(fake, fixture_nb, store_dir, run_id="run-1", packages=(), pip_index_u
     store.put_bytes(stage_key(run_id, "train", "input.ipynb"), embedded.encode())
     for attempt in (0, 1):  # created, not finished yet (until the cluster below has run its pods)
         fake.script.setdefault(("GET", f"{JOBSETS}/{gangjob.job_name(run_id, 'train', attempt)}"), (200, {"status": {}}))
-    return store, kgang.run_gang(store, run_id, "train", {"scale": 3}, api=fake.api, poll=0.05, files=packed.key)
+    return store, kgang.run_gang(store, run_id, "train", {"scale": 3}, api=fake.api, poll=0.05, files=packed.key,
+                                 claims=claims)
 
 
 @pytest.mark.slow
@@ -263,7 +289,8 @@ def test_launcher_creates_the_jobset_waits_and_reports_rank_0(fake_kubernetes, f
     cluster = Cluster(fake, lambda jobset: run_pods(jobset, open_store(store_dir).absolute_url()))
     index = (tmp_path / "index").as_uri()  # an empty local index: the package is there already
     try:
-        store, result = launch(fake, fixture_nb, store_dir, packages=["packaging"], pip_index_urls=[index])
+        store, result = launch(fake, fixture_nb, store_dir, packages=["packaging"], pip_index_urls=[index],
+                               claims={"scratch": "jupyter-pipeline-abc12-scratch"})
     finally:
         cluster.stop.set()
     assert result["status"] == "succeeded", result
@@ -277,7 +304,12 @@ def test_launcher_creates_the_jobset_waits_and_reports_rank_0(fake_kubernetes, f
     pod = post["body"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
     assert pod["nodeSelector"]["zone"] == "a" and pod["tolerations"][0]["key"] == "dedicated"
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}} in pod["volumes"]
-    assert {"name": "volume-1", "mountPath": "/ckpt"} in pod["containers"][0]["volumeMounts"]
+    # Existing claims, and the claim the pipeline made for this run, which the launcher was given.
+    assert pod["containers"][0]["volumeMounts"][:3] == [{"name": "volume-0", "mountPath": "/data"},
+                                                        {"name": "volume-1", "mountPath": "/scratch"},
+                                                        {"name": "volume-2", "mountPath": "/ckpt"}]
+    assert pod["volumes"][1] == {"name": "volume-1",
+                                 "persistentVolumeClaim": {"claimName": "jupyter-pipeline-abc12-scratch"}}
     description = json.loads(next(e["value"] for e in pod["containers"][0]["env"] if e["name"] == gangjob.JOB_ENV))
     assert description["files"] == files.bundle(load(fixture_nb("gang_kfp"))).key and "cwd" not in description
     # Each replica installs what the stage's component installs, from the same index, before it runs.

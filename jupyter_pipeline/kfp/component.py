@@ -15,6 +15,7 @@ import ast
 import itertools
 import keyword
 import linecache
+import re
 import sys
 from dataclasses import dataclass
 from ..exceptions import TargetError
@@ -38,6 +39,8 @@ MODEL_OUTPUT = ("jp_model", "Output[Model]")
 STORE_INPUTS = ("jp_store", "jp_run_id", "jp_job_id", "jp_s3_endpoint")
 #: Prefix of the input that carries an upstream stage's location (the run folder holding its results).
 UPSTREAM_PREFIX = "jp_from_"
+#: Prefix of a ``workers:`` stage's input that carries the name of a claim made for the run.
+CLAIM_PREFIX = "jp_claim_"
 #: Names a notebook parameter may not have (they would shadow the run-level inputs).
 RESERVED = frozenset(RUN_INPUTS) | frozenset(ARTIFACT_OUTPUTS) | {"jupyter_pipeline", "_jp_entry"}
 
@@ -146,6 +149,11 @@ def _upstream(stages) -> tuple[list[ast.arg], ast.keyword]:
                                              values=[_name(upstream_input(s)) for s in names])))
 
 
+def claim_input(volume: str) -> str:
+    """The input of a ``workers:`` stage's launcher that carries the claim made for the run for ``volume``."""
+    return CLAIM_PREFIX + re.sub(r"\W", "_", volume)
+
+
 def _carry(stages) -> ast.keyword:
     """``carry={stage: input name}``: the loop-item fields that take the stages' locations into a loop."""
     names = list(dict.fromkeys(stages))
@@ -158,7 +166,8 @@ def data_producers(stage: Stage) -> list[str]:
     return list(dict.fromkeys(producer for _, producer in stage.inputs))
 
 
-def stage_function(pipeline: Pipeline, stage: Stage, timeout: int = 0, model: bool = False) -> StageFunction:
+def stage_function(pipeline: Pipeline, stage: Stage, timeout: int = 0, model: bool = False,
+                   claims: tuple[str, ...] = ()) -> StageFunction:
     """Build the component function of ``stage``: typed inputs, docstring, one-call body.
 
     Its inputs are the notebook parameters it uses, the run-level inputs and one location per
@@ -166,6 +175,8 @@ def stage_function(pipeline: Pipeline, stage: Stage, timeout: int = 0, model: bo
     (``model``) and, as its return value, its own location (the run folder holding its results).
     A ``map:`` stage's component also takes ``jp_item``, the index of the item it runs on.
     ``jp_run_id`` (default: empty) names the run folder only inside a sweep's variant loop.
+    A ``workers:`` stage's launcher also takes the names of the claims made for the run (one input
+    per volume in ``claims``, default empty: none made, as on kfp.local), to mount in the replicas.
     """
     params = _params(pipeline, stage.parameters)
     mapped = bool(stage.options.map_var)
@@ -173,7 +184,8 @@ def stage_function(pipeline: Pipeline, stage: Stage, timeout: int = 0, model: bo
     outputs = dict(ARTIFACT_OUTPUTS, **dict([MODEL_OUTPUT] if model else []))
     args = ([_arg(name, "str") for name in RUN_INPUTS] + up_args
             + [_arg(name, annotation) for name, annotation in outputs.items()]
-            + ([_arg("jp_item", "int")] if mapped else []) + [_arg("jp_run_id", "str")])
+            + ([_arg("jp_item", "int")] if mapped else []) + [_arg("jp_run_id", "str")]
+            + [_arg(claim_input(v), "str") for v in claims])
     keywords = [
         ast.keyword("stage", ast.Constant(stage.name)),
         ast.keyword("parameters", ast.Dict(keys=[ast.Constant(p.name) for p in params],
@@ -184,6 +196,8 @@ def stage_function(pipeline: Pipeline, stage: Stage, timeout: int = 0, model: bo
         ast.keyword("run_id", _name("jp_run_id")),
         ast.keyword("timeout", ast.Constant(int(timeout or 0))),
         *([ast.keyword("item", _name("jp_item"))] if mapped else []),
+        *([ast.keyword("claims", ast.Dict(keys=[ast.Constant(v) for v in claims],
+                                          values=[_name(claim_input(v)) for v in claims]))] if claims else []),
     ]
     doc = (f"Stage '{stage.name}' of pipeline '{pipeline.name}', run by jupyter-pipeline's stage runner.\n\n"
            "Args:\n" + "".join(f"    {p.name}: notebook parameter ({p.type}, default {p.default!r}).\n" for p in params)
@@ -193,9 +207,11 @@ def stage_function(pipeline: Pipeline, stage: Stage, timeout: int = 0, model: bo
            + ("    jp_model: the models the stage registered (store URI and version in its metadata).\n" if model else "")
            + ("    jp_item: index of the item of a map: stage this task runs.\n" if mapped else "")
            + "    jp_run_id: run folder in the store; empty: this process's run (see entry.run_folder).\n"
+           + "".join(f"    {claim_input(v)}: the claim made for this run for volume '{v}', mounted in every replica.\n"
+                     for v in claims)
            + "\nReturns:\n    The run folder holding the stage's results.\n")
     return _build(function_name(stage.name), f"{pipeline.name}:{stage.name}", _typed(params) + args,
-                  "run_component", keywords, doc, returns="str", defaults=[ast.Constant("")])
+                  "run_component", keywords, doc, returns="str", defaults=[ast.Constant("")] * (1 + len(claims)))
 
 
 def plan_function(pipeline: Pipeline, stage: Stage) -> StageFunction:

@@ -156,7 +156,8 @@ def _link_upstream(store, run_id: str, upstream: dict | None) -> None:
 
 def run_component(*, stage: str, parameters: dict, notebook: str, store: str, s3_endpoint: str = "",
                   workdir: str = "", files: str = "", upstream: dict | None = None, html=None, metrics=None,
-                  model=None, run_id: str = "", timeout: int = 0, item: int | None = None) -> str:
+                  model=None, run_id: str = "", timeout: int = 0, item: int | None = None,
+                  claims: dict | None = None) -> str:
     """Run ``stage`` of a compiled pipeline and return its run folder; raise ``RuntimeError`` when it
     fails (KFP marks the task failed).
 
@@ -164,6 +165,7 @@ def run_component(*, stage: str, parameters: dict, notebook: str, store: str, s3
     ``files`` is the store key of the bundle of working files, unpacked into the kernel's working
     directory; ``html``, ``metrics`` and ``model`` are the component's output artifacts. ``item``
     is the index of the item a ``map:`` stage's task runs on; its files go under ``items/<item>/``.
+    ``claims`` names a ``workers:`` stage's claims made for the run, by volume, for its replicas.
     """
     import tempfile
 
@@ -189,7 +191,7 @@ def run_component(*, stage: str, parameters: dict, notebook: str, store: str, s3
             unpack(store, files, cwd)
         with _Deadline(int(timeout or 0)) as deadline:
             if is_gang(notebook):  # a workers: stage starts its replicas (gang.py), which unpack the files too
-                result = run_gang(store, run_id, stage, values, cwd=cwd, item=item, files=files)
+                result = run_gang(store, run_id, stage, values, cwd=cwd, item=item, files=files, claims=claims)
             else:
                 result = run_stage(store, run_id, stage, values, cwd=cwd, item=item)
     if deadline.fired and result["status"] != "succeeded":

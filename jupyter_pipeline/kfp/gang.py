@@ -34,10 +34,11 @@ def is_gang(notebook: str) -> bool:
 
 
 def run_gang(store, run_id: str, stage: str, parameters: dict, *, cwd: str | None = None, item=None,
-             api=None, poll: float = POLL_SECONDS, files: str = "") -> dict:
+             api=None, poll: float = POLL_SECONDS, files: str = "", claims: dict | None = None) -> dict:
     """Start ``stage``'s replicas as a gang on Kubernetes, wait for them and return the stage's
     result (rank 0's, as the local runner's); signature of :func:`jupyter_pipeline.stagerun.run_stage`
-    plus ``files``, the store key of the working files' bundle the replicas unpack.
+    plus ``files``, the store key of the working files' bundle the replicas unpack, and ``claims``,
+    the names of the claims the pipeline made for this run (by volume), which the replicas mount.
 
     Outside a pod (kfp.local runs each task as a process on this machine) there is no cluster to
     schedule pods in: the replicas run here, as processes on loopback (:func:`run_here`).
@@ -62,7 +63,8 @@ def run_gang(store, run_id: str, stage: str, parameters: dict, *, cwd: str | Non
             outcome = run_here(meta, store.absolute_url(), run_id, stage, parameters, cwd)
         else:
             outcome = _launch(api, meta, run_id=run_id, stage=stage, parameters=parameters, store_url=store.absolute_url(),
-                              namespace=namespace, image=image, attempt=attempt, poll=poll, files=files)
+                              namespace=namespace, image=image, attempt=attempt, poll=poll, files=files,
+                              claims=claims)
         result = collect(store, run_id, stage, meta["workers"], outcome)
         result["attempts"] = attempt + 1
         if result["status"] == "succeeded":

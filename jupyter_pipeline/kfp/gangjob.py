@@ -159,16 +159,16 @@ PODGROUP = ("scheduling.volcano.sh", "v1beta1", "podgroups")
 
 
 # -- what the replicas' pods look like ------------------------------------------------------------
-def pod_parts(meta: dict) -> tuple[dict, dict, list, list]:
+def pod_parts(meta: dict, claims: dict | None = None) -> tuple[dict, dict, list, list]:
     """``(resources, pod fields, env, volume mounts)`` of a replica from the stage's launch metadata
     (``stagenotebook.launch_metadata``): what a normal stage's pod gets (:mod:`.placement`), built for a pod
     spec: the stage's resources and GPUs per replica; the notebook's and the stage's node selector,
-    tolerations, environment and existing volume claims; pull secrets, the store's credentials
-    secret, the stage's secrets and its ``/dev/shm``."""
+    tolerations, environment and volume claims (``claims``: the names of those made for the run, by
+    volume); pull secrets, the store's credentials secret, the stage's secrets and its ``/dev/shm``."""
     options, settings = meta["options"], meta.get("settings", {})
     placement = Placement.from_settings(settings)
     resources, selector, tolerations = _node_parts(options, settings, placement)
-    volumes, mounts = _volumes(options, settings)
+    volumes, mounts = _volumes(options, settings, claims or {})
     env = _env(options, settings, placement)
     for secret in options.get("secrets", []):
         if "env" in secret:
@@ -213,13 +213,15 @@ def _env(options: dict, settings: dict, placement: Placement) -> list:
                   for k, v in sorted({**settings.get("env", {}), **options.get("env", {})}.items())]
 
 
-def _volumes(options: dict, settings: dict) -> tuple[list, list]:
-    """The notebook's and the stage's existing claims (claims made per run belong to the pipeline's
-    tasks) and a memory-backed ``/dev/shm`` of the stage's ``shm:`` size."""
+def _volumes(options: dict, settings: dict, claims: dict) -> tuple[list, list]:
+    """The notebook's and the stage's claims: existing ones by name, those made per run by the name
+    the pipeline gave this run's (``claims``; none where no claim is made, as on kfp.local), and a
+    memory-backed ``/dev/shm`` of the stage's ``shm:`` size."""
     volumes, mounts = [], []
     for claim in list(settings.get("volumes", [])) + list(options.get("volumes", [])):
-        if not claim.get("new"):
-            volumes.append({"name": f"volume-{len(volumes)}", "persistentVolumeClaim": {"claimName": claim["name"]}})
+        name = claims.get(claim["name"]) if claim.get("new") else claim["name"]
+        if name:
+            volumes.append({"name": f"volume-{len(volumes)}", "persistentVolumeClaim": {"claimName": name}})
             mounts.append({"name": volumes[-1]["name"], "mountPath": claim["mount_path"]})
     if options.get("shm"):
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": str(options["shm"])}})
@@ -240,14 +242,15 @@ def label_value(text: str) -> str:
 
 
 def plan(meta: dict, *, run_id: str, stage: str, parameters: dict, store_url: str, namespace: str, image: str,
-         attempt: int = 0, timeout: int = 0, files: str = "") -> tuple[JobKind, Launch]:
+         attempt: int = 0, timeout: int = 0, files: str = "", claims: dict | None = None) -> tuple[JobKind, Launch]:
     """The job of one attempt at ``stage``: its kind and everything its manifest says (``files``: the
-    store key of the working files' bundle, which each replica unpacks where its kernel runs)."""
+    store key of the working files' bundle, which each replica unpacks where its kernel runs;
+    ``claims``: the names of the claims made for the run, by volume, which each replica mounts)."""
     settings = meta.get("settings", {})
     dist = settings.get("distributed", {})
     kind = kinds.get(dist.get("kind", "jobset"))
     name = job_name(run_id, stage, attempt)
-    resources, pod, env, mounts = pod_parts(meta)
+    resources, pod, env, mounts = pod_parts(meta, claims)
     job = {"store": store_url, "run_id": run_id, "stage": stage, "parameters": parameters,
            "world_size": meta["workers"], "coordinator": kind.coordinator(name), "timeout": timeout, "files": files,
            "pods_per_job": 1 if kind.one_job_per_replica else meta["workers"], **_install(meta)}

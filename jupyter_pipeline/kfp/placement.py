@@ -68,8 +68,11 @@ def apply(task, stage: Stage, placement: Placement, claims: dict | None = None) 
     for kfp.local, they are not mounted."""
     from kfp import kubernetes
 
+    # A stage that mounts a volume made for this run cannot be taken from the cache: its files
+    # would be missing from the new claim.
+    per_run = claims is not None and any(v.get("new") for v in placement.volumes)
     if stage.options.workers > 1:  # the task launches the replicas, which get the stage's resources
-        return launcher(task, stage, placement)
+        return launcher(task, stage, placement, cache=bool(stage.options.cache) and not per_run)
     opts = stage.options
     task.set_display_name(stage.name)
     if opts.cpu:
@@ -80,9 +83,6 @@ def apply(task, stage: Stage, placement: Placement, claims: dict | None = None) 
         task.set_retry(num_retries=int(opts.retries))
     if opts.timeout:
         kubernetes.set_timeout(task, int(opts.timeout) + TIMEOUT_GRACE_SECONDS)
-    # A stage that mounts a volume made for this run cannot be taken from the cache: its files
-    # would be missing from the new claim.
-    per_run = claims is not None and any(v.get("new") for v in placement.volumes)
     task.set_caching_options(bool(opts.cache) and not per_run)
     _node_placement(task, placement, opts.node_selector, opts.tolerations)
     if opts.gpu:
@@ -158,15 +158,15 @@ def helper(task, name: str, placement: Placement) -> None:
         kubernetes.use_secret_as_env(task, secret_name=placement.secret, secret_key_to_env=dict(placement.secret_keys))
 
 
-def launcher(task, stage: Stage, placement: Placement) -> None:
+def launcher(task, stage: Stage, placement: Placement, cache: bool) -> None:
     """Settings of a ``workers:`` stage's KFP task, which only launches and watches the replicas
     (:mod:`.gang`): the store secret and the notebook-wide node selector; no GPU or resources (the
-    replicas get the stage's, :func:`.gangjob.pod_parts`), no KFP retries (a retry starts all
-    replicas again, which the launcher does)."""
+    replicas get the stage's, :func:`.gangjob.pod_parts`, and mount the volumes, the run's claims
+    included), no KFP retries (a retry starts all replicas again, which the launcher does)."""
     from kfp import kubernetes
 
     task.set_display_name(f"{stage.name} ({stage.options.workers} workers)")
-    task.set_caching_options(bool(stage.options.cache))
+    task.set_caching_options(cache)
     if stage.options.timeout:
         kubernetes.set_timeout(task, int(stage.options.timeout) + TIMEOUT_GRACE_SECONDS)
     for key, value in sorted(placement.node_selector.items()):

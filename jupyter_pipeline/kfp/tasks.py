@@ -17,7 +17,7 @@ from .. import analysis
 from ..pipeline import Pipeline, Stage
 from ..stagenotebook import stage_notebook
 from .component import (
-    RUN_INPUTS, component, data_producers, gather_function, plan_function, stage_function, upstream_input,
+    RUN_INPUTS, claim_input, component, data_producers, gather_function, plan_function, stage_function, upstream_input,
 )
 from .placement import Placement, apply, helper
 
@@ -78,8 +78,11 @@ class StageTasks:
         self.placement = placement or Placement()
         self.files_key = files_key
         self.claims: dict | None = None  # claim names of the per-run volumes, once created (compiler)
+        # A workers: stage's replicas are not the task's pod: its launcher takes the claims' names to mount them.
+        per_run = tuple(v["name"] for v in self.placement.volumes if v.get("new"))
         self.components = {
-            s.name: component(stage_function(pipeline, s, s.options.timeout or 0, registers_models(pipeline, s)),
+            s.name: component(stage_function(pipeline, s, s.options.timeout or 0, registers_models(pipeline, s),
+                                             per_run if s.options.workers > 1 else ()),
                               s.options.image or image, (packages or {}).get(s.name), pip_index_urls)
             for s in ordered
         }
@@ -141,6 +144,8 @@ class StageTasks:
             arguments["jp_run_id"] = values["jp_run_id"]
         if item is not None:
             arguments["jp_item"] = item
+        if stage.options.workers > 1:
+            arguments.update({claim_input(volume): name for volume, name in (self.claims or {}).items()})
         task = self.components[stage.name](**arguments)
         apply(task, stage, self.placement, self.claims)
         return task
