@@ -1,4 +1,4 @@
-"""Local-run speed (issue 19): a 6-stage chain against one papermill run of the same code.
+"""Local-run speed: a 6-stage chain against one papermill run of the same code.
 
     python benchmarks/bench_chain.py [--quick] [--baseline-ref REV]
 
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import print_rows, row, save_rows, write_notebook  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The default of the release before issue 19's work (main when it began).
+#: The local runner before stage processes were kept warm and forked (the baseline of these figures).
 BASELINE_REF = "038751a1e7e0a3389cac4499809607d89263b044"
 STAGES = 6
 VALUES = {"ints": "0", "10 MB array": "np.zeros(1_310_720)"}  # 1,310,720 float64 = 10 MiB
