@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import print_rows, row, save_rows, write_notebook  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The local runner before stage processes were kept warm and forked (the baseline of these figures).
+#: The local runner as it was before the work on local-run speed began (the baseline of these figures).
 BASELINE_REF = "038751a1e7e0a3389cac4499809607d89263b044"
 STAGES = 6
 VALUES = {"ints": "0", "10 MB array": "np.zeros(1_310_720)"}  # 1,310,720 float64 = 10 MiB
