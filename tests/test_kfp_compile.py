@@ -388,6 +388,23 @@ def test_cli_compile(tmp_path, capsys):
     assert main(["compile", "tests/fixtures/does_not_exist.ipynb", "-o", str(out)]) == 1
 
 
+def test_cli_compile_repeats_the_notebooks_warnings(tmp_path, capsys):
+    """A warning `validate` gives (here: a per-run ReadWriteOnce volume under workers:2) is shown by
+    `compile` too, which users may run without validating first."""
+    from jupyter_pipeline.cli import main
+
+    notebook = "tests/fixtures/workers_single_node_volume.ipynb"
+    out = tmp_path / "p.yaml"
+    assert main(["compile", notebook, "-o", str(out), "--image", IMAGE]) == 0
+    text = capsys.readouterr().out
+    assert f"{notebook}: warning: " in text and "[workers-single-node-volume]" in text
+    assert main(["compile", notebook, "-o", str(out), "--image", IMAGE, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [w["code"] for w in summary["notebook_warnings"]] == ["workers-single-node-volume"]
+    assert main(["compile", "examples/digits/digits.ipynb", "-o", str(out), "--image", IMAGE, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["notebook_warnings"] == []
+
+
 def _notebook(tmp_path, cells, **settings):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src, metadata={"tags": tags}) for tags, src in cells])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

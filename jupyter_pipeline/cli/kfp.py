@@ -130,7 +130,8 @@ def cmd_compile(args) -> int:
                "parameters": [p.name for p in pipeline.parameters], "image": options.image,
                "image_source": options.image_source, "store": options.store, "bytes": len(text.encode()),
                "files": list(packed.paths) if packed else [], "files_key": options.files_key or None,
-               "files_bundle": str(bundle_path) if bundle_path else None, "problems": notes["problems"]}
+               "files_bundle": str(bundle_path) if bundle_path else None, "problems": notes["problems"],
+               "notebook_warnings": [p.to_json() for p in pipeline.problems if p.severity == "warning"]}
     if args.json:
         print_json(summary)
     else:
@@ -139,6 +140,9 @@ def cmd_compile(args) -> int:
               + (f", GPU: {', '.join(gpu)}" if gpu else "") + f", store {options.store}")
         for line in describe(notes):
             print(line)
+        for p in pipeline.problems:  # what `validate` warns about still holds for the compiled pipeline
+            if p.severity == "warning":
+                print(f"{args.notebook}: warning: {p.describe()}  [{p.code}]")
         if bundle_path:
             print(f"the files' bundle is {bundle_path}; before running, copy it to {options.store}/{options.files_key}")
     return 0
