@@ -16,7 +16,7 @@ import pytest
 
 from jupyter_pipeline.exceptions import ArtifactNotFound, StoreError
 from jupyter_pipeline.records import RunRecord, list_runs, load_run, save_run
-from jupyter_pipeline.store import LocalStore, open_store, resolve_store_url
+from jupyter_pipeline.store import PATIENCE_SECONDS, LocalStore, open_store, resolve_store_url
 from jupyter_pipeline.store_s3 import S3Settings, S3Store
 from plugin_s3 import SECRET_KEY, free_port
 
@@ -432,7 +432,8 @@ def test_server_stopped_mid_run_then_resume_after_restart(private_s3, tmp_path, 
             time.sleep(0.2)
         private_s3.stop()
         (tmp_path / "go.flag").touch()
-        _, err = proc.communicate(timeout=120)
+        # The run waits out the outage for PATIENCE_SECONDS before it gives up: wait longer than that.
+        _, err = proc.communicate(timeout=PATIENCE_SECONDS + 90)
     finally:
         if proc.poll() is None:
             proc.kill()
