@@ -34,16 +34,19 @@ class Worker:
     def __init__(self, cmd: list[str], cwd: str, pass_fds: tuple[int, ...] = (), zygote: Zygote | None = None):
         self.stderr = tempfile.TemporaryFile(mode="w+")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.forked = False
         if zygote is not None and zygote.ready.is_set() and cmd[:3] == [sys.executable, "-m", STAGEWORKER]:
             with contextlib.suppress(OSError):  # the zygote went away: start afresh instead
                 self.proc = zygote.fork_worker(cmd[3:], cwd, env, self.stderr, pass_fds)
-                self.forked = True
                 return
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
             start_new_session=True, cwd=cwd, env=env, pass_fds=pass_fds,
         )
+
+    @property
+    def forked(self) -> bool:
+        """Whether the zygote forked this worker (else it was started afresh)."""
+        return not isinstance(self.proc, subprocess.Popen)
 
     def run(self, job: dict, on_started=None) -> dict:
         """Send the job; return its result as soon as the worker prints it.
