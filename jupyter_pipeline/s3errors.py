@@ -98,9 +98,16 @@ def describe(exc: BaseException, where: Where, what: str, attempts: int = 1) -> 
         if code == "NoSuchBucket":
             return StoreError(f"Bucket '{where.bucket}' does not exist at {where.endpoint} ({what}).")
         if code == "AccessDenied":
+            # A 403 cannot tell "no permission" from "no such bucket": AWS answers a missing bucket
+            # with 404, while servers that hide what a user may not list (and IAM-checking ones
+            # such as moto's) answer 403 before they look. Say both, so the message is true for
+            # whichever the server meant.
             return StoreError(
-                f"Access denied to {where.location} at {where.endpoint} while {what}; the credentials "
-                f"in {where.credential_source} lack permission for it."
+                f"Access denied to {where.location} at {where.endpoint} while {what}: either the "
+                f"credentials in {where.credential_source} lack permission for bucket '{where.bucket}', "
+                "or the bucket does not exist (this server may answer a missing bucket with "
+                "AccessDenied). Check that the bucket exists and that these credentials may list, "
+                "read and write it."
             )
         if code in TRANSIENT_CODES:
             return StoreError(f"The S3 endpoint {where.endpoint} kept failing ({code}) while {what}{tries}.")

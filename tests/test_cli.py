@@ -17,6 +17,12 @@ def cli(*args, cwd=None, env=None):
     return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600, env=env)
 
 
+def said(proc) -> str:
+    """What the command said on stderr, as one line: errors are wrapped at 100 columns, and where
+    a line breaks depends on the length of the paths in it (the clone's folder, pytest's tmp)."""
+    return " ".join(proc.stderr.split())
+
+
 def assert_clean_error(proc):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
@@ -51,7 +57,7 @@ def test_validate_reports_problems_and_fails(fixture_nb):
 def test_unreadable_notebook_is_one_paragraph(fixture_nb, tmp_path):
     proc = cli("validate", fixture_nb("not_a_notebook"))
     assert_clean_error(proc)
-    assert "not_a_notebook.ipynb" in proc.stderr and "not a Jupyter notebook" in proc.stderr
+    assert "not_a_notebook.ipynb" in said(proc) and "not a Jupyter notebook" in said(proc)
     data = json.loads(cli("validate", tmp_path / "nope.ipynb", "--json").stdout)
     assert data["problems"][0]["code"] == "unreadable"
 
@@ -66,17 +72,17 @@ def test_graph_formats(fmt, marker):
 def test_run_rejects_unknown_parameter_and_bad_value_before_running(tmp_path):
     proc = cli("run", DIGITS, "-p", "epoch", "3", "--store", tmp_path)
     assert_clean_error(proc)
-    assert "no parameter 'epoch'" in proc.stderr and "epochs" in proc.stderr
+    assert "no parameter 'epoch'" in said(proc) and "epochs" in said(proc)
     proc = cli("run", DIGITS, "-p", "epochs", "many", "--store", tmp_path)
     assert_clean_error(proc)
-    assert "'many' is not an int" in proc.stderr
+    assert "'many' is not an int" in said(proc)
     assert not (tmp_path / "runs").exists()
 
 
 def test_run_invalid_notebook_refused(fixture_nb, tmp_path):
     proc = cli("run", fixture_nb("cycle"), "--store", tmp_path)
     assert_clean_error(proc)
-    assert "cycle" in proc.stderr and "validate" in proc.stderr
+    assert "cycle" in said(proc) and "validate" in said(proc)
 
 
 def test_run_json_prints_one_object_when_it_cannot_start(fixture_nb, tmp_path):
@@ -92,13 +98,13 @@ def test_run_json_prints_one_object_when_it_cannot_start(fixture_nb, tmp_path):
         proc = cli(*args, "--store", tmp_path, "--json")
         assert_clean_error(proc)
         data = json.loads(proc.stdout)
-        assert data["status"] == "error" and data["error_type"] == kind and data["error"] in " ".join(proc.stderr.split())
+        assert data["status"] == "error" and data["error_type"] == kind and data["error"] in said(proc)
 
 
 def test_unknown_target_is_clear(tmp_path):
     proc = cli("run", DIGITS, "--target", "mars", "--store", tmp_path)
     assert_clean_error(proc)
-    assert "Unknown run target 'mars'" in proc.stderr and "local" in proc.stderr
+    assert "Unknown run target 'mars'" in said(proc) and "local" in said(proc)
 
 
 @pytest.mark.slow
@@ -113,8 +119,8 @@ def test_run_json_record_on_failure_then_runs_and_resume(fixture_nb, tmp_path):
     for key in ("started_at", "finished_at", "output_notebook"):
         assert broken[key]
     assert Path(broken["output_notebook"]).exists()
-    assert "✖ broken failed" in proc.stderr  # progress lines while it ran
-    assert "ValueError: boom in broken (cell 2)" in proc.stderr  # numbered as JupyterLab numbers cells
+    assert "✖ broken failed" in said(proc)  # progress lines while it ran
+    assert "ValueError: boom in broken (cell 2)" in said(proc)  # numbered as JupyterLab numbers cells
     assert broken["error_cell"] == 2
     listing = cli("runs", "--store", store)
     assert record["run_id"] in listing.stdout and "failed" in listing.stdout

@@ -247,15 +247,48 @@ def test_unknown_access_key_is_reported_as_rejected_credentials(auth_s3):
 
 
 def test_missing_bucket_without_permission_to_create_it(auth_s3):
-    store = S3Store("s3://never-created/p", settings_for(auth_s3["endpoint"], *auth_s3["users"]["nocreate"]))
+    """Whatever this server release answers for a bucket the user may not create (404 then a
+    refused CreateBucket, or 403 at once), the store refuses with one line naming the bucket, the
+    endpoint and where the credentials came from, creates nothing and never prints the secret."""
+    access, secret = auth_s3["users"]["nocreate"]
+    store = S3Store("s3://never-created/p", settings_for(auth_s3["endpoint"], access, secret))
+    for attempt in (store.check, lambda: store.put_bytes("runs/x/run.json", b"{}")):
+        with pytest.raises(StoreError) as err:
+            attempt()
+        message = str(err.value)
+        assert "'never-created'" in message and auth_s3["endpoint"] in message
+        assert "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY" in message and secret not in message
+        assert "\n" not in message
+    full = S3Store("s3://never-created/p", settings_for(auth_s3["endpoint"], *auth_s3["users"]["full"]))
+    assert not bucket_exists(full)
+
+
+def test_missing_bucket_answered_404_then_create_refused(private_s3):
+    """A server that says NoSuchBucket (AWS, MinIO) and then refuses CreateBucket: the bucket is
+    known to be missing, so the message says so and what to do."""
+    store = S3Store("s3://gone404/p", settings_for(private_s3.endpoint, "k", "s"))
+    private_s3.fail_next(1, 404, "NoSuchBucket")  # the listing probe
+    private_s3.fail_next(1, 403, "AccessDenied")  # CreateBucket
     with pytest.raises(StoreError) as err:
         store.check()
     assert str(err.value) == (
-        f"Bucket 'never-created' does not exist at {auth_s3['endpoint']} and the credentials in "
+        f"Bucket 'gone404' does not exist at {private_s3.endpoint} and the credentials in "
         "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY may not create it (AccessDenied); create the bucket "
         "or use one that exists.")
-    with pytest.raises(StoreError, match="may not create it"):
-        store.put_bytes("runs/x/run.json", b"{}")
+
+
+def test_missing_bucket_answered_403_names_both_causes(private_s3):
+    """A server that answers a missing bucket with 403 (IAM-checking servers, some MinIO and
+    SeaweedFS set-ups) cannot be told from one that denies access: the message says both and
+    never claims the bucket is missing."""
+    store = S3Store("s3://gone403/p", settings_for(private_s3.endpoint, "k", "s"))
+    private_s3.fail_next(1, 403, "AccessDenied")
+    with pytest.raises(StoreError) as err:
+        store.check()
+    message = str(err.value)
+    assert message.startswith(f"Access denied to s3://gone403/p at {private_s3.endpoint} while opening store")
+    assert ("lack permission for bucket 'gone403', or the bucket does not exist" in message
+            and "does not exist at" not in message)
 
 
 def test_unreachable_endpoint_fails_fast_with_its_address():

@@ -29,7 +29,9 @@ def fail(message: str, status: int = EXIT_FAILED):
 
 
 def paragraph(text: str) -> str:
-    return "\n".join(textwrap.wrap(" ".join(str(text).split()), width=100)) or str(text)
+    # Paths and URLs stay whole (no breaks inside words or at hyphens): they must be copyable.
+    words = " ".join(str(text).split())
+    return "\n".join(textwrap.wrap(words, width=100, break_long_words=False, break_on_hyphens=False)) or str(text)
 
 
 def report_error(exc: BaseException, debug: bool = False) -> int:
