@@ -49,8 +49,8 @@ if mode == "papermill":
     def once():
         papermill.execute_notebook(notebook, store + "/out.ipynb", progress_bar=False, kernel_name="python3")
 else:
-    from jupyter_pipeline.parse import load
-    from jupyter_pipeline.runner import LocalRunner
+    from jupyter_pipeline.notebook.parse import load
+    from jupyter_pipeline.local.runner import LocalRunner
     pipeline = load(notebook)
     def once():
         record = LocalRunner(store, **({"shared_kernel": True} if mode == "shared" else {})).run(pipeline)
@@ -63,7 +63,7 @@ def zygote_cpu():
     # Forked workers are the zygote's children, not ours: count what it and they used.
     import os
     try:
-        from jupyter_pipeline import zygote
+        from jupyter_pipeline.local import zygote
     except ImportError:
         return 0.0
     if zygote._instance is None:
@@ -120,7 +120,7 @@ def bench_ready(repeat: int) -> list[dict]:
     from jupyter_client.asynchronous import AsyncKernelClient
     from jupyter_core.utils import run_sync
 
-    from jupyter_pipeline.stagekernel import ReadyClient, start_kernel
+    from jupyter_pipeline.local.kernel import ReadyClient, start_kernel
 
     async def ready(km, cls) -> float:
         kc = cls(**km.get_connection_info(session=True), parent=km)
@@ -155,7 +155,7 @@ def bench_kernel_start(repeat: int) -> list[dict]:
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
 
-    from jupyter_pipeline.stagekernel import ReadyClient, StageKernelManager
+    from jupyter_pipeline.local.kernel import ReadyClient, StageKernelManager
 
     def children_cpu() -> float:
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -33,8 +33,8 @@ def generated_notebook(path: Path, stages: int, cells_per_stage: int) -> Path:
 
 
 def bench_validate(tmp: Path, quick: bool) -> list[dict]:
-    from jupyter_pipeline.diagram import mermaid, text_tree
-    from jupyter_pipeline.parse import load, read_notebook
+    from jupyter_pipeline.notebook.diagram import mermaid, text_tree
+    from jupyter_pipeline.notebook.parse import load, read_notebook
 
     path = generated_notebook(tmp / "big.ipynb", 80, 5)  # 80 stages, 402 cells
 
@@ -53,7 +53,7 @@ def bench_validate(tmp: Path, quick: bool) -> list[dict]:
 def bench_stage_overhead(tmp: Path, quick: bool) -> list[dict]:
     import papermill
 
-    from jupyter_pipeline.runner import run_pipeline
+    from jupyter_pipeline.local.runner import run_pipeline
 
     n = 3 if quick else 6
     body = [(["setup"], "import numpy as np")]
@@ -84,8 +84,8 @@ def bench_stage_overhead(tmp: Path, quick: bool) -> list[dict]:
 
 
 def bench_transfer(tmp: Path, quick: bool) -> list[dict]:
-    from jupyter_pipeline.values import load_value, save_value
-    from jupyter_pipeline.store import open_store
+    from jupyter_pipeline.stage.values import load_value, save_value
+    from jupyter_pipeline.store.base import open_store
 
     size_mb = 256 if quick else 1024
     arr = np.ones(size_mb * 1024 * 1024 // 8, dtype=np.float64)
@@ -115,8 +115,8 @@ def bench_values(tmp: Path, quick: bool) -> list[dict]:
     import datetime
     import pickle
 
-    from jupyter_pipeline.values import load_value, save_value
-    from jupyter_pipeline.store import open_store
+    from jupyter_pipeline.stage.values import load_value, save_value
+    from jupyter_pipeline.store.base import open_store
 
     store = open_store(str(tmp / "values-store"))
     vocabulary = {f"word{i}": i for i in range(10_000)}

@@ -38,8 +38,8 @@ def pipeline_notebook(folder: Path) -> Path:
 
 def one_run(folder: Path) -> dict[str, float]:
     """Seconds from each stage's fault to the runner reporting it failed."""
-    from jupyter_pipeline.parse import load
-    from jupyter_pipeline.runner import LocalRunner
+    from jupyter_pipeline.notebook.parse import load
+    from jupyter_pipeline.local.runner import LocalRunner
 
     for stale in folder.glob("*.t"):
         stale.unlink()

@@ -47,7 +47,7 @@ jp.log_metric("devices", jax.device_count())"""
 
 
 def _run(path: Path, store: str):
-    from jupyter_pipeline.runner import run_pipeline
+    from jupyter_pipeline.local.runner import run_pipeline
 
     record = run_pipeline(str(path), store=store)
     if record.status.value != "succeeded":
@@ -71,8 +71,8 @@ def digits(store: str, repeat: int) -> dict:
 
 def start_up(tmp: Path, store: str, repeat: int) -> dict:
     """Median seconds from all replicas up to the barrier's release and to the first step's end."""
-    from jupyter_pipeline.replica import gang_json
-    from jupyter_pipeline.store import open_store
+    from jupyter_pipeline.stage.replica import gang_json
+    from jupyter_pipeline.store.base import open_store
 
     gang_nb = write_notebook(tmp / "first_step_gang.ipynb", [(["stage:step", "workers:2"], FIRST_STEP)])
     single_nb = write_notebook(tmp / "first_step_one.ipynb", [(["stage:step"], FIRST_STEP)])

@@ -159,7 +159,7 @@ def run_kale(python: Path, notebooks: list[Path], repeat: int, cwd: Path) -> dic
 def bench_kale(quick: bool) -> tuple[list[dict], dict]:
     """Rows, and details (versions, per-notebook differences, or why Kale could not be compared)."""
     from jupyter_pipeline.kfp.compiler import compile_pipeline
-    from jupyter_pipeline.parse import load
+    from jupyter_pipeline.notebook.parse import load
 
     details: dict = {"notebooks": {}}
     sizes = (10,) if quick else (10, 40, 80)

@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     import kfp.compiler  # noqa: F401 - import cost reported separately
 
     from jupyter_pipeline.kfp.compiler import compile_pipeline
-    from jupyter_pipeline.parse import load
+    from jupyter_pipeline.notebook.parse import load
 
     print(f"import kfp + compiler: {time.perf_counter() - t0:.2f} s (once per process)")
     example = load(ROOT / "examples/digits/digits.ipynb")
@@ -87,8 +87,8 @@ def main(argv=None) -> int:
             save_rows("kfp", rows)
             return 0
 
-        from jupyter_pipeline.runner import run_pipeline
-        from jupyter_pipeline.store import open_store
+        from jupyter_pipeline.local.runner import run_pipeline
+        from jupyter_pipeline.store.base import open_store
         from jupyter_pipeline.targets import get_target
 
         small = load(ROOT / "tests/fixtures/kfp_values.ipynb")

@@ -116,8 +116,8 @@ def run_papermill(folder: Path, order) -> float:
 
 
 def bench_local(quick: bool) -> tuple[list[dict], dict]:
-    from jupyter_pipeline.parse import load
-    from jupyter_pipeline.runner import run_pipeline
+    from jupyter_pipeline.notebook.parse import load
+    from jupyter_pipeline.local.runner import run_pipeline
 
     details: dict = {}
     cases = {"diamond (4 stages, two 2 s sleeps side by side)": ROOT / "tests/fixtures/diamond.ipynb"}

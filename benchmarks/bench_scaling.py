@@ -42,7 +42,7 @@ def _series(label: str, sizes, measure, floor, floor_name: str, unit_note=lambda
 
 def bench_validate_compile(tmp: Path, quick: bool) -> list[dict]:
     from jupyter_pipeline.kfp.compiler import compile_pipeline
-    from jupyter_pipeline.parse import load, read_notebook
+    from jupyter_pipeline.notebook.parse import load, read_notebook
 
     paths = {n: generated_notebook(tmp / f"gen{n}.ipynb", n) for n in (10, 100, 1000)}
     load(paths[10]), compile_pipeline(load(paths[10]))  # warm imports
@@ -66,7 +66,7 @@ def bench_validate_compile(tmp: Path, quick: bool) -> list[dict]:
 def bench_run(tmp: Path, quick: bool) -> list[dict]:
     import papermill
 
-    from jupyter_pipeline.runner import run_pipeline
+    from jupyter_pipeline.local.runner import run_pipeline
 
     def chain(n: int, single: bool) -> Path:
         cells = []

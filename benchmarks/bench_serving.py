@@ -108,7 +108,7 @@ def write_bodies(path: Path, inputs) -> Path:
 
 def digits_store(prefix: str):
     """A scratch folder, a store in it where the digits model is registered, and the model."""
-    from jupyter_pipeline.models import log_model
+    from jupyter_pipeline.store.models import log_model
 
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     store = str(tmp / "store")

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import row, save_rows  # noqa: E402
 
-from jupyter_pipeline.store_s3 import S3Settings, S3Store, client_for  # noqa: E402
+from jupyter_pipeline.store.s3 import S3Settings, S3Store, client_for  # noqa: E402
 
 
 def start_moto() -> tuple[subprocess.Popen, str]:

@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def bench_sweep(tmp: Path, quick: bool) -> list[dict]:
-    from jupyter_pipeline.parse import load
-    from jupyter_pipeline.runner import LocalRunner
+    from jupyter_pipeline.notebook.parse import load
+    from jupyter_pipeline.local.runner import LocalRunner
     from jupyter_pipeline.sweep import run_sweep, variants
 
     if quick:

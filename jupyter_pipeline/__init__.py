@@ -23,17 +23,17 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0+source"
 
 _LAZY = {
-    "load": ("jupyter_pipeline.parse", "load"),
-    "from_notebook": ("jupyter_pipeline.parse", "from_notebook"),
-    "run": ("jupyter_pipeline.runner", "run_pipeline"),
-    "log_metric": ("jupyter_pipeline.context", "log_metric"),
-    "distributed": ("jupyter_pipeline.replica", "distributed"),
-    "log_model": ("jupyter_pipeline.models", "log_model"),
-    "load_model": ("jupyter_pipeline.models", "load_model"),
-    "list_models": ("jupyter_pipeline.models", "list_models"),
-    "open_store": ("jupyter_pipeline.store", "open_store"),
-    "Pipeline": ("jupyter_pipeline.pipeline", "Pipeline"),
-    "Stage": ("jupyter_pipeline.pipeline", "Stage"),
+    "load": ("jupyter_pipeline.notebook.parse", "load"),
+    "from_notebook": ("jupyter_pipeline.notebook.parse", "from_notebook"),
+    "run": ("jupyter_pipeline.local.runner", "run_pipeline"),
+    "log_metric": ("jupyter_pipeline.stage.context", "log_metric"),
+    "distributed": ("jupyter_pipeline.stage.replica", "distributed"),
+    "log_model": ("jupyter_pipeline.store.models", "log_model"),
+    "load_model": ("jupyter_pipeline.store.models", "load_model"),
+    "list_models": ("jupyter_pipeline.store.models", "list_models"),
+    "open_store": ("jupyter_pipeline.store.base", "open_store"),
+    "Pipeline": ("jupyter_pipeline.notebook.pipeline", "Pipeline"),
+    "Stage": ("jupyter_pipeline.notebook.pipeline", "Stage"),
     "PipelineError": ("jupyter_pipeline.exceptions", "PipelineError"),
 }
 

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Callable
 
-from .records import error_with_cell
+from .store.records import error_with_cell
 from .summary import ranked_variants, sweep_table
 
 

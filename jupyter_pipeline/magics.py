@@ -84,7 +84,7 @@ class PipelineMagics(Magics):
         [--retries N] [--timeout S] [--no-cache] [--volume CLAIM:/path] [--env NAME=VALUE]
         [--secret SECRET:KEY:ENV|SECRET:/path] [--label K:V] [--annotation K:V] [--node K=V]
         [--toleration K[=V]:EFFECT] [--shm SIZE]: mark the cell as stage NAME and run it."""
-        from .tags import read_cell
+        from .notebook.tags import read_cell
 
         spec, _ = read_cell([], f"%%stage {line}\n", "code")
         if spec.problems:
@@ -105,7 +105,7 @@ class PipelineMagics(Magics):
 
     # -- actions ----------------------------------------------------------------------------------
     def _load(self, args):
-        from .parse import load
+        from .notebook.parse import load
 
         path = notebook_path(args.notebook, self.shell)
         return load(path), path
@@ -127,7 +127,7 @@ class PipelineMagics(Magics):
         display({"text/plain": "\n".join(text), "text/html": f"{table}<p>{html.escape(summary)}</p>"}, raw=True)
 
     def _graph(self, args):
-        from .diagram import mermaid, svg, text_tree
+        from .notebook.diagram import mermaid, svg, text_tree
 
         pipeline, _ = self._load(args)
         if args.format == "svg":
@@ -142,8 +142,8 @@ class PipelineMagics(Magics):
             print(f"error: {problem.describe()}")
 
     def _run(self, args, target: str | None = None):
-        from .records import new_run_id
-        from .store import open_store, resolve_store_url
+        from .store.records import new_run_id
+        from .store.base import open_store, resolve_store_url
         from .targets import get_target
 
         pipeline, _ = self._load(args)
@@ -163,7 +163,7 @@ class PipelineMagics(Magics):
 
     def _sweep(self, args):
         """Run every variant (``--sweep NAME=V1,V2`` grid), live, then the variants ranked by ``--metric``."""
-        from .store import open_store, resolve_store_url
+        from .store.base import open_store, resolve_store_url
         from .sweep import parse_sweep_args
         from .targets import get_target
 
@@ -188,9 +188,9 @@ class PipelineMagics(Magics):
         return self._run(args, target="kfp")
 
     def _status(self, args):
-        from .records import list_runs, load_run
-        from .lease import effective_status
-        from .store import open_store, resolve_store_url
+        from .store.records import list_runs, load_run
+        from .local.lease import effective_status
+        from .store.base import open_store, resolve_store_url
 
         store = open_store(resolve_store_url(args.store))
         if args.run_id:

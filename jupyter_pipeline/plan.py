@@ -27,9 +27,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import parameters as params_mod
-from .pipeline import Pipeline
-from .records import RunRecord, StageRecord, StageState
+from .notebook import parameters as params_mod
+from .notebook.pipeline import Pipeline
+from .store.records import RunRecord, StageRecord, StageState
 from .stagecache import stage_keys, why_it_runs
 
 

@@ -13,7 +13,7 @@ First match wins:
 Every front (CLI, magics, server extension, compiler, deploy) builds a :class:`Settings` from the
 sources it has and asks it; none reads the environment or the config file itself. Each known
 setting is a :class:`Setting` in :data:`settings`. Store credentials are not settings: the S3
-store reads them from the environment (:mod:`jupyter_pipeline.store_s3`) and pods from a secret.
+store reads them from the environment (:mod:`jupyter_pipeline.store.s3`) and pods from a secret.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 
-from .pipeline import Pipeline
+from .notebook.pipeline import Pipeline
 
 
 def _digest(value) -> str:

@@ -11,12 +11,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from .exceptions import ParameterError
-from .pipeline import Pipeline
+from .notebook.pipeline import Pipeline
 from .plan import variants
-from .records import RunRecord, SweepResult, new_run_id, sweep_key
-from .runner import LocalRunner
+from .store.records import RunRecord, SweepResult, new_run_id, sweep_key
+from .local.runner import LocalRunner
 from .stagecache import StageCache
-from .store import Store, open_store
+from .store.base import Store, open_store
 
 
 def parse_sweep_args(items: list[str]) -> dict[str, list[str]]:

@@ -25,9 +25,9 @@ from .exceptions import TargetError, UnknownKeyError
 from .registry import Registry
 
 if TYPE_CHECKING:
-    from .pipeline import Pipeline
-    from .records import RunRecord
-    from .store import Store
+    from .notebook.pipeline import Pipeline
+    from .store.records import RunRecord
+    from .store.base import Store
 
 #: The entry-point group third-party packages register targets under.
 ENTRY_POINT_GROUP = "jupyter_pipeline.targets"
@@ -69,7 +69,7 @@ class Target:
 
     def status(self, store: Store, record: RunRecord, options: dict) -> RunRecord:
         """The run's current state: its record, marked interrupted if the process driving it is gone."""
-        from .lease import effective_status
+        from .local.lease import effective_status
 
         return effective_status(store, record)
 
@@ -87,7 +87,7 @@ class Target:
 
 
 class LocalTarget(Target):
-    """Stages as papermill notebooks in kernels on this machine (:class:`~jupyter_pipeline.runner.LocalRunner`)."""
+    """Stages as papermill notebooks in kernels on this machine (:class:`~jupyter_pipeline.local.runner.LocalRunner`)."""
 
     label = "Local (papermill on this server)"
     can_cancel = True
@@ -97,7 +97,7 @@ class LocalTarget(Target):
         self._live: dict = {}  # run id -> the LocalRunner driving it in this process
 
     def _runner(self, store, options, on_event):
-        from .runner import LocalRunner
+        from .local.runner import LocalRunner
 
         return LocalRunner(store, workers=options.get("workers"), on_event=on_event,
                            incremental=bool(options.get("incremental")),
@@ -113,7 +113,7 @@ class LocalTarget(Target):
                 self._live.pop(run_id, None)
 
     def run(self, pipeline, parameters, store, options, on_event=None):
-        from .records import new_run_id
+        from .store.records import new_run_id
 
         run_id = options.get("run_id") or new_run_id(pipeline.name)
         runner = self._runner(store, options, on_event)

@@ -134,7 +134,7 @@ def s3_url(s3_server) -> str:
 
 @pytest.fixture
 def s3_store(s3_url):
-    from jupyter_pipeline.store import open_store
+    from jupyter_pipeline.store.base import open_store
 
     return open_store(s3_url)
 

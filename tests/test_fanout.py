@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jupyter_pipeline import fanout
-from jupyter_pipeline.parse import load
-from jupyter_pipeline.records import parse_iso
-from jupyter_pipeline.runner import resume_run, run_pipeline
+from jupyter_pipeline.stage import fanout
+from jupyter_pipeline.notebook.parse import load
+from jupyter_pipeline.store.records import parse_iso
+from jupyter_pipeline.local.runner import resume_run, run_pipeline
 
 
 def test_map_tags_parse(fixture_nb):

@@ -22,12 +22,14 @@ from pathlib import Path
 import pytest
 
 from jupyter_pipeline.exceptions import PipelineError
-from jupyter_pipeline.lease import Lease
-from jupyter_pipeline.parse import load
-from jupyter_pipeline.records import RunRecord, RunState, StageRecord, StageState, load_run, parse_iso, save_run, stage_key
-from jupyter_pipeline.lease import effective_status
-from jupyter_pipeline.runner import LocalRunner, resume_run, run_pipeline
-from jupyter_pipeline.store import open_store
+from jupyter_pipeline.local.lease import Lease
+from jupyter_pipeline.notebook.parse import load
+from jupyter_pipeline.store.records import (
+    RunRecord, RunState, StageRecord, StageState, load_run, parse_iso, save_run, stage_key
+)
+from jupyter_pipeline.local.lease import effective_status
+from jupyter_pipeline.local.runner import LocalRunner, resume_run, run_pipeline
+from jupyter_pipeline.store.base import open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -209,7 +211,7 @@ def test_killed_runner_leaves_no_orphans_and_its_run_resumes(tmp_path, write_not
 
 
 def test_a_held_lease_keeps_a_run_running_and_resume_refuses(tmp_path, monkeypatch):
-    import jupyter_pipeline.runner as runner_mod
+    import jupyter_pipeline.local.runner as runner_mod
 
     store = open_store(str(tmp_path / "store"))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -9,17 +9,17 @@ import time
 import nbformat
 import pytest
 
-from jupyter_pipeline import context
+from jupyter_pipeline.stage import context
 from jupyter_pipeline.exceptions import DistributedError
-from jupyter_pipeline.parse import from_notebook, load
-from jupyter_pipeline.records import parse_iso
-from jupyter_pipeline.replica import Distributed, distributed, rendezvous
-from jupyter_pipeline.runner import run_pipeline
-from jupyter_pipeline.stagenotebook import stage_notebook
-from jupyter_pipeline.store import open_store
-from jupyter_pipeline.tags import read_cell
+from jupyter_pipeline.notebook.parse import from_notebook, load
+from jupyter_pipeline.store.records import parse_iso
+from jupyter_pipeline.stage.replica import Distributed, distributed, rendezvous
+from jupyter_pipeline.local.runner import run_pipeline
+from jupyter_pipeline.stage.notebook import stage_notebook
+from jupyter_pipeline.store.base import open_store
+from jupyter_pipeline.notebook.tags import read_cell
 
-from jupyter_pipeline.gang import free_ports
+from jupyter_pipeline.local.gang import free_ports
 
 
 def replicas_of(record, stage):

@@ -17,8 +17,8 @@ import yaml
 
 from jupyter_pipeline.exceptions import TargetError
 from jupyter_pipeline.kfp.compiler import CompileOptions, compile_pipeline
-from jupyter_pipeline.parse import from_notebook, load
-from jupyter_pipeline.stagenotebook import stage_notebook
+from jupyter_pipeline.notebook.parse import from_notebook, load
+from jupyter_pipeline.stage.notebook import stage_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"

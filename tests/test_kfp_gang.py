@@ -17,17 +17,17 @@ import nbformat
 import pytest
 from kubeflow_trainer_api.models import JobsetV1alpha2JobSet, TrainerV1alpha1TrainJob
 
-from jupyter_pipeline.gang import free_ports
-from jupyter_pipeline.stagenotebook import launch_metadata
+from jupyter_pipeline.local.gang import free_ports
+from jupyter_pipeline.stage.notebook import launch_metadata
 from jupyter_pipeline.kfp import files
 from jupyter_pipeline.kfp import gang as kgang
 from jupyter_pipeline.kfp import gangjob
 from jupyter_pipeline.kfp.compiler import CompileOptions, compile_pipeline
 from jupyter_pipeline.kfp.tasks import notebook_json
-from jupyter_pipeline.parse import from_notebook, load
-from jupyter_pipeline.records import stage_key
-from jupyter_pipeline.stagenotebook import stage_notebook
-from jupyter_pipeline.store import open_store
+from jupyter_pipeline.notebook.parse import from_notebook, load
+from jupyter_pipeline.store.records import stage_key
+from jupyter_pipeline.stage.notebook import stage_notebook
+from jupyter_pipeline.store.base import open_store
 
 K8S_VERSION = "1.30.0"
 JOBSETS = "/apis/jobset.x-k8s.io/v1alpha2/namespaces/team-a/jobsets"

@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from jupyter_pipeline.cli import main
-from jupyter_pipeline.parse import load
-from jupyter_pipeline.records import load_run
-from jupyter_pipeline.runner import run_pipeline
-from jupyter_pipeline.store import open_store
+from jupyter_pipeline.notebook.parse import load
+from jupyter_pipeline.store.records import load_run
+from jupyter_pipeline.local.runner import run_pipeline
+from jupyter_pipeline.store.base import open_store
 from jupyter_pipeline.targets import get_target
 from test_kfp_compile import stage_dag
 
@@ -149,7 +149,7 @@ def test_component_entry_timeout_keeps_the_executed_notebook(store_dir, tmp_path
     """``timeout:`` inside the component: the stage stops, the task fails, the notebook is kept."""
     from jupyter_pipeline.kfp.tasks import notebook_json
     from jupyter_pipeline.kfp.entry import run_component
-    from jupyter_pipeline.parse import from_notebook
+    from jupyter_pipeline.notebook.parse import from_notebook
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
         "import time\nprint('sleeping')\ntime.sleep(120)", metadata={"tags": ["stage:slow"]})])

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from jupyter_pipeline.kfp.compiler import compile_for_cluster
-from jupyter_pipeline.parse import from_notebook, load
+from jupyter_pipeline.notebook.parse import from_notebook, load
 from jupyter_pipeline.settings import Settings
-from jupyter_pipeline.tags import read_cell
+from jupyter_pipeline.notebook.tags import read_cell
 from test_kfp_compile import check_golden, stage_dag
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,7 +160,7 @@ def test_container_env_and_per_run_claims():
 def test_kfp_local_leaves_the_per_run_claims_out(tmp_path):
     from jupyter_pipeline.kfp.local import local_options
     from jupyter_pipeline.kfp.compiler import compile_pipeline
-    from jupyter_pipeline.store import open_store
+    from jupyter_pipeline.store.base import open_store
 
     pipeline = load(EVERY_OPTION)
     spec = next(yaml.safe_load_all(compile_pipeline(pipeline, options=local_options(pipeline, open_store(str(tmp_path))))))

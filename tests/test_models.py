@@ -8,11 +8,11 @@ import threading
 import numpy as np
 import pytest
 
-from jupyter_pipeline import context
+from jupyter_pipeline.stage import context
 from jupyter_pipeline.cli import main as cli_main
 from jupyter_pipeline.exceptions import ModelNotFound, PipelineError
-from jupyter_pipeline.models import list_models, list_versions, load_model, log_model
-from jupyter_pipeline.store import LocalStore, open_store
+from jupyter_pipeline.store.models import list_models, list_versions, load_model, log_model
+from jupyter_pipeline.store.base import LocalStore, open_store
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -6,12 +6,11 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from jupyter_pipeline import analysis
+from jupyter_pipeline.notebook import analysis
 from jupyter_pipeline.exceptions import NotebookReadError
-from jupyter_pipeline.parse import from_notebook, load, whole_notebook_stage
-from jupyter_pipeline.pipeline import Role
-from jupyter_pipeline.stagenotebook import stage_notebook
-from jupyter_pipeline.stagenotebook import stage_notebook
+from jupyter_pipeline.notebook.parse import from_notebook, load, whole_notebook_stage
+from jupyter_pipeline.notebook.pipeline import Role
+from jupyter_pipeline.stage.notebook import stage_notebook
 
 
 def nb(*cells):

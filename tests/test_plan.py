@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from jupyter_pipeline import plan
-from jupyter_pipeline.parse import load
+from jupyter_pipeline.notebook.parse import load
 from jupyter_pipeline.plan import Action
-from jupyter_pipeline.records import RunRecord, StageState, new_record
+from jupyter_pipeline.store.records import RunRecord, StageState, new_record
 from jupyter_pipeline.stagecache import stage_fingerprints
 
 CHAIN = [

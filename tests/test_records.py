@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from jupyter_pipeline.parse import load
-from jupyter_pipeline.records import (
+from jupyter_pipeline.notebook.parse import load
+from jupyter_pipeline.store.records import (
     RunState, StageState, failure_message, finish, link_outputs, new_record, snapshot, stage_key,
 )
-from jupyter_pipeline.store import open_store
+from jupyter_pipeline.store.base import open_store
 
 
 def test_finish_names_the_failed_stages_the_same_way_for_every_target(fixture_nb, tmp_path):

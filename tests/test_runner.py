@@ -9,10 +9,10 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from jupyter_pipeline.exceptions import ParameterError, PipelineError, ValidationFailed
-from jupyter_pipeline.parse import load
-from jupyter_pipeline.records import load_run, parse_iso
-from jupyter_pipeline.runner import LocalRunner, resume_run, run_pipeline
-from jupyter_pipeline.store import open_store
+from jupyter_pipeline.notebook.parse import load
+from jupyter_pipeline.store.records import list_runs, load_run, parse_iso
+from jupyter_pipeline.local.runner import LocalRunner, resume_run, run_pipeline
+from jupyter_pipeline.store.base import open_store
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +114,7 @@ def test_kale_and_magic_dialects_run(fixture_nb, store_dir):
         record = run_pipeline(fixture_nb(name), store=store_dir)
         assert record.status.value == "succeeded", (name, record.to_json())
     assert record.stages["total"].status.value == "succeeded"
-    kale = [r for r in __import__("jupyter_pipeline").records.list_runs(open_store(store_dir)) if r.pipeline == "kale-dialect"][0]
+    kale = [r for r in list_runs(open_store(store_dir)) if r.pipeline == "kale-dialect"][0]
     assert kale.stages["pipeline-metrics"].metrics == {"total": 12.0}
 
 

@@ -24,10 +24,10 @@ from pytest_jupyter.jupyter_server import *  # noqa: F401,F403 - fixtures, scope
 
 from test_kfp_client import kfp_server  # noqa: F401 - fixture: a loopback server playing the KFP API
 
-from jupyter_pipeline.lease import Lease
-from jupyter_pipeline.records import RunRecord, StageRecord, StageState, save_run
+from jupyter_pipeline.local.lease import Lease
+from jupyter_pipeline.store.records import RunRecord, StageRecord, StageState, save_run
 from jupyter_pipeline.server.config import JupyterPipeline
-from jupyter_pipeline.store import open_store
+from jupyter_pipeline.store.base import open_store
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 POLL_TIMEOUT = 120

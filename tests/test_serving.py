@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from serving_models import dense, expected, rows, two_headed  # picks Keras's backend; skips without Keras
 
-from jupyter_pipeline.models import log_model  # noqa: E402
+from jupyter_pipeline.store.models import log_model  # noqa: E402
 from jupyter_pipeline.serving import ServerConfig, ServerThread  # noqa: E402
 from jupyter_pipeline.serving.cache import PredictionCache  # noqa: E402
 

@@ -17,7 +17,7 @@ from serving_models import dense, expected, rows, two_headed  # picks Keras's ba
 
 httpclient = pytest.importorskip("tritonclient.http")
 
-from jupyter_pipeline.models import log_model  # noqa: E402
+from jupyter_pipeline.store.models import log_model  # noqa: E402
 from jupyter_pipeline.serving import ServerConfig, ServerThread  # noqa: E402
 
 

@@ -24,7 +24,7 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "jax")
 keras = pytest.importorskip("keras")
 
-from jupyter_pipeline.models import log_model  # noqa: E402
+from jupyter_pipeline.store.models import log_model  # noqa: E402
 from jupyter_pipeline.serving import ServerConfig, ServerThread  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ grpcclient = pytest.importorskip("tritonclient.grpc")
 
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-from jupyter_pipeline.models import log_model  # noqa: E402
+from jupyter_pipeline.store.models import log_model  # noqa: E402
 from jupyter_pipeline.serving import ServerConfig, ServerThread  # noqa: E402
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_pipeline.parse import load
-from jupyter_pipeline.runner import LocalRunner
-from jupyter_pipeline.stageio import load_entry
-from jupyter_pipeline.store import open_store
+from jupyter_pipeline.notebook.parse import load
+from jupyter_pipeline.local.runner import LocalRunner
+from jupyter_pipeline.stage.io import load_entry
+from jupyter_pipeline.store.base import open_store
 
 pytestmark = pytest.mark.slow
 
@@ -79,8 +79,8 @@ def test_a_kernel_that_cannot_be_reset_is_replaced_before_the_next_stage(tmp_pat
 def test_reset_keeps_ipython_names_and_drops_the_stage_globals():
     from jupyter_core.utils import run_sync
 
-    from jupyter_pipeline.stageworker import _reset, _shell_client
-    from jupyter_pipeline.stagekernel import start_kernel
+    from jupyter_pipeline.local.worker import _reset, _shell_client
+    from jupyter_pipeline.local.kernel import start_kernel
 
     with tempfile.TemporaryDirectory() as sockets:
         km = start_kernel("python3", None, sockets)

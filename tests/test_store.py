@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from jupyter_pipeline.store import open_store
+from jupyter_pipeline.store.base import open_store
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])

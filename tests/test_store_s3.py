@@ -15,16 +15,16 @@ from pathlib import Path
 import pytest
 
 from jupyter_pipeline.exceptions import ArtifactNotFound, StoreError
-from jupyter_pipeline.records import RunRecord, list_runs, load_run, save_run
-from jupyter_pipeline.store import PATIENCE_SECONDS, LocalStore, open_store, resolve_store_url
-from jupyter_pipeline.store_s3 import S3Settings, S3Store
+from jupyter_pipeline.store.records import RunRecord, list_runs, load_run, save_run
+from jupyter_pipeline.store.base import PATIENCE_SECONDS, LocalStore, open_store, resolve_store_url
+from jupyter_pipeline.store.s3 import S3Settings, S3Store
 from plugin_s3 import SECRET_KEY, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def settings_for(endpoint: str, access: str, secret: str, attempts: int = 3) -> S3Settings:
-    from jupyter_pipeline.s3errors import RetryPolicy
+    from jupyter_pipeline.store.s3errors import RetryPolicy
 
     return S3Settings(endpoint=endpoint, access_key=access, secret_key=secret,
                       retry=RetryPolicy(attempts=attempts, backoff=0.05))
@@ -163,7 +163,7 @@ def test_readers_never_see_a_partial_run_record(s3_store):
 # -- large values stream ---------------------------------------------------------------------------
 LARGE_SCRIPT = textwrap.dedent("""
     import hashlib, json, os, sys
-    from jupyter_pipeline.store import open_store
+    from jupyter_pipeline.store.base import open_store
     store = open_store(sys.argv[1])
     size, src, dst = 200 * 1000 * 1000, sys.argv[2], sys.argv[3]
     digest = hashlib.sha256()
@@ -511,7 +511,7 @@ def test_binder_start_runs_minio_and_points_the_store_at_it(tmp_path):
             if not k.startswith(("AWS_", "MINIO_", "JUPYTER_PIPELINE_S3_", "JUPYTER_PIPELINE_STORE"))}
     env = {**keep, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path),
            "JUPYTER_PIPELINE_MINIO_PORT": str(free_port()), "FAKE_MINIO_PIDFILE": str(tmp_path / "pid")}
-    probe = ("import os; from jupyter_pipeline.store import open_store; s = open_store(); s.check(); "
+    probe = ("import os; from jupyter_pipeline.store.base import open_store; s = open_store(); s.check(); "
              "s.put_bytes('hello', b'world'); print(s.url, s.get_bytes('hello').decode(), "
              "os.environ['AWS_ACCESS_KEY_ID'], os.environ['JUPYTER_PIPELINE_S3_ENDPOINT'])")
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_pipeline.exceptions import ParameterError
-from jupyter_pipeline.parse import load
+from jupyter_pipeline.notebook.parse import load
 from jupyter_pipeline.stagecache import stage_keys
 from jupyter_pipeline.sweep import parse_sweep_args, run_sweep, variants
 

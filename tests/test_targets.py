@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_pipeline.exceptions import TargetError, UnknownKeyError
-from jupyter_pipeline.store import open_store
+from jupyter_pipeline.store.base import open_store
 from jupyter_pipeline.targets import ENTRY_POINT_GROUP, LocalTarget, TargetRegistry, targets
 
 EXE = str(Path(sys.executable).parent / "jupyter-pipeline")
@@ -24,7 +24,7 @@ def third_party(tmp_path, monkeypatch):
     site = tmp_path / "site"
     site.mkdir()
     (site / "echo_target.py").write_text(textwrap.dedent('''
-        from jupyter_pipeline.records import RunRecord, RunState
+        from jupyter_pipeline.store.records import RunRecord, RunState
         from jupyter_pipeline.targets import Target
 
         class Echo(Target):

@@ -8,7 +8,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from jupyter_pipeline.exceptions import ValidationFailed
-from jupyter_pipeline.parse import from_notebook, load
+from jupyter_pipeline.notebook.parse import from_notebook, load
 
 
 SEVERITY = {"empty-stage": "warning", "orphan-cell": "warning", "unknown-setting": "warning",

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from jupyter_pipeline.exceptions import UnknownKeyError, VariableNotSavable
-from jupyter_pipeline.values import load_value, remember_setup, save_value, saver_for, savers
-from jupyter_pipeline.store import open_store
+from jupyter_pipeline.stage.values import load_value, remember_setup, save_value, saver_for, savers
+from jupyter_pipeline.store.base import open_store
 
 
 @pytest.fixture
@@ -73,13 +73,13 @@ def roundtrip_elsewhere(tmp_path, store_dir, code: str, check: str) -> str:
     """Run ``code`` as ``__main__`` of one fresh Python, save its ``values`` through the store, load
     them in another fresh Python (where nothing of ``code`` is defined) and run ``check`` there."""
     saver = (
-        "import sys\nfrom jupyter_pipeline.values import save_value\nfrom jupyter_pipeline.store import open_store\n"
+        "import sys\nfrom jupyter_pipeline.stage.values import save_value\nfrom jupyter_pipeline.store.base import open_store\n"
         f"{code}\n"
         "store = open_store(sys.argv[1])\n"
         "import json\nprint(json.dumps({n: save_value(n, v, store, 'vars', 'prep') for n, v in values.items()}))\n"
     )
     loader = (
-        "import json, sys\nfrom jupyter_pipeline.values import load_value\nfrom jupyter_pipeline.store import open_store\n"
+        "import json, sys\nfrom jupyter_pipeline.stage.values import load_value\nfrom jupyter_pipeline.store.base import open_store\n"
         "store = open_store(sys.argv[1])\n"
         "globals().update({n: load_value(store, 'vars', e) for n, e in json.loads(sys.argv[2]).items()})\n"
         f"{check}\n"

@@ -10,12 +10,12 @@ import time
 
 import pytest
 
-from jupyter_pipeline import zygote
-from jupyter_pipeline.records import RunState
-from jupyter_pipeline.runner import LocalRunner
-from jupyter_pipeline.parse import load
-from jupyter_pipeline.stagerun import exit_description
-from jupyter_pipeline.workers import STAGEWORKER, Worker
+from jupyter_pipeline.local import zygote
+from jupyter_pipeline.store.records import RunState
+from jupyter_pipeline.local.runner import LocalRunner
+from jupyter_pipeline.notebook.parse import load
+from jupyter_pipeline.stage.run import exit_description
+from jupyter_pipeline.local.pool import STAGEWORKER, Worker
 
 pytestmark = pytest.mark.skipif(not zygote.available(), reason="workers are forked on Linux only")
 
@@ -59,7 +59,7 @@ def test_forked_stages_see_the_runners_current_environment_and_folder(ready_zygo
         (["stage:probe"], "import os\nprobe = os.environ['JP_ZYGOTE_PROBE']\nbeside = open('beside.txt').read()\n"
                           + kernel_facts + "first_parent, first_random = parent, np.random.rand()"),
         (["stage:check"], "assert probe == 'late value' and beside == 'next to the notebook', (probe, beside)\n"
-                          + kernel_facts + "assert forked and 'jupyter_pipeline.forkserver' in parent and parent == first_parent\n"
+                          + kernel_facts + "assert forked and 'jupyter_pipeline.local.forkserver' in parent and parent == first_parent\n"
                           "assert np.random.rand() != first_random  # each forked kernel has its own random state"),
     ])
     record = LocalRunner(str(tmp_path / "store")).run(load(str(tmp_path / "nb" / "env.ipynb")))
@@ -76,7 +76,7 @@ def test_without_forking_workers_start_afresh(tmp_path, monkeypatch):
 
 
 def test_the_zygote_ends_with_its_runner_process(tmp_path):
-    script = ("from jupyter_pipeline import zygote\nimport sys, time\nz = zygote.shared()\nz.ready.wait(60)\n"
+    script = ("from jupyter_pipeline.local import zygote\nimport sys, time\nz = zygote.shared()\nz.ready.wait(60)\n"
               "print(z.proc.pid, flush=True)\ntime.sleep(600)\n")
     runner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:

@@ -76,7 +76,7 @@ def register(sub, common) -> dict:
 
 def cmd_validate(args) -> int:
     from ..exceptions import NotebookReadError
-    from ..parse import load
+    from ..notebook.parse import load
 
     try:
         pipeline = load(args.notebook)
@@ -106,8 +106,8 @@ def cmd_validate(args) -> int:
 
 
 def cmd_graph(args) -> int:
-    from ..diagram import FORMATS
-    from ..parse import load
+    from ..notebook.diagram import FORMATS
+    from ..notebook.parse import load
 
     pipeline = load(args.notebook)
     if args.json:
@@ -135,12 +135,12 @@ def run_options(args) -> dict:
 
 
 def cmd_run(args) -> int:
-    from ..parse import load
-    from ..store import open_store, resolve_store_url
+    from ..notebook.parse import load
+    from ..store.base import open_store, resolve_store_url
     from ..targets import get_target
 
     if args.target == "local":
-        from .. import zygote
+        from ..local import zygote
 
         zygote.shared()  # stage workers' imports start now, while the notebook is read and checked
     pipeline = load(args.notebook).require_valid()
@@ -162,9 +162,9 @@ def _exit_status(record) -> int:
 
 
 def cmd_runs(args) -> int:
-    from ..records import list_runs, load_run
-    from ..lease import effective_status
-    from ..store import open_store, resolve_store_url
+    from ..store.records import list_runs, load_run
+    from ..local.lease import effective_status
+    from ..store.base import open_store, resolve_store_url
 
     store = open_store(resolve_store_url(args.store))
     if args.run_id:
@@ -187,7 +187,7 @@ def cmd_runs(args) -> int:
         done = sum(1 for s in r.stages.values() if s.status.value == "succeeded")
         total = None
         if r.finished_at:
-            from ..records import parse_iso
+            from ..store.records import parse_iso
 
             total = (parse_iso(r.finished_at) - parse_iso(r.created_at)).total_seconds()
         rows.append([r.run_id, r.status.value, f"{done}/{len(r.stages)}", seconds(total), r.target, r.pipeline])
@@ -196,8 +196,8 @@ def cmd_runs(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from ..records import load_run
-    from ..store import open_store, resolve_store_url
+    from ..store.records import load_run
+    from ..store.base import open_store, resolve_store_url
     from ..targets import get_target
 
     store = open_store(resolve_store_url(args.store))
@@ -211,7 +211,7 @@ def cmd_resume(args) -> int:
 
 
 def cmd_sweep(args, pipeline) -> int:
-    from ..store import open_store, resolve_store_url
+    from ..store.base import open_store, resolve_store_url
     from ..sweep import parse_sweep_args
     from ..targets import get_target
 
@@ -225,7 +225,7 @@ def cmd_sweep(args, pipeline) -> int:
     else:
         print(sweep_table(data))
         if data["best"]:
-            from ..models import list_models
+            from ..store.models import list_models
 
             for name, versions in list_models(store).items():
                 for meta in versions:

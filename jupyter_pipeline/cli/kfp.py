@@ -105,7 +105,7 @@ def cmd_compile(args) -> int:
     from ..kfp.compiler import compile_for_cluster
     from ..kfp.placement import Placement
     from ..kfp.preflight import describe, preflight
-    from ..parse import load
+    from ..notebook.parse import load
     from ..settings import from_options
 
     pipeline = load(args.notebook).require_valid()
@@ -155,8 +155,8 @@ def _params(args) -> dict:
 
 
 def cmd_run_kfp(args) -> int:
-    from ..parse import load
-    from ..store import open_store, resolve_store_url
+    from ..notebook.parse import load
+    from ..store.base import open_store, resolve_store_url
     from ..targets import get_target
 
     pipeline = load(args.notebook).require_valid()
@@ -179,7 +179,7 @@ def cmd_run_kfp(args) -> int:
 
 def cmd_runs_kfp(args) -> int:
     from ..kfp.client import record_for
-    from ..store import open_store, resolve_store_url
+    from ..store.base import open_store, resolve_store_url
 
     if not args.run_id:
         from .output import fail
@@ -198,7 +198,7 @@ def cmd_runs_kfp(args) -> int:
 
 def cmd_schedule(args) -> int:
     from ..kfp.client import schedule
-    from ..parse import load
+    from ..notebook.parse import load
 
     pipeline = load(args.notebook).require_valid()
     options = {k: v for k, v in vars(args).items() if k not in ("func", "notebook", "parameter", "command")}

@@ -37,8 +37,8 @@ def _metrics(metrics: dict) -> str:
 
 def cmd_models(args) -> int:
     from ..exceptions import ModelNotFound
-    from ..models import list_models
-    from ..store import open_store, resolve_store_url
+    from ..store.models import list_models
+    from ..store.base import open_store, resolve_store_url
 
     store = open_store(resolve_store_url(args.store))
     if args.words[:1] == ["promote"]:
@@ -70,7 +70,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_promote(args, store) -> int:
-    from ..models import promote
+    from ..store.models import promote
 
     if len(args.words) != 3:
         fail("usage: jupyter-pipeline models promote MODEL VERSION [--alias NAME]")

@@ -9,7 +9,7 @@ import time
 import traceback
 
 from ..exceptions import PipelineError
-from ..records import error_with_cell
+from ..store.records import error_with_cell
 from ..summary import fmt, run_summary, seconds, table  # noqa: F401 - the CLI's printing, in one import
 
 EXIT_FAILED = 1

@@ -100,10 +100,10 @@ def _setup_logging(access_log: bool) -> None:
 
 def cmd_serve(args) -> int:
     os.environ.setdefault("KERAS_BACKEND", "jax")
-    from ..models import resolve_version
+    from ..store.models import resolve_version
     from ..serving import ServerConfig, serve
     from ..serving.repository import ModelSpec
-    from ..store import open_store, resolve_store_url
+    from ..store.base import open_store, resolve_store_url
 
     url = resolve_store_url(args.store)
     store = open_store(url)

@@ -17,11 +17,12 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import parameters as params_mod
+from ..notebook import parameters as params_mod
 from ..exceptions import TargetError
-from ..pipeline import Pipeline
-from ..records import (
-    RunRecord, RunState, StageRecord, StageState, failure_message, new_record, new_run_id, now_iso, save_run, snapshot,
+from ..notebook.pipeline import Pipeline
+from ..store.records import (
+    RunRecord, RunState, StageRecord, StageState, failure_message, new_record, new_run_id, now_iso, save_run,
+    snapshot
 )
 from ..settings import Settings, from_options
 from .compiler import compile_for_cluster, kfp_name, parameter_arguments
@@ -332,7 +333,7 @@ def wait(client: KfpClient, store, record: RunRecord, on_event, poll: float = 10
 def record_for(store, run: str, options: dict) -> tuple[KfpClient, RunRecord]:
     """The record of ``run`` (a run id of the store, or a Kubeflow run id) with a client to refresh it."""
     from ..exceptions import RunNotFound
-    from ..records import load_run
+    from ..store.records import load_run
 
     client = KfpClient(Connection.from_options(options))
     try:

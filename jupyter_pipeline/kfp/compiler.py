@@ -1,4 +1,4 @@
-"""Compile a :class:`~jupyter_pipeline.pipeline.Pipeline` to a Kubeflow Pipelines v2 spec (IR YAML).
+"""Compile a :class:`~jupyter_pipeline.notebook.pipeline.Pipeline` to a Kubeflow Pipelines v2 spec (IR YAML).
 
 Built with the kfp v2 DSL and ``kfp.compiler``: one lightweight Python component per stage
 (:mod:`.component`), tasks wired by the locations of their upstream stages (:mod:`.tasks`), the
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..exceptions import TargetError
-from ..pipeline import Pipeline, Stage
+from ..notebook.pipeline import Pipeline, Stage
 from ..settings import DEFAULT_IMAGE, Settings
 from .component import KFP_TYPES, check_parameter_names, component, report_function
 from .entry import NONE_PREFIX

@@ -19,7 +19,7 @@ import re
 import sys
 from dataclasses import dataclass
 from ..exceptions import TargetError
-from ..pipeline import Pipeline, Stage
+from ..notebook.pipeline import Pipeline, Stage
 
 #: Run-level inputs every stage component takes, in signature order, with their meaning. None of them
 #: changes from one run to the next, so KFP's cache can recognise a task it ran before.

@@ -61,7 +61,7 @@ class _Deadline:
     """``timeout:`` for the stage: interrupt the kernel (like Jupyter's stop button) so the running
     cell fails cleanly and papermill still saves the executed notebook; raise only if it won't stop.
 
-    The local runner (:mod:`jupyter_pipeline.runner`) enforces the same tag from outside instead: a
+    The local runner (:mod:`jupyter_pipeline.local.runner`) enforces the same tag from outside instead: a
     timer in the runner sends SIGTERM to the stage's worker process, which papermill turns into a
     saved, failed notebook. That cannot serve here, so the two differ on purpose:
 
@@ -77,7 +77,7 @@ class _Deadline:
     - For a ``workers:`` stage's launcher on a cluster there is no child to interrupt: the alarm
       raises :class:`StageTimeout` into its watch loop, which deletes the job (``gang._launch``).
 
-    Both word the failure alike (:func:`jupyter_pipeline.records.timeout_error`).
+    Both word the failure alike (:func:`jupyter_pipeline.store.records.timeout_error`).
     """
 
     def __init__(self, seconds: int):
@@ -90,7 +90,7 @@ class _Deadline:
         return self
 
     def _fire(self, signum, frame):  # noqa: ARG002
-        from ..records import timeout_error
+        from ..store.records import timeout_error
 
         kernels = _children()
         if self.fired or not kernels:
@@ -122,7 +122,7 @@ def run_folder(explicit: str = "", job_id: str = "", artifact_uri: str = "") -> 
 
 
 def _open(store: str, s3_endpoint: str):
-    from ..store import open_store
+    from ..store.base import open_store
 
     if s3_endpoint:
         os.environ[ENDPOINT_ENV] = s3_endpoint  # the kernel inherits it
@@ -132,7 +132,7 @@ def _open(store: str, s3_endpoint: str):
 def link_stage(store, owner: str, run_id: str, stage: str) -> None:
     """Give run ``run_id`` the results of ``stage`` computed in run ``owner``: an output index
     pointing at the owner's files and a ``result.json`` with ``reused_from``."""
-    from ..records import link_outputs, stage_key
+    from ..store.records import link_outputs, stage_key
 
     if owner == run_id:
         return
@@ -169,8 +169,8 @@ def run_component(*, stage: str, parameters: dict, notebook: str, store: str, s3
     """
     import tempfile
 
-    from ..records import now_iso, stage_key, timeout_error
-    from ..stagerun import run_stage
+    from ..store.records import now_iso, stage_key, timeout_error
+    from ..stage.run import run_stage
     from . import outputs
     from .files import unpack
     from .gang import is_gang, run_gang
@@ -209,7 +209,7 @@ def run_component(*, stage: str, parameters: dict, notebook: str, store: str, s3
     what = stage if item is None else f"{stage}[{item}]"
     print(f"jupyter-pipeline: stage {what} of run {run_id} {result['status']}", file=sys.stderr, flush=True)
     if result["status"] != "succeeded":
-        from ..records import error_with_cell
+        from ..store.records import error_with_cell
 
         raise RuntimeError(f"stage {what} failed: {error_with_cell(result.get('error'), result.get('error_cell'))}")
     return run_id
@@ -224,8 +224,8 @@ def plan_items(*, stage: str, var: str, producer: str | None, chunks: int | None
     stages ride along in each item because a loop reads values from outside only through its
     items (kfp.local resolves an outer loop's values, and other tasks' outputs, wrongly inside a loop).
     """
-    from ..fanout import map_count
-    from ..records import stage_key
+    from ..stage.fanout import map_count
+    from ..store.records import stage_key
 
     variant = dict(variant or {})
     run_id = run_folder(variant.get("run_id") or run_id, job_id)
@@ -252,8 +252,8 @@ def gather_items(*, stage: str, outputs: list, items: list, store: str, run_id: 
     """Fan-in of ``map:`` stage ``stage`` after all its items succeeded: the stage's output index
     (lists, as the local runner's) and its ``result.json`` (per-item states, mean metrics).
     Returns the run folder, as a stage does."""
-    from ..fanout import gather, mean_metrics
-    from ..records import stage_key
+    from ..stage.fanout import gather, mean_metrics
+    from ..store.records import stage_key
 
     run_id = run_folder((items[0].get("run_id") if items else "") or run_id, job_id)
     store = _open(store, s3_endpoint)

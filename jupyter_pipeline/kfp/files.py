@@ -18,9 +18,9 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import analysis
+from ..notebook import analysis
 from ..exceptions import TargetError
-from ..pipeline import Pipeline
+from ..notebook.pipeline import Pipeline
 
 #: Total size (before compression) of the files that may travel, unless ``files_max_mb`` says otherwise.
 DEFAULT_MAX_MB = 50
@@ -151,7 +151,7 @@ def upload(store, packed: Bundle | None) -> None:
 def publish(url: str, packed: Bundle | None) -> None:
     """Upload ``packed`` to the store the pods use (``url``), saying clearly when this machine cannot."""
     from ..exceptions import PipelineError
-    from ..store import open_store
+    from ..store.base import open_store
 
     if packed is None:
         return

@@ -20,7 +20,7 @@ import os
 import sys
 import time
 
-from ..replica import BARRIER_PORT, COORDINATOR_PORT
+from ..stage.replica import BARRIER_PORT, COORDINATOR_PORT
 from .gangjob import JOB_ENV, JOB_INDEX_ENV, PODGROUP, JobKind, Launch, kinds, manifests, plan, pod_parts
 
 #: Seconds between two reads of the job's status.
@@ -36,7 +36,7 @@ def is_gang(notebook: str) -> bool:
 def run_gang(store, run_id: str, stage: str, parameters: dict, *, cwd: str | None = None, item=None,
              api=None, poll: float = POLL_SECONDS, files: str = "", claims: dict | None = None) -> dict:
     """Start ``stage``'s replicas as a gang on Kubernetes, wait for them and return the stage's
-    result (rank 0's, as the local runner's); signature of :func:`jupyter_pipeline.stagerun.run_stage`
+    result (rank 0's, as the local runner's); signature of :func:`jupyter_pipeline.stage.run.run_stage`
     plus ``files``, the store key of the working files' bundle the replicas unpack, and ``claims``,
     the names of the claims the pipeline made for this run (by volume), which the replicas mount.
 
@@ -46,7 +46,7 @@ def run_gang(store, run_id: str, stage: str, parameters: dict, *, cwd: str | Non
     import nbformat
 
     from .. import cluster
-    from ..records import stage_key
+    from ..store.records import stage_key
     from ..settings import DEFAULT_IMAGE
 
     nb = nbformat.reads(store.get_bytes(stage_key(run_id, stage, "input.ipynb")).decode(), as_version=4)
@@ -91,8 +91,8 @@ def run_here(meta: dict, store_url: str, run_id: str, stage: str, parameters: di
     pods would set), rank 0 on loopback; the first to fail stops the others. "succeeded" or "failed"."""
     import subprocess
 
-    from ..gang import free_ports
-    from ..workers import terminate
+    from ..local.gang import free_ports
+    from ..local.pool import terminate
 
     workers = meta["workers"]
     job = {"store": store_url, "run_id": run_id, "stage": stage, "parameters": parameters, "world_size": workers,
@@ -115,8 +115,8 @@ def run_here(meta: dict, store_url: str, run_id: str, stage: str, parameters: di
 def collect(store, run_id: str, stage: str, workers: int, outcome: str) -> dict:
     """The stage's result from its replicas' ``result.json``: rank 0's values, metrics and notebook
     (copied to the stage's own ``output.ipynb``), every replica's state, the first real failure."""
-    from ..gang import STOPPED, gang_result
-    from ..records import now_iso, stage_key
+    from ..local.gang import STOPPED, gang_result
+    from ..store.records import now_iso, stage_key
 
     results = []
     for rank in range(workers):
@@ -198,8 +198,8 @@ def replica_main() -> int:
     import tempfile
 
     from ..startup import skip_slow_optional_imports
-    from ..stagerun import run_stage
-    from ..store import open_store
+    from ..stage.run import run_stage
+    from ..store.base import open_store
     from .files import unpack
 
     skip_slow_optional_imports()
@@ -225,7 +225,7 @@ def replica_main() -> int:
 
 def _report(store, job: dict, rank: int, result: dict) -> int:
     """Keep the replica's result where the launcher collects it, say it in the pod's log; the exit code."""
-    from ..records import stage_key
+    from ..store.records import stage_key
 
     store.put_json(stage_key(job["run_id"], job["stage"], "result.json", replica=rank), result)
     print(f"jupyter-pipeline: replica {rank} of stage {job['stage']} {result['status']}"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..registry import Registry
-from ..replica import BARRIER_PORT, COORDINATOR_PORT
+from ..stage.replica import BARRIER_PORT, COORDINATOR_PORT
 from .placement import GPU_RESOURCE, Placement
 
 #: Every replica pod's command: :func:`jupyter_pipeline.kfp.gang.replica_main`.

@@ -17,14 +17,14 @@ import threading
 import warnings
 from pathlib import Path
 
-from .. import parameters as params_mod
-from .. import records as records_mod
-from ..fanout import mean_metrics
-from ..pipeline import Pipeline
-from ..records import (
-    RunRecord, StageState, failed_stages, finish, now_iso, run_prefix, save_run, snapshot, stage_key,
+from ..notebook import parameters as params_mod
+from ..store import records as records_mod
+from ..stage.fanout import mean_metrics
+from ..notebook.pipeline import Pipeline
+from ..store.records import (
+    RunRecord, StageState, failed_stages, finish, now_iso, run_prefix, save_run, snapshot, stage_key
 )
-from ..store import open_store
+from ..store.base import open_store
 from .compiler import CompileOptions, compile_pipeline, parameter_arguments
 from .entry import ITEMS_FILE, RESULT_FILE, RUN_ID_ENV
 from .files import bundle, upload

@@ -14,7 +14,7 @@ import json
 import math
 from pathlib import Path
 
-from ..records import stage_key
+from ..store.records import stage_key
 
 RESULT_FILE = "result.json"
 

@@ -14,8 +14,8 @@ import sys
 from importlib import metadata
 from urllib.parse import urlparse
 
-from .. import analysis
-from ..pipeline import Pipeline
+from ..notebook import analysis
+from ..notebook.pipeline import Pipeline
 
 #: Distributions the image already has by construction; pinning them would reinstall the runner.
 PROVIDED = frozenset({"jupyter-pipeline", "kfp", "kfp-pipeline-spec", "kfp-kubernetes", "kfp-server-api"})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..pipeline import Stage
+from ..notebook.pipeline import Stage
 
 #: The Kubernetes resource NVIDIA's device plugin advertises; KFP uses the accelerator type as it.
 GPU_RESOURCE = "nvidia.com/gpu"

@@ -8,7 +8,7 @@ as ``kubeflow``, so the publish dialog can show it.
 
 from __future__ import annotations
 
-from ..pipeline import Pipeline, Problem
+from ..notebook.pipeline import Pipeline, Problem
 from ..settings import DEFAULT_IMAGE, Settings
 from . import files as files_mod
 from .packages import requirement_name

@@ -17,11 +17,11 @@ from __future__ import annotations
 import inspect
 import warnings
 
-from .. import parameters as params_mod
-from ..pipeline import Pipeline
+from ..notebook import parameters as params_mod
+from ..notebook.pipeline import Pipeline
 from ..plan import shared_stages, variants
-from ..records import SweepResult, new_run_id, sweep_key
-from ..store import open_store
+from ..store.records import SweepResult, new_run_id, sweep_key
+from ..store.base import open_store
 from .compiler import (
     CompileOptions, as_pipeline, compile_graph, parameter_arguments, pipeline_signature, stage_tasks,
 )

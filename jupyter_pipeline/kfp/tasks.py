@@ -13,9 +13,9 @@ import json
 
 import nbformat
 
-from .. import analysis
-from ..pipeline import Pipeline, Stage
-from ..stagenotebook import stage_notebook
+from ..notebook import analysis
+from ..notebook.pipeline import Pipeline, Stage
+from ..stage.notebook import stage_notebook
 from .component import (
     RUN_INPUTS, claim_input, component, data_producers, gather_function, plan_function, stage_function, upstream_input,
 )

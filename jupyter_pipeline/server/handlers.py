@@ -13,7 +13,7 @@ import tornado.web
 from jupyter_server.utils import url_path_join
 
 from ..exceptions import ArtifactNotFound, PipelineError
-from ..records import StageState, stage_key
+from ..store.records import StageState, stage_key
 from .basehandler import SETTINGS_KEY, BaseHandler, ServerState
 from .config import JupyterPipeline
 from .paths import BadRequest, OutputExists, check_run_id, check_stage, relative_to_root, resolve_output
@@ -60,7 +60,7 @@ def _with_kubeflow_notes(pipeline, full: Path, config: JupyterPipeline) -> dict:
 
 
 def _pipeline_json(full: Path, shown: str, config: JupyterPipeline) -> dict:
-    from ..parse import from_notebook, read_notebook
+    from ..notebook.parse import from_notebook, read_notebook
 
     try:
         nb = read_notebook(full)
@@ -73,7 +73,7 @@ def _pipeline_json(full: Path, shown: str, config: JupyterPipeline) -> dict:
 def _content_json(content: dict, shown: str, full: Path, config: JupyterPipeline) -> dict:
     import nbformat
 
-    from ..parse import from_notebook
+    from ..notebook.parse import from_notebook
 
     try:
         nb = nbformat.reads(json.dumps(content), as_version=4)
@@ -125,7 +125,7 @@ def compile_notebook(full: Path, config: JupyterPipeline, output: Path | None = 
     A new ``output`` is created exclusively, so a file that appeared since the request was checked
     is not replaced either.
     """
-    from ..parse import load
+    from ..notebook.parse import load
 
     pipeline = load(full).require_valid()
     try:
@@ -192,14 +192,14 @@ class RunsHandler(BaseHandler):
         self.reply({"run_id": run_id}, status=202)
 
     def _start_sweep(self, full: Path, target: str, parameters: dict, sweep: dict) -> str:
-        from ..parse import load
+        from ..notebook.parse import load
 
         pipeline = load(full).require_valid()
         grid = sweep.pop("grid")
         return self.jp.manager.start_sweep(pipeline, grid, parameters, target, sweep)
 
     def _start(self, full: Path, target: str, parameters: dict, options: dict) -> str:
-        from ..parse import load
+        from ..notebook.parse import load
 
         from ..targets import get_target
 

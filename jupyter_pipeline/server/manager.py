@@ -15,12 +15,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .. import parameters as params_mod
+from ..notebook import parameters as params_mod
 from ..exceptions import ParameterError, PipelineError, RunNotFound
-from ..lease import effective_status, mark_interrupted
-from ..pipeline import Pipeline
-from ..records import RunState, list_runs, load_run, new_run_id, now_iso, save_run
-from ..store import Store, open_store
+from ..local.lease import effective_status, mark_interrupted
+from ..notebook.pipeline import Pipeline
+from ..store.records import RunState, list_runs, load_run, new_run_id, now_iso, save_run
+from ..store.base import Store, open_store
 from ..targets import get_target
 
 #: How long ``start`` waits for a target to report its run before answering anyway.

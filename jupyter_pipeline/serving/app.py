@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import tornado.netutil
 
-from ..store import open_store
+from ..store.base import open_store
 from .cache import PredictionCache
 from .http import GracefulHTTPServer
 from .inference import Inference

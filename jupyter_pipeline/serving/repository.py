@@ -17,9 +17,9 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from .. import models
+from ..store import models
 from ..exceptions import PipelineError
-from ..store import Store
+from ..store.base import Store
 from .batcher import Batcher
 from .errors import ModelNotFound, ModelNotReady
 from .inference import ModelStats

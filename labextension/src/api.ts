@@ -1,8 +1,8 @@
 /**
  * Typed functions for the REST API of the server extension (docs/rest-api.md), one per endpoint.
  *
- * The interfaces mirror the `to_json()` shapes of `jupyter_pipeline.pipeline` and
- * `jupyter_pipeline.records` one to one (snake_case kept on purpose).
+ * The interfaces mirror the `to_json()` shapes of `jupyter_pipeline.notebook.pipeline` and
+ * `jupyter_pipeline.store.records` one to one (snake_case kept on purpose).
  */
 import { ServerConnection } from '@jupyterlab/services';
 import { PipelineAPIError, requestAPI } from './request';

@@ -1,0 +1,248 @@
+"""Typed records of a parsed pipeline: cells, stages, parameters, problems.
+
+Built by :mod:`jupyter_pipeline.notebook.parse`; everything downstream (validation, stage notebooks, the
+runner, the KFP compiler, the REST API) reads these and nothing else of the notebook.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Role(str, enum.Enum):
+    """What a notebook cell is to the pipeline."""
+
+    STAGE = "stage"  # starts or continues a stage
+    CONTINUE = "continue"  # untagged: joins the stage before it
+    SETUP = "setup"
+    PARAMETERS = "parameters"
+    SKIP = "skip"
+    METRICS = "metrics"  # Kale's pipeline-metrics cell
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """Execution and placement options of a stage, from its tags."""
+
+    gpu: int = 0
+    gpu_type: str | None = None
+    cpu: str | None = None
+    memory: str | None = None
+    image: str | None = None
+    retries: int = 0
+    timeout: int | None = None
+    cache: bool = True
+    map_var: str | None = None  # `map:VAR`: run once per item of VAR
+    map_chunks: int | None = None  # `map:VAR:CHUNKS`: split VAR into CHUNKS parts
+    map_as: str = "item"  # `map:VAR:as=NAME`: the name each run sees its item under
+    parallelism: int | None = None  # at most this many items at once (`parallelism:N`)
+    workers: int = 1  # `workers:N`: N replicas started together (a gang); see jupyter_pipeline.distributed
+    # Pod options, applied on Kubeflow. Mappings and lists add up across cells and defaults
+    # (see ``merged``); the stage's own tags win over notebook-wide ones.
+    labels: dict[str, str] = field(default_factory=dict, hash=False)  # `label:KEY:VALUE`
+    annotations: dict[str, str] = field(default_factory=dict, hash=False)  # `annotation:KEY:VALUE`
+    #: `secret:NAME:KEY:ENV` → {"name", "key", "env"}; `secret:NAME:/path` → {"name", "path"}
+    secrets: tuple[dict, ...] = field(default=(), hash=False)
+    volumes: tuple[dict, ...] = field(default=(), hash=False)  # `volume:CLAIM:/path` → {"name", "mount_path"}
+    env: dict[str, str] = field(default_factory=dict, hash=False)  # `env:NAME=VALUE`
+    node_selector: dict[str, str] = field(default_factory=dict, hash=False)  # `node:KEY=VALUE`
+    #: `toleration:KEY[=VALUE]:EFFECT` → {"key", "operator", "value"?, "effect"}
+    tolerations: tuple[dict, ...] = field(default=(), hash=False)
+    shm: str | None = None  # `shm:SIZE`: a memory-backed /dev/shm
+
+    def merged(self, other: "StageOptions") -> "StageOptions":
+        """Options of ``self`` overridden by whatever ``other`` sets (non-default); mappings are
+        merged key by key and lists concatenated."""
+        base = StageOptions()
+        values = {}
+        for name in self.__dataclass_fields__:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if isinstance(mine, dict):
+                values[name] = {**mine, **theirs}
+            elif isinstance(mine, tuple):
+                values[name] = mine + tuple(x for x in theirs if x not in mine)
+            else:
+                values[name] = theirs if theirs != getattr(base, name) else mine
+        return StageOptions(**values)
+
+    def to_json(self) -> dict:
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        for name in ("secrets", "volumes", "tolerations"):
+            out[name] = [dict(entry) for entry in getattr(self, name)]
+        return out
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One notebook cell as the pipeline sees it."""
+
+    index: int  # position in the notebook, 0-based
+    cell_type: str  # "code" | "markdown" | "raw"
+    source: str  # with a leading %%stage line removed
+    role: Role
+    stage: str | None = None  # the stage it belongs to, once grouped
+    tags: tuple[str, ...] = ()
+    defines: frozenset[str] = frozenset()
+    uses: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A pipeline parameter from the ``parameters`` cell, with its literal default."""
+
+    name: str
+    default: Any
+    type: str  # "int" | "float" | "bool" | "str" | "list" | "dict" | "NoneType"
+    cell: int
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "default": self.default, "type": self.type, "cell": self.cell}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A pipeline stage: its cells, its dependencies and the variables it receives and sends."""
+
+    name: str
+    cells: tuple[int, ...]  # indices of its cells (code and markdown) in notebook order
+    after: tuple[str, ...] = ()  # explicit `after:` dependencies
+    options: StageOptions = StageOptions()
+    defines: frozenset[str] = frozenset()  # top-level names it binds
+    uses: frozenset[str] = frozenset()  # names it reads before binding them
+    inputs: tuple[tuple[str, str], ...] = ()  # (variable, producing stage), sorted
+    outputs: tuple[str, ...] = ()  # variables later stages receive from it
+    parameters: tuple[str, ...] = ()  # parameters its code (or the setup code) uses
+    depends_on: tuple[str, ...] = ()  # every upstream stage: data edges plus `after:`
+    metrics_cell: bool = False  # Kale's pipeline-metrics: log its names as metrics
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "cells": list(self.cells),
+            "after": list(self.after),
+            "depends_on": list(self.depends_on),
+            "inputs": [{"name": n, "from": s} for n, s in self.inputs],
+            "outputs": list(self.outputs),
+            "parameters": list(self.parameters),
+            "gpu": self.options.gpu,
+            "options": self.options.to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation finding, returned as data with every other one."""
+
+    severity: str  # "error" | "warning" | "info"
+    code: str  # stable id, e.g. "cycle", "undefined-name"
+    message: str
+    stage: str | None = None
+    cell: int | None = None
+    line: int | None = None
+
+    def describe(self) -> str:
+        where = []
+        if self.cell is not None:
+            # Messages count cells from 1, as people do; the JSON field ``cell`` is the 0-based index.
+            where.append(f"cell {self.cell + 1}" + (f" line {self.line}" if self.line else ""))
+        if self.stage:
+            where.append(f"stage '{self.stage}'")
+        return (f"[{', '.join(where)}] " if where else "") + self.message
+
+    def to_json(self) -> dict:
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "stage": self.stage,
+            "cell": self.cell,
+            "line": self.line,
+        }
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A parsed notebook: its stages in notebook order, parameters, setup code and problems."""
+
+    name: str
+    path: str
+    cells: tuple[Cell, ...]
+    stages: tuple[Stage, ...]
+    parameters: tuple[Parameter, ...] = ()
+    setup_cells: tuple[int, ...] = ()
+    settings: dict = field(default_factory=dict, hash=False, compare=False)
+    problems: tuple[Problem, ...] = ()
+    star_import: bool = False
+    kernel_name: str = "python3"
+
+    # -- lookups ---------------------------------------------------------------------------------
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        from ..exceptions import PipelineError
+
+        raise PipelineError(f"Pipeline '{self.name}' has no stage '{name}'; stages: {', '.join(self.stage_names)}.")
+
+    @property
+    def stage_names(self) -> list[str]:
+        return [s.name for s in self.stages]
+
+    def parameter(self, name: str) -> Parameter | None:
+        return next((p for p in self.parameters if p.name == name), None)
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        """(upstream, downstream) pairs, in notebook order of the downstream stage."""
+        return [(up, s.name) for s in self.stages for up in s.depends_on]
+
+    def dependency_order(self) -> list[Stage]:
+        """Stages with every upstream stage first, otherwise in notebook order (``after:`` may name a
+        later stage); raises :class:`TargetError` on a cycle, which validation reports first."""
+        done: dict[str, Stage] = {}
+        by_name = {s.name: s for s in self.stages}
+
+        def visit(stage: Stage, path: tuple) -> None:
+            if stage.name in done:
+                return
+            if stage.name in path:
+                from ..exceptions import TargetError
+
+                raise TargetError(f"{self.path}: stages {' -> '.join(path + (stage.name,))} form a cycle.")
+            for up in stage.depends_on:
+                visit(by_name[up], path + (stage.name,))
+            done[stage.name] = stage
+
+        for stage in self.stages:
+            visit(stage, ())
+        return list(done.values())
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def require_valid(self) -> "Pipeline":
+        """Return self, or raise :class:`ValidationFailed` listing the errors."""
+        if self.errors:
+            from ..exceptions import ValidationFailed
+
+            raise ValidationFailed(self.path, self.errors)
+        return self
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "stages": [s.to_json() for s in self.stages],
+            "edges": [list(e) for e in self.edges],
+            "parameters": [p.to_json() for p in self.parameters],
+            "setup_cells": list(self.setup_cells),
+            "settings": self.settings,
+            "problems": [p.to_json() for p in self.problems],
+        }

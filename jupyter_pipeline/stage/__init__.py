@@ -1,0 +1,16 @@
+"""One stage: its generated notebook, how it executes, and what runs inside its kernel.
+
+Built before a run:
+- :mod:`.notebook` — the generated stage notebook (parameters, run context, setup, inputs, code, outputs)
+
+Executes a stage (in a local stage worker, or in a Kubeflow component's pod):
+- :mod:`.run` — papermill on one stage notebook against the store; keeps the executed notebook
+- :mod:`.engine` — the papermill engine (nbclient's, keeping the notebook when cut short)
+
+Imported inside the stage's kernel (kept import-light):
+- :mod:`.io` — what the generated cells call: activate the run, load inputs, save outputs
+- :mod:`.context` — the run context and ``log_metric``
+- :mod:`.values` — the value savers (Keras, NumPy, Parquet, modules, cloudpickle)
+- :mod:`.fanout` — ``map:`` items: how a value splits and how many there are
+- :mod:`.replica` — inside a ``workers:N`` stage: rank, world size, barrier, Keras distribution
+"""

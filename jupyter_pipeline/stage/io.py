@@ -1,0 +1,113 @@
+"""What a generated stage notebook calls in its kernel: activate the run, load inputs, save outputs.
+
+Kept import-light: a stage kernel imports this module first, and its start-up time is part of
+every stage's overhead.
+"""
+
+from __future__ import annotations
+
+from . import context
+from ..store.records import stage_key
+from ..startup import default_keras_backend
+
+default_keras_backend()  # stage kernels: `import keras` works on a fresh install (JAX backend)
+
+_indexes: dict[tuple[str, str], dict] = {}
+
+
+def activate(run: dict) -> None:
+    """Called by the first generated cell with ``{"store", "run_id", "stage", "item"?, "gang"?}``."""
+    context.activate(run["store"], run["run_id"], run["stage"], run.get("item"), run.get("gang"))
+    _indexes.clear()
+
+
+def _index(producer: str) -> dict:
+    ctx = context.current()
+    key = (ctx.run_id, producer)
+    if key not in _indexes:
+        _indexes[key] = ctx.store.get_json(stage_key(ctx.run_id, producer, "outputs.json"))
+    return _indexes[key]
+
+
+def load_entry(store, run_id: str, producer: str, entry: dict):
+    """Load one output index entry; a ``map:`` stage's entry gives the list of its items' values."""
+    from .values import load_value
+
+    run_id = entry.get("run_id", run_id)  # a stage shared with another run of a sweep
+    if "items" in entry:
+        return [load_entry(store, run_id, producer, e) for e in entry["items"]]
+    return load_value(store, stage_key(run_id, producer, entry.get("prefix", "vars")), entry)
+
+
+def load(name: str, producer: str):
+    """The value of ``name`` as stage ``producer`` left it."""
+    ctx = context.current()
+    entry = _index(producer).get(name)
+    if entry is None:
+        raise RuntimeError(f"stage '{producer}' did not save variable '{name}' that stage '{ctx.stage}' needs")
+    return load_entry(ctx.store, ctx.run_id, producer, entry)
+
+
+def map_item(value, chunks: int | None = None):
+    """This run's item of ``value`` in a ``map:`` stage."""
+    from .fanout import item
+
+    return item(value, context.current().item, chunks)
+
+
+def setup_done(namespace: dict) -> None:
+    """Called after the setup cells: what they defined travels by reference, since every stage has it."""
+    from .values import remember_setup
+
+    remember_setup(namespace)
+
+
+def save_outputs(names: list[str], namespace: dict, cells: dict[str, int] | None = None) -> None:
+    """Save each variable later stages need, then publish the stage's output index.
+
+    ``cells`` maps a variable to the 1-based source cell that last assigns it (for errors).
+    """
+    from ..exceptions import PipelineError
+    from .values import save_value
+
+    ctx = context.current()
+    if ctx.rank:
+        return  # a `workers:` stage's outputs are rank 0's values
+    missing = [n for n in names if n not in namespace]
+    if missing:
+        raise PipelineError(
+            f"stage '{ctx.stage}' did not define {', '.join(repr(n) for n in missing)}, which later stages use "
+            "(was the assignment inside a branch that did not run?)"
+        )
+    index = {}
+    for name in names:
+        index[name] = save_value(name, namespace[name], ctx.store, ctx.key("vars"), ctx.stage,
+                                 (cells or {}).get(name))
+    ctx.store.put_json(ctx.key("outputs.json"), index)
+
+
+def join_gang() -> None:
+    """First cell of a ``workers:`` stage: wait until every replica is up (see ``distributed``)."""
+    from .replica import join
+
+    join()
+
+
+def leave_gang() -> None:
+    """After a ``workers:`` stage's code: let rank 0 save its values without the other replicas."""
+    from .replica import leave
+
+    leave()
+
+
+def end_gang() -> None:
+    """Last cell of a ``workers:`` stage: every replica leaves JAX's distributed runtime together."""
+    from .replica import end
+
+    end()
+
+
+def log_metrics_of(names: list[str], namespace: dict) -> None:
+    """Kale's ``pipeline-metrics`` cell: log each named numeric variable as a metric."""
+    for name in names:
+        context.log_metric(name, namespace[name])
