@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import print_rows, row, save_rows, write_notebook  # noqa: E402
+from common import print_rows, row, save_rows, write_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The local runner as it was before the work on local-run speed began (the baseline of these figures).

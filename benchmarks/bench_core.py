@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import print_rows, row, save_rows, timed, write_notebook  # noqa: E402
+from common import print_rows, row, save_rows, timed, write_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,7 +121,7 @@ def bench_values(tmp: Path, quick: bool) -> list[dict]:
     store = open_store(str(tmp / "values-store"))
     vocabulary = {f"word{i}": i for i in range(10_000)}
     notebook = {"__name__": "__main__", "vocabulary": vocabulary}  # what a notebook's namespace looks like
-    exec("def encode(words):\n    return [vocabulary.get(w, 0) for w in words]", notebook)  # noqa: S102
+    exec("def encode(words):\n    return [vocabulary.get(w, 0) for w in words]", notebook)
     values = [
         ("a notebook function reading a 10k-entry dict", notebook["encode"], vocabulary,
          "pickle saver, the dict alone (before: the function did not load)"),
@@ -154,7 +154,7 @@ def bench_values(tmp: Path, quick: bool) -> list[dict]:
 
 def bench_cli(quick: bool) -> list[dict]:
     exe = Path(sys.executable).parent / "jupyter-pipeline"
-    run = lambda *a: subprocess.run([str(exe), *a], check=True, capture_output=True)  # noqa: E731
+    run = lambda *a: subprocess.run([str(exe), *a], check=True, capture_output=True)
     t_help, _ = timed(lambda: run("--help"), 3 if quick else 7)
     t_py, _ = timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), 3 if quick else 7)
     t_val, _ = timed(lambda: run("validate", str(ROOT / "examples/digits/digits.ipynb")), 3 if quick else 5)

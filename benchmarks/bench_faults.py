@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import print_rows, row, save_rows, write_notebook  # noqa: E402
+from common import print_rows, row, save_rows, write_notebook
 
 NOTE = "import time\nopen('{name}.t', 'w').write(repr(time.time()))\n"
 

@@ -29,7 +29,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from common import print_rows, row, save_rows, write_notebook  # noqa: E402
+from common import print_rows, row, save_rows, write_notebook
 
 FIRST_STEP = """import time
 start = time.time()

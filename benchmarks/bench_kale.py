@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import print_rows, row, save_rows, timed  # noqa: E402
-from venvs import BaselineUnavailable, baseline_python, installed_version  # noqa: E402
+from common import print_rows, row, save_rows, timed
+from venvs import BaselineUnavailable, baseline_python, installed_version
 
 # Runs inside Kale's venv: converts each notebook like `kale --nb` (no upload), reports the graph.
 KALE_DRIVER = textwrap.dedent('''
@@ -149,7 +149,7 @@ def run_kale(python: Path, notebooks: list[Path], repeat: int, cwd: Path) -> dic
     driver.write_text(KALE_DRIVER)
     proc = subprocess.run([str(python), str(driver), str(repeat), *map(str, notebooks)], cwd=cwd,
                           capture_output=True, text=True, timeout=900)
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
         raise BaselineUnavailable(f"Kale's compile-only path failed here:\n{tail}")
@@ -174,7 +174,7 @@ def bench_kale(quick: bool) -> tuple[list[dict], dict]:
         compile_pipeline(load(notebooks["digits example (Kale tags)"]))  # warm imports
         for label, path in notebooks.items():
             pipeline = load(path).require_valid()
-            t, _ = timed(lambda: compile_pipeline(load(path)), repeat)
+            t, _ = timed(lambda path=path: compile_pipeline(load(path)), repeat)
             ours[label] = {"seconds": t, **our_graph(pipeline)}
 
         try:

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import print_rows, row, save_rows  # noqa: E402
+from common import print_rows, row, save_rows
 
 
 def generated_notebook(path: Path, stages: int) -> Path:

@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import print_rows, row, save_rows  # noqa: E402
-from venvs import BaselineUnavailable, baseline_python, installed_version  # noqa: E402
+from common import print_rows, row, save_rows
+from venvs import BaselineUnavailable, baseline_python, installed_version
 
 # Runs inside Elyra's venv: one GenericOperation per stage notebook, processed by the local runtime.
 ELYRA_DRIVER = textwrap.dedent('''
@@ -98,7 +98,7 @@ def run_elyra(python: Path, folder: Path, order, env: dict) -> float:
     driver.write_text(ELYRA_DRIVER)
     proc = subprocess.run([str(python), str(driver), str(folder), json.dumps(order)], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=1800)
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
         raise BaselineUnavailable("Elyra's local processor failed here:\n"
                                   + "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:]))
@@ -142,13 +142,13 @@ def bench_local(quick: bool) -> tuple[list[dict], dict]:
             order = baseline_notebooks(pipeline, folder)
             name = details["baseline"]
 
-            def ours():
+            def ours(pipeline=pipeline):
                 t = time.perf_counter()
                 record = run_pipeline(pipeline, store=str(tmp / "store"))
                 assert record.status.value == "succeeded", record.status
                 return time.perf_counter() - t
 
-            def base():
+            def base(folder=folder, order=order):
                 nonlocal elyra, name
                 if elyra:
                     try:

@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_kfp import generated_notebook  # noqa: E402
-from common import print_rows, row, save_rows, timed, write_notebook  # noqa: E402
+from bench_kfp import generated_notebook
+from common import print_rows, row, save_rows, timed, write_notebook
 
 
 def _series(label: str, sizes, measure, floor, floor_name: str, unit_note=lambda n, t: "") -> list[dict]:
@@ -46,9 +46,9 @@ def bench_validate_compile(tmp: Path, quick: bool) -> list[dict]:
 
     paths = {n: generated_notebook(tmp / f"gen{n}.ipynb", n) for n in (10, 100, 1000)}
     load(paths[10]), compile_pipeline(load(paths[10]))  # warm imports
-    repeat = lambda n: 1 if n >= 1000 or quick else 3  # noqa: E731
-    per_stage = lambda n, t: f"{t / n * 1000:.1f} ms/stage"  # noqa: E731
-    read_floor = lambda n: timed(lambda: read_notebook(paths[n]), 3)[0]  # noqa: E731
+    repeat = lambda n: 1 if n >= 1000 or quick else 3
+    per_stage = lambda n, t: f"{t / n * 1000:.1f} ms/stage"
+    read_floor = lambda n: timed(lambda: read_notebook(paths[n]), 3)[0]
 
     def validate(n):
         return timed(lambda: load(paths[n]).require_valid(), repeat(n))[0]

@@ -139,7 +139,7 @@ def floor(model, x, scale: float = 1.0) -> dict:
     predictor = make_predictor(model, 32)
     predictor.warm_up()
     feed = {"pixels": x}
-    n = lambda calls: max(20, int(calls * scale))  # noqa: E731
+    n = lambda calls: max(20, int(calls * scale))
     return {"compiled (server's call path)": time_calls(lambda: predictor(feed), n(3000)),
             "model(x, training=False)": time_calls(lambda: np.asarray(model(x, training=False)), n(500)),
             "model.predict(x)": time_calls(lambda: model.predict(x, verbose=0), n(500))}
@@ -190,9 +190,10 @@ def run_wrk(port: int, path: str, bodies_file: Path, concurrency: int, duration:
     script = tmp / "wrk.lua"
     script.write_text(WRK_SCRIPT % {"bodies": bodies_file, "path": path})
     threads = 1 if concurrency == 1 else 2
-    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{max(1, round(duration))}s", "--timeout", "10s",
+    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{max(1, round(duration))}s",
+                          "--timeout", "10s",
                           "-s", str(script), f"http://127.0.0.1:{port}"], capture_output=True, text=True, check=True)
-    line = next(l for l in out.stdout.splitlines() if l.startswith("RESULT "))
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("RESULT "))
     r = json.loads(line[len("RESULT "):])
     return {"p50_us": r["p50_us"], "p99_us": r["p99_us"], "rps": (r["requests"] - r["non2xx"]) / r["seconds"],
             "failed": r["errors"] + r["non2xx"]}

@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-import bench_serving  # noqa: E402
+import bench_serving
 
 WRK_SCRIPT = bench_serving.WRK_REQUESTS + '''done = function(summary, latency, requests)
   local e = summary.errors

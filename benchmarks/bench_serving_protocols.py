@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-import bench_serving  # noqa: E402
+import bench_serving
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 

@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from bench_serving import (free_port, median_of, run_python_client, run_wrk, start_ours, stop,  # noqa: E402
+from bench_serving import (free_port, median_of, run_python_client, run_wrk, start_ours, stop,
                            wait_ready)
 
 CONCURRENCY = (1, 8, 32)

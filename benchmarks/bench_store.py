@@ -29,9 +29,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import row, save_rows  # noqa: E402
+from common import row, save_rows
 
-from jupyter_pipeline.store.s3 import S3Settings, S3Store, client_for  # noqa: E402
+from jupyter_pipeline.store.s3 import S3Settings, S3Store, client_for
 
 
 def start_moto() -> tuple[subprocess.Popen, str]:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import print_rows, row, save_rows  # noqa: E402
+from common import print_rows, row, save_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 

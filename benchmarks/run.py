@@ -116,7 +116,7 @@ def _serving_protocols(quick: bool):
 
     one, big = res["latency_1_row"], res["latency_1000_rows"]
     flight = res["throughput_16_in_flight"]
-    ms = lambda cell: cell["p50_us"] / 1000  # noqa: E731
+    ms = lambda cell: cell["p50_us"] / 1000
     rows = [row("serve: p50 latency, 1 row, gRPC", ms(one["grpc"]), ms(one["rest-json"]), "ms", "REST, JSON"),
             row("serve: p50 latency, 1 row, REST binary tensors", ms(one["rest-binary"]), ms(one["rest-json"]), "ms",
                 "REST, JSON"),
@@ -222,7 +222,7 @@ def table(rows: list[dict], markdown: bool) -> str:
              f"{fmt(r['baseline'], r['unit'])} ({r['baseline_name']})" if r["baseline"] is not None else "-",
              f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-", r["note"]] for r in rows]
     if markdown:
-        esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+        esc = lambda s: str(s).replace("|", "\\|")
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         return "\n".join(lines + ["| " + " | ".join(esc(c) for c in line) + " |" for line in body])
     widths = [max(len(str(line[i])) for line in [head] + body) for i in range(len(head) - 1)]
@@ -233,10 +233,10 @@ def table(rows: list[dict], markdown: bool) -> str:
 
 
 def machine_facts() -> dict:
-    model = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                  if l.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    mem = next((int(l.split()[1]) // 1024 for l in Path("/proc/meminfo").read_text().splitlines()
-                if l.startswith("MemTotal")), None) if Path("/proc/meminfo").exists() else None
+    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                  if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    mem = next((int(ln.split()[1]) // 1024 for ln in Path("/proc/meminfo").read_text().splitlines()
+                if ln.startswith("MemTotal")), None) if Path("/proc/meminfo").exists() else None
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     return {"cores": os.cpu_count(), "cpu": model, "memory_mib": mem, "load_average_at_start": os.getloadavg(),

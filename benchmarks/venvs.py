@@ -19,7 +19,7 @@ class BaselineUnavailable(RuntimeError):
 
 def _tail(text: str, lines: int = 6) -> str:
     # pip repeats one warning per package for every unreachable extra index: drop that noise
-    kept = [l for l in text.splitlines() if l.strip() and not l.startswith("WARNING: Location")]
+    kept = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("WARNING: Location")]
     return "\n".join(kept[-lines:])
 
 
@@ -31,7 +31,7 @@ def baseline_python(name: str, requirement: str | list[str], probe: str, timeout
     """
     env_dir = VENVS / name
     python = env_dir / "bin" / "python"
-    check = lambda: subprocess.run([str(python), "-c", f"import {probe}"], capture_output=True, text=True)  # noqa: E731
+    check = lambda: subprocess.run([str(python), "-c", f"import {probe}"], capture_output=True, text=True)
     if python.exists() and check().returncode == 0:
         return python
     VENVS.mkdir(exist_ok=True)

@@ -5,7 +5,8 @@ predictor is a custom container running the same server. Store credentials come 
 Kubernetes secret (default: Kubeflow Pipelines' own ``mlpipeline-minio-artifact``), never inline;
 probes use the OIP v2 health endpoints. The server listens for REST on 8080 and for the OIP gRPC
 service on 8081; the Service exposes both. KServe routes one port of a custom predictor, named
-``http1`` or ``h2c`` (gRPC); its ``protocolVersion`` field belongs to model-format predictors only. :func:`apply` creates each object, or patches it when it
+``http1`` or ``h2c`` (gRPC); its ``protocolVersion`` field belongs to model-format predictors only.
+:func:`apply` creates each object, or patches it when it
 exists, through the ``kubernetes`` client; each kind's calls come from :data:`appliers`.
 """
 
@@ -191,7 +192,7 @@ def api_client(context: str | None = None):
 
     try:
         return config.new_client_from_config(context=context)
-    except Exception as first:  # noqa: BLE001 - try the in-cluster config before giving up
+    except Exception as first:
         try:
             config.load_incluster_config()
             return client.ApiClient()

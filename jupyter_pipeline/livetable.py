@@ -46,7 +46,7 @@ def drive(start, cancel: Callable[[], None] | None, draw: Callable, final: Calla
     def work():
         try:
             outcome["result"] = start(lambda kind, record, stage: events.put(record))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the kernel's thread
+        except BaseException as exc:
             outcome["error"] = exc
         finally:
             events.put(None)

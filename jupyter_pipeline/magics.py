@@ -250,7 +250,7 @@ def notebook_path(explicit: str | None, shell=None) -> Path:
     for finder in (_from_sessions_api, _from_session_env, lambda: _from_vscode(shell)):
         try:
             found = finder()
-        except Exception:  # noqa: BLE001 - each way is a best effort; the next one may work
+        except Exception:
             found = None
         if found is not None and found.is_file():
             return found
@@ -279,7 +279,7 @@ def _from_sessions_api() -> Path | None:
             info = json.loads(info_file.read_text())
             request = urllib.request.Request(info["url"].rstrip("/") + "/api/sessions",
                                              headers={"Authorization": f"token {info.get('token', '')}"})
-            with urllib.request.urlopen(request, timeout=SESSION_TIMEOUT) as response:  # noqa: S310 - local server
+            with urllib.request.urlopen(request, timeout=SESSION_TIMEOUT) as response:
                 sessions = json.load(response)
         except (OSError, ValueError, KeyError):
             continue

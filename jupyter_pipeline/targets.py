@@ -175,7 +175,7 @@ class TargetRegistry(Registry[Target]):
         for name in [*self.specs(), *(k for k in self._items if k not in self.specs())]:
             try:
                 found.append(self.get(name))
-            except Exception as exc:  # noqa: BLE001 - a broken third-party target must not hide the others
+            except Exception as exc:
                 log.warning("jupyter-pipeline: run target %r is not available: %s", name, exc)
         return found
 
@@ -185,7 +185,7 @@ def _load(name: str, spec: str) -> Target:
     try:
         obj = getattr(importlib.import_module(module), attr)
         target = obj() if isinstance(obj, type) else obj
-    except Exception as exc:  # noqa: BLE001 - the real error, said as such (not "unknown target")
+    except Exception as exc:
         raise TargetError(f"run target {name!r} ({spec}) could not be loaded: {type(exc).__name__}: {exc}") from exc
     if not isinstance(target, Target):
         raise TargetError(f"run target {name!r} ({spec}) is not a jupyter_pipeline.targets.Target")

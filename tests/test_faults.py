@@ -74,7 +74,7 @@ def in_background(fn):
     def target():
         try:
             result["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
+        except BaseException as exc:
             result["error"] = exc
 
     thread = threading.Thread(target=target, daemon=True)

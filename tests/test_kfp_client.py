@@ -193,6 +193,7 @@ def test_existing_pipeline_gets_a_new_version_and_existing_experiment_is_reused(
     assert kfp_server.requests[1]["query"]["namespace"] == ["team-a"]
     version = kfp_server.requests[2]
     record = json.loads(out)
+    assert record["pipeline"] == "kfp-values"
     display = kfp_server.requests[4]["body"]["display_name"]  # the run's name is the version's
     assert version["query"] == {"name": [display], "pipelineid": ["pipe-9"],
                                 "description": ["from tests/fixtures/kfp_values.ipynb"]}

@@ -86,7 +86,7 @@ def test_concurrent_log_model_calls_get_distinct_versions(store, no_run):
         barrier.wait()
         try:
             versions.append(log_model(model, "race", store=store))
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=register, args=(m,)) for m in models]

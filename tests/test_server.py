@@ -20,7 +20,7 @@ import nbformat
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from pytest_jupyter.jupyter_server import *  # noqa: F401,F403 - fixtures, scoped to this module
+from pytest_jupyter.jupyter_server import *  # noqa: F403 - fixtures, scoped to this module
 
 from test_kfp_client import kfp_server  # noqa: F401 - fixture: a loopback server playing the KFP API
 
@@ -553,7 +553,7 @@ def test_runs_left_running_by_a_dead_process_are_interrupted_at_start(left_runni
 
 # -- Kubeflow target (a loopback server plays the KFP API, as in test_kfp_client.py) --------------
 @pytest.mark.slow
-def test_kfp_run_is_submitted_and_followed_through_the_api(api, kfp_server):
+def test_kfp_run_is_submitted_and_followed_through_the_api(api, kfp_server):  # noqa: F811 - the imported fixture
     kfp_server.run_state = "SUCCEEDED"
     status, body = api("POST", "runs", body={"path": "small.ipynb", "target": "kfp", "experiment": "from-lab",
                                              "kfp_host": kfp_server.host})

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from serving_models import dense, expected, rows, two_headed  # picks Keras's backend; skips without Keras
 
-from jupyter_pipeline.store.models import log_model  # noqa: E402
-from jupyter_pipeline.serving import ServerConfig, ServerThread  # noqa: E402
-from jupyter_pipeline.serving.cache import PredictionCache  # noqa: E402
+from jupyter_pipeline.store.models import log_model
+from jupyter_pipeline.serving import ServerConfig, ServerThread
+from jupyter_pipeline.serving.cache import PredictionCache
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY_LIMIT = 200_000

@@ -17,8 +17,8 @@ from serving_models import dense, expected, rows, two_headed  # picks Keras's ba
 
 httpclient = pytest.importorskip("tritonclient.http")
 
-from jupyter_pipeline.store.models import log_model  # noqa: E402
-from jupyter_pipeline.serving import ServerConfig, ServerThread  # noqa: E402
+from jupyter_pipeline.store.models import log_model
+from jupyter_pipeline.serving import ServerConfig, ServerThread
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,8 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "jax")
 keras = pytest.importorskip("keras")
 
-from jupyter_pipeline.store.models import log_model  # noqa: E402
-from jupyter_pipeline.serving import ServerConfig, ServerThread  # noqa: E402
+from jupyter_pipeline.store.models import log_model
+from jupyter_pipeline.serving import ServerConfig, ServerThread
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,11 +21,11 @@ pytest.importorskip("skops")
 httpclient = pytest.importorskip("tritonclient.http")
 grpcclient = pytest.importorskip("tritonclient.grpc")
 
-from jupyter_pipeline.frameworks import FrameworkMissing, ModelFormatError  # noqa: E402
-from jupyter_pipeline.local.runner import run_pipeline  # noqa: E402
-from jupyter_pipeline.serving import ServerConfig, ServerThread  # noqa: E402
-from jupyter_pipeline.store.base import open_store  # noqa: E402
-from jupyter_pipeline.store.models import get_meta, load_model  # noqa: E402
+from jupyter_pipeline.frameworks import FrameworkMissing, ModelFormatError
+from jupyter_pipeline.local.runner import run_pipeline
+from jupyter_pipeline.serving import ServerConfig, ServerThread
+from jupyter_pipeline.store.base import open_store
+from jupyter_pipeline.store.models import get_meta, load_model
 
 pytestmark = pytest.mark.slow
 

@@ -15,10 +15,10 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 keras = pytest.importorskip("keras")
 grpcclient = pytest.importorskip("tritonclient.grpc")
 
-from tritonclient.utils import InferenceServerException  # noqa: E402
+from tritonclient.utils import InferenceServerException
 
-from jupyter_pipeline.store.models import log_model  # noqa: E402
-from jupyter_pipeline.serving import ServerConfig, ServerThread  # noqa: E402
+from jupyter_pipeline.store.models import log_model
+from jupyter_pipeline.serving import ServerConfig, ServerThread
 
 
 def dense(seed: int):

@@ -79,7 +79,8 @@ def roundtrip_elsewhere(tmp_path, store_dir, code: str, check: str) -> str:
         "import json\nprint(json.dumps({n: save_value(n, v, store, 'vars', 'prep') for n, v in values.items()}))\n"
     )
     loader = (
-        "import json, sys\nfrom jupyter_pipeline.stage.values import load_value\nfrom jupyter_pipeline.store.base import open_store\n"
+        "import json, sys\nfrom jupyter_pipeline.stage.values import load_value\n"
+        "from jupyter_pipeline.store.base import open_store\n"
         "store = open_store(sys.argv[1])\n"
         "globals().update({n: load_value(store, 'vars', e) for n, e in json.loads(sys.argv[2]).items()})\n"
         f"{check}\n"
@@ -142,7 +143,7 @@ def test_setup_functions_and_classes_travel_by_reference(store):
     import types
 
     main = types.ModuleType("__main__")  # stands in for the kernel's namespace
-    exec("class Unit:\n    pass\ndef helper():\n    return 1\nunit = Unit()", main.__dict__)  # noqa: S102
+    exec("class Unit:\n    pass\ndef helper():\n    return 1\nunit = Unit()", main.__dict__)
     real_main = sys.modules["__main__"]
     sys.modules["__main__"] = main
     try:
@@ -181,7 +182,7 @@ def test_unsavable_part_is_named(store):
             return 1
 
     notebook = {"__name__": "__main__", "lock": lock}  # a function defined in a notebook reads its globals
-    exec("def locked():\n    with lock:\n        return 1", notebook)  # noqa: S102
+    exec("def locked():\n    with lock:\n        return 1", notebook)
     with pytest.raises(VariableNotSavable, match=r"`state\['guard'\]` is a lock"):
         save_value("state", {"n": 1, "guard": lock}, store, "p", "s")
     with pytest.raises(VariableNotSavable, match=r"`guarded \(reads 'lock' from its enclosing function\)` is a lock"):

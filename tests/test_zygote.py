@@ -59,7 +59,8 @@ def test_forked_stages_see_the_runners_current_environment_and_folder(ready_zygo
         (["stage:probe"], "import os\nprobe = os.environ['JP_ZYGOTE_PROBE']\nbeside = open('beside.txt').read()\n"
                           + kernel_facts + "first_parent, first_random = parent, np.random.rand()"),
         (["stage:check"], "assert probe == 'late value' and beside == 'next to the notebook', (probe, beside)\n"
-                          + kernel_facts + "assert forked and 'jupyter_pipeline.local.forkserver' in parent and parent == first_parent\n"
+                          + kernel_facts
+                          + "assert forked and 'jupyter_pipeline.local.forkserver' in parent and parent == first_parent\n"
                           "assert np.random.rand() != first_random  # each forked kernel has its own random state"),
     ])
     record = LocalRunner(str(tmp_path / "store")).run(load(str(tmp_path / "nb" / "env.ipynb")))

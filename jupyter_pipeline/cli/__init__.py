@@ -67,7 +67,7 @@ def _sigterm_as_interrupt() -> None:
     import signal
     import threading
 
-    def interrupt(signum, frame):  # noqa: ARG001
+    def interrupt(signum, frame):
         raise KeyboardInterrupt
 
     if threading.current_thread() is threading.main_thread():
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except BaseException as exc:  # noqa: BLE001 - one paragraph, never a traceback (unless --debug)
+    except BaseException as exc:
         if isinstance(exc, SystemExit):
             raise
         if getattr(args, "json", False):

@@ -190,7 +190,7 @@ def output_shape(predict, n_features: int | None, dtype="float64") -> list:
         return [None]
     try:
         got = np.asarray(predict(np.zeros((1, n_features), dtype)))
-    except Exception:  # noqa: BLE001 - a model that refuses zeros: assume one value per row
+    except Exception:
         return [None]
     return [None, *got.shape[1:]]
 

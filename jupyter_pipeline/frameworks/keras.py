@@ -66,7 +66,7 @@ class KerasFramework(Framework):
         out = {"python": platform.python_version(), "keras": keras.__version__}
         try:
             out["backend"] = keras.backend.backend()
-        except Exception:  # noqa: BLE001 - metadata only
+        except Exception:
             pass
         for mod in ("jax", "tensorflow", "torch", "numpy"):
             if mod in sys.modules:

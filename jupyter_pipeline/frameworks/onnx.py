@@ -55,7 +55,7 @@ class OnnxFramework(Framework):
         refuse_pickle(path, what)
         try:
             return onnx.load_model(str(path))
-        except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
+        except Exception as exc:
             raise ModelFormatError(f"{what}: {path.name} is not an ONNX model: {exc}") from None
 
     def runtime(self, model, meta: dict) -> Runtime:

@@ -66,7 +66,7 @@ class SklearnFramework(Framework):
                 f"{what}: its file names types that are not known to be safe to load ({', '.join(types) or exc}); "
                 "refusing to load it. If you trust them, pass load_model(..., trusted=[...]) with those names.") \
                 from None
-        except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file: say which
+        except Exception as exc:
             raise ModelFormatError(f"{what}: {path.name} is not a readable skops file ({exc}).") from None
 
     def runtime(self, model, meta: dict) -> Runtime:

@@ -64,12 +64,12 @@ class TorchFramework(Framework):
             program = torch.export.export(model, (wide,), dynamic_shapes=({0: batch},))
             torch.export.save(program, str(path))
             return {"signature": signature, "torch_format": "export"}
-        except Exception as exc:  # noqa: BLE001 - data-dependent control flow and the like: TorchScript
+        except Exception as exc:
             reason = " ".join(str(exc).split())[:200]
         script_path = path.with_suffix(".pt")
         try:
             torch.jit.save(torch.jit.trace(model, (wide,)), str(script_path))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ModelFormatError(f"log_model: the torch model can be neither exported ({reason}) nor traced "
                                    f"to TorchScript ({' '.join(str(exc).split())[:200]}).") from None
         return {"signature": signature, "torch_format": "torchscript", "file": script_path.name,
@@ -83,7 +83,7 @@ class TorchFramework(Framework):
             if meta.get("torch_format") == "torchscript":
                 return torch.jit.load(str(path), map_location="cpu")
             return torch.export.load(str(path)).module()
-        except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file
+        except Exception as exc:
             raise ModelFormatError(f"{what}: {path.name} is not a readable {meta.get('torch_format')} "
                                    f"model: {' '.join(str(exc).split())[:300]}") from None
 

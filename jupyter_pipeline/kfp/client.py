@@ -107,7 +107,7 @@ class KfpClient:
         class _Client(kfp.Client):
             # kfp.Client retries the health check 5 times, 5 s apart, on any API error (a refused
             # token included); one attempt is enough to report it.
-            def get_kfp_healthz(self, sleep_duration=5):  # noqa: ARG002
+            def get_kfp_healthz(self, sleep_duration=5):
                 return self._healthz_api.healthz_service_get_healthz()
 
         self.connection = connection
@@ -130,7 +130,7 @@ class KfpClient:
                 yield
         except TargetError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every client failure becomes one sentence
+        except Exception as exc:
             raise _explain(exc, self.connection.host, action) from None
 
     @property

@@ -116,7 +116,7 @@ def _build(name: str, label: str, args: list[ast.arg], entry: str, keywords: lis
     filename = f"<jupyter-pipeline {label}:{next(_counter)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = _namespace()
-    exec(compile(module, filename, "exec", dont_inherit=True), namespace)  # noqa: S102 - our own syntax tree, no user text
+    exec(compile(module, filename, "exec", dont_inherit=True), namespace)
     return StageFunction(name=name, source=source, func=namespace[name])
 
 

@@ -89,7 +89,7 @@ class _Deadline:
             signal.alarm(self.seconds)
         return self
 
-    def _fire(self, signum, frame):  # noqa: ARG002
+    def _fire(self, signum, frame):
         from ..store.records import timeout_error
 
         kernels = _children()

@@ -186,7 +186,7 @@ def _delete(api, kind: JobKind, launch: Launch) -> None:
     try:
         _custom(api).delete_namespaced_custom_object(kind.group, kind.version, launch.namespace, kind.plural,
                                                      launch.name, propagation_policy="Foreground")
-    except Exception:  # noqa: BLE001 - best effort on the way out; the job's TTL cleans up otherwise
+    except Exception:
         pass
 
 

@@ -94,7 +94,7 @@ def _map_result(store, run_id: str, stage: str, result: dict | None) -> dict | N
 
 def _finish(record: RunRecord, pipeline: Pipeline, error: str | None) -> RunRecord:
     failed = failed_stages(record)
-    for name, rec in record.stages.items():
+    for rec in record.stages.values():
         if not rec.status.done:
             rec.status = StageState.SKIPPED
             rec.error = (f"not run: kfp.local stopped the pipeline after stage {', '.join(failed)} failed"
@@ -205,7 +205,7 @@ def execute(yaml_text: str, arguments: dict, store, records: list[RunRecord], pi
             # kfp.local echoes every task's output on stdout; keep it out of --json output.
             with contextlib.redirect_stdout(log):
                 compiled(**arguments)
-        except Exception as exc:  # noqa: BLE001 - kfp.local's own failures become the run's error
+        except Exception as exc:
             error = f"kfp.local: {type(exc).__name__}: {exc}"
         finally:
             watcher.stop.set()

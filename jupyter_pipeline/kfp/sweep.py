@@ -1,7 +1,8 @@
 """Sweeps on Kubeflow: one compiled pipeline runs every variant, in a ``dsl.ParallelFor``.
 
 The stages whose content key (:mod:`jupyter_pipeline.stagecache`) is the same in every variant
-(:func:`jupyter_pipeline.plan.shared_stages`) run once, before the loop, in the first variant's run folder. The loop runs once per variant
+(:func:`jupyter_pipeline.plan.shared_stages`) run once, before the loop, in the first variant's run
+folder. The loop runs once per variant
 (``max_parallel`` as its parallelism): a *link* task gives the variant's run the shared stages'
 results (output indexes pointing at the first variant's files, as the local sweep does), then
 the variant's own stages run with the swept parameters taken from the loop item. Each variant

@@ -142,7 +142,7 @@ def _become(request: dict, fds: list[int], session_w: int, inherited: list[int],
             code = stageworker.main(argv)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:  # noqa: BLE001 - the child's stderr is how its asker learns why
+    except BaseException:
         import traceback
 
         traceback.print_exc()
@@ -177,11 +177,11 @@ def _prepare() -> None:
     skip_papermill_backends()
     sys.modules["debugpy"] = None  # stage kernels have no debugger (see stagekernel)
     # Imported once, here, for every child (the names are not used: the import is the point).
-    from . import kernel as stagekernel  # noqa: F401
-    from . import worker as stageworker  # noqa: F401
-    from ..store import base as store  # noqa: F401
-    import ipykernel.ipkernel  # noqa: F401
-    import ipykernel.kernelapp  # noqa: F401
+    from . import kernel as stagekernel  # noqa: F401 - imported for every child
+    from . import worker as stageworker
+    from ..store import base as store  # noqa: F401 - imported for every child
+    import ipykernel.ipkernel
+    import ipykernel.kernelapp  # noqa: F401 - imported for every child
 
     stageworker.prepare()
 

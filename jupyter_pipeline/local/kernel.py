@@ -61,10 +61,10 @@ class ReadyClient(AsyncKernelClient):
         while True:
             msg_id = self.kernel_info()
             reply = await self._first(self.shell_channel, min(1.0, max(0.0, deadline - time.monotonic())),
-                                      lambda msg: msg["parent_header"].get("msg_id") == msg_id)
+                                      lambda msg, msg_id=msg_id: msg["parent_header"].get("msg_id") == msg_id)
             idle = reply is not None and await self._first(
                 self.iopub_channel, IOPUB_SETTLE_SECONDS,
-                lambda msg: msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle"
+                lambda msg, msg_id=msg_id: msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle"
                 and msg["parent_header"].get("msg_id") == msg_id)
             if idle:
                 self._handle_kernel_info_reply(reply)

@@ -240,7 +240,8 @@ class LocalRunner:
     def _choose_kernel(self, pipeline: Pipeline) -> str | None:
         """Set the kernel the stages run in: the notebook's, if this machine has it.
 
-        Returns a note for the run record when it falls back. Notebooks often carry the kernel name of the machine they were written on (a conda or
+        Returns a note for the run record when it falls back. Notebooks often carry the kernel name
+        of the machine they were written on (a conda or
         venv kernel); unless ``metadata.jupyter_pipeline.kernel`` asks for one explicitly, a
         missing kernel falls back to ``python3`` and the run record says so.
         """
@@ -336,7 +337,7 @@ def _result_of(future: Future) -> dict:
         return future.result()
     except PipelineError as exc:
         return {"status": "failed", "error": str(exc)}
-    except Exception as exc:  # noqa: BLE001 - one stage's bug must not leave the whole run `running`
+    except Exception as exc:
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
 
 

@@ -48,7 +48,7 @@ RESET_CODE = (
 )
 
 
-def _terminate(signum, frame):  # noqa: ARG001
+def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 
@@ -106,7 +106,7 @@ def serve(cwd: str | None, kernel_name: str | None, lease_fd: int | None = None)
             result = run_stage(job["store"], job["run_id"], job["stage"], job.get("parameters"), cwd=cwd,
                                kernel_name=kernel_name, km=km, item=job.get("item"), on_start=_say_started,
                                gang=job.get("gang"))
-        except Exception as exc:  # noqa: BLE001 - report, never a traceback to the parent's user
+        except Exception as exc:
             result = {"status": "failed", "stage": job.get("stage"), "error": f"{type(exc).__name__}: {exc}", "metrics": {}}
         finished.set()
         _emit(result)
@@ -192,7 +192,7 @@ def serve_shared(cwd: str | None, kernel_name: str | None, lease_fd: int | None 
             try:
                 result = run_stage(job["store"], job["run_id"], job["stage"], job.get("parameters"), cwd=cwd,
                                    kernel_name=kernel_name, km=km, item=job.get("item"))
-            except Exception as exc:  # noqa: BLE001 - report, never a traceback to the parent's user
+            except Exception as exc:
                 result = {"status": "failed", "stage": job.get("stage"), "error": f"{type(exc).__name__}: {exc}",
                           "metrics": {}}
             busy.clear()
@@ -201,7 +201,7 @@ def serve_shared(cwd: str | None, kernel_name: str | None, lease_fd: int | None 
                 return 1  # the runner starts a new shared kernel
             try:
                 _reset(kc, km)  # after the result: the reset overlaps with the runner's bookkeeping
-            except Exception as exc:  # noqa: BLE001 - the next stage is sent back to run elsewhere
+            except Exception as exc:
                 unusable = f"the shared kernel could not be reset: {exc}"
         return 0
     finally:
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run_stage(args.store, args.run_id, args.stage, json.loads(args.parameters),
                            cwd=args.cwd, kernel_name=args.kernel)
-    except Exception as exc:  # noqa: BLE001 - report, never a traceback to the parent's user
+    except Exception as exc:
         result = {"status": "failed", "stage": args.stage, "error": f"{type(exc).__name__}: {exc}", "metrics": {}}
     _emit(result)
     return 0 if result["status"] == "succeeded" else 1

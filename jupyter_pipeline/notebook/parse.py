@@ -33,7 +33,7 @@ def read_notebook(path: str | os.PathLike) -> nbformat.NotebookNode:
         return nbformat.read(path, as_version=4)
     except (OSError, UnicodeDecodeError) as exc:
         raise NotebookReadError(path, str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - nbformat raises many kinds for non-notebooks
+    except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise NotebookReadError(path, f"not a Jupyter notebook ({reason[:200]})") from None
 

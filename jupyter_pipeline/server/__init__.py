@@ -49,7 +49,7 @@ def _load_jupyter_server_extension(serverapp) -> None:
 def _recover(manager: RunManager) -> None:
     try:
         manager.recover()
-    except Exception as exc:  # noqa: BLE001 - a bad store must not break the server; say why
+    except Exception as exc:
         manager.log.warning("jupyter-pipeline: could not check the store for interrupted runs: %s", exc)
 
 

@@ -106,7 +106,7 @@ class JupyterPipeline(Configurable):
 def _config_value(read, fallback):
     try:
         return read()
-    except Exception:  # noqa: BLE001 - an unreadable config file must not stop the server
+    except Exception:
         return fallback
 
 

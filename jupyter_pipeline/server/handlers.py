@@ -77,7 +77,7 @@ def _content_json(content: dict, shown: str, full: Path, config: JupyterPipeline
 
     try:
         nb = nbformat.reads(json.dumps(content), as_version=4)
-    except Exception as exc:  # noqa: BLE001 - nbformat raises many kinds for malformed input
+    except Exception as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise BadRequest(f"\"content\" is not a Jupyter notebook: {reason}.") from None
     return _with_kubeflow_notes(from_notebook(nb, shown), full, config)

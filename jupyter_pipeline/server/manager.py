@@ -148,7 +148,7 @@ class RunManager:
     def _ended_in_store(self, run_id: str) -> bool:
         try:
             return load_run(self.store, run_id).status != RunState.RUNNING
-        except Exception:  # noqa: BLE001 - not written yet, a sweep's id, the store down: still running
+        except Exception:
             return False
 
     def _launch(self, active: ActiveRun, work) -> None:
@@ -165,7 +165,7 @@ class RunManager:
             if keep:
                 try:
                     active.snapshot = record.to_json()
-                except Exception:  # noqa: BLE001 - a snapshot is a convenience, never a failure
+                except Exception:
                     pass
                 if kind == "run-finished":
                     # Its record is final: the slot is free now, not once the thread has wound down
@@ -177,7 +177,7 @@ class RunManager:
     def _drive(self, active: ActiveRun, work) -> None:
         try:
             work()
-        except BaseException as exc:  # noqa: BLE001 - recorded, never lost in a thread
+        except BaseException as exc:
             active.error = exc
             if isinstance(exc, PipelineError):
                 self.log.warning("jupyter-pipeline: run %s failed: %s", active.run_id, exc)
@@ -193,7 +193,7 @@ class RunManager:
         run_id = (active.snapshot or {}).get("run_id", active.run_id)
         try:
             record = load_run(self.store, run_id)
-        except Exception:  # noqa: BLE001 - never written: the error went back to the request
+        except Exception:
             return
         if record.status == RunState.RUNNING:
             record.status, record.finished_at, record.owner = RunState.FAILED, now_iso(), None
@@ -221,7 +221,7 @@ class RunManager:
             self._refreshed[record.run_id] = now
         try:
             return get_target(record.target).status(self.store, record, dict(self.target_options))
-        except Exception as exc:  # noqa: BLE001 - show the last known state; say why in the log
+        except Exception as exc:
             self.log.warning("jupyter-pipeline: could not read run %s's state from target '%s': %s", record.run_id,
                              record.target, exc)
             return effective_status(self.store, record)
@@ -277,7 +277,7 @@ class RunManager:
                 record = load_run(self.store, active.run_id)
                 if record.status in (RunState.RUNNING, RunState.CANCELLED):  # stopped by us, not by the user
                     mark_interrupted(self.store, record, SERVER_STOPPED, cancelled_too=True)
-            except Exception as exc:  # noqa: BLE001 - the process is exiting; say why and go on
+            except Exception as exc:
                 self.log.warning("jupyter-pipeline: could not mark run %s interrupted: %s", active.run_id, exc)
 
 
@@ -289,5 +289,5 @@ def _can_cancel(target: str) -> bool:
     """True if the target can stop, from this process, a run this process drives."""
     try:
         return get_target(target).can_cancel
-    except Exception:  # noqa: BLE001 - a record of a target that no longer loads cannot be cancelled here
+    except Exception:
         return False

@@ -130,7 +130,7 @@ class Batcher:
                 outputs, elapsed = self._timed(feed)
             else:
                 outputs, elapsed = await loop.run_in_executor(self.executor, self._timed, feed)
-        except Exception as exc:  # noqa: BLE001 - delivered to every waiting request
+        except Exception as exc:
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(exc)

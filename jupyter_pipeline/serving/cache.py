@@ -1,7 +1,8 @@
 """The prediction cache: an LRU of whole responses, bounded by entry count and by bytes.
 
 The key is the model name, the *resolved* version, the protocol, the length of a binary
-request's JSON part and the exact request body, so a hit skips decoding, the model and encoding alike, and a newly served version can never
+request's JSON part and the exact request body, so a hit skips decoding, the model and encoding
+alike, and a newly served version can never
 answer from an older version's entries. Only the server's event-loop thread touches a cache, so
 it takes no lock.
 """

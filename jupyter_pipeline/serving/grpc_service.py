@@ -84,7 +84,7 @@ def encode_grpc(name: str, version: int, signature: Signature, request: InferReq
 def _parse(body: bytes):
     try:
         return pb.ModelInferRequest.FromString(body)
-    except Exception:  # noqa: BLE001 - protobuf's DecodeError and friends
+    except Exception:
         raise InvalidRequest("The request is not a valid ModelInferRequest message.") from None
 
 

@@ -140,7 +140,7 @@ class Inference:
             return await served.batcher.submit(request.inputs)
         except PipelineError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the model raised: report it, keep serving
+        except Exception as exc:
             log.error("model %s version %s failed on a request", served.name, served.version, exc_info=exc)
             detail = " ".join(str(exc).split())[:300]
             raise PredictionFailed(f"Model '{served.name}' version {served.version} failed on this input: "

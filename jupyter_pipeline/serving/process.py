@@ -95,7 +95,7 @@ class ServerThread:
     def _main(self) -> None:
         try:
             asyncio.run(self._run())
-        except BaseException as exc:  # noqa: BLE001 - reported to start()
+        except BaseException as exc:
             self._error = exc
             self._started.set()
 

@@ -226,7 +226,7 @@ class ModelRepository:
         started = time.perf_counter()
         try:
             served = self._load(name, version)
-        except Exception as exc:  # noqa: BLE001 - any load failure makes this version "failed"
+        except Exception as exc:
             message = _one_line(exc)
             log.error("model %s version %s failed to load: %s", name, version, message)
             state = self._states.get(name) or ModelState(name)

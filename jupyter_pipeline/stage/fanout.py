@@ -83,7 +83,7 @@ def gather(store, run_id: str, stage: str, outputs, count: int) -> None:
         item_index = store.get_json(stage_key(run_id, stage, "outputs.json", i)) if outputs else {}
         for name in outputs:
             index[name]["items"].append({**item_index[name], "prefix": f"items/{i}/vars"})
-    for name, entry in index.items():
+    for entry in index.values():
         entry.update(type="list", saver="items", length=count)
     store.put_json(stage_key(run_id, stage, "outputs.json"), index)
 

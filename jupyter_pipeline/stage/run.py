@@ -91,7 +91,7 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
             how = kernel_exit(km)
             result.update(status="failed", kernel_died=True, error_cell=None if cell is None else cell + 1, error=(
                 f"the kernel died{f' ({how})' if how else ''}" + (f"; its last output: {output}" if output else "")))
-        except BaseException as exc:  # noqa: BLE001 - cancellation and the like: report, keep notebook
+        except BaseException as exc:
             reason = "cancelled" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else f"{type(exc).__name__}: {exc}"
             result.update(status="failed", error=reason)
         finally:
@@ -121,7 +121,7 @@ def _first_time_only(fn):
     """nbclient's ``on_cell_start`` hook: ``fn()`` as the first cell starts, never again."""
     called = []
 
-    def hook(cell, cell_index):  # noqa: ARG001 - nbclient's hook signature
+    def hook(cell, cell_index):
         if not called:
             called.append(True)
             fn()
@@ -180,7 +180,7 @@ def prepare() -> None:
     """Do now, while the kernel starts and the worker waits, what the first job would pay for:
     importing papermill and compiling nbformat's notebook validator (half a second on a busy machine)."""
     import nbformat
-    import papermill  # noqa: F401
+    import papermill  # noqa: F401 - imported ahead, for its cost
 
     nbformat.validate(nbformat.v4.new_notebook())
 

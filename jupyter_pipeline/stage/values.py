@@ -93,7 +93,7 @@ def _load_numpy(path: Path):
 # -- pandas -----------------------------------------------------------------------------------------
 def _has_pyarrow() -> bool:
     try:
-        import pyarrow  # noqa: F401
+        import pyarrow  # noqa: F401 - only whether it imports
     except ImportError:
         return False
     return True
@@ -258,7 +258,7 @@ def save_value(name: str, value, store, prefix: str, stage: str | None = None, c
     entry = {"file": f"{name}.{saver.ext}", "saver": saver.name, "type": type_name(value)}
     try:
         entry["length"] = len(value)  # lets a downstream `map:` stage know its item count
-    except Exception:  # noqa: BLE001 - no length (or a broken __len__): not mappable, nothing else
+    except Exception:
         pass
     return entry
 

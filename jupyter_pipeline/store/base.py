@@ -67,7 +67,7 @@ class Store(ABC):
     def delete(self, key: str) -> None:
         """Remove the object at ``key`` (no error when absent)."""
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 - optional hook: a store that needs no check inherits this
         """Raise :class:`StoreError` with a precise message unless the store is usable now."""
 
     def absolute_url(self) -> str:
