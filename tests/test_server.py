@@ -18,7 +18,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from tornado.httpclient import HTTPClientError
 
 from pytest_jupyter.jupyter_server import *  # noqa: F403 - fixtures, scoped to this module
 
