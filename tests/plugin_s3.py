@@ -167,7 +167,7 @@ def auth_s3(tmp_path_factory):
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"moto server did not start on {endpoint}")
+                    raise RuntimeError(f"moto server did not start on {endpoint}") from None
                 time.sleep(0.1)
         iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
                            aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
