@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
 import tornado.httputil
@@ -27,8 +27,25 @@ from .http import GracefulHTTPServer
 from .inference import Codec, codecs
 from .metrics import CONTENT_TYPE
 
-if TYPE_CHECKING:  # the server owns its routes (app imports this module), they only hold it
-    from .app import ModelServer
+if TYPE_CHECKING:
+    from .inference import Inference
+    from .metrics import ServerMetrics
+    from .repository import ModelRepository
+
+
+class ModelServer(Protocol):
+    """What the routes use of the server that owns them (:class:`.app.ModelServer`). Spelled out
+    here because app imports this module: the routes hold the server, they do not build it."""
+
+    config: Any  # app.ServerConfig
+    repository: ModelRepository
+    inference: Inference
+    metrics: ServerMetrics
+    draining: bool
+    in_flight: int
+
+    @property
+    def ready(self) -> bool: ...
 
 log = logging.getLogger("jupyter_pipeline.serving")
 access_log = logging.getLogger("jupyter_pipeline.serving.access")
