@@ -105,4 +105,6 @@ class Progress:
                 extra += "  " + ", ".join(f"{k}={fmt(v)}" for k, v in rec.metrics.items())
             if rec.error and status == "failed":
                 extra += f": {error_with_cell(rec.error, rec.error_cell)}"
+            elif rec.skip_reason:
+                extra += f": {rec.skip_reason}"
             print(f"{clock} {_MARKS.get(rec.status.value, '?')} {stage} {status}{extra}", file=self.stream, flush=True)

@@ -10,9 +10,10 @@ is not data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import analysis
+from .condition import ConditionContext, bind_condition
 from ..exceptions import VariableNotSavable
 from .pipeline import Problem, Stage, StageOptions
 
@@ -32,6 +33,8 @@ class Grouped:
     parameter_cell_names: set[str]  # every name a parameters cell binds (literal or not)
     skipped_defines: dict[str, int]  # names bound only in `skip` cells -> the first such cell
     left_out_defines: dict[str, int]  # names bound only in cells above the first stage
+    parameter_values: dict[str, object] = field(default_factory=dict)  # parameter -> its default
+    condition_cells: dict[str, int] = field(default_factory=dict)  # stage -> the cell of its `if:` tag
 
 
 def bind(grouped: Grouped, default_options: StageOptions, problems: list[Problem]) -> tuple[list[Stage], bool]:
@@ -51,6 +54,7 @@ def bind(grouped: Grouped, default_options: StageOptions, problems: list[Problem
     }
     stages: list[Stage] = []
     outputs: dict[str, set[str]] = {name: set() for name in order}
+    scalars: dict[str, dict[str, str]] = {name: {} for name in order}  # producer -> {variable: kind}
     position = {name: i for i, name in enumerate(order)}
     latest: dict[str, str] = {}  # variable -> the nearest stage above that binds it
     for k, name in enumerate(order):
@@ -107,6 +111,10 @@ def bind(grouped: Grouped, default_options: StageOptions, problems: list[Problem
                 "not from a setup cell",
                 stage=name, cell=first_cell[name],
             ))
+        options = default_options.merged(grouped.options[name])
+        if options.condition:
+            context = ConditionContext(grouped, combined, latest, provided, order[k + 1:], problems)
+            bind_condition(name, options.condition, context, inputs, outputs, scalars)
         stage_after = tuple(grouped.after[name])
         known_after = [a for a in stage_after if a in members and a != name]
         depends = sorted({p for _, p in inputs} | set(known_after), key=position.get)
@@ -115,7 +123,7 @@ def bind(grouped: Grouped, default_options: StageOptions, problems: list[Problem
             name=name,
             cells=tuple(members[name]),
             after=stage_after,
-            options=default_options.merged(grouped.options[name]),
+            options=options,
             defines=frozenset(info.defines),
             uses=frozenset(info.uses),
             inputs=tuple(inputs),
@@ -124,7 +132,8 @@ def bind(grouped: Grouped, default_options: StageOptions, problems: list[Problem
             metrics_cell=name == "pipeline-metrics",
         ))
     stages = [
-        Stage(**{**{f: getattr(s, f) for f in s.__dataclass_fields__}, "outputs": tuple(sorted(outputs[s.name]))})
+        Stage(**{**{f: getattr(s, f) for f in s.__dataclass_fields__}, "outputs": tuple(sorted(outputs[s.name])),
+                 "scalars": tuple(sorted(scalars[s.name].items()))})
         for s in stages
     ]
     return stages, star_import

@@ -140,6 +140,7 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
     skipped_defines: dict[str, int] = {}  # names bound only in `skip` cells, for a better message
     left_out: list[int] = []  # code cells above the first stage that are not setup/parameters/skip
     left_out_defines: dict[str, int] = {}
+    condition_cells: dict[str, int] = {}  # stage -> the cell of its first `if:` tag
 
     read = []
     for index, raw in enumerate(nb.get("cells") or []):
@@ -202,6 +203,8 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
             members[stage].append(index)
             after[stage].extend(a for a in spec.after if a not in after[stage])
             options[stage] = options[stage].merged(StageOptions(**spec.options))
+            if spec.options.get("condition"):
+                condition_cells.setdefault(stage, index)
         elif spec.after or spec.options:
             problems.append(Problem(
                 "warning", "ignored-tags",
@@ -243,7 +246,8 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
     grouped = Grouped(order=order, members=members, after=after, options=options, first_cell=first_cell,
                       scans=scans, setup_cells=setup_cells, parameters={p.name for p in parameters},
                       parameter_cell_names={n for c in cells if c.role == Role.PARAMETERS for n in c.defines},
-                      skipped_defines=skipped_defines, left_out_defines=left_out_defines)
+                      skipped_defines=skipped_defines, left_out_defines=left_out_defines,
+                      parameter_values={p.name: p.default for p in parameters}, condition_cells=condition_cells)
     stages, star_import = bind(grouped, default_options, problems)
     problems.extend(stage_problems(stages, cells, first_cell))
     problems.extend(workers_problems(stages, cells, setup_cells, first_cell, settings.get("volumes") or []))

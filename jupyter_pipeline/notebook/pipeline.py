@@ -51,6 +51,7 @@ class StageOptions:
     #: `toleration:KEY[=VALUE]:EFFECT` → {"key", "operator", "value"?, "effect"}
     tolerations: tuple[dict, ...] = field(default=(), hash=False)
     shm: str | None = None  # `shm:SIZE`: a memory-backed /dev/shm
+    condition: str | None = None  # `if:EXPR`: run only when EXPR holds (see notebook.condition)
 
     def merged(self, other: "StageOptions") -> "StageOptions":
         """Options of ``self`` overridden by whatever ``other`` sets (non-default); mappings are
@@ -61,6 +62,8 @@ class StageOptions:
             mine, theirs = getattr(self, name), getattr(other, name)
             if isinstance(mine, dict):
                 values[name] = {**mine, **theirs}
+            elif name == "condition" and mine and theirs and mine != theirs:
+                values[name] = f"({mine}) and ({theirs})"  # every `if:` of a stage must hold
             elif isinstance(mine, tuple):
                 values[name] = mine + tuple(x for x in theirs if x not in mine)
             else:
@@ -71,6 +74,8 @@ class StageOptions:
         out = {name: getattr(self, name) for name in self.__dataclass_fields__}
         for name in ("secrets", "volumes", "tolerations"):
             out[name] = [dict(entry) for entry in getattr(self, name)]
+        if out["condition"] is None:
+            del out["condition"]  # stage notebooks of unconditional stages stay as they were
         return out
 
 
@@ -116,6 +121,9 @@ class Stage:
     parameters: tuple[str, ...] = ()  # parameters its code (or the setup code) uses
     depends_on: tuple[str, ...] = ()  # every upstream stage: data edges plus `after:`
     metrics_cell: bool = False  # Kale's pipeline-metrics: log its names as metrics
+    #: (variable, kind) of its outputs a later stage's condition reads: saved as plain scalars too,
+    #: and on Kubeflow outputs of its component (kind: "float", "str" or "bool"; see notebook.condition)
+    scalars: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict:
         return {
@@ -127,6 +135,8 @@ class Stage:
             "outputs": list(self.outputs),
             "parameters": list(self.parameters),
             "gpu": self.options.gpu,
+            "condition": self.options.condition,
+            "scalars": [name for name, _ in self.scalars],
             "options": self.options.to_json(),
         }
 

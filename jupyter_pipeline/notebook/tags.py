@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import pod
+from . import condition as condition_mod, pod
 from .pipeline import Role
 from .pod import METADATA_KEY_RE, QUANTITY_RE  # noqa: F401 - re-exported (notebook settings check keys)
 from ..registry import Registry
@@ -118,6 +118,17 @@ def _workers_option(spec: CellSpec, tag: str, text: str) -> None:
     spec.options["workers"] = int(text)
 
 
+def _condition_option(spec: CellSpec, tag: str, text: str) -> None:
+    """``if:EXPR``: the stage runs only when EXPR holds; several on one cell must all hold."""
+    try:
+        parsed = condition_mod.parse(text)
+    except condition_mod.ConditionError as exc:
+        spec.problem(f"tag '{tag}': {exc}", "bad-condition")
+        return
+    known = spec.options.get("condition")
+    spec.options["condition"] = f"({known}) and ({parsed.text})" if known else parsed.text
+
+
 _ROLE_TAGS = {
     "parameters": Role.PARAMETERS,
     "setup": Role.SETUP,
@@ -157,6 +168,8 @@ def native(tag: str, spec: CellSpec) -> bool:
         _int_option(spec, tag, "parallelism", value, minimum=1)
     elif key == "workers":
         _workers_option(spec, tag, value)
+    elif key == "if":
+        _condition_option(spec, tag, value)
     elif key == "cache":
         if value not in ("off", "on", "enabled", "disabled"):
             spec.problem(f"tag '{tag}': use cache:off or cache:on")
@@ -217,6 +230,7 @@ def magic_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout")
     p.add_argument("--workers")
     p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--if", dest="condition", metavar="EXPR")
     for flag, metavar in pod.MAGIC_FLAGS.items():  # pod options: repeatable, as their tags are
         p.add_argument(f"--{flag}", action="append", default=[], metavar=metavar)
     return p
@@ -231,6 +245,8 @@ def magic_line_tags(line: str) -> list[str]:
             tags.append(f"{key}:{getattr(args, key)}")
     if args.no_cache:
         tags.append("cache:off")
+    if args.condition is not None:
+        tags.append(f"if:{args.condition}")
     tags += [f"{flag}:{value}" for flag in pod.MAGIC_FLAGS for value in getattr(args, flag)]
     return tags
 

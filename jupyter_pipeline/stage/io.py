@@ -62,10 +62,14 @@ def setup_done(namespace: dict) -> None:
     remember_setup(namespace)
 
 
-def save_outputs(names: list[str], namespace: dict, cells: dict[str, int] | None = None) -> None:
+def save_outputs(names: list[str], namespace: dict, cells: dict[str, int] | None = None,
+                 scalars: list[str] = ()) -> None:
     """Save each variable later stages need, then publish the stage's output index.
 
     ``cells`` maps a variable to the 1-based source cell that last assigns it (for errors).
+    ``scalars`` are the variables a later stage's ``if:`` condition reads: their entries also hold
+    the plain value (``"scalar"``), which the runner (and a Kubeflow task's outputs) read without
+    unpickling anything.
     """
     from ..exceptions import PipelineError
     from .values import save_value
@@ -83,7 +87,26 @@ def save_outputs(names: list[str], namespace: dict, cells: dict[str, int] | None
     for name in names:
         index[name] = save_value(name, namespace[name], ctx.store, ctx.key("vars"), ctx.stage,
                                  (cells or {}).get(name))
+    for name in scalars:
+        index[name]["scalar"] = _condition_scalar(name, namespace[name], ctx.stage, (cells or {}).get(name))
     ctx.store.put_json(ctx.key("outputs.json"), index)
+
+
+def _condition_scalar(name: str, value, stage: str, cell: int | None):
+    """``value`` as a plain number, string or boolean, or a one-paragraph error saying why a condition cannot read it."""
+    import math
+
+    from ..exceptions import PipelineError
+    from ..notebook.condition import scalar
+
+    plain = scalar(value)
+    if plain is None or (isinstance(plain, float) and not math.isfinite(plain)):
+        where = f" (cell {cell})" if cell else ""
+        raise PipelineError(
+            f"variable '{name}' of stage '{stage}'{where} is read by a later stage's `if:` condition, which compares "
+            f"numbers, strings and booleans, but it holds {type(value).__name__} {str(value)[:60]!r}; assign a "
+            "number, string or boolean to it (float(...), str(...), bool(...))")
+    return plain
 
 
 def join_gang() -> None:

@@ -84,8 +84,10 @@ def stage_notebook(pipeline: Pipeline, stage: Stage | str, parameters: dict | No
         assigned_in = {name: index for index in stage.cells for name in pipeline.cells[index].defines
                        if name in stage.outputs}
         numbers = json.dumps({name: index + 1 for name, index in sorted(assigned_in.items())})
-        cells.append(_cell("outputs", f"_jp_io.save_outputs({json.dumps(list(stage.outputs))}, globals(), {numbers})",
-                           assigned_in=assigned_in))
+        # Scalars a later stage's condition reads are also kept as plain values in the output index.
+        scalars = f", scalars={json.dumps([name for name, _ in stage.scalars])}" if stage.scalars else ""
+        cells.append(_cell("outputs", f"_jp_io.save_outputs({json.dumps(list(stage.outputs))}, globals(), {numbers}"
+                           f"{scalars})", assigned_in=assigned_in))
     if gang:
         cells.append(_cell("gang-end", "_jp_io.end_gang()  # the replicas leave JAX's distributed runtime together"))
     nb = new_notebook(cells=cells)
