@@ -197,6 +197,8 @@ _register(
     Setting("image", "the container image of stages on Kubeflow", ("JUPYTER_PIPELINE_IMAGE",), DEFAULT_IMAGE,
             in_cluster=cluster.own_image),
     Setting("kfp_store", "the store the stages use on the cluster", ("JUPYTER_PIPELINE_KFP_STORE",)),
+    Setting("store_patience", "seconds a write that must not be lost keeps being tried while the store is down",
+            ("JUPYTER_PIPELINE_STORE_PATIENCE",), 120.0, notebook=False),
     Setting("packages", "pip requirements every stage installs on Kubeflow", ("JUPYTER_PIPELINE_PACKAGES",),
             list, is_list=True),
     Setting("pip_index_urls", "package indexes for those requirements (the first replaces PyPI)",

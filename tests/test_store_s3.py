@@ -16,7 +16,7 @@ import pytest
 
 from jupyter_pipeline.exceptions import ArtifactNotFound, StoreError
 from jupyter_pipeline.store.records import RunRecord, list_runs, load_run, save_run
-from jupyter_pipeline.store.base import PATIENCE_SECONDS, LocalStore, open_store, resolve_store_url
+from jupyter_pipeline.store.base import LocalStore, open_store, resolve_store_url
 from jupyter_pipeline.store.s3 import S3Settings, S3Store
 from plugin_s3 import SECRET_KEY, free_port
 
@@ -451,8 +451,10 @@ def test_server_stopped_mid_run_then_resume_after_restart(private_s3, tmp_path, 
         ("stage:third", "assert result == 42"),
     ])
     exe = os.path.join(os.path.dirname(sys.executable), "jupyter-pipeline")
+    patience = 8  # seconds the run waits out the outage (the default, 120, is for people)
     proc = subprocess.Popen([exe, "run", str(nb), "--store", url, "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "JUPYTER_PIPELINE_STORE_PATIENCE": str(patience)})
     try:
         deadline = time.monotonic() + 120
         while True:  # wait until the second stage is running, then pull the plug
@@ -465,14 +467,17 @@ def test_server_stopped_mid_run_then_resume_after_restart(private_s3, tmp_path, 
             time.sleep(0.2)
         private_s3.stop()
         (tmp_path / "go.flag").touch()
-        # The run waits out the outage for PATIENCE_SECONDS before it gives up: wait longer than that.
-        _, err = proc.communicate(timeout=PATIENCE_SECONDS + 90)
+        # The run waits out the outage for `patience` seconds before it gives up: wait longer than that.
+        pulled = time.monotonic()
+        _, err = proc.communicate(timeout=patience + 90)
+        waited = time.monotonic() - pulled
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 1
     assert f"Cannot reach the S3 endpoint {private_s3.endpoint} (connection refused)" in err, err
     assert "Traceback" not in err
+    assert waited >= patience  # it did wait out the outage before giving up
 
     private_s3.start()  # same port, objects kept
     shown = json.loads(cli("runs", run_id, "--store", url, "--json").stdout)

@@ -231,16 +231,35 @@ class LocalStore(Store):
 
 
 #: How long a write that must not be lost (a run's final record, a stage's executed notebook) keeps
-#: being tried while the store is unreachable, beyond the backend's own few retries.
+#: being tried while the store is unreachable, beyond the backend's own few retries, unless the
+#: ``store_patience`` setting (``JUPYTER_PIPELINE_STORE_PATIENCE``) says otherwise.
 PATIENCE_SECONDS = 120.0
 
 
-def patiently(fn: Callable[[], T], patience: float = PATIENCE_SECONDS) -> T:
-    """``fn()``, tried again with growing pauses for up to ``patience`` seconds while the store is down.
+def store_patience() -> float:
+    """Seconds :func:`patiently` waits for a store that is down (the ``store_patience`` setting)."""
+    from ..settings import Settings
+
+    value = Settings(in_cluster=False).get("store_patience")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds >= 0:  # also refuses NaN
+        raise StoreError(f"store_patience (JUPYTER_PIPELINE_STORE_PATIENCE) must be a number of seconds "
+                         f"of 0 or more, got {value!r}.")
+    return seconds
+
+
+def patiently(fn: Callable[[], T], patience: float | None = None) -> T:
+    """``fn()``, tried again with growing pauses for up to ``patience`` seconds while the store is down
+    (by default :func:`store_patience`).
 
     Only transient failures (unreachable, stalled, overloaded) are waited out; a store that
     refuses (credentials, permissions, a missing key) fails at once.
     """
+    if patience is None:
+        patience = store_patience()
     deadline, pause = time.monotonic() + patience, 0.5
     while True:
         try:
