@@ -7,8 +7,9 @@ Public API (imported lazily so that ``jupyter-pipeline --help`` and stage kernel
     record = pipeline_run = jp.run(pipeline, parameters={"epochs": 3})
     jp.log_metric("accuracy", 0.97)         # inside a stage
     jp.distributed().initialize_keras()     # inside a workers:N stage: rank, world size, Keras DataParallel
-    jp.log_model(model, "digits")           # register a Keras model
-    model = jp.load_model("digits")         # latest version, Keras safe mode
+    jp.log_model(model, "digits")           # register a Keras, scikit-learn, XGBoost, LightGBM, PyTorch or ONNX model
+    jp.promote_model("digits")              # point its `production` alias (what the server answers with) at it
+    model = jp.load_model("digits")         # latest version, read by its framework's safe loader
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ _LAZY = {
     "distributed": ("jupyter_pipeline.stage.replica", "distributed"),
     "log_model": ("jupyter_pipeline.store.models", "log_model"),
     "load_model": ("jupyter_pipeline.store.models", "load_model"),
+    "promote_model": ("jupyter_pipeline.store.models", "promote_model"),
     "list_models": ("jupyter_pipeline.store.models", "list_models"),
     "open_store": ("jupyter_pipeline.store.base", "open_store"),
     "Pipeline": ("jupyter_pipeline.notebook.pipeline", "Pipeline"),

@@ -73,8 +73,9 @@ from skl2onnx import to_onnx
 from sklearn.linear_model import LogisticRegression
 onx = to_onnx(LogisticRegression(max_iter=500).fit(X, y), X_probe[:1], options={"zipmap": False})
 log_model(onx, "iris-onnx")
-label, proba = ort.InferenceSession(onx.SerializeToString()).run(None, {"X": X_probe})
-np.savez(f"{outdir}/iris-onnx.npz", output_label=label, output_probability=proba)
+session = ort.InferenceSession(onx.SerializeToString())
+outputs = session.run(None, {"X": X_probe})
+np.savez(f"{outdir}/iris-onnx.npz", **{o.name: v for o, v in zip(session.get_outputs(), outputs)})
 """,
     "torch": """\
 import torch
@@ -97,7 +98,7 @@ MODELS = {
     "iris-xgboost": ("FP32", ["label", "probabilities"]),
     "iris-xgb-booster": ("FP32", ["prediction"]),
     "iris-lightgbm": ("FP64", ["label", "probabilities"]),
-    "iris-onnx": ("FP32", ["output_label", "output_probability"]),
+    "iris-onnx": ("FP32", ["label", "probabilities"]),  # skl2onnx's names for a classifier's outputs
     "iris-torch": ("FP32", ["output"]),
 }
 INPUT_NAME = {"iris-onnx": "X"}

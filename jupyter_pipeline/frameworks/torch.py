@@ -93,7 +93,8 @@ class TorchFramework(Framework):
 
         def run(inputs):
             with torch.no_grad():
-                result = model(torch.from_numpy(np.ascontiguousarray(inputs["input"])))
+                # a request's array may be a read-only view of its body: torch wants its own
+                result = model(torch.from_numpy(np.require(inputs["input"], requirements=["C", "W"])))
             return [o.detach().cpu().numpy() for o in _outputs(result)]
         return Runtime(signature, run)
 

@@ -48,6 +48,7 @@ def record_from_results(record: RunRecord, store, pipeline: Pipeline) -> RunReco
             rec.status = StageState(result.get("status", "failed"))
             rec.started_at, rec.finished_at = result.get("started_at"), result.get("finished_at")
             rec.metrics = result.get("metrics") or {}
+            rec.models = result.get("models") or []
             rec.output_notebook = result.get("output_notebook")
             rec.attempts = int(result.get("attempts") or 1)
             rec.error = result.get("error") if rec.status != StageState.SUCCEEDED else None

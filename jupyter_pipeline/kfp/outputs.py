@@ -50,15 +50,20 @@ def write_metrics(artifact, metrics: dict) -> None:
 
 def write_models(artifact, store, run_id: str, stage: str, item: int | None = None) -> list[dict]:
     """Describe the models the stage registered on the ``Output[Model]`` ``artifact``: its file is
-    the list (JSON), its metadata names the last one's registry URI and version."""
+    the list (JSON), its metadata names the last one's registry URI and version; promotions
+    (``promote_model``'s entries, with an ``alias``) are listed in ``promoted``."""
     key = stage_key(run_id, stage, "models.json", item)
-    models = store.get_json(key) if store.exists(key) else []
+    listed = store.get_json(key) if store.exists(key) else []
+    models = [m for m in listed if "alias" not in m]
     write_text(artifact, json.dumps(models, indent=1))
     if models:
         last = models[-1]
         artifact.metadata.update(name=last["name"], version=last["version"], uri=last["uri"],
                                  registry="jupyter-pipeline")
     artifact.metadata["models"] = [f"{m['name']}:{m['version']}" for m in models]
+    promoted = [f"{m['name']}:{m['version']} -> {m['alias']}" for m in listed if "alias" in m]
+    if promoted:
+        artifact.metadata["promoted"] = promoted
     return models
 
 

@@ -284,9 +284,13 @@ def json_data(arr: np.ndarray):
     return np.ascontiguousarray(arr)
 
 
-def model_metadata_v2(name: str, versions: list[int], signature: Signature, platform: str) -> dict:
-    return {"name": name, "versions": [str(v) for v in versions], "platform": platform,
-            "inputs": [s.to_json() for s in signature.inputs],
-            "outputs": [s.to_json() for s in signature.outputs]}
+def model_metadata_v2(name: str, versions: list[int], signature: Signature, platform: str,
+                      parameters: dict | None = None) -> dict:
+    doc = {"name": name, "versions": [str(v) for v in versions], "platform": platform,
+           "inputs": [s.to_json() for s in signature.inputs],
+           "outputs": [s.to_json() for s in signature.outputs]}
+    if parameters:
+        doc["parameters"] = parameters
+    return doc
 
 

@@ -23,8 +23,9 @@ from ..store.base import Store
 from .batcher import Batcher
 from .errors import ModelNotFound, ModelNotReady
 from .inference import ModelStats
-from .predictor import Predictor, make_predictor
+from .predictor import Predictor
 from .protocol import Signature
+from .runtimes import platform_of, predictor_for
 
 log = logging.getLogger("jupyter_pipeline.serving")
 
@@ -64,8 +65,16 @@ class ServedModel:
 
     @property
     def platform(self) -> str:
-        backend = self.meta.get("framework", {}).get("backend") or "keras"
-        return f"keras_{backend}"
+        return platform_of(self.meta)
+
+    @property
+    def parameters(self) -> dict:
+        """What the model metadata adds to the signature: the format, and a classifier's classes."""
+        out = {"format": self.meta.get("format", "keras")}
+        classes = (self.meta.get("signature") or {}).get("classes")
+        if classes is not None:
+            out["classes"] = classes
+        return out
 
 
 @dataclass(frozen=True)
@@ -77,12 +86,16 @@ class ModelState:
     ready: dict[int, ServedModel] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
     pinned: int | None = None
+    promoted: int | None = None  # the version the alias followed points at, once it is loaded
 
     @property
     def default(self) -> ServedModel | None:
-        """The version answering requests that name no version: the pinned or newest loaded one."""
+        """The version answering requests that name no version: the pinned one, else the promoted
+        one (the ``production`` alias), else the newest loaded one."""
         if self.pinned is not None:
             return self.ready.get(self.pinned)
+        if self.promoted in self.ready:
+            return self.ready[self.promoted]
         return self.ready[max(self.ready)] if self.ready else None
 
     @property
@@ -94,14 +107,18 @@ class ModelRepository:
     """Loads registered models from ``store`` and keeps them current.
 
     ``specs`` limits serving to some models (and pins versions); without it every model in the
-    store is served. ``refresh`` (blocking; run it off the event loop) picks up new versions;
-    older versions load on first request through :meth:`resolve`.
+    store is served. A model that is not pinned answers with the version its ``alias`` points at
+    (``production``, set by ``promote_model``) when it has one, else its newest. ``refresh``
+    (blocking; run it off the event loop) picks up new versions and moved aliases; older versions
+    load on first request through :meth:`resolve`.
     """
 
     def __init__(self, store: Store, specs: list[ModelSpec] | None = None, *, executor: Executor,
                  max_batch_size: int = 32, max_wait_ms: float = 2.0, max_loaded_versions: int = 3,
-                 on_batch: Callable[[str], Callable] | None = None, listener: Any = None):
+                 on_batch: Callable[[str], Callable] | None = None, listener: Any = None,
+                 alias: str = models.PRODUCTION):
         self.store = store
+        self.alias = alias
         self.specs = {s.name: s for s in specs or []}
         self.executor = executor  # runs model calls
         self.max_batch_size = max_batch_size
@@ -204,8 +221,18 @@ class ModelRepository:
             return
         state = replace(old, registered=registered,
                         ready={v: m for v, m in old.ready.items() if v in registered},
-                        failed={v: e for v, e in old.failed.items() if v in registered})
+                        failed={v: e for v, e in old.failed.items() if v in registered},
+                        promoted=old.promoted if old.promoted in registered else None)
         self._publish(name, state)
+        promoted = None
+        if state.pinned is None and registered:
+            promoted = models.aliases(self.store, name).get(self.alias)
+            promoted = promoted if promoted in registered else None
+        if state.pinned is None and promoted is not None:
+            self._follow_alias(name, promoted)
+            return
+        if state.promoted is not None:  # the alias was removed: back to the newest version
+            self._publish(name, replace(self._states[name], promoted=None))
         if state.pinned is not None:
             wanted = [state.pinned] if state.pinned in registered else []
         else:
@@ -221,6 +248,20 @@ class ModelRepository:
             self._load_and_publish(name, v)
             if self._states[name].ready:
                 break
+
+    def _follow_alias(self, name: str, version: int) -> None:
+        """Answer unnamed requests with ``version`` (where the alias points) once it is loaded;
+        until then, and if it fails to load, the version answering them so far goes on."""
+        current = self._states[name]
+        if current.promoted == version:
+            return
+        if version not in current.ready and version not in current.failed:
+            self._load_and_publish(name, version)
+        current = self._states[name]
+        if version in current.ready:
+            self._publish(name, replace(current, promoted=version))
+            log.info("model %s: alias %s -> version %s, which now answers requests that name no version",
+                     name, self.alias, version)
 
     def _load_and_publish(self, name: str, version: int) -> None:
         started = time.perf_counter()
@@ -255,9 +296,8 @@ class ModelRepository:
         return replace(state, ready={v: m for v, m in state.ready.items() if v not in gone})
 
     def _load(self, name: str, version: int) -> ServedModel:
-        meta = models.get_meta(self.store, name, version)
-        model = models.load_model(name, version, self.store)
-        predictor = make_predictor(model, self.max_batch_size)
+        meta, model = models.load_meta_and_model(self.store, name, version)
+        predictor = predictor_for(model, meta, self.max_batch_size)
         predictor.warm_up()
         batcher = Batcher(predictor, self.executor, self.max_batch_size, self.max_wait_ms,
                           batchable=predictor.signature.batched,

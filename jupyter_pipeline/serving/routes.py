@@ -155,7 +155,8 @@ class ModelMetadataHandler(_Handler):
     async def get(self, name, version=None):
         served = await self.server.repository.resolve(name, version)
         state = self.server.repository.state(name)
-        self.send_json(protocol.model_metadata_v2(name, sorted(state.ready), served.signature, served.platform))
+        self.send_json(protocol.model_metadata_v2(name, sorted(state.ready), served.signature, served.platform,
+                                                  served.parameters))
 
 
 class ModelReadyHandler(_Handler):

@@ -100,6 +100,8 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
                 result["output_notebook"] = store.uri(output_key)
     metrics_key = stage_key(run_id, stage, "metrics.json", item)
     result["metrics"] = patiently(lambda: store.get_json(metrics_key) if store.exists(metrics_key) else {})
+    models_key = stage_key(run_id, stage, "models.json", item)  # log_model and promote_model add to it
+    result["models"] = patiently(lambda: store.get_json(models_key) if store.exists(models_key) else [])
     result["seconds"] = round(time.monotonic() - started, 3)
     return result
 

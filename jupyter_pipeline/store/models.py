@@ -1,25 +1,29 @@
-"""The model registry: ``models/<name>/<version>/model.keras`` + ``meta.json`` in the store.
+"""The model registry: ``models/<name>/<version>/<model file>`` + ``meta.json`` in the store.
 
-Versions are increasing integers claimed with an exclusive create of ``meta.json`` (local files:
-``O_EXCL``; S3: a conditional put), so concurrent writers never share a version.
+Each framework (:mod:`jupyter_pipeline.frameworks`) writes its own safe file (``model.keras``,
+``model.skops``, ``model.json``, ``model.txt``, ``model.onnx``, ``model.pt2``); ``meta.json`` names
+the ``format`` and ``file``. Versions are increasing integers claimed with an exclusive create of
+a marker (local files: ``O_EXCL``; S3: see ``S3Store.create_exclusive``), so concurrent writers
+never share a version. Aliases (``aliases.json``: ``{"production": 3}``) point at versions;
+the model server answers unnamed requests with the ``production`` one.
 """
 
 from __future__ import annotations
 
-import platform
 import re
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..stage import context
 from ..exceptions import ModelNotFound, PipelineError
-from .records import now_iso
-from ..stage.replica import saving_alone
+from ..stage import context
 from .base import Store, open_store
+from .records import now_iso
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+ALIAS_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+#: The alias ``promote_model`` sets by default and the model server follows.
+PRODUCTION = "production"
 
 
 def _check_name(name: str) -> None:
@@ -49,14 +53,16 @@ def list_versions(store: Store, name: str) -> list[int]:
 
 
 def list_models(store: Store | str | None = None) -> dict[str, list[dict]]:
-    """Every registered model with the metadata of each version."""
+    """Every registered model with the metadata of each version (``aliases`` lists the names pointing at it)."""
     store = open_store(store or context.default_store_url())
     out = {}
     for key in store.list(MODELS_PREFIX):
         if not key.endswith("/"):
             continue
         name = key.rstrip("/").rsplit("/", 1)[-1]
-        versions = [get_meta(store, name, v) for v in list_versions(store, name)]
+        named = aliases(store, name)
+        versions = [{**get_meta(store, name, v), "aliases": sorted(a for a, n in named.items() if n == v)}
+                    for v in list_versions(store, name)]
         if versions:
             out[name] = versions
     return out
@@ -66,89 +72,79 @@ def get_meta(store: Store, name: str, version: int) -> dict:
     return store.get_json(f"{model_prefix(name, version)}meta.json")
 
 
-def _tensor_specs(tensors) -> list[dict]:
-    specs = []
-    for i, t in enumerate(tensors or []):
-        shape = [None if d is None else int(d) for d in getattr(t, "shape", ())]
-        dtype = str(getattr(t, "dtype", "float32"))
-        name = getattr(t, "name", None) or f"input_{i}"
-        specs.append({"name": str(name).split(":")[0], "shape": shape, "dtype": dtype})
-    return specs
-
-
 def signature(model) -> dict:
     """Input/output names, shapes and dtypes of a built Keras model."""
-    try:
-        inputs, outputs = model.inputs, model.outputs
-    except (AttributeError, ValueError):
-        inputs = outputs = None
-    return {"inputs": _tensor_specs(inputs), "outputs": _tensor_specs(outputs)}
+    from ..frameworks.keras import signature as keras_signature
+
+    return keras_signature(model)
 
 
-def _framework_versions() -> dict:
-    import keras  # already imported by the caller's model
-
-    out = {"python": platform.python_version(), "keras": keras.__version__}
-    try:
-        out["backend"] = keras.backend.backend()
-    except Exception:  # noqa: BLE001 - metadata only
-        pass
-    for mod in ("jax", "tensorflow", "torch", "numpy"):
-        if mod in sys.modules:
-            out[mod] = getattr(sys.modules[mod], "__version__", "?")
-    return out
+def _note_in_stage(entry: dict) -> None:
+    """Add ``entry`` to the stage's ``models.json``: its record lists it, the KFP UI shows it."""
+    ctx = context.current()
+    if ctx is None:
+        return
+    key = ctx.key("models.json")
+    listed = ctx.store.get_json(key) if ctx.store.exists(key) else []
+    ctx.store.put_json(key, listed + [entry])
 
 
-def log_model(model, name: str, store: Store | str | None = None, metadata: dict | None = None) -> int | None:
-    """Register a Keras model under ``name``; return its new version number.
+def log_model(model, name: str, store: Store | str | None = None, metadata: dict | None = None, *,
+              example=None) -> int | None:
+    """Register ``model`` under ``name``; return its new version number.
 
-    Inside a pipeline stage the model goes to the run's store with the run id, stage and run
-    metrics in its ``meta.json``; outside a run it goes to the default store.
+    The framework is found from the model's type: Keras, scikit-learn (estimators and pipelines),
+    XGBoost and LightGBM (boosters and their estimators), PyTorch (``nn.Module``; needs
+    ``example``, an input of a few rows) or ONNX (``ModelProto``). Each is written in its own safe
+    format with its signature in ``meta.json``; ``example`` also gives tabular models their input
+    dtype. Inside a pipeline stage the model goes to the run's store with the run id, stage and
+    run metrics in its ``meta.json``; outside a run it goes to the default store.
 
     Example::
 
         from jupyter_pipeline import log_model
-        version = log_model(model, "digits")
+        version = log_model(clf, "iris")
     """
+    from ..frameworks import detect
+
     _check_name(name)
     ctx = context.current()
     if ctx is not None and ctx.rank:  # a workers: stage registers rank 0's model, once
         print(f"log_model: replica {ctx.rank} leaves registering '{name}' to rank 0")
         return None
+    framework = detect(model)
     store = open_store(store or context.default_store_url())
-    meta: dict[str, Any] = {
-        "name": name,
-        "format": "keras",
-        "signature": signature(model),
-        "framework": _framework_versions(),
-        "run_id": ctx.run_id if ctx else None,
-        "stage": ctx.stage if ctx else None,
-        "metrics": context.run_metrics(),
-        "created_at": now_iso(),
-        **(metadata or {}),
-    }
-    # Claim a version by exclusive create of a marker, upload the model, publish meta.json last:
-    # a version is visible (listed, served) only once meta.json exists, and two writers racing
-    # for the same number see one of the creates fail and move on to the next.
-    claimed = [int(k.rstrip("/").rsplit("/", 1)[-1]) for k in store.list(model_prefix(name))
-               if k.endswith("/") and k.rstrip("/").rsplit("/", 1)[-1].isdigit()]
-    version = max(claimed, default=0) + 1
     with tempfile.TemporaryDirectory(prefix="jp-model-") as tmp:
-        path = Path(tmp) / "model.keras"
-        with saving_alone():
-            model.save(path)
+        saved = framework.save(model, Path(tmp) / framework.filename, example=example)
+        filename = saved.pop("file", framework.filename)
+        meta: dict[str, Any] = {
+            "name": name,
+            "format": framework.name,
+            "file": filename,
+            **saved,
+            "framework": framework.versions(),
+            "run_id": ctx.run_id if ctx else None,
+            "stage": ctx.stage if ctx else None,
+            "metrics": context.run_metrics(),
+            "created_at": now_iso(),
+            **(metadata or {}),
+        }
+        # Claim a version by exclusive create of a marker, upload the model, publish meta.json
+        # last: a version is visible (listed, served) only once meta.json exists, and two writers
+        # racing for the same number see one of the creates fail and move on to the next.
+        claimed = [int(k.rstrip("/").rsplit("/", 1)[-1]) for k in store.list(model_prefix(name))
+                   if k.endswith("/") and k.rstrip("/").rsplit("/", 1)[-1].isdigit()]
+        version = max(claimed, default=0) + 1
         while not store.create_exclusive(f"{model_prefix(name, version)}.claim", now_iso().encode()):
             version += 1
         meta["version"] = version
-        store.put_file(f"{model_prefix(name, version)}model.keras", path)
+        store.put_file(f"{model_prefix(name, version)}{filename}", Path(tmp) / filename)
     store.put_json(f"{model_prefix(name, version)}meta.json", meta)
-    if ctx is not None:  # the stage's own list: the KFP UI shows it as the stage's Model artifact
-        listed_key = ctx.key("models.json")
-        listed = ctx.store.get_json(listed_key) if ctx.store.exists(listed_key) else []
-        ctx.store.put_json(listed_key, listed + [{"name": name, "version": version,
-                                                  "uri": store.uri(model_prefix(name, version))}])
+    _note_in_stage({"name": name, "version": version, "format": framework.name,
+                    "uri": store.uri(model_prefix(name, version))})
     if ctx is None:
-        print(f"registered model {name} version {version} in {store.uri(model_prefix(name, version))}")
+        print(f"registered model {name} version {version} ({framework.name}) in "
+              f"{store.uri(model_prefix(name, version))}")
     return version
 
 
@@ -158,16 +154,52 @@ def aliases(store: Store, name: str) -> dict[str, int]:
     return store.get_json(key) if store.exists(key) else {}
 
 
-def promote(name: str, version: int | str, store: Store | str | None = None, alias: str = "production") -> dict:
+def promote(name: str, version: int | str, store: Store | str | None = None, alias: str = PRODUCTION) -> dict:
     """Point ``alias`` of model ``name`` at ``version``; ``load_model(name, alias)`` then loads it."""
     store = open_store(store or context.default_store_url())
     v = resolve_version(store, name, version)
-    if not re.match(r"^[a-z][a-z0-9_-]{0,39}$", alias) or alias == "latest":
+    if not ALIAS_RE.match(alias) or alias == "latest":
         raise PipelineError(f"Alias {alias!r} is not valid: lowercase letters, digits, '-' or '_', not 'latest'.")
     current = aliases(store, name)
     current[alias] = v
     store.put_json(f"{model_prefix(name)}aliases.json", current)
     return current
+
+
+def promote_model(name: str, version: int | str | None = None, alias: str = PRODUCTION,
+                  store: Store | str | None = None) -> int:
+    """Point ``alias`` (default ``production``) of model ``name`` at ``version``; return that version.
+
+    Without ``version``: inside a stage, the version this run registered last (else the latest).
+    The model server answers ``/v2/models/NAME`` with the ``production`` version and follows it
+    when it moves; the promoting stage's record lists the promotion.
+
+    Example::
+
+        from jupyter_pipeline import log_model, promote_model
+        if accuracy >= min_accuracy:
+            promote_model("iris", log_model(clf, "iris"))
+    """
+    _check_name(name)
+    ctx = context.current()
+    if ctx is not None and ctx.rank:
+        print(f"promote_model: replica {ctx.rank} leaves promoting '{name}' to rank 0")
+        return None
+    store = open_store(store or context.default_store_url())
+    if version is None and ctx is not None:
+        version = _registered_by_run(store, name, ctx.run_id)
+    current = promote(name, "latest" if version is None else version, store, alias)
+    v = current[alias]
+    _note_in_stage({"name": name, "version": v, "alias": alias, "uri": store.uri(model_prefix(name, v))})
+    print(f"promoted model {name} version {v} to {alias}")
+    return v
+
+
+def _registered_by_run(store: Store, name: str, run_id: str) -> int | None:
+    for v in reversed(list_versions(store, name)):
+        if get_meta(store, name, v).get("run_id") == run_id:
+            return v
+    return None
 
 
 def resolve_version(store: Store, name: str, version: int | str | None = None) -> int:
@@ -191,16 +223,31 @@ def resolve_version(store: Store, name: str, version: int | str | None = None) -
     return v
 
 
-def load_model(name: str, version: int | str | None = None, store: Store | str | None = None):
-    """Load a registered Keras model (latest version by default) with Keras safe mode on."""
-    from ..startup import default_keras_backend
+def load_meta_and_model(store: Store, name: str, version: int | str | None = None, **options) -> tuple[dict, Any]:
+    """``(meta, model object)`` of a registered version, read by its framework's safe loader."""
+    from ..frameworks import ModelFormatError, frameworks
 
-    default_keras_backend()
-    import keras
-
-    store = open_store(store or context.default_store_url())
     v = resolve_version(store, name, version)
-    with store.reading(f"{model_prefix(name, v)}model.keras") as path:
-        if path.suffix != ".keras":
-            raise PipelineError(f"Model file for {name} v{v} is not a .keras file.")
-        return keras.saving.load_model(path, safe_mode=True)
+    meta = get_meta(store, name, v)
+    fmt = meta.get("format", "keras")
+    if fmt not in frameworks:
+        raise ModelFormatError(f"Model {name} v{v} is in format {fmt!r}, which this jupyter-pipeline does not "
+                               f"know ({', '.join(frameworks)}); upgrade jupyter-pipeline.")
+    framework = frameworks.get(fmt)
+    filename = meta.get("file", framework.filename)
+    if "/" in filename or filename.startswith("."):
+        raise ModelFormatError(f"Model {name} v{v}: meta.json names the file {filename!r}, outside its folder.")
+    with store.reading(f"{model_prefix(name, v)}{filename}") as path:
+        return meta, framework.load(path, meta, **options)
+
+
+def load_model(name: str, version: int | str | None = None, store: Store | str | None = None, **options):
+    """Load a registered model (latest version by default; a number or an alias such as ``production``).
+
+    Each framework reads its own file without running code from it: Keras in safe mode,
+    scikit-learn through skops (types not known to be safe are refused; ``trusted=[...]`` names
+    the ones you trust), XGBoost, LightGBM and ONNX from their data formats, PyTorch from the
+    exported graph. A file holding a pickle stream is refused.
+    """
+    store = open_store(store or context.default_store_url())
+    return load_meta_and_model(store, name, version, **options)[1]
