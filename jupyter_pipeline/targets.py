@@ -78,10 +78,6 @@ class Target:
         ``goal``, ``sample``, ``max_parallel``, ``workers``, ``sweep_id``); return a ``SweepResult``."""
         raise TargetError(f"sweeps cannot run on target '{self.name}'")
 
-    def __call__(self, pipeline, parameters, store, options, on_event=None) -> RunRecord:
-        """Calling a target runs it (targets were plain functions before they were objects)."""
-        return self.run(pipeline, parameters, store, options, on_event)
-
     def to_json(self) -> dict:
         return {"name": self.name, "label": self.label or self.name, "needs_kfp_host": self.needs_kfp_host}
 

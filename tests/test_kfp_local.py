@@ -37,7 +37,7 @@ def test_values_pass_between_compiled_stages(store_dir):
     events = []
     target = get_target("kfp-local")
     pipeline = load(FIXTURES / "kfp_values.ipynb")
-    record = target(pipeline, {"n": "4", "extra": "[1, 2]"}, open_store(store_dir), {},
+    record = target.run(pipeline, {"n": "4", "extra": "[1, 2]"}, open_store(store_dir), {},
                     lambda kind, rec, stage: events.append((kind, stage, rec.stages[stage].status.value if stage else None)))
     assert record.status.value == "succeeded", record.to_json()
     assert record.target == "kfp-local"
@@ -98,7 +98,7 @@ def test_values_pass_between_compiled_stages(store_dir):
 def test_functions_and_classes_pass_between_compiled_stages(store_dir):
     """cloudpickle works inside the compiled components (the image's package), not only in local runs."""
     pipeline = load(FIXTURES / "callables_across_stages.ipynb")
-    record = get_target("kfp-local")(pipeline, {"factor": "5"}, open_store(store_dir), {}, None)
+    record = get_target("kfp-local").run(pipeline, {"factor": "5"}, open_store(store_dir), {}, None)
     assert record.status.value == "succeeded", {n: r.error for n, r in record.stages.items()}
     assert record.stages["report"].metrics == {"scaled": 51}  # factor 5 travelled inside `scale`
     index = open_store(store_dir).get_json(f"runs/{record.run_id}/stages/prep/outputs.json")
@@ -134,7 +134,7 @@ def test_failing_stage_through_the_cli(store_dir, capsys, monkeypatch):
 def test_digits_example(store_dir, monkeypatch):
     pytest.importorskip("sklearn")
     monkeypatch.setenv("KERAS_BACKEND", "jax")
-    record = get_target("kfp-local")(load(ROOT / "examples/digits/digits.ipynb"), {"epochs": "1"},
+    record = get_target("kfp-local").run(load(ROOT / "examples/digits/digits.ipynb"), {"epochs": "1"},
                                      open_store(store_dir), {}, None)
     assert record.status.value == "succeeded", record.error
     assert 0.0 < record.metrics()["accuracy"] <= 1.0
@@ -172,7 +172,7 @@ def test_map_stage_runs_each_item_as_a_loop_iteration(store_dir):
     """fanout.ipynb's `check` stage asserts that 8 chunks of a 1,000-row frame equal the unchunked code."""
     events = []
     pipeline = load(FIXTURES / "fanout.ipynb")
-    record = get_target("kfp-local")(pipeline, {}, open_store(store_dir), {},
+    record = get_target("kfp-local").run(pipeline, {}, open_store(store_dir), {},
                                      lambda kind, rec, stage: events.append((kind, stage)))
     assert record.status.value == "succeeded", record.to_json()
     features = record.stages["features"]
@@ -191,7 +191,7 @@ def test_failed_map_item_fails_the_stage_and_keeps_its_notebook(tmp_path):
 
     shutil.copy(FIXTURES / "fanout_resume.ipynb", tmp_path / "fanout_resume.ipynb")
     (tmp_path / "fail.flag").write_text("1")  # item 2 (value 3) raises while it exists
-    record = get_target("kfp-local")(load(tmp_path / "fanout_resume.ipynb"), {}, open_store(str(tmp_path / "store")),
+    record = get_target("kfp-local").run(load(tmp_path / "fanout_resume.ipynb"), {}, open_store(str(tmp_path / "store")),
                                      {}, None)
     square = record.stages["square"]
     assert record.status.value == "failed" and square.status.value == "failed"

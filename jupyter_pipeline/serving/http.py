@@ -92,10 +92,6 @@ class GracefulHTTPServer(tornado.httpserver.HTTPServer):
 
     # -- shutdown ---------------------------------------------------------------------------------
     @property
-    def open_connections(self) -> int:
-        return len(self._connections)
-
-    @property
     def busy_connections(self) -> int:
         return sum(s.busy for s in self._states.values())
 

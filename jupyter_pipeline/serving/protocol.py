@@ -1,7 +1,7 @@
 """What every protocol's codec shares: datatypes, signatures, decoded requests, checked inputs.
 
 A codec (:mod:`.oip` for OIP v2 over REST, :mod:`.tfserving` for TF Serving's REST v1,
-:mod:`.grpc` for OIP v2 over gRPC) turns a request into named NumPy arrays that fit the model's
+:mod:`.grpc_service` for OIP v2 over gRPC) turns a request into named NumPy arrays that fit the model's
 signature, or raises :class:`~.errors.InvalidRequest` saying exactly what does not fit, and turns
 the model's output arrays back into the protocol's response bytes. The checks live here, once:
 a tensor sent as JSON, as OIP binary data or as gRPC contents meets the same rules. Codecs are
