@@ -30,27 +30,6 @@ STOPPED = "stopped"
 _claiming = threading.Lock()
 
 
-#: Kinds of multi-pod job a ``workers:`` stage becomes on Kubeflow, and the gang schedulers known.
-JOB_KINDS = ("jobset", "trainjob")
-SCHEDULERS = ("kueue", "volcano")
-
-
-def distributed_setting(value) -> dict:
-    """Checker of the notebook setting ``distributed``: how ``workers:`` stages run on Kubeflow."""
-    expected = ('an object such as {"kind": "jobset", "scheduler": "kueue", "queue": "team-a"}: kind is '
-                f'{" or ".join(JOB_KINDS)}, scheduler {" or ".join(SCHEDULERS)} or null; queue, runtime (the '
-                "TrainJob's ClusterTrainingRuntime) and namespace are names")
-    if not isinstance(value, dict) or set(value) - {"kind", "scheduler", "queue", "runtime", "namespace"}:
-        raise ValueError(expected)
-    if value.get("kind", "jobset") not in JOB_KINDS or value.get("scheduler") not in (None, *SCHEDULERS):
-        raise ValueError(expected)
-    if any(not isinstance(value[k], str) or not value[k] for k in ("queue", "runtime", "namespace") if k in value):
-        raise ValueError(expected)
-    if value.get("scheduler") == "kueue" and not value.get("queue"):
-        raise ValueError(expected + ' (Kueue admits a job through a queue: name it in "queue")')
-    return value
-
-
 def free_ports(count: int) -> list[int]:
     """``count`` distinct free TCP ports on 127.0.0.1 (free now; the replicas bind them moments later)."""
     with contextlib.ExitStack() as stack:

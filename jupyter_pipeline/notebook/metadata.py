@@ -18,7 +18,6 @@ from urllib.parse import urlparse
 from .pipeline import Problem, Role, StageOptions
 from ..registry import Registry
 from ..settings import settings as resolved_settings
-from ..local.gang import distributed_setting
 from .pod import METADATA_KEY_RE, QUANTITY_RE, tolerations_setting
 from .tags import read_cell
 
@@ -282,6 +281,27 @@ def stage_defaults(settings: dict, problems: list[Problem]) -> StageOptions:
         else:
             options = options.merged(StageOptions(**spec.options))
     return options
+
+
+#: Kinds of multi-pod job a ``workers:`` stage becomes on Kubeflow, and the gang schedulers known.
+JOB_KINDS = ("jobset", "trainjob")
+SCHEDULERS = ("kueue", "volcano")
+
+
+def distributed_setting(value) -> dict:
+    """Checker of the notebook setting ``distributed``: how ``workers:`` stages run on Kubeflow."""
+    expected = ('an object such as {"kind": "jobset", "scheduler": "kueue", "queue": "team-a"}: kind is '
+                f'{" or ".join(JOB_KINDS)}, scheduler {" or ".join(SCHEDULERS)} or null; queue, runtime (the '
+                "TrainJob's ClusterTrainingRuntime) and namespace are names")
+    if not isinstance(value, dict) or set(value) - {"kind", "scheduler", "queue", "runtime", "namespace"}:
+        raise ValueError(expected)
+    if value.get("kind", "jobset") not in JOB_KINDS or value.get("scheduler") not in (None, *SCHEDULERS):
+        raise ValueError(expected)
+    if any(not isinstance(value[k], str) or not value[k] for k in ("queue", "runtime", "namespace") if k in value):
+        raise ValueError(expected)
+    if value.get("scheduler") == "kueue" and not value.get("queue"):
+        raise ValueError(expected + ' (Kueue admits a job through a queue: name it in "queue")')
+    return value
 
 
 for _name in ("name", "experiment", "description", "image", "kernel", "gpu_type_label"):
