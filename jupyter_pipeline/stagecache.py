@@ -21,9 +21,10 @@ def _digest(value) -> str:
 
 def stage_fingerprints(pipeline: Pipeline, values: dict) -> dict[str, dict]:
     """``{stage: {"key", "code", "setup", "parameters", "upstream"}}``: the key and what went into it."""
-    setup = _digest([pipeline.cells[i].source for i in pipeline.setup_cells])
     out: dict[str, dict] = {}
     for stage in pipeline.stages:  # notebook order: dependencies come first
+        # Its own notebook's setup: an edit to an included notebook's setup re-runs only its stages.
+        setup = _digest([pipeline.cells[i].source for i in pipeline.setup_cells_of(stage)])
         o = stage.options
         code = _digest({
             "cells": [pipeline.cells[i].source for i in stage.cells if pipeline.cells[i].cell_type == "code"],

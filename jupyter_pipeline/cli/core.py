@@ -111,8 +111,8 @@ def cmd_graph(args) -> int:
 
     pipeline = load(args.notebook)
     if args.json:
-        print_json({"stages": [s.to_json() for s in pipeline.stages], "edges": pipeline.edges,
-                    "problems": [p.to_json() for p in pipeline.problems]})
+        data = pipeline.to_json()
+        print_json({key: data[key] for key in ("stages", "edges", "problems", "notebooks", "notebook_edges")})
     else:
         print(FORMATS[args.format](pipeline))
         for p in pipeline.errors:

@@ -14,6 +14,7 @@ import ast
 import gzip
 import hashlib
 import io
+import posixpath
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,25 +89,32 @@ def travelling(pipeline: Pipeline, directory: str | Path | None = None) -> list[
         return []
     notebook = Path(pipeline.path).resolve()
     found: set[Path] = set()
-    for pattern in _patterns(pipeline):
-        for match in root.glob(pattern):
+    for folder, pattern in _patterns(pipeline):
+        for match in (root / folder).glob(pattern):
             found.update(_expand(root, match))
     cells = set(pipeline.setup_cells) | {i for s in pipeline.stages for i in s.cells}
     for index in sorted(cells):
         cell = pipeline.cells[index]
         if cell.cell_type != "code":
             continue
+        base = (root / posixpath.dirname(cell.notebook)).resolve()  # an included notebook's paths are its folder's
         for text in literal_paths(cell.source):
-            candidate = root / text
-            if candidate.exists() and candidate.resolve() != root:
+            candidate = base / text
+            if candidate.exists() and candidate.resolve() != base:
                 found.update(_expand(root, candidate))
     found.discard(notebook)
+    found.difference_update((root / n.path).resolve() for n in pipeline.notebooks)
     return sorted(p.resolve().relative_to(root).as_posix() for p in found)
 
 
-def _patterns(pipeline: Pipeline) -> list[str]:
-    value = pipeline.settings.get("files") or []
-    return [value] if isinstance(value, str) else [str(v) for v in value]
+def _patterns(pipeline: Pipeline) -> list[tuple[str, str]]:
+    """``(folder, glob)`` of every notebook's ``files`` setting: an included notebook's are relative to its folder."""
+    out = []
+    for folder, settings in [("", pipeline.settings)] + [(n.folder, n.settings) for n in pipeline.notebooks]:
+        value = settings.get("files") or []
+        out += [(folder, p) for p in ([value] if isinstance(value, str) else [str(v) for v in value])
+                if (folder, p) not in out]
+    return out
 
 
 def max_bytes(pipeline: Pipeline) -> int:

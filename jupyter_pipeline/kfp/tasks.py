@@ -50,7 +50,7 @@ def notebook_json(pipeline: Pipeline, stage: Stage, packages: list[str] | None =
 
 def registers_models(pipeline: Pipeline, stage: Stage) -> bool:
     """Whether the stage's code (or the setup code) calls ``log_model``: its task gets an ``Output[Model]``."""
-    for index in list(pipeline.setup_cells) + list(stage.cells):
+    for index in list(pipeline.setup_cells_of(stage)) + list(stage.cells):
         try:
             tree = ast.parse(analysis.to_python(pipeline.cells[index].source))
         except SyntaxError:

@@ -11,6 +11,7 @@ is not data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from . import analysis
 from .condition import ConditionContext, bind_condition
@@ -33,6 +34,10 @@ class Grouped:
     parameter_cell_names: set[str]  # every name a parameters cell binds (literal or not)
     skipped_defines: dict[str, int]  # names bound only in `skip` cells -> the first such cell
     left_out_defines: dict[str, int]  # names bound only in cells above the first stage
+    #: How messages name a cell (``cell 4``, or ``cell 2 of parts/features.ipynb`` in an included notebook)
+    label: Callable[[int], str] = lambda index: f"cell {index + 1}"
+    notebook: dict[str, str] = field(default_factory=dict)  # stage -> the included notebook it belongs to
+    setup_for: dict[str, list[int]] | None = None  # stage -> the setup cells it runs (None: all of them)
     parameter_values: dict[str, object] = field(default_factory=dict)  # parameter -> its default
     condition_cells: dict[str, int] = field(default_factory=dict)  # stage -> the cell of its `if:` tag
 
@@ -40,12 +45,20 @@ class Grouped:
 def bind(grouped: Grouped, default_options: StageOptions, problems: list[Problem]) -> tuple[list[Stage], bool]:
     """The stages, bound (problems appended to ``problems``), and whether a star import hides names."""
     scans, order, members, first_cell = grouped.scans, grouped.order, grouped.members, grouped.first_cell
-    setup_scan = analysis.combine([(i, scans[i]) for i in grouped.setup_cells])
     param_names = grouped.parameters
-    setup_params = sorted(setup_scan.uses & param_names)
-    # Names a parameters cell binds count as provided even when not literal (that is reported once).
-    provided = setup_scan.defines | param_names | grouped.parameter_cell_names | analysis.KERNEL_NAMES
-    star_import = setup_scan.star_import or any(s.star_import for s in scans.values())
+    setups: dict[tuple[int, ...], tuple[set[str], list[str]]] = {}
+
+    def setup_of(stage: str) -> tuple[set[str], list[str]]:
+        """What the stage's setup cells provide, and the parameters they read."""
+        cells = tuple(grouped.setup_cells if grouped.setup_for is None else grouped.setup_for[stage])
+        if cells not in setups:
+            scan = analysis.combine([(i, scans[i]) for i in cells])
+            # Names a parameters cell binds count as provided even when not literal (that is reported once).
+            setups[cells] = (scan.defines | param_names | grouped.parameter_cell_names | analysis.KERNEL_NAMES,
+                             sorted(scan.uses & param_names))
+        return setups[cells]
+
+    star_import = any(s.star_import for s in scans.values())
     generator_functions = set().union(*(s.generator_functions for s in scans.values()))
 
     combined = {
@@ -59,6 +72,7 @@ def bind(grouped: Grouped, default_options: StageOptions, problems: list[Problem
     latest: dict[str, str] = {}  # variable -> the nearest stage above that binds it
     for k, name in enumerate(order):
         info = combined[name]
+        provided, setup_params = setup_of(name)
         map_var, map_as = grouped.options[name].map_var, grouped.options[name].map_as
         if map_var:
             # A map stage reads its item under `map_as` (provided per run) and always needs VAR.
@@ -90,13 +104,14 @@ def bind(grouped: Grouped, default_options: StageOptions, problems: list[Problem
             elif var in grouped.left_out_defines:
                 problems.append(Problem(
                     "error", "orphan-name",
-                    f"name '{var}' is defined only in cell {grouped.left_out_defines[var] + 1}, which comes before the first "
+                    f"name '{var}' is defined only in {grouped.label(grouped.left_out_defines[var])}, which "
+                    "comes before the first "
                     "stage and so is left out of the pipeline; tag that cell `setup` to run it at the start of "
                     "every stage", stage=name, cell=cell,
                 ))
             elif not star_import:
                 skipped = grouped.skipped_defines.get(var)
-                hint = (f"; cell {skipped + 1} defines it but is tagged `skip`, so it is not part of the pipeline"
+                hint = (f"; {grouped.label(skipped)} defines it but is tagged `skip`, so it is not part of the pipeline"
                         if skipped is not None else "")
                 problems.append(Problem(
                     "error", "undefined-name",
@@ -130,6 +145,7 @@ def bind(grouped: Grouped, default_options: StageOptions, problems: list[Problem
             parameters=tuple(sorted((info.uses & param_names) | set(setup_params))),
             depends_on=tuple(depends),
             metrics_cell=name == "pipeline-metrics",
+            notebook=grouped.notebook.get(name, ""),
         ))
     stages = [
         Stage(**{**{f: getattr(s, f) for f in s.__dataclass_fields__}, "outputs": tuple(sorted(outputs[s.name])),

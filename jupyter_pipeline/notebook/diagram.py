@@ -1,4 +1,9 @@
-"""Drawings of a pipeline's stage graph: a text tree, Graphviz DOT, Mermaid and a self-contained SVG."""
+"""Drawings of a pipeline's stage graph: a text tree, Graphviz DOT, Mermaid and a self-contained SVG.
+
+A pipeline of several notebooks (``notebook:`` cells) is drawn grouped: a box per notebook around its
+stages (a DOT cluster, a Mermaid subgraph, an SVG frame), edges between notebooks drawn bold, and the
+text tree marks each included notebook's stages and lists the notebook-to-notebook edges.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,26 @@ def _label(stage: Stage) -> str:
     if stage.parameters:
         badges.append("params: " + ", ".join(stage.parameters))
     return stage.name + (f"  [{'; '.join(badges)}]" if badges else "")
+
+
+def groups(pipeline: Pipeline) -> list[tuple[str, list[Stage]]]:
+    """``(notebook, its stages)`` in reading order, the root notebook ("") first; [] without includes."""
+    if not pipeline.notebooks:
+        return []
+    found: dict[str, list[Stage]] = {"": []}
+    for n in pipeline.notebooks:
+        found.setdefault(n.path, [])
+    for s in pipeline.stages:
+        found.setdefault(s.notebook, []).append(s)
+    return [(nb, stages) for nb, stages in found.items() if stages]
+
+
+def _notebook_title(pipeline: Pipeline, notebook: str) -> str:
+    return notebook or (pipeline.path.rsplit("/", 1)[-1] if not pipeline.path.startswith("<") else pipeline.name)
+
+
+def _crosses(pipeline: Pipeline, up: str, down: str) -> bool:
+    return bool(pipeline.notebooks) and pipeline.stage(up).notebook != pipeline.stage(down).notebook
 
 
 def text_tree(pipeline: Pipeline) -> str:
@@ -35,7 +60,8 @@ def text_tree(pipeline: Pipeline) -> str:
             lines.append(f"{prefix}{branch}{name}{via}  ↑ see above")
             return
         drawn.add(name)
-        lines.append(f"{prefix}{branch}{_label(stages[name])}{via}")
+        where = f"  — {stages[name].notebook}" if stages[name].notebook else ""
+        lines.append(f"{prefix}{branch}{_label(stages[name])}{via}{where}")
         kids = children[name]
         ext = "" if parent is None else ("    " if last else "│   ")
         for i, kid in enumerate(kids):
@@ -47,6 +73,13 @@ def text_tree(pipeline: Pipeline) -> str:
     for s in pipeline.stages:  # stages only reachable through a cycle
         if s.name not in drawn:
             draw(s.name, "", True, None)
+    if pipeline.notebooks:
+        lines.append("notebooks:")
+        for notebook, members in groups(pipeline):
+            lines.append(f"  {_notebook_title(pipeline, notebook)}: {', '.join(s.name for s in members)}")
+        for up, down, names in pipeline.notebook_edges:
+            lines.append(f"  {_notebook_title(pipeline, up)} ─▶ {_notebook_title(pipeline, down)}"
+                         + (f"  ({', '.join(names)})" if names else "  (after)"))
     return "\n".join(lines)
 
 
@@ -57,11 +90,24 @@ def _edge_label(pipeline: Pipeline, up: str, down: str) -> str:
 
 def dot(pipeline: Pipeline) -> str:
     lines = [f'digraph "{pipeline.name}" {{', "  rankdir=TB;", '  node [shape=box, style="rounded"];']
-    for s in pipeline.stages:
+
+    def node(s: Stage, indent: str = "  ") -> None:
         attrs = f'label="{_label(s)}"' + (', color="darkgreen", penwidth=2' if s.options.gpu else "")
-        lines.append(f'  "{s.name}" [{attrs}];')
+        lines.append(f'{indent}"{s.name}" [{attrs}];')
+
+    clusters = groups(pipeline)
+    for k, (notebook, members) in enumerate(clusters):
+        lines.append(f'  subgraph "cluster_{k}" {{')
+        lines.append(f'    label="{_notebook_title(pipeline, notebook)}"; style="rounded,dashed"; color="#888888";')
+        for s in members:
+            node(s, "    ")
+        lines.append("  }")
+    if not clusters:
+        for s in pipeline.stages:
+            node(s)
     for up, down in pipeline.edges:
-        lines.append(f'  "{up}" -> "{down}" [label="{_edge_label(pipeline, up, down)}"];')
+        bold = ", penwidth=2, color=\"#6a1b9a\"" if _crosses(pipeline, up, down) else ""
+        lines.append(f'  "{up}" -> "{down}" [label="{_edge_label(pipeline, up, down)}"{bold}];')
     lines.append("}")
     return "\n".join(lines)
 
@@ -69,11 +115,23 @@ def dot(pipeline: Pipeline) -> str:
 def mermaid(pipeline: Pipeline) -> str:
     ids = {s.name: f"s{i}" for i, s in enumerate(pipeline.stages)}
     lines = ["flowchart TD"]
-    for s in pipeline.stages:
+
+    def node(s: Stage, indent: str = "  ") -> None:
         text = _label(s).replace('"', "'")
-        lines.append(f'  {ids[s.name]}["{text}"]')
+        lines.append(f'{indent}{ids[s.name]}["{text}"]')
+
+    clusters = groups(pipeline)
+    for k, (notebook, members) in enumerate(clusters):
+        lines.append(f'  subgraph n{k}["{_notebook_title(pipeline, notebook)}"]')
+        for s in members:
+            node(s, "    ")
+        lines.append("  end")
+    if not clusters:
+        for s in pipeline.stages:
+            node(s)
     for up, down in pipeline.edges:
-        lines.append(f'  {ids[up]} -->|"{_edge_label(pipeline, up, down)}"| {ids[down]}')
+        arrow = "==>" if _crosses(pipeline, up, down) else "-->"
+        lines.append(f'  {ids[up]} {arrow}|"{_edge_label(pipeline, up, down)}"| {ids[down]}')
     for s in pipeline.stages:
         if s.options.gpu:
             lines.append(f"  style {ids[s.name]} stroke:#2e7d32,stroke-width:3px")
@@ -91,6 +149,31 @@ def _layers(pipeline: Pipeline) -> list[list[str]]:
     return layers
 
 
+def _columns(pipeline, clusters, layers, widths, pos, pad, box_h, gap_x, gap_y):
+    """Place each notebook's stages in a column of their own (so frames never overlap): fills ``pos``;
+    returns the drawing's width and the frames."""
+    frame_pad, title_h = 10, 16
+    layer_of = {name: i for i, row in enumerate(layers) for name in row}
+    x, frames = pad, []
+    for notebook, members in clusters:
+        rows: dict[int, list[str]] = {}
+        for s in members:
+            rows.setdefault(layer_of[s.name], []).append(s.name)
+        row_w = {i: sum(widths[n] for n in row) + gap_x * (len(row) - 1) for i, row in rows.items()}
+        col_w = max(max(row_w.values()), 7.2 * len(_notebook_title(pipeline, notebook)) + 16)
+        for i, row in rows.items():
+            rx = x + frame_pad + (col_w - row_w[i]) / 2
+            for name in row:
+                pos[name] = (rx, pad + i * (box_h + gap_y))
+                rx += widths[name] + gap_x
+        top, bottom = min(rows), max(rows)
+        y = pad + top * (box_h + gap_y) - frame_pad - title_h
+        frames.append((_notebook_title(pipeline, notebook), x, y, col_w + 2 * frame_pad,
+                       (bottom - top) * (box_h + gap_y) + box_h + 2 * frame_pad + title_h))
+        x += col_w + 2 * frame_pad + gap_x
+    return x - gap_x + pad, frames
+
+
 def svg(pipeline: Pipeline) -> str:
     """The stage graph as a standalone SVG (top to bottom), so notebooks show it without any renderer."""
     from html import escape
@@ -99,14 +182,20 @@ def svg(pipeline: Pipeline) -> str:
     stages = {s.name: s for s in pipeline.stages}
     widths = {n: max(60.0, len(_label(s)) * char_w + 20) for n, s in stages.items()}
     layers = _layers(pipeline)
-    row_w = [sum(widths[n] for n in row) + gap_x * (len(row) - 1) for row in layers]
-    total_w = max(row_w, default=120) + 2 * pad
+    clusters = groups(pipeline)
+    frames: list[tuple[str, float, float, float, float]] = []  # (title, x, y, width, height) per notebook
     pos: dict[str, tuple[float, float]] = {}
-    for i, row in enumerate(layers):
-        x = pad + (total_w - 2 * pad - row_w[i]) / 2
-        for name in row:
-            pos[name] = (x, pad + i * (box_h + gap_y))
-            x += widths[name] + gap_x
+    if clusters:
+        pad += 10  # room for the frames' titles
+        total_w, frames = _columns(pipeline, clusters, layers, widths, pos, pad, box_h, gap_x, gap_y)
+    else:
+        row_w = [sum(widths[n] for n in row) + gap_x * (len(row) - 1) for row in layers]
+        total_w = max(row_w, default=120) + 2 * pad
+        for i, row in enumerate(layers):
+            x = pad + (total_w - 2 * pad - row_w[i]) / 2
+            for name in row:
+                pos[name] = (x, pad + i * (box_h + gap_y))
+                x += widths[name] + gap_x
     total_h = pad * 2 + len(layers) * box_h + max(0, len(layers) - 1) * gap_y
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_w:.0f}" height="{total_h:.0f}" '
@@ -115,11 +204,16 @@ def svg(pipeline: Pipeline) -> str:
         '<defs><marker id="jp-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
         'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
     ]
+    for title, x, y, w, h in frames:
+        out.append(f'<g class="jp-notebook"><rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" rx="9" '
+                   'fill="#fafafa" stroke="#999" stroke-dasharray="5 3"/>'
+                   f'<text x="{x + 8:.1f}" y="{y + 14:.1f}" fill="#555" font-size="11">{escape(title)}</text></g>')
     for up, down in pipeline.edges:
         (ux, uy), (dx, dy) = pos[up], pos[down]
         x1, y1 = ux + widths[up] / 2, uy + box_h
         x2, y2 = dx + widths[down] / 2, dy
-        out.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="#555" '
+        width = ' stroke-width="2.2"' if _crosses(pipeline, up, down) else ""
+        out.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="#555"{width} '
                    'marker-end="url(#jp-arrow)"/>')
         out.append(f'<text x="{(x1 + x2) / 2 + 4:.1f}" y="{(y1 + y2) / 2 + 4:.1f}" fill="#666" font-size="10">'
                    f"{escape(_edge_label(pipeline, up, down))}</text>")

@@ -9,12 +9,12 @@ import ast
 import json
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import nbformat
 
-from . import analysis
-from . import tags
+from . import analysis, compose
 from .binding import Grouped, bind
 from ..exceptions import NotebookReadError
 from .pipeline import Cell, Parameter, Pipeline, Problem, Role, StageOptions
@@ -142,16 +142,12 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
     left_out_defines: dict[str, int] = {}
     condition_cells: dict[str, int] = {}  # stage -> the cell of its first `if:` tag
 
-    read = []
-    for index, raw in enumerate(nb.get("cells") or []):
-        cell_type, raw_source, cell_tags = _cell_parts(raw, index, problems)
-        spec, source = tags.read_cell(cell_tags, raw_source, cell_type)
-        read.append((cell_type, cell_tags, spec, source))
+    # Referenced notebooks' cells stand in place of their `notebook:` cells (see compose).
+    expanded = compose.expand(nb, path, _cell_parts)
+    read = [(e.cell_type, e.tags, e.spec, e.source) for e in expanded.entries]
     # A notebook without stage tags is one stage: every untagged cell joins it.
-    current: str | None = None
-    untagged_code = any(t == "code" and spec.role == Role.CONTINUE and src.strip() for t, _, spec, src in read)
-    if untagged_code and not any(spec.role == Role.STAGE for _, _, spec, _ in read):
-        current = whole_notebook_stage(path)
+    current: str | None = expanded.whole.get(0)
+    if current:
         problems.append(Problem(
             "info", "whole-notebook",
             f"no cell is tagged as a stage, so the whole notebook runs as one stage, '{current}' (a cell tagged "
@@ -171,7 +167,14 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
             introduces[index] = upcoming
     introducing: list[int] = []  # such cells, waiting for the stage's first code cell
 
+    outer: list[tuple[str | None, int]] = []  # (current stage, inclusion) of the notebooks including this cell
+    held: list[int] = []  # untagged code after a `notebook:` cell, held for the next stage (as Kale does)
+    holding: int | None = None  # the inclusion whose `notebook:` cell the held code follows
+    found_parameters: list[tuple[int, Parameter]] = []  # (depth of its notebook, parameter)
     for index, (cell_type, cell_tags, spec, source) in enumerate(read):
+        entry = expanded.entries[index]
+        if held and entry.instance == holding and spec.role == Role.INCLUDE:
+            problems.append(compose.unheld(held, expanded))
         for code, message in spec.problems:
             problems.append(Problem("error", code, message, stage=spec.stage, cell=index))
         role, stage, heading_of = spec.role, None, None
@@ -187,9 +190,12 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
                 current = spec.stage
         elif spec.role in (Role.STAGE, Role.METRICS):
             stage = current = spec.stage
+            holding = None
         elif spec.role == Role.CONTINUE:
             stage = current
-            if stage is None and source.strip():
+            if stage is None and source.strip() and holding is not None:
+                held.append(index)
+            elif stage is None and source.strip():
                 left_out.append(index)
                 role = Role.SKIP
         if stage is not None and stage not in members:
@@ -200,6 +206,11 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
             if cell_type == "code":
                 members[stage].extend(introducing)
                 introducing.clear()
+            if held and role == Role.STAGE:
+                members[stage].extend(held)
+                for i in held:
+                    cells[i] = replace(cells[i], stage=stage)
+                held.clear()
             members[stage].append(index)
             after[stage].extend(a for a in spec.after if a not in after[stage])
             options[stage] = options[stage].merged(StageOptions(**spec.options))
@@ -213,7 +224,9 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
             ))
 
         code_scan = None
-        if cell_type == "code" and role == Role.SKIP:
+        if role == Role.INCLUDE:
+            pass  # a reference: its notebook's cells follow
+        elif cell_type == "code" and role == Role.SKIP:
             defines = skipped_defines if index not in left_out else left_out_defines
             defines.update({n: index for n in analysis.scan(source).defines if n not in defines})
         elif cell_type == "code":
@@ -226,32 +239,54 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
             if role == Role.SETUP:
                 setup_cells.append(index)
             elif role == Role.PARAMETERS:
-                parameters.extend(_parameters(index, source, problems))
+                found_parameters.extend((expanded.depth(entry.instance), p) for p in _parameters(index, source, problems))
         cells.append(Cell(
             index=index, cell_type=cell_type, source=source, role=role, stage=stage or heading_of, tags=cell_tags,
             defines=frozenset(code_scan.defines) if code_scan else frozenset(),
             uses=frozenset(code_scan.uses) if code_scan else frozenset(),
+            notebook=entry.notebook, source_index=entry.index,
         ))
-    if left_out:
+        if role == Role.INCLUDE:  # the included notebook's cells come next
+            outer.append((current, entry.instance))
+            current = expanded.whole.get(spec.included)
+        for _ in range(entry.closes):  # back in the including notebook, below its `notebook:` cell
+            if holding is not None and held:
+                problems.append(compose.unheld(held, expanded))
+            current, holding = outer.pop()
+            if current is None or current != expanded.whole.get(holding):
+                current = None  # untagged code below is held for the next stage
+            else:
+                holding = None  # a notebook without stage tags: its one stage goes on
+    if held:
+        problems.append(compose.unheld(held, expanded))
+    parameters = compose.winning_parameters(found_parameters, expanded, problems)
+    for group in compose.by_notebook(left_out, expanded):
+        numbers = [expanded.entries[i].index for i in group]
         problems.append(Problem(
             "warning", "orphan-cell",
-            f"{_cells_phrase(left_out)} before the first stage and {'is' if len(left_out) == 1 else 'are'} not "
+            f"{_cells_phrase(numbers)} before the first stage and {'is' if len(group) == 1 else 'are'} not "
             "tagged `setup`, `parameters` or `skip`, so the pipeline leaves "
-            f"{'it' if len(left_out) == 1 else 'them'} out (as Kale does). Tag a cell `setup` if every stage "
+            f"{'it' if len(group) == 1 else 'them'} out (as Kale does). Tag a cell `setup` if every stage "
             "needs it, `skip` to keep it out without this warning, or move it below a stage.",
-            cell=left_out[0],
+            cell=group[0],
         ))
 
     default_options = stage_defaults(settings, problems)
+    instance_of = {name: expanded.entries[first_cell[name]].instance for name in order}
+    compose.apply_notebook_defaults(options, instance_of, expanded)
+    label = expanded.cell_label
     grouped = Grouped(order=order, members=members, after=after, options=options, first_cell=first_cell,
                       scans=scans, setup_cells=setup_cells, parameters={p.name for p in parameters},
                       parameter_cell_names={n for c in cells if c.role == Role.PARAMETERS for n in c.defines},
                       skipped_defines=skipped_defines, left_out_defines=left_out_defines,
-                      parameter_values={p.name: p.default for p in parameters}, condition_cells=condition_cells)
+                      parameter_values={p.name: p.default for p in parameters}, condition_cells=condition_cells,
+                      label=label, notebook={name: expanded.entries[first_cell[name]].notebook for name in order},
+                      setup_for={name: compose.own_setup(setup_cells, expanded, instance_of[name]) for name in order})
     stages, star_import = bind(grouped, default_options, problems)
+    stages = compose.kale_reading_order(stages, expanded, instance_of)
     problems.extend(stage_problems(stages, cells, first_cell))
     problems.extend(workers_problems(stages, cells, setup_cells, first_cell, settings.get("volumes") or []))
-    problems.extend(reopened_stages(stages, cells, first_cell))
+    problems.extend(reopened_stages(stages, cells, first_cell, label))
     problems.extend(find_cycles(stages, first_cell))
     kernelspec = metadata.get("kernelspec")
     kernel = (kernelspec.get("name") if isinstance(kernelspec, dict) else None) or "python3"
@@ -262,8 +297,9 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
         stages=tuple(stages),
         parameters=tuple(parameters),
         setup_cells=tuple(setup_cells),
-        settings=settings,
-        problems=tuple(sorted(problems, key=lambda p: (p.cell if p.cell is not None else -1, p.code))),
+        settings=compose.merged_settings(settings, expanded),
+        problems=compose.in_notebooks(problems, expanded),
+        notebooks=tuple(expanded.notebooks),
         star_import=star_import,
         kernel_name=settings.get("kernel", kernel),
     )

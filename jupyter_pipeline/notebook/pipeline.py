@@ -7,6 +7,7 @@ runner, the KFP compiler, the REST API) reads these and nothing else of the note
 from __future__ import annotations
 
 import enum
+import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ class Role(str, enum.Enum):
     PARAMETERS = "parameters"
     SKIP = "skip"
     METRICS = "metrics"  # Kale's pipeline-metrics cell
+    INCLUDE = "include"  # a `notebook:` cell: another notebook's cells stand in its place
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,35 @@ class Cell:
     tags: tuple[str, ...] = ()
     defines: frozenset[str] = frozenset()
     uses: frozenset[str] = frozenset()
+    notebook: str = ""  # the notebook it comes from, relative to the root notebook's folder ("" for the root)
+    source_index: int | None = None  # its index in that notebook (None: ``index``, a notebook without includes)
+
+    @property
+    def own_index(self) -> int:
+        """The cell's index in its own notebook (what JupyterLab shows as its number, minus one)."""
+        return self.index if self.source_index is None else self.source_index
+
+
+@dataclass(frozen=True)
+class Included:
+    """A notebook included by a ``notebook:`` cell (see :mod:`.compose`)."""
+
+    path: str  # relative to the root notebook's folder, with '/'
+    parent: str  # the notebook holding the reference ("" for the root)
+    cell: int  # the reference cell's index in that notebook
+    depth: int  # 1 for a notebook the root includes, 2 for one that notebook includes, ...
+    prefix: str  # what qualifies its stage names where another notebook uses the same
+    kale: bool = False  # referenced in Kale 2.3's spelling (`notebook:NAME` + `notebook_path` metadata)
+    settings: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def folder(self) -> str:
+        """Its folder relative to the root notebook's ("" when the same): where its stages run."""
+        return posixpath.dirname(self.path)
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "parent": self.parent, "cell": self.cell, "depth": self.depth,
+                "prefix": self.prefix, "spelling": "kale" if self.kale else "native"}
 
 
 @dataclass(frozen=True)
@@ -124,10 +155,17 @@ class Stage:
     #: (variable, kind) of its outputs a later stage's condition reads: saved as plain scalars too,
     #: and on Kubeflow outputs of its component (kind: "float", "str" or "bool"; see notebook.condition)
     scalars: tuple[tuple[str, str], ...] = ()
+    notebook: str = ""  # the included notebook whose cells it holds ("" for the root notebook)
+
+    @property
+    def folder(self) -> str:
+        """The folder it runs in, relative to the root notebook's ("" for the root's own)."""
+        return posixpath.dirname(self.notebook)
 
     def to_json(self) -> dict:
         return {
             "name": self.name,
+            "notebook": self.notebook,
             "cells": list(self.cells),
             "after": list(self.after),
             "depends_on": list(self.depends_on),
@@ -151,9 +189,10 @@ class Problem:
     stage: str | None = None
     cell: int | None = None
     line: int | None = None
+    notebook: str | None = None  # an included notebook the cell is in (None: the notebook itself)
 
     def describe(self) -> str:
-        where = []
+        where = [self.notebook] if self.notebook else []
         if self.cell is not None:
             # Messages count cells from 1, as people do; the JSON field ``cell`` is the 0-based index.
             where.append(f"cell {self.cell + 1}" + (f" line {self.line}" if self.line else ""))
@@ -169,6 +208,7 @@ class Problem:
             "stage": self.stage,
             "cell": self.cell,
             "line": self.line,
+            "notebook": self.notebook,
         }
 
 
@@ -186,6 +226,7 @@ class Pipeline:
     problems: tuple[Problem, ...] = ()
     star_import: bool = False
     kernel_name: str = "python3"
+    notebooks: tuple[Included, ...] = ()  # notebooks its `notebook:` cells include, in reading order
 
     # -- lookups ---------------------------------------------------------------------------------
     def stage(self, name: str) -> Stage:
@@ -199,6 +240,33 @@ class Pipeline:
     @property
     def stage_names(self) -> list[str]:
         return [s.name for s in self.stages]
+
+    def setup_cells_of(self, stage: Stage) -> tuple[int, ...]:
+        """The setup cells ``stage`` runs: those of its own notebook (an included notebook's are its own)."""
+        seen: set[int] = set()
+        mine = []
+        for index in self.setup_cells:
+            cell = self.cells[index]
+            if cell.notebook == stage.notebook and cell.own_index not in seen:
+                seen.add(cell.own_index)
+                mine.append(index)
+        return tuple(mine)
+
+    @property
+    def notebook_edges(self) -> list[tuple[str, str, list[str]]]:
+        """``(upstream notebook, downstream notebook, variables)`` for stage edges that cross notebooks."""
+        by_name = {s.name: s for s in self.stages}
+        found: dict[tuple[str, str], list[str]] = {}
+        for s in self.stages:
+            for up in s.depends_on:
+                if up in by_name and by_name[up].notebook != s.notebook:
+                    names = found.setdefault((by_name[up].notebook, s.notebook), [])
+                    names += [v for v, p in s.inputs if p == up and v not in names]
+        return [(a, b, names) for (a, b), names in found.items()]
+
+    def stage_json(self, stage: Stage) -> dict:
+        """``stage.to_json()`` with its cells numbered in its own notebook."""
+        return {**stage.to_json(), "cells": [self.cells[i].own_index for i in stage.cells]}
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -249,10 +317,13 @@ class Pipeline:
         return {
             "name": self.name,
             "path": self.path,
-            "stages": [s.to_json() for s in self.stages],
+            "stages": [self.stage_json(s) for s in self.stages],
             "edges": [list(e) for e in self.edges],
-            "parameters": [p.to_json() for p in self.parameters],
-            "setup_cells": list(self.setup_cells),
+            "parameters": [{**p.to_json(), "cell": self.cells[p.cell].own_index,
+                            "notebook": self.cells[p.cell].notebook} for p in self.parameters],
+            "setup_cells": [self.cells[i].own_index for i in self.setup_cells if not self.cells[i].notebook],
+            "notebooks": [n.to_json() for n in self.notebooks],
+            "notebook_edges": [{"from": a, "to": b, "variables": v} for a, b, v in self.notebook_edges],
             "settings": self.settings,
             "problems": [p.to_json() for p in self.problems],
         }

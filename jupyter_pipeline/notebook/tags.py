@@ -34,6 +34,8 @@ class CellSpec:
     options: dict = field(default_factory=dict)  # StageOptions fields this cell sets
     problems: list[tuple[str, str]] = field(default_factory=list)  # (code, message) of malformed tags
     from_magic: bool = False
+    include: str | None = None  # `notebook:PATH` (or Kale's `notebook:NAME`): the value after the colon
+    included: int = 0  # set by compose: which inclusion of the expanded notebook it starts
 
     def problem(self, message: str, code: str = "bad-tag") -> None:
         self.problems.append((code, message))
@@ -150,6 +152,9 @@ def native(tag: str, spec: CellSpec) -> bool:
         spec.set_stage(value, tag)
     elif key == "after":
         spec.after.append(value)
+    elif key == "notebook":
+        spec.role = Role.INCLUDE
+        spec.include = value
     elif key == "gpu":
         _gpu_option(spec, tag, value)
     elif key in ("cpu", "memory"):

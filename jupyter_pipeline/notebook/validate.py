@@ -114,7 +114,8 @@ def _dotted(node: ast.AST) -> str:
     return "?"
 
 
-def reopened_stages(stages: list[Stage], cells: list[Cell], first_cell: dict[str, int]) -> list[Problem]:
+def reopened_stages(stages: list[Stage], cells: list[Cell], first_cell: dict[str, int],
+                    label=lambda index: f"cell {index + 1}") -> list[Problem]:
     """A stage whose cells continue below a stage that reads its variables.
 
     The pipeline runs all of a stage before any stage that reads from it, so the reader would see
@@ -133,10 +134,10 @@ def reopened_stages(stages: list[Stage], cells: list[Cell], first_cell: dict[str
             shown = ", ".join(f"'{n}'" for n in names[:3]) + (" and more" if len(names) > 3 else "")
             problems.append(Problem(
                 "error", "reopened-stage",
-                f"stage '{producer}' continues here, below stage '{reader.name}' (cell {start + 1}), which reads "
+                f"stage '{producer}' continues here, below stage '{reader.name}' ({label(start)}), which reads "
                 f"{shown} from it; the pipeline runs all of '{producer}' before '{reader.name}', so "
                 f"'{reader.name}' would not see what running the notebook top to bottom gives it. Tag this cell "
-                f"with a stage of its own, or move it above cell {start + 1}",
+                f"with a stage of its own, or move it above {label(start)}",
                 stage=producer, cell=below[0],
             ))
     return problems

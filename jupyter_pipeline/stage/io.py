@@ -13,12 +13,25 @@ from ..startup import default_keras_backend
 default_keras_backend()  # stage kernels: `import keras` works on a fresh install (JAX backend)
 
 _indexes: dict[tuple[str, str], dict] = {}
+_home: list[str] = []  # the folder the kernel started in: the root notebook's (or the unpacked files')
 
 
 def activate(run: dict) -> None:
     """Called by the first generated cell with ``{"store", "run_id", "stage", "item"?, "gang"?}``."""
     context.activate(run["store"], run["run_id"], run["stage"], run.get("item"), run.get("gang"))
     _indexes.clear()
+
+
+def enter_folder(folder: str) -> None:
+    """Make ``folder`` (relative to the root notebook's folder) the working directory: the stages of an
+    included notebook run in its folder. A kernel running several stages keeps its first folder as home."""
+    import os
+
+    if not _home:
+        _home.append(os.getcwd())
+    target = os.path.join(_home[0], folder)
+    os.makedirs(target, exist_ok=True)  # on a pod, a folder none of the travelling files is in
+    os.chdir(target)
 
 
 def _index(producer: str) -> dict:
