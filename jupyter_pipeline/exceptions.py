@@ -25,6 +25,14 @@ class NotebookReadError(PipelineError):
         super().__init__(f"Cannot read notebook {self.path}: {reason}")
 
 
+class PipelineFileError(NotebookReadError):
+    """Raised when an Elyra pipeline file is missing, unreadable or not pipeline-flow JSON."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(path, reason)
+        self.args = (f"Cannot read pipeline file {self.path}: {reason}",)
+
+
 class ValidationFailed(PipelineError):
     """Raised when a notebook has validation errors and an action needs a valid pipeline."""
 

@@ -83,16 +83,34 @@ class PipelineMagics(Magics):
         """%%stage NAME [--after A B] [--gpu N[:TYPE]] [--cpu X] [--memory X] [--image REF]
         [--retries N] [--timeout S] [--no-cache] [--volume CLAIM:/path] [--env NAME=VALUE]
         [--secret SECRET:KEY:ENV|SECRET:/path] [--label K:V] [--annotation K:V] [--node K=V]
-        [--toleration K[=V]:EFFECT] [--shm SIZE]: mark the cell as stage NAME and run it."""
+        [--toleration K[=V]:EFFECT] [--shm SIZE] [--if EXPR]: mark the cell as stage NAME and run it
+        (with ``--if``, only when EXPR holds for the notebook's variables, as the pipeline runs it)."""
         from .notebook.tags import read_cell
 
         spec, _ = read_cell([], f"%%stage {line}\n", "code")
         if spec.problems:
             raise UsageError("; ".join(message for _, message in spec.problems))
+        if spec.options.get("condition") and not self._condition_holds(spec.stage, spec.options["condition"]):
+            return
         result = self.shell.run_cell(cell, store_history=False)
         if not result.success:  # the body's traceback is shown already; fail the cell, once
             raise MagicFailed(f"stage '{spec.stage}' raised {type(result.error_in_exec or result.error_before_exec).__name__}"
                               " (traceback above)")
+
+    def _condition_holds(self, stage: str, text: str) -> bool:
+        """Whether ``%%stage --if`` holds for the kernel's variables (checked, never eval'd); says so when not."""
+        from .notebook.condition import evaluate, parse
+
+        try:
+            holds, why = evaluate(parse(text), self.shell.user_ns)
+        except KeyError as exc:
+            raise MagicFailed(f"stage '{stage}': its condition `{text}` reads {exc}, which is not defined yet; "
+                              "run the cells above first") from None
+        except TypeError as exc:
+            raise MagicFailed(f"stage '{stage}': its condition `{text}` cannot be evaluated: {exc}") from None
+        if not holds:
+            print(f"stage '{stage}' skipped: condition false: {why}")
+        return holds
 
     @line_magic
     def pipeline(self, line: str):
@@ -189,19 +207,19 @@ class PipelineMagics(Magics):
 
     def _status(self, args):
         from .store.records import list_runs, load_run
-        from .local.lease import effective_status
         from .store.base import open_store, resolve_store_url
+        from .targets import run_status
 
         store = open_store(resolve_store_url(args.store))
         if args.run_id:
-            record = effective_status(store, load_run(store, args.run_id))
+            record = run_status(store, load_run(store, args.run_id))
             display(run_bundle(record), raw=True)
             return
         try:
             notebook = str(notebook_path(None, self.shell).resolve())
         except MagicFailed:
             notebook = None  # not in a server session: list every run of the store
-        records = [effective_status(store, r) for r in list_runs(store, notebook=notebook, limit=args.limit)]
+        records = [run_status(store, r, ask_target=False) for r in list_runs(store, notebook=notebook, limit=args.limit)]
         where = f" of {Path(notebook).name}" if notebook else ""
         if not records:
             print(f"no runs{where} in store {store.url}")

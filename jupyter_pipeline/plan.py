@@ -22,6 +22,7 @@ tested without kernels or stores.
 from __future__ import annotations
 
 import enum
+import fnmatch
 import itertools
 import random
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ def incremental(pipeline: Pipeline, fingerprints: dict[str, dict], earlier: list
             decisions[stage.name] = Decision(Action.RUN, "tagged cache:off")
             continue
         match = next((r for r in earlier if (s := r.stages.get(stage.name)) and s.status == StageState.SUCCEEDED
-                      and s.cache_key == fp["key"] and (not stage.outputs or has_outputs(r.run_id, stage.name))),
+                      and s.cache_key == fp["key"] and (not (stage.outputs or stage.files_out) or has_outputs(r.run_id, stage.name))),
                      None)
         if match is not None:
             rec = match.stages[stage.name]
@@ -123,6 +124,9 @@ def resume(pipeline: Pipeline, record: RunRecord, saved_outputs: Callable[[str],
         for var, producer in stage.inputs:
             if producer not in why and var not in saved_outputs(producer):
                 why[producer] = f"stage {stage.name} needs {var}, which it did not save"
+        for pattern, producer in stage.files_in:
+            if producer not in why and not fnmatch.filter(saved_outputs(producer), pattern):
+                why[producer] = f"stage {stage.name} needs the file {pattern}, which it did not pass on"
     changed = True
     while changed:  # everything downstream of a re-run stage re-runs too
         changed = False

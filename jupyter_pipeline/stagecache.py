@@ -30,6 +30,8 @@ def stage_fingerprints(pipeline: Pipeline, values: dict) -> dict[str, dict]:
             "cells": [pipeline.cells[i].source for i in stage.cells if pipeline.cells[i].cell_type == "code"],
             "inputs": sorted(stage.inputs), "outputs": list(stage.outputs),
             "map": [o.map_var, o.map_chunks, o.map_as],
+            **({"files": [sorted(stage.files_in), list(stage.files_out), stage.workdir and stage.workdir.to_json()]}
+               if stage.files_in or stage.files_out or stage.workdir else {}),
         })
         parameters = {name: values.get(name) for name in stage.parameters}
         upstream = {name: out[name]["key"] for name in stage.depends_on if name in out}

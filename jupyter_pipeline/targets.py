@@ -194,3 +194,21 @@ targets = TargetRegistry()
 def get_target(name: str) -> Target:
     """The run target called ``name``; raises :class:`UnknownKeyError` naming the known ones."""
     return targets.get(name)
+
+
+def run_status(store: Store, record: RunRecord, options: dict | None = None, *, ask_target: bool = True) -> RunRecord:
+    """A run's current state, the one way every front (CLI, magics, server) reads it.
+
+    With ``ask_target`` the run's own target is asked (a Kubeflow run's state comes from the
+    cluster); without it, or when the target cannot answer (unknown, unreachable), the stored record
+    is used, marked interrupted if the process that drove it is gone. Listing many runs passes
+    ``ask_target=False`` so that a list never waits on a cluster.
+    """
+    from .local.lease import effective_status
+
+    if ask_target and record.status.value == "running":
+        try:
+            return get_target(record.target).status(store, record, dict(options or {}))
+        except Exception as exc:  # the stored state is still an answer; say why it is all we have
+            log.warning("could not read run %s's state from target '%s': %s", record.run_id, record.target, exc)
+    return effective_status(store, record)

@@ -163,19 +163,19 @@ def _exit_status(record) -> int:
 
 def cmd_runs(args) -> int:
     from ..store.records import list_runs, load_run
-    from ..local.lease import effective_status
     from ..store.base import open_store, resolve_store_url
+    from ..targets import run_status
 
     store = open_store(resolve_store_url(args.store))
     if args.run_id:
-        record = effective_status(store, load_run(store, args.run_id))
+        record = run_status(store, load_run(store, args.run_id))
         if args.json:
             print_json(record.to_json())
         else:
             print(f"run {record.run_id} of {record.notebook} ({record.target}), parameters: {record.parameters}")
             print(run_summary(record))
         return 0
-    records = [effective_status(store, r) for r in list_runs(store, limit=args.limit)]
+    records = [run_status(store, r, ask_target=False) for r in list_runs(store, limit=args.limit)]
     if args.json:
         print_json({"runs": [r.to_json() for r in records], "store": store.url})
         return 0
@@ -190,7 +190,9 @@ def cmd_runs(args) -> int:
             from ..store.records import parse_iso
 
             total = (parse_iso(r.finished_at) - parse_iso(r.created_at)).total_seconds()
-        rows.append([r.run_id, r.status.value, f"{done}/{len(r.stages)}", seconds(total), r.target, r.pipeline])
+        passed_over = sum(1 for s in r.stages.values() if s.passed_over)
+        ok = f"{done}/{len(r.stages)}" + (f" ({passed_over} skipped by if:)" if passed_over else "")
+        rows.append([r.run_id, r.status.value, ok, seconds(total), r.target, r.pipeline])
     print(table(rows, ["run", "status", "stages ok", "duration", "target", "pipeline"]))
     return 0
 

@@ -162,8 +162,8 @@ def _carry(stages) -> ast.keyword:
 
 
 def data_producers(stage: Stage) -> list[str]:
-    """The stages whose variables ``stage`` loads, in order of first use."""
-    return list(dict.fromkeys(producer for _, producer in stage.inputs))
+    """The stages whose variables (or files) ``stage`` loads, in order of first use."""
+    return list(dict.fromkeys(producer for _, producer in stage.inputs + stage.files_in))
 
 
 def stage_function(pipeline: Pipeline, stage: Stage, timeout: int = 0, model: bool = False,

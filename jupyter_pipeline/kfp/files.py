@@ -50,7 +50,7 @@ def notebook_dir(pipeline: Pipeline, directory: str | Path | None = None) -> Pat
     if directory is not None:
         return Path(directory).resolve()
     path = Path(pipeline.path)
-    return path.resolve().parent if path.suffix == ".ipynb" and path.is_file() else None
+    return path.resolve().parent if path.suffix in (".ipynb", ".pipeline") and path.is_file() else None
 
 
 def _inside(root: Path, path: Path) -> bool:

@@ -124,7 +124,8 @@ def _pod_options(task, stage: Stage, placement: Placement, claims: dict | None) 
         task.set_env_variable(name, value)
     for volume in list(placement.volumes) + list(opts.volumes):
         if not volume.get("new"):
-            kubernetes.mount_pvc(task, pvc_name=volume["name"], mount_path=volume["mount_path"])
+            kubernetes.mount_pvc(task, pvc_name=volume["name"], mount_path=volume["mount_path"],
+                                 sub_path=volume.get("sub_path", ""))
         elif claims is not None:
             kubernetes.mount_pvc(task, pvc_name=claims[volume["name"]], mount_path=volume["mount_path"])
     as_env: dict[str, dict] = {}

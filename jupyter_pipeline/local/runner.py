@@ -297,7 +297,7 @@ class LocalRunner:
 
     def _link_outputs(self, stage: Stage, record: RunRecord, run_id: str, source: str) -> None:
         """Point this run's output index of ``stage`` at the values ``source`` saved in ``run_id``."""
-        if stage.outputs:
+        if stage.outputs or stage.files_out:
             link_outputs(self.store, record.run_id, stage.name, run_id, source)
 
     def _compute(self, stage: Stage, record: RunRecord) -> dict:

@@ -8,6 +8,8 @@ Nothing here runs code; it reads notebooks and answers questions about them.
 - :mod:`.analysis` — what each cell defines and reads (static analysis after IPython's transforms)
 - :mod:`.binding` — each stage's free names bound to the stage above that defines them
 - :mod:`.parse` — nbformat → :class:`Pipeline`: tags, grouping, binding, cell-level problems
+- :mod:`.elyra` — Elyra pipeline files (``*.pipeline``) → :class:`Pipeline`, a stage per node;
+  :mod:`.elyra_options` maps a node's properties onto stage options
 - :mod:`.validate` — pipeline-level checks (cycles, empty stages, ...)
 - :mod:`.parameters` — run parameters checked and typed against the ``parameters`` cell
 - :mod:`.pipeline` — the typed records: cells, stages, parameters, problems

@@ -39,7 +39,12 @@ def read_notebook(path: str | os.PathLike) -> nbformat.NotebookNode:
 
 
 def load(path: str | os.PathLike) -> Pipeline:
-    """Parse and validate the notebook at ``path``; problems are in ``Pipeline.problems``."""
+    """Parse and validate the notebook (or Elyra ``.pipeline`` file) at ``path``; problems are in
+    ``Pipeline.problems``."""
+    from .elyra import is_pipeline_file, load_pipeline_file
+
+    if is_pipeline_file(path):
+        return load_pipeline_file(path)
     return from_notebook(read_notebook(path), str(path))
 
 

@@ -138,6 +138,25 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class WorkFolder:
+    """A stage that works in a fresh folder of its own rather than the notebook's (an Elyra node):
+    what is copied into it, and the environment it sets. The files upstream stages pass on are
+    ``Stage.files_in``; see :mod:`jupyter_pipeline.stage.workfolder`."""
+
+    base: str  # folder (relative to the pipeline file's) that ``ship`` is relative to
+    ship: tuple[str, ...] = ()  # files or globs copied into the working folder: the stage's file, its dependencies
+    recursive: bool = False  # a shipped folder brings its sub-folders too
+    env: dict[str, str] = field(default_factory=dict, hash=False)  # set in the kernel, locally too
+    keep_env: tuple[str, ...] = ()  # names a pod may already have from a Kubernetes secret, which then wins
+    env_parameters: tuple[str, ...] = ()  # pipeline parameters passed as environment variables
+    digest: str = ""  # of the shipped files' contents, so that editing one re-runs the stage
+
+    def to_json(self) -> dict:
+        return {"base": self.base, "ship": list(self.ship), "recursive": self.recursive, "env": dict(self.env),
+                "keep_env": list(self.keep_env), "env_parameters": list(self.env_parameters), "digest": self.digest}
+
+
+@dataclass(frozen=True)
 class Stage:
     """A pipeline stage: its cells, its dependencies and the variables it receives and sends."""
 
@@ -155,6 +174,11 @@ class Stage:
     #: (variable, kind) of its outputs a later stage's condition reads: saved as plain scalars too,
     #: and on Kubeflow outputs of its component (kind: "float", "str" or "bool"; see notebook.condition)
     scalars: tuple[tuple[str, str], ...] = ()
+    #: Files, passed through the store like variables: (file or glob, producing stage) it receives
+    #: into its working folder, and the files (or globs) of its working folder later stages receive.
+    files_in: tuple[tuple[str, str], ...] = ()
+    files_out: tuple[str, ...] = ()
+    workdir: WorkFolder | None = None  # runs in a working folder of its own (an Elyra node)
     notebook: str = ""  # the included notebook whose cells it holds ("" for the root notebook)
 
     @property
@@ -176,6 +200,9 @@ class Stage:
             "condition": self.options.condition,
             "scalars": [name for name, _ in self.scalars],
             "options": self.options.to_json(),
+            "files_in": [{"file": f, "from": s} for f, s in self.files_in],
+            "files_out": list(self.files_out),
+            "workdir": self.workdir.to_json() if self.workdir else None,
         }
 
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 from ..notebook import parameters as params_mod
 from ..exceptions import ParameterError, PipelineError, RunNotFound
-from ..local.lease import effective_status, mark_interrupted
+from ..local.lease import mark_interrupted
 from ..notebook.pipeline import Pipeline
 from ..store.records import RunState, list_runs, load_run, new_run_id, now_iso, save_run
 from ..store.base import Store, open_store
-from ..targets import get_target
+from ..targets import get_target, run_status
 
 #: How long ``start`` waits for a target to report its run before answering anyway.
 START_WAIT_SECONDS = 60
@@ -214,28 +214,24 @@ class RunManager:
     def _status(self, record):
         """The run's state as its target reports it; a running run's target is asked at most every few seconds
         (a Kubeflow run's state is read from the cluster)."""
+        ask = False
         if record.status == RunState.RUNNING:
             now = time.monotonic()
-            if now - self._refreshed.get(record.run_id, -REFRESH_SECONDS) < REFRESH_SECONDS:
-                return effective_status(self.store, record)
-            self._refreshed[record.run_id] = now
-        try:
-            return get_target(record.target).status(self.store, record, dict(self.target_options))
-        except Exception as exc:
-            self.log.warning("jupyter-pipeline: could not read run %s's state from target '%s': %s", record.run_id,
-                             record.target, exc)
-            return effective_status(self.store, record)
+            ask = now - self._refreshed.get(record.run_id, -REFRESH_SECONDS) >= REFRESH_SECONDS
+            if ask:
+                self._refreshed[record.run_id] = now
+        return run_status(self.store, record, self.target_options, ask_target=ask)
 
     def list(self, notebook: str | None = None, limit: int | None = None) -> list[dict]:
         """Run records newest first, optionally of one notebook (absolute path)."""
-        return [effective_status(self.store, r).to_json() for r in list_runs(self.store, notebook, limit)]
+        return [run_status(self.store, r, ask_target=False).to_json() for r in list_runs(self.store, notebook, limit)]
 
     # -- cancelling -----------------------------------------------------------------------------
     def cancel(self, run_id: str) -> dict:
         """Cancel a local run this server drives; return the final record."""
         active = self._active.get(run_id)
         if active is None or active.done.is_set() or not _can_cancel(active.target):
-            record = effective_status(self.store, load_run(self.store, run_id))  # RunNotFound → 404
+            record = run_status(self.store, load_run(self.store, run_id), ask_target=False)  # RunNotFound → 404
             if record.status != RunState.RUNNING:
                 raise RunConflict(f"Run {run_id} is not running (it {record.status.value}).")
             if not _can_cancel(record.target):
@@ -255,7 +251,8 @@ class RunManager:
         """Mark runs left ``running`` by a process that no longer exists as interrupted."""
         count = 0
         for record in list_runs(self.store):
-            if record.status == RunState.RUNNING and effective_status(self.store, record).status == RunState.INTERRUPTED:
+            stale = record.status == RunState.RUNNING
+            if stale and run_status(self.store, record, ask_target=False).status == RunState.INTERRUPTED:
                 count += 1
         if count:
             self.log.info("jupyter-pipeline: marked %d run(s) left running by a stopped process as interrupted", count)

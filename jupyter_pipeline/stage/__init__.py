@@ -9,6 +9,7 @@ Executes a stage (in a local stage worker, or in a Kubeflow component's pod):
 
 Imported inside the stage's kernel (kept import-light):
 - :mod:`.io` — what the generated cells call: activate the run, load inputs, save outputs
+- :mod:`.workfolder` — a stage in a working folder of its own (an Elyra node): files in and out, scripts
 - :mod:`.context` — the run context and ``log_metric``
 - :mod:`.values` — the value savers (Keras, NumPy, Parquet, modules, cloudpickle)
 - :mod:`.fanout` — ``map:`` items: how a value splits and how many there are

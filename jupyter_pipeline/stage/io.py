@@ -147,3 +147,24 @@ def log_metrics_of(names: list[str], namespace: dict) -> None:
     """Kale's ``pipeline-metrics`` cell: log each named numeric variable as a metric."""
     for name in names:
         context.log_metric(name, namespace[name])
+
+
+def enter_workfolder(spec: dict, parameters: dict | None = None) -> str:
+    """A stage with a working folder of its own: make it, fill it and move into it (see ``workfolder``)."""
+    from .workfolder import enter
+
+    return enter(spec, parameters)
+
+
+def save_files(patterns: list[str]) -> list[str]:
+    """Pass the working folder's files matching ``patterns`` on to later stages, through the store."""
+    from .workfolder import save_files as save
+
+    return save(patterns)
+
+
+def run_file(kind: str, path: str) -> None:
+    """Run a script of the working folder as Elyra does: ``python FILE`` or ``Rscript FILE``."""
+    from .workfolder import run_file as run
+
+    run(kind, path)

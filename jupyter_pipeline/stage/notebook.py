@@ -75,6 +75,8 @@ def stage_notebook(pipeline: Pipeline, stage: Stage | str, parameters: dict | No
     if stage.options.map_var:
         o = stage.options
         cells.append(_cell("map-item", f"{o.map_as} = _jp_io.map_item({o.map_var}, {o.map_chunks!r})  # this run's item"))
+    if stage.workdir is not None or stage.files_in:
+        cells.append(_cell("files-in", files_in_source(stage)))
     for index in stage.cells:
         source_cell = pipeline.cells[index]
         if source_cell.role == Role.SKIP:
@@ -95,6 +97,8 @@ def stage_notebook(pipeline: Pipeline, stage: Stage | str, parameters: dict | No
         scalars = f", scalars={json.dumps([name for name, _ in stage.scalars])}" if stage.scalars else ""
         cells.append(_cell("outputs", f"_jp_io.save_outputs({json.dumps(list(stage.outputs))}, globals(), {numbers}"
                            f"{scalars})", assigned_in=assigned_in))
+    if stage.files_out:
+        cells.append(_cell("files-out", f"_jp_io.save_files({json.dumps(list(stage.files_out))})"))
     if gang:
         cells.append(_cell("gang-end", "_jp_io.end_gang()  # the replicas leave JAX's distributed runtime together"))
     nb = new_notebook(cells=cells)
@@ -104,6 +108,16 @@ def stage_notebook(pipeline: Pipeline, stage: Stage | str, parameters: dict | No
     if gang:
         nb.metadata["jupyter_pipeline"]["gang"] = launch_metadata(pipeline, stage)
     return nb
+
+
+def files_in_source(stage: Stage) -> str:
+    """The cell that makes a stage's working folder (its shipped files, the files upstream stages passed
+    on, its environment) and moves into it: see :mod:`jupyter_pipeline.stage.workfolder`."""
+    spec = {"folder": stage.workdir.to_json() if stage.workdir else None,
+            "files": [[pattern, producer] for pattern, producer in stage.files_in]}
+    names = stage.workdir.env_parameters if stage.workdir else ()
+    parameters = "{" + ", ".join(f"{name!r}: {name}" for name in names) + "}"
+    return f"_jp_io.enter_workfolder({spec!r}, {parameters})"
 
 
 def launch_metadata(pipeline: Pipeline, stage: Stage) -> dict:
