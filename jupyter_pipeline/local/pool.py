@@ -53,8 +53,13 @@ class Worker:
 
         ``on_started()`` is called when the stage's first cell starts (its kernel is up).
         """
-        self.send(job)  # stdin kept open until the result is in: the worker's sign that we live
+        # stdin stays open until the result is in (the worker's sign that we live), and is closed
+        # whatever happens, a job that cannot be sent included: an idle worker ends (with its
+        # kernel and its copy of the run's lease) once its input ends.
         try:
+            if (unsent := self.send(job)) is not None:
+                threading.Thread(target=self._drain, daemon=True).start()
+                return unsent
             result = self.read_result(on_started)
         finally:
             self._close_stdin()
@@ -64,12 +69,19 @@ class Worker:
         threading.Thread(target=self._drain, daemon=True).start()
         return result
 
-    def send(self, job: dict) -> None:
+    def send(self, job: dict) -> dict | None:
+        """Write the job to the worker; a failed result if it cannot be encoded (else None)."""
         try:
-            self.proc.stdin.write(json.dumps(job) + "\n")
+            line = json.dumps(job) + "\n"
+        except (TypeError, ValueError) as exc:
+            return {"status": "failed", "stage": job.get("stage"), "metrics": {},
+                    "error": f"the stage's job could not be sent to its process: {exc}"}
+        try:
+            self.proc.stdin.write(line)
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             pass  # the worker died while waiting; its stderr says why
+        return None
 
     def read_result(self, on_started=None) -> dict | None:
         """The result the worker prints next, or None if it exits without one."""

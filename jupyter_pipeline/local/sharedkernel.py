@@ -45,7 +45,8 @@ class SharedWorker(Worker):
     """A ``stageworker --serve --shared`` process: runs job after job in one kernel."""
 
     def run(self, job: dict, on_started=None) -> dict:
-        self.send(job)  # stdin stays open: the next stage's job follows on it
+        if (unsent := self.send(job)) is not None:  # (stdin stays open: the next stage's job follows on it)
+            return unsent  # failed: SharedKernel discards this worker and its kernel
         result = self.read_result(on_started)
         return self.ended_result() if result is None else result
 
