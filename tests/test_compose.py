@@ -206,6 +206,7 @@ def test_problems_in_an_included_notebook_name_it_and_its_cell(tmp_path):
     assert problems["syntax-error"].describe().startswith("[bad.ipynb, cell 2 line 1, stage 'b']")
 
 
+@pytest.mark.slow
 def test_a_map_stage_inside_an_included_notebook(tmp_path, capsys):
     write(tmp_path / "fan.ipynb", [(["stage:square", "map:numbers"], "squared = item * item")])
     root = write(tmp_path / "root.ipynb", [
@@ -231,3 +232,12 @@ def test_an_edit_to_an_included_notebook_changes_only_its_stages_and_dependents(
     nbformat.write(nb, child)
     again = stage_keys(load(parent), {"scale": 2, "offset": 1})
     assert {name for name in after if after[name] != again[name]} == {"child-prepare", "compute", "report"}
+
+
+@pytest.mark.slow
+def test_a_failing_stage_of_an_included_notebook_names_it(tmp_path, capsys):
+    write(tmp_path / "bad.ipynb", [(["stage:check"], "x = 1"), ([], "raise ValueError('no good')")])
+    root = write(tmp_path / "root.ipynb", [(["notebook:bad.ipynb"], "")])
+    code, record = run_cli(capsys, "run", root, "--store", tmp_path / "s")
+    assert code == 1 and record["stages"]["check"]["error_cell"] == 2
+    assert record["stages"]["check"]["error"] == "ValueError: no good (cell 2 of bad.ipynb)"

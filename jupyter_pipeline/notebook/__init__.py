@@ -8,6 +8,8 @@ Nothing here runs code; it reads notebooks and answers questions about them.
 - :mod:`.analysis` — what each cell defines and reads (static analysis after IPython's transforms)
 - :mod:`.binding` — each stage's free names bound to the stage above that defines them
 - :mod:`.parse` — nbformat → :class:`Pipeline`: tags, grouping, binding, cell-level problems
+- :mod:`.compose` — ``notebook:`` cells: another notebook's cells read in place of the reference
+  (nested, cycles found), per-notebook setup, settings, folders and qualified stage names
 - :mod:`.elyra` — Elyra pipeline files (``*.pipeline``) → :class:`Pipeline`, a stage per node;
   :mod:`.elyra_options` maps a node's properties onto stage options
 - :mod:`.validate` — pipeline-level checks (cycles, empty stages, ...)

@@ -105,6 +105,8 @@ def stage_notebook(pipeline: Pipeline, stage: Stage | str, parameters: dict | No
     nb.metadata["kernelspec"] = {"name": pipeline.kernel_name, "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     nb.metadata["jupyter_pipeline"] = {"pipeline": pipeline.name, "stage": stage.name, "source": pipeline.path}
+    if stage.notebook:
+        nb.metadata["jupyter_pipeline"]["notebook"] = stage.notebook  # the included notebook its cells are from
     if gang:
         nb.metadata["jupyter_pipeline"]["gang"] = launch_metadata(pipeline, stage)
     return nb

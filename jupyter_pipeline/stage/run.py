@@ -98,6 +98,10 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
             if out.exists():  # kept whatever happened, waiting out a store outage
                 patiently(lambda: store.put_file(output_key, out))
                 result["output_notebook"] = store.uri(output_key)
+        if result.get("error_cell"):
+            included = nbformat.read(src, as_version=4).metadata.get("jupyter_pipeline", {}).get("notebook")
+            if included:  # a stage of an included notebook: the cell is numbered in that notebook
+                result["error"] = f"{result.get('error') or ''} (cell {result['error_cell']} of {included})"
     metrics_key = stage_key(run_id, stage, "metrics.json", item)
     result["metrics"] = patiently(lambda: store.get_json(metrics_key) if store.exists(metrics_key) else {})
     models_key = stage_key(run_id, stage, "models.json", item)  # log_model and promote_model add to it
