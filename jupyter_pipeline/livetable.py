@@ -103,8 +103,9 @@ def run_bundle(record, elapsed: float | None = None) -> dict:
     rows = []
     for name, rec in record.stages.items():
         status = rec.status.value + (" (reused)" if rec.reused else "")
-        error = error_with_cell(rec.error, rec.error_cell) if rec.status.value == "failed" else rec.error or ""
-        err = f" — {error}" if error and rec.status.value == "failed" else ""
+        error = (error_with_cell(rec.error, rec.error_cell) if rec.status.value == "failed"
+                 else rec.error or rec.skip_reason or "")  # skip_reason: why a condition skipped it
+        err = f" — {error}" if error and (rec.status.value == "failed" or rec.skip_reason) else ""
         lines.append(f"  {MARKS.get(rec.status.value, '?')} {name:<20} {status:<11} {secs(rec.duration):>8}  "
                      f"{_metrics(rec.metrics)}{err}")
         rows.append([html.escape(name), badge(rec.status.value), secs(rec.duration),

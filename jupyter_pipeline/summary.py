@@ -32,6 +32,7 @@ def run_summary(record) -> str:
         status = rec.status.value + (" (reused)" if rec.reused or rec.reused_from else "")
         rows.append([name, status, seconds(rec.duration), rec.output_notebook or "-"])
     out = [table(rows, ["stage", "status", "duration", "executed notebook"])]
+    out += [f"{name} skipped: {rec.skip_reason}" for name, rec in record.stages.items() if rec.skip_reason]
     metrics = record.metrics()
     if metrics:
         out.append("metrics: " + ", ".join(f"{k}={fmt(v)}" for k, v in metrics.items()))

@@ -23,6 +23,7 @@ from ..exceptions import TargetError
 from ..notebook.pipeline import Pipeline, Stage
 from ..settings import DEFAULT_IMAGE, Settings
 from .component import KFP_TYPES, check_parameter_names, component, report_function
+from .conditions import add_stages
 from .entry import NONE_PREFIX
 from .placement import DEFAULT_S3_ENDPOINT, Placement, helper
 from .tasks import JOB_ID_PLACEHOLDER, StageTasks
@@ -132,9 +133,9 @@ def build(pipeline: Pipeline, options: CompileOptions | None = None):
         with dsl.ExitHandler(failed, name="stages"):
             created = create_volumes(stages) if options.create_volumes else None
             tasks = {}
-            for stage in stages.ordered:
-                tasks[stage.name] = stages.add(stage, values, tasks, after=list((created or {}).values()))
-            if created:
+            add_stages(pipeline, stages, values, tasks, after=list((created or {}).values()))
+            # A task cannot wait for tasks inside dsl.If blocks: with conditional stages, claims are kept.
+            if created and not any(s.options.condition for s in stages.ordered):
                 delete_volumes(stages, created, list(tasks.values()))
 
     return as_pipeline(body, signature, pipeline, options)

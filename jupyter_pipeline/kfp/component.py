@@ -39,6 +39,8 @@ MODEL_OUTPUT = ("jp_model", "Output[Model]")
 STORE_INPUTS = ("jp_store", "jp_run_id", "jp_job_id", "jp_s3_endpoint")
 #: Prefix of the input that carries an upstream stage's location (the run folder holding its results).
 UPSTREAM_PREFIX = "jp_from_"
+#: Prefix of the output that carries a scalar a later stage's condition reads.
+SCALAR_PREFIX = "jp_scalar_"
 #: Prefix of a ``workers:`` stage's input that carries the name of a claim made for the run.
 CLAIM_PREFIX = "jp_claim_"
 #: Names a notebook parameter may not have (they would shadow the run-level inputs).
@@ -85,7 +87,8 @@ def _namespace() -> dict:
     from the ``from kfp.dsl import *`` that the kfp SDK puts before the function's source)."""
     from kfp import dsl
 
-    return {"Output": dsl.Output, "HTML": dsl.HTML, "Metrics": dsl.Metrics, "Model": dsl.Model}
+    return {"Output": dsl.Output, "HTML": dsl.HTML, "Metrics": dsl.Metrics, "Model": dsl.Model,
+            "OutputPath": dsl.OutputPath}
 
 
 def _build(name: str, label: str, args: list[ast.arg], entry: str, keywords: list[ast.keyword], doc: str,
@@ -149,6 +152,26 @@ def _upstream(stages) -> tuple[list[ast.arg], ast.keyword]:
                                              values=[_name(upstream_input(s)) for s in names])))
 
 
+def scalar_output(name: str) -> str:
+    """The output of a producing stage's component that carries variable ``name``, a scalar that a
+    later stage's ``if:`` condition reads (see :mod:`.conditions`)."""
+    return SCALAR_PREFIX + name
+
+
+def _scalars(stage: Stage) -> tuple[list[ast.arg], list[ast.keyword]]:
+    """The ``OutputPath`` parameters of a stage's scalar outputs, and the keywords that pass them on."""
+    if not stage.scalars:
+        return [], []
+    names = [name for name, _ in stage.scalars]
+    args = [_arg(scalar_output(name), f"OutputPath({kind})") for name, kind in stage.scalars]
+    return args, [
+        ast.keyword("scalars", ast.Dict(keys=[ast.Constant(n) for n in names],
+                                        values=[_name(scalar_output(n)) for n in names])),
+        ast.keyword("scalar_kinds", ast.Dict(keys=[ast.Constant(n) for n, _ in stage.scalars],
+                                             values=[ast.Constant(k) for _, k in stage.scalars])),
+    ]
+
+
 def claim_input(volume: str) -> str:
     """The input of a ``workers:`` stage's launcher that carries the claim made for the run for ``volume``."""
     return CLAIM_PREFIX + re.sub(r"\W", "_", volume)
@@ -182,8 +205,9 @@ def stage_function(pipeline: Pipeline, stage: Stage, timeout: int = 0, model: bo
     mapped = bool(stage.options.map_var)
     up_args, up_keyword = _upstream(data_producers(stage))
     outputs = dict(ARTIFACT_OUTPUTS, **dict([MODEL_OUTPUT] if model else []))
+    scalar_args, scalar_keywords = _scalars(stage)
     args = ([_arg(name, "str") for name in RUN_INPUTS] + up_args
-            + [_arg(name, annotation) for name, annotation in outputs.items()]
+            + [_arg(name, annotation) for name, annotation in outputs.items()] + scalar_args
             + ([_arg("jp_item", "int")] if mapped else []) + [_arg("jp_run_id", "str")]
             + [_arg(claim_input(v), "str") for v in claims])
     keywords = [
@@ -193,6 +217,7 @@ def stage_function(pipeline: Pipeline, stage: Stage, timeout: int = 0, model: bo
         *(ast.keyword(name[3:], _name(name)) for name in RUN_INPUTS),
         up_keyword,
         *(ast.keyword(name[3:], _name(name)) for name in outputs),
+        *scalar_keywords,
         ast.keyword("run_id", _name("jp_run_id")),
         ast.keyword("timeout", ast.Constant(int(timeout or 0))),
         *([ast.keyword("item", _name("jp_item"))] if mapped else []),
@@ -205,6 +230,8 @@ def stage_function(pipeline: Pipeline, stage: Stage, timeout: int = 0, model: bo
            + "".join(f"    {upstream_input(s)}: where stage '{s}' left its results.\n" for s in data_producers(stage))
            + "    jp_html, jp_metrics: the executed notebook and the metrics it logged, for the KFP UI.\n"
            + ("    jp_model: the models the stage registered (store URI and version in its metadata).\n" if model else "")
+           + "".join(f"    {scalar_output(n)}: the value of '{n}' ({k}), which a later stage's if: condition reads.\n"
+                     for n, k in stage.scalars)
            + ("    jp_item: index of the item of a map: stage this task runs.\n" if mapped else "")
            + "    jp_run_id: run folder in the store; empty: this process's run (see entry.run_folder).\n"
            + "".join(f"    {claim_input(v)}: the claim made for this run for volume '{v}', mounted in every replica.\n"
@@ -291,3 +318,22 @@ def component(built: StageFunction, image: str, packages: list[str] | None = Non
     return dsl.component(built.func, base_image=image, install_kfp_package=False,
                          packages_to_install=list(packages or []) or None,
                          pip_index_urls=list(pip_index_urls or []) or None)
+
+
+def check_function(pipeline: Pipeline, stage: Stage) -> StageFunction:
+    """The task that evaluates ``stage``'s condition when it needs ``or`` (which a chain of ``dsl.If``
+    cannot say): one typed input per name it reads, a boolean output that the stage's block tests."""
+    from ..notebook.condition import parse
+
+    condition = parse(stage.options.condition)
+    params = {p.name: p for p in pipeline.parameters}
+    producers = {name: producer for name, producer in stage.inputs}
+    kinds = {name: kind for up in pipeline.stages if up.name in producers.values() for name, kind in up.scalars}
+    args = [_arg(name, _ANNOTATIONS[KFP_TYPES[params[name].type]] if name in params else kinds[name])
+            for name in condition.names]
+    keywords = [ast.keyword("stage", ast.Constant(stage.name)), ast.keyword("condition", ast.Constant(condition.text)),
+                ast.keyword("values", ast.Dict(keys=[ast.Constant(n) for n in condition.names],
+                                               values=[_name(n) for n in condition.names]))]
+    doc = f"Whether stage '{stage.name}' of pipeline '{pipeline.name}' runs: if:{condition}."
+    return _build("check_" + function_name(stage.name), f"{pipeline.name}:check:{stage.name}", args,
+                  "check_condition", keywords, doc, returns="bool")

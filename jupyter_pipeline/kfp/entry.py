@@ -157,7 +157,7 @@ def _link_upstream(store, run_id: str, upstream: dict | None) -> None:
 def run_component(*, stage: str, parameters: dict, notebook: str, store: str, s3_endpoint: str = "",
                   workdir: str = "", files: str = "", upstream: dict | None = None, html=None, metrics=None,
                   model=None, run_id: str = "", timeout: int = 0, item: int | None = None,
-                  claims: dict | None = None) -> str:
+                  claims: dict | None = None, scalars: dict | None = None, scalar_kinds: dict | None = None) -> str:
     """Run ``stage`` of a compiled pipeline and return its run folder; raise ``RuntimeError`` when it
     fails (KFP marks the task failed).
 
@@ -206,6 +206,10 @@ def run_component(*, stage: str, parameters: dict, notebook: str, store: str, s3
         outputs.write_metrics(metrics, result.get("metrics"))
     if model is not None:
         outputs.write_models(model, store, run_id, stage, item)
+    if scalars and result["status"] == "succeeded":
+        from .conditions import write_scalars
+
+        write_scalars(scalars, scalar_kinds or {}, store, run_id, stage)
     what = stage if item is None else f"{stage}[{item}]"
     print(f"jupyter-pipeline: stage {what} of run {run_id} {result['status']}", file=sys.stderr, flush=True)
     if result["status"] != "succeeded":
@@ -213,6 +217,16 @@ def run_component(*, stage: str, parameters: dict, notebook: str, store: str, s3
 
         raise RuntimeError(f"stage {what} failed: {error_with_cell(result.get('error'), result.get('error_cell'))}")
     return run_id
+
+
+def check_condition(*, stage: str, condition: str, values: dict) -> bool:
+    """Whether ``stage``'s condition holds for ``values`` (a condition with ``or``; see :mod:`.conditions`)."""
+    from ..notebook.condition import evaluate, parse
+
+    holds, why = evaluate(parse(condition), {name: _decode(value) for name, value in values.items()})
+    print(f"jupyter-pipeline: stage {stage}: condition {'true' if holds else 'false'}: {why}", file=sys.stderr,
+          flush=True)
+    return holds
 
 
 def plan_items(*, stage: str, var: str, producer: str | None, chunks: int | None, parameters: dict, store: str,

@@ -22,8 +22,10 @@ from ..store import records as records_mod
 from ..stage.fanout import mean_metrics
 from ..notebook.pipeline import Pipeline
 from ..store.records import (
-    RunRecord, StageState, failed_stages, finish, now_iso, run_prefix, save_run, snapshot, stage_key
+    RunRecord, StageState, failed_stages, finish, now_iso, run_prefix, save_run, skip_by_condition, snapshot,
+    stage_key
 )
+from ..stage.gate import decide
 from ..store.base import open_store
 from .compiler import CompileOptions, compile_pipeline, parameter_arguments
 from .entry import ITEMS_FILE, RESULT_FILE, RUN_ID_ENV
@@ -93,9 +95,18 @@ def _map_result(store, run_id: str, stage: str, result: dict | None) -> dict | N
                      f"{first.get('error') or first['status']}"}
 
 
-def _finish(record: RunRecord, pipeline: Pipeline, error: str | None) -> RunRecord:
+def _finish(record: RunRecord, pipeline: Pipeline, error: str | None, store=None) -> RunRecord:
     failed = failed_stages(record)
-    for rec in record.stages.values():
+    for stage in pipeline.dependency_order():
+        rec = record.stages[stage.name]
+        if store is not None and not rec.status.done and not error:
+            # A stage inside a dsl.If that did not hold never started: say why, as a local run does.
+            deps = [record.stages[d] for d in stage.depends_on]
+            if all(d.status == StageState.SUCCEEDED or d.passed_over for d in deps):
+                gate = decide(stage, record, store)
+                if not gate.run and not gate.error:
+                    skip_by_condition(record, stage.name, gate.reason)
+                    continue
         if not rec.status.done:
             rec.status = StageState.SKIPPED
             rec.error = (f"not run: kfp.local stopped the pipeline after stage {', '.join(failed)} failed"
@@ -215,7 +226,7 @@ def execute(yaml_text: str, arguments: dict, store, records: list[RunRecord], pi
         store.put_bytes(f"{run_prefix(record.run_id)}/kfp-local.log", log.getvalue().encode())
     watcher.poll()  # events of the last stages
     for record in records:
-        _finish(record, pipeline, error)
+        _finish(record, pipeline, error, store)
         save_run(store, record)
     watcher.poll()  # skipped stages
     for record in records:

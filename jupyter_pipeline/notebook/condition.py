@@ -143,7 +143,9 @@ def _holds(op: ast.cmpop, left, right) -> bool:
 
 def _operand(node: ast.AST, values: dict):
     if isinstance(node, ast.Name):
-        return values[node.id]
+        value = values[node.id]
+        plain = scalar(value)  # a NumPy scalar (a live kernel's) compares and prints as the number it holds
+        return value if plain is None else plain
     return _literal(node)
 
 
@@ -155,7 +157,7 @@ def _symbol_of(op: ast.cmpop, negate: bool = False) -> str:
 def _shown(node: ast.AST, values: dict) -> str:
     """An operand as the explanation shows it: ``name=value`` or the literal."""
     if isinstance(node, ast.Name):
-        return f"{node.id}={values[node.id]!r}"
+        return f"{node.id}={_operand(node, values)!r}"
     return repr(_literal(node))
 
 

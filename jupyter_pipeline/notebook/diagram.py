@@ -11,7 +11,7 @@ from .pipeline import Pipeline, Stage
 
 
 def _label(stage: Stage) -> str:
-    badges = []
+    badges = [f"if {stage.options.condition}"] if stage.options.condition else []
     if stage.options.gpu:
         badges.append(f"gpu {stage.options.gpu}" + (f" {stage.options.gpu_type}" if stage.options.gpu_type else ""))
     if stage.parameters:
@@ -92,7 +92,9 @@ def dot(pipeline: Pipeline) -> str:
     lines = [f'digraph "{pipeline.name}" {{', "  rankdir=TB;", '  node [shape=box, style="rounded"];']
 
     def node(s: Stage, indent: str = "  ") -> None:
-        attrs = f'label="{_label(s)}"' + (', color="darkgreen", penwidth=2' if s.options.gpu else "")
+        label = _label(s).replace('"', '\\"')
+        attrs = (f'label="{label}"' + (', color="darkgreen", penwidth=2' if s.options.gpu else "")
+                 + (', style="rounded,dashed"' if s.options.condition else ""))
         lines.append(f'{indent}"{s.name}" [{attrs}];')
 
     clusters = groups(pipeline)
@@ -117,7 +119,8 @@ def mermaid(pipeline: Pipeline) -> str:
     lines = ["flowchart TD"]
 
     def node(s: Stage, indent: str = "  ") -> None:
-        text = _label(s).replace('"', "'")
+        # Mermaid reads < and > in a label as markup: its entity codes keep a condition's operators.
+        text = _label(s).replace('"', "'").replace("<", "#lt;").replace(">", "#gt;")
         lines.append(f'{indent}{ids[s.name]}["{text}"]')
 
     clusters = groups(pipeline)
