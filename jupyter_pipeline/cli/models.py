@@ -14,10 +14,12 @@ def register(sub, common) -> dict:
                     "run and stage that produced it, its input/output signature and the run's metrics.",
         epilog="examples:\n  jupyter-pipeline models\n  jupyter-pipeline models digits\n"
                "  jupyter-pipeline models --store s3://ml-artifacts/team-a --json\n"
-               "  jupyter-pipeline models promote digits 3          # alias 'production' -> version 3",
+               "  jupyter-pipeline models promote digits 3          # alias 'production' -> version 3\n"
+               "  jupyter-pipeline models promote digits            # ... -> the latest version",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("words", nargs="*", metavar="MODEL | promote MODEL VERSION",
-                   help="show only MODEL; or point an alias of MODEL at VERSION")
+    p.add_argument("words", nargs="*", metavar="MODEL | promote MODEL [VERSION]",
+                   help="show only MODEL; or point an alias of MODEL at VERSION (default: the latest), which "
+                        "`serve` then answers with")
     p.add_argument("--alias", default="production", help="alias set by promote (default: production)")
     p.add_argument("--store", help="store URL: a folder (default ./.pipeline-store) or s3://bucket/prefix")
     p.set_defaults(func=cmd_models)
@@ -44,7 +46,7 @@ def cmd_models(args) -> int:
     if args.words[:1] == ["promote"]:
         return cmd_promote(args, store)
     if len(args.words) > 1:
-        fail("models takes one MODEL name, or `promote MODEL VERSION`")
+        fail("models takes one MODEL name, or `promote MODEL [VERSION]`")
     args.name = args.words[0] if args.words else None
     models = list_models(store)
     if args.name:
@@ -62,19 +64,22 @@ def cmd_models(args) -> int:
         for meta in versions:
             sig = meta.get("signature") or {}
             origin = f"{meta['run_id']}/{meta.get('stage')}" if meta.get("run_id") else "interactive"
-            rows.append([name, meta.get("version", "?"), (meta.get("created_at") or "")[:19].replace("T", " "),
+            rows.append([name, meta.get("version", "?"), meta.get("format", "keras"),
+                         ",".join(meta.get("aliases") or []) or "-",
+                         (meta.get("created_at") or "")[:19].replace("T", " "),
                          _shapes(sig.get("inputs", [])), _shapes(sig.get("outputs", [])),
                          _metrics(meta.get("metrics") or {}), origin])
-    print(table(rows, ["model", "version", "created", "inputs", "outputs", "metrics", "run/stage"]))
+    print(table(rows, ["model", "version", "format", "aliases", "created", "inputs", "outputs", "metrics",
+                       "run/stage"]))
     return 0
 
 
 def cmd_promote(args, store) -> int:
     from ..store.models import promote
 
-    if len(args.words) != 3:
-        fail("usage: jupyter-pipeline models promote MODEL VERSION [--alias NAME]")
-    _, name, version = args.words
+    if len(args.words) not in (2, 3):
+        fail("usage: jupyter-pipeline models promote MODEL [VERSION] [--alias NAME]")
+    name, version = args.words[1], (args.words[2:] or ["latest"])[0]
     current = promote(name, version, store, alias=args.alias)
     if args.json:
         print_json({"model": name, "aliases": current})
