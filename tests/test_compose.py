@@ -120,7 +120,7 @@ def test_kale_references_compose_with_kales_order():
     assert stages["transform"].inputs == (("raw", "load"),) and stages["transform"].parameters == ("factor",)
     assert stages["consume"].inputs == (("dataset", "transform"),)
     # Kale: a root step runs after every notebook above it (the sinks of both: transform, consume)
-    assert stages["final"].depends_on == ("transform", "consume")
+    assert stages["final"].depends_on == ("consume",)  # not transform too: consume runs after it
     assert [(p.name, p.default) for p in pipeline.parameters] == [("factor", 3)]  # the root's value wins
     assert [n.to_json()["spelling"] for n in pipeline.notebooks] == ["kale", "kale"]
     assert [n.prefix for n in pipeline.notebooks] == ["producer", "consumer"]
@@ -143,7 +143,7 @@ def describe_errors(capsys, name: str) -> list[str]:
 def test_an_include_cycle_is_an_error_naming_the_notebooks(capsys):
     [line] = describe_errors(capsys, "cycle_a.ipynb")
     assert "[cycle_b.ipynb, cell 2]" in line and "[include-cycle]" in line
-    assert "cycle_a.ipynb → cycle_b.ipynb → cycle_a.ipynb" in line
+    assert "would include cycle_a.ipynb inside itself (cycle_a.ipynb → cycle_b.ipynb → cycle_a.ipynb)" in line
 
 
 def test_a_missing_included_notebook_is_an_error(capsys):
@@ -241,3 +241,24 @@ def test_a_failing_stage_of_an_included_notebook_names_it(tmp_path, capsys):
     code, record = run_cli(capsys, "run", root, "--store", tmp_path / "s")
     assert code == 1 and record["stages"]["check"]["error_cell"] == 2
     assert record["stages"]["check"]["error"] == "ValueError: no good (cell 2 of bad.ipynb)"
+
+
+def test_kale_orders_root_steps_by_reading_even_without_data(tmp_path):
+    """Kale 2.3: `prepare`, a reference, `report` run in that order with no variable between them;
+    two references with nothing between them stay parallel; our `notebook:PATH` keeps data edges only."""
+    write(tmp_path / "sub.ipynb", [(["step:work"], "result = 42"), (["step:more"], "print(result)")])
+    write(tmp_path / "other.ipynb", [(["step:side"], "print('independent')")])
+    ref = {"notebook_path": "./sub.ipynb"}
+    kale = write(tmp_path / "kale.ipynb", [
+        (["step:prepare"], "print('preparing')"),
+        (["notebook:sub"], "", ref),
+        (["notebook:other"], "", {"notebook_path": "other.ipynb"}),
+        (["step:report"], "print('done')"),
+    ])
+    stages = {s.name: s.depends_on for s in load(kale).stages}
+    assert stages == {"prepare": (), "work": ("prepare",), "more": ("work",), "side": ("prepare",),
+                      "report": ("more", "side")}
+    native = write(tmp_path / "native.ipynb", [
+        (["stage:prepare"], "print('preparing')"), (["notebook:sub.ipynb"], ""), (["stage:report"], "print('done')")])
+    assert {s.name: s.depends_on for s in load(native).stages} == {"prepare": (), "work": (), "more": ("work",),
+                                                                   "report": ()}

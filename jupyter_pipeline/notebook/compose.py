@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .metadata import notebook_settings
-from .pipeline import Included, Parameter, Problem, Role, Stage
+from .pipeline import Included, Parameter, Problem, Role
 from .tags import STAGE_NAME_RE, CellSpec, read_cell
 
 #: Kale 2.3's reference tag: ``notebook:NAME`` (the path is in the cell metadata ``notebook_path``).
@@ -133,8 +133,8 @@ def _include(entry: Entry, metadata: dict, folder: Path, chain: tuple, out: Expa
     if file in chain:
         loop = " → ".join(_name(p) for p in chain[chain.index(file):]) + f" → {_name(file)}"
         out.problems.append(_problem(entry, "include-cycle", (
-            f"`{tag}` includes {rel}, which leads back to a notebook that includes it ({loop}); a notebook "
-            "cannot include itself, directly or through others, so this reference is left out")))
+            f"`{tag}` would include {rel} inside itself ({loop}); a notebook cannot include itself, directly or "
+            "through others, so this reference is left out")))
         return
     try:
         child = read_notebook(file)
@@ -228,67 +228,6 @@ def _qualify(out: Expanded) -> None:
             e.spec.after = [rename.get(a, a) for a in e.spec.after]
     for instance, name in list(out.whole.items()):
         out.whole[instance] = renames.get(instance, {}).get(name, name)
-
-
-def stage_instances(out: Expanded, stage_of_entry: list) -> dict[str, int]:
-    """Each stage's inclusion (stage names are unique once qualified)."""
-    found: dict[str, int] = {}
-    for entry, stage in zip(out.entries, stage_of_entry):
-        if stage and entry.cell_type == "code":
-            found.setdefault(stage, entry.instance)
-    return found
-
-
-def kale_reading_order(stages: list[Stage], out: Expanded, instance_of: dict[str, int]) -> list[Stage]:
-    """Kale 2.3's order in a notebook with ``notebook:NAME`` references: each of its own stages runs after
-    everything above it and before everything below; two references with nothing between stay parallel.
-
-    Added as dependencies, on top of the data edges: a stage after the sinks of the included notebooks
-    above it (or after the stage above), an included notebook's first stages after the stage above it.
-    """
-    kale_parents = {out.parents[i] for i, inc in enumerate(out.notebooks, 1) if inc.kale}
-    if not kale_parents:
-        return stages
-    position = {s.name: k for k, s in enumerate(stages)}
-    by_name = {s.name: s for s in stages}
-    extra: dict[str, set[str]] = {s.name: set() for s in stages}
-
-    def subtree(instance: int) -> set[int]:
-        found, new = set(), {instance}
-        while new:
-            found |= new
-            new = {child for child, parent in out.parents.items() if parent in new} - found
-        return found
-
-    for parent in kale_parents:
-        last: str | None = None
-        units: list[set[str]] = []
-        seen: set[str] = set()
-        for entry in out.entries:
-            if entry.instance != parent:
-                continue
-            stage = entry.spec.stage if entry.spec.role in (Role.STAGE, Role.METRICS) else None
-            if stage and stage in by_name and stage not in seen:
-                seen.add(stage)
-                sinks = set().union(*(_ends(u, by_name, first=False) for u in units)) if units else set()
-                extra[stage] |= sinks or ({last} if last else set())
-                last, units = stage, []
-            elif entry.spec.role == Role.INCLUDE and out.notebooks[entry.spec.included - 1].kale:
-                members = {s for s, i in instance_of.items() if i in subtree(entry.spec.included)}
-                if last:
-                    for first in _ends(members, by_name, first=True):
-                        extra[first].add(last)
-                units.append(members)
-    return [replace(s, depends_on=tuple(sorted(set(s.depends_on) | extra[s.name], key=position.get)))
-            if extra[s.name] - set(s.depends_on) else s for s in stages]
-
-
-def _ends(members: set[str], by_name: dict[str, Stage], first: bool) -> set[str]:
-    """The stages of ``members`` that depend on none of the others (first) or that none of the others depend on."""
-    if first:
-        return {m for m in members if m in by_name and not set(by_name[m].depends_on) & members}
-    used = {d for m in members if m in by_name for d in by_name[m].depends_on}
-    return {m for m in members if m in by_name and m not in used}
 
 
 # -- what parse asks of the expanded notebook ----------------------------------------------------

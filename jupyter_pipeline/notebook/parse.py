@@ -16,6 +16,7 @@ import nbformat
 
 from . import analysis, compose
 from .binding import Grouped, bind
+from .readingorder import kale_reading_order
 from ..exceptions import NotebookReadError
 from .pipeline import Cell, Parameter, Pipeline, Problem, Role, StageOptions
 from .metadata import notebook_settings, stage_defaults
@@ -288,7 +289,7 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
                       label=label, notebook={name: expanded.entries[first_cell[name]].notebook for name in order},
                       setup_for={name: compose.own_setup(setup_cells, expanded, instance_of[name]) for name in order})
     stages, star_import = bind(grouped, default_options, problems)
-    stages = compose.kale_reading_order(stages, expanded, instance_of)
+    stages = kale_reading_order(stages, expanded, instance_of)
     problems.extend(stage_problems(stages, cells, first_cell))
     problems.extend(workers_problems(stages, cells, setup_cells, first_cell, settings.get("volumes") or []))
     problems.extend(reopened_stages(stages, cells, first_cell, label))
