@@ -5,15 +5,19 @@ one-paragraph error (a 4xx with strict JSON over REST) and no process outlives i
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from jupyter_pipeline.local.pool import STAGEWORKER, Worker
 
-from test_faults import alive, wait_until
+from test_faults import EXE, alive, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -46,3 +50,90 @@ def test_a_job_that_cannot_be_sent_fails_the_stage_and_ends_its_process_and_kern
     wait_until(lambda: worker.proc.poll() is not None and not any(alive(k) for k in kernels), timeout=15,
                what="the stage process and its kernel to end")
     assert time.monotonic() - started < 15
+
+
+# -- REST and the CLI, against a real Jupyter server ------------------------------------------------
+def strict(raw: bytes):
+    """``raw`` parsed as strict JSON: bare NaN/Infinity (which a browser's JSON.parse refuses) fail."""
+    def refuse(word):
+        raise AssertionError(f"not strict JSON: bare {word} in {raw[:200]!r}")
+    return json.loads(raw, parse_constant=refuse)
+
+
+def call(server, method: str, route: str, body: bytes | str | None = None) -> tuple[int, object]:
+    """One request; its status and strictly parsed JSON body, whatever the status."""
+    url = f"http://127.0.0.1:{server.port}/jupyter-pipeline/{route}"
+    data = body.encode() if isinstance(body, str) else body
+    request = urllib.request.Request(url, data=data if data is not None or method != "POST" else b"", method=method,
+                                     headers={"Authorization": f"token {server.token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, strict(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, strict(exc.read())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from test_faults import JupyterServer
+
+    base = tmp_path_factory.mktemp("rest")
+    (base / "root").mkdir()
+    started = JupyterServer(base / "root", base / "store")
+    yield started
+    started.kill()
+
+
+def write(path: Path, cells: list[tuple[list[str], str]]) -> Path:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    out = []
+    for tags, source in cells:
+        out.append(new_code_cell(source))
+        out[-1].metadata["tags"] = tags
+    nbformat.write(new_notebook(cells=out), path)
+    return path
+
+
+UNFIT = [(["parameters"], "raw = b'x'\nseen = {1, 2}\nz = 1j\nhuge = 1e309\nkeyed = {1: 'a'}"),
+         (["stage:use"], "print(raw, seen, z, huge, keyed)")]
+
+
+def test_parameters_json_cannot_carry_are_refused_naming_the_cell_and_records_are_strict_json(server):
+    root = server.root
+    write(root / "unfit.ipynb", UNFIT)
+    write(root / "params.ipynb", [(["parameters"], "lr = 0.1\nanything = None"), (["stage:train"], "loss = lr * 2")])
+    # validate names each, with its cell; compile and run refuse the notebook, without a traceback.
+    status, body = call(server, "GET", "pipeline?path=unfit.ipynb")
+    assert status == 200
+    found = {p["message"].split("'")[1]: p for p in body["problems"] if p["code"] == "parameter-not-json"}
+    assert sorted(found) == ["huge", "keyed", "raw", "seen", "z"] and {p["cell"] for p in found.values()} == {0}
+    assert "b'x' is a bytes" in found["raw"]["message"] and "inf is not a finite number" in found["huge"]["message"]
+    for route, payload in [("compile", {"path": "unfit.ipynb"}), ("runs", {"path": "unfit.ipynb", "target": "local"})]:
+        status, body = call(server, "POST", route, json.dumps(payload))
+        assert status == 422 and "not a valid pipeline" in body["message"], (route, status, body)
+    for command in (["validate"], ["compile", "-o", str(root / "unfit.yaml")], ["run"]):
+        done = subprocess.run([EXE, *command, str(root / "unfit.ipynb"), *(["--store", str(server.store)]
+                               if command == ["run"] else [])], capture_output=True, text=True, timeout=120)
+        said = done.stdout + done.stderr
+        assert done.returncode == 1 and "cell 1" in said and "b'x' is a bytes" in said, said
+        assert "Traceback" not in said and "internal error" not in said
+    # NaN and infinities (REST's NaN or 1e999, the CLI's `-p lr nan`) are refused, naming the parameter.
+    for value in ("NaN", "1e999", "-Infinity"):
+        status, body = call(server, "POST", "runs", '{"path": "params.ipynb", "target": "local", '
+                                                    f'"parameters": {{"lr": {value}}}}}')
+        assert status == 400 and "Parameter 'lr'" in body["message"] and "not a finite number" in body["message"]
+    done = subprocess.run([EXE, "run", str(root / "params.ipynb"), "-p", "lr", "nan", "--store", str(server.store)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Parameter 'lr'" in done.stderr and "Traceback" not in done.stderr
+    # What is carried is carried end to end, and every record and response is strict JSON.
+    status, body = call(server, "POST", "runs", json.dumps({"path": "params.ipynb", "target": "local",
+                                                            "parameters": {"lr": 0.5, "anything": [1, "a"]}}))
+    assert status == 202, body
+    record = wait_until(lambda: (r := call(server, "GET", f"runs/{body['run_id']}")[1])["status"] != "running" and r,
+                        what="the run to end")
+    assert record["status"] == "succeeded" and record["parameters"] == {"lr": 0.5, "anything": [1, "a"]}
+    assert call(server, "GET", "runs")[0] == 200
+    for run_json in Path(server.store).glob("runs/*/run.json"):
+        strict(run_json.read_bytes())

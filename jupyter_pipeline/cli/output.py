@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import textwrap
 import time
 import traceback
 
 from ..exceptions import PipelineError
+from ..store import jsontext
 from ..store.records import error_with_cell
 from ..summary import fmt, run_summary, seconds, table  # noqa: F401 - the CLI's printing, in one import
 
@@ -66,7 +66,7 @@ def error_json(exc: BaseException) -> dict:
 
 
 def print_json(value) -> None:
-    json.dump(value, sys.stdout, indent=2, default=str)
+    jsontext.dump(value, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 
 from ..exceptions import ParameterError
 from .pipeline import Pipeline
@@ -50,6 +51,30 @@ def coerce(pipeline: Pipeline, name: str, value):
         ) from None
 
 
+def json_problem(value) -> str | None:
+    """Why ``value`` cannot be a parameter value (None if it can): run records, the REST API and
+    Kubeflow carry parameters as strict JSON, so numbers must be finite and dict keys strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a finite number (JSON has no NaN or Infinity; use None or a finite bound)"
+    if isinstance(value, (list, tuple)):
+        return next((p for p in map(json_problem, value) if p), None)
+    if isinstance(value, dict):
+        if bad := [k for k in value if not isinstance(k, str)]:
+            return f"its dict has the key {bad[0]!r}, which is not a string (JSON object keys are strings)"
+        return next((p for p in map(json_problem, value.values()) if p), None)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return None
+    instead = {"bytes": "a str", "set": "a list", "frozenset": "a list", "complex": "two floats or a list [re, im]"}
+    kind = type(value).__name__
+    return f"{value!r} is {_article(kind)} {kind}, which JSON cannot carry (use {instead.get(kind, 'a str')})"
+
+
+def _check_json(pipeline: Pipeline, name: str, value):
+    if problem := json_problem(value):
+        raise ParameterError(f"Parameter '{name}' of {pipeline.path} cannot take this value: {problem}.")
+    return value
+
+
 def _article(type_name: str) -> str:
     return "an" if type_name[0] in "aeiou" else "a"
 
@@ -71,5 +96,5 @@ def resolve(pipeline: Pipeline, overrides: dict | None) -> dict:
     """Every parameter's value for a run: defaults, then ``overrides`` (checked and typed)."""
     values = {p.name: p.default for p in pipeline.parameters}
     for name, value in (overrides or {}).items():
-        values[name] = coerce(pipeline, name, value)
+        values[name] = _check_json(pipeline, name, coerce(pipeline, name, value))
     return values

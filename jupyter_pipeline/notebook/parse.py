@@ -17,6 +17,7 @@ import nbformat
 from . import analysis, compose
 from .binding import Grouped, bind
 from .readingorder import kale_reading_order
+from .parameters import json_problem
 from ..exceptions import NotebookReadError
 from .pipeline import Cell, Parameter, Pipeline, Problem, Role, StageOptions
 from .metadata import notebook_settings, stage_defaults
@@ -111,7 +112,13 @@ def _parameters(cell_index: int, source: str, problems: list[Problem]) -> list[P
                 # TypeError: a literal that cannot be built, like {[1]: 2} (a list as a dict key).
                 reason = f" ({exc})" if isinstance(exc, TypeError) else ""
             else:
-                out.append(Parameter(target.id, default, type(default).__name__, cell_index))
+                if (unfit := json_problem(default)) is None:
+                    out.append(Parameter(target.id, default, type(default).__name__, cell_index))
+                else:  # run records, the REST API and Kubeflow carry parameters as JSON
+                    problems.append(Problem(
+                        "error", "parameter-not-json",
+                        f"parameter '{target.id}' cannot be a pipeline parameter: {unfit}.",
+                        cell=cell_index, line=stmt.lineno))
                 continue
         else:
             reason = ""

@@ -15,6 +15,7 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 
 from ..exceptions import PipelineError, ValidationFailed
+from ..store import jsontext
 from .config import JupyterPipeline
 from .manager import RunManager
 from .paths import BadRequest, resolve_notebook
@@ -75,6 +76,8 @@ class BaseHandler(APIHandler):
             body = json.loads(self.request.body or b"{}")
         except ValueError as exc:
             raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
+        except RecursionError:
+            raise BadRequest("The request body nests deeper than this server reads; send a flatter JSON object.") from None
         if not isinstance(body, dict):
             raise BadRequest("The request body must be a JSON object.")
         return body
@@ -87,14 +90,15 @@ class BaseHandler(APIHandler):
 
     def reply(self, data, status: int = 200) -> None:
         self.set_status(status)
-        self.finish(json.dumps(data, default=str))
+        self.set_header("Content-Type", "application/json")
+        self.finish(jsontext.dumps(data))
 
     def write_error(self, status_code: int, **kwargs) -> None:
         exc = (kwargs.get("exc_info") or (None, None, None))[1]
         status, message = error_reply(exc, status_code, self.jp.root_dir)
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"message": message}))
+        self.finish(jsontext.dumps({"message": message}))
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, PipelineError):  # the user's to fix: one line, no traceback

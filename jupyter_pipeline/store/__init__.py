@@ -5,4 +5,5 @@
 - :mod:`.s3errors` — retries and one-line messages for what an S3 server answers
 - :mod:`.records` — run records: types, store keys, lifecycle and persistence
 - :mod:`.models` — the model registry (``models/<name>/<version>/``)
+- :mod:`.jsontext` — strict JSON (no bare NaN or Infinity) for records, REST bodies and ``--json``
 """

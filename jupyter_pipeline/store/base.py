@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 from urllib.parse import urlparse
 
+from . import jsontext
 from ..exceptions import ArtifactNotFound, StoreError
 from ..registry import Registry
 from ..settings import DEFAULT_STORE  # noqa: F401 - re-exported
@@ -107,7 +108,7 @@ class Store(ABC):
 
     # -- JSON -----------------------------------------------------------------------------------
     def put_json(self, key: str, value) -> None:
-        self.put_bytes(key, json.dumps(value, indent=1, sort_keys=False, default=str).encode())
+        self.put_bytes(key, jsontext.dumps(value, indent=1, sort_keys=False).encode())
 
     def get_json(self, key: str):
         return json.loads(self.get_bytes(key))
