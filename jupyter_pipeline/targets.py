@@ -53,6 +53,19 @@ class Target:
     needs_kfp_host = False
     #: True if ``cancel`` can stop a run this process drives.
     can_cancel = False
+    #: True if stages run in a container image the target pulls (the publish dialog then shows the
+    #: image and its warnings).
+    uses_image = False
+
+    def prepare(self) -> None:
+        """Called by a front as soon as it knows the target, before the notebook is read: a place
+        to start slow preparations (the local target starts its warm stage processes here)."""
+
+    def lookup(self, store: Store, run_id: str, options: dict) -> RunRecord:
+        """The current record of ``run_id`` (``runs RUN --target NAME``); by default the store's."""
+        from .store.records import load_run
+
+        return run_status(store, load_run(store, run_id), options)
 
     def run(self, pipeline: Pipeline, parameters: dict | None, store: Store, options: dict,
             on_event=None) -> RunRecord:
@@ -79,7 +92,8 @@ class Target:
         raise TargetError(f"sweeps cannot run on target '{self.name}'")
 
     def to_json(self) -> dict:
-        return {"name": self.name, "label": self.label or self.name, "needs_kfp_host": self.needs_kfp_host}
+        return {"name": self.name, "label": self.label or self.name, "needs_kfp_host": self.needs_kfp_host,
+                "uses_image": self.uses_image}
 
 
 class LocalTarget(Target):
@@ -91,6 +105,11 @@ class LocalTarget(Target):
     def __init__(self):
         self._lock = threading.Lock()
         self._live: dict = {}  # run id -> the LocalRunner driving it in this process
+
+    def prepare(self):
+        from .local import zygote
+
+        zygote.shared()  # stage processes' imports start now, while the notebook is read and checked
 
     def _runner(self, store, options, on_event):
         from .local.runner import LocalRunner

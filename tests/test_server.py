@@ -311,6 +311,8 @@ def test_config_never_shows_credentials(tmp_path):
 
 def test_config_relative_store_is_under_the_root(tmp_path, monkeypatch):
     monkeypatch.delenv("JUPYTER_PIPELINE_STORE", raising=False)
+    # Only a target that pulls an image makes the dialog show the image and its warnings.
+    assert targets["kfp"]["uses_image"] and not targets["kfp-local"]["uses_image"] and not targets["local"]["uses_image"]
     monkeypatch.setenv("JUPYTER_PIPELINE_CONFIG", str(tmp_path / "none.json"))
     assert JupyterPipeline().store_url(str(tmp_path)) == str(tmp_path / ".pipeline-store")
     monkeypatch.setenv("JUPYTER_PIPELINE_STORE", "elsewhere")

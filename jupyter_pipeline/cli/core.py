@@ -61,6 +61,7 @@ def register(sub, common) -> dict:
     p.add_argument("run_id", nargs="?", metavar="RUN")
     p.add_argument("--store")
     p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--target", help="read RUN's state from its target (kfp: the cluster; a Kubeflow run id works too)")
     p.set_defaults(func=cmd_runs)
     commands["runs"] = p
 
@@ -139,40 +140,50 @@ def cmd_run(args) -> int:
     from ..store.base import open_store, resolve_store_url
     from ..targets import get_target
 
-    if args.target == "local":
-        from ..local import zygote
-
-        zygote.shared()  # stage workers' imports start now, while the notebook is read and checked
+    target = get_target(args.target)
+    target.prepare()
     pipeline = load(args.notebook).require_valid()
     if args.sweep:
         return cmd_sweep(args, pipeline)
-    target = get_target(args.target)
     store = open_store(resolve_store_url(args.store, pipeline.settings))
     record = target.run(pipeline, _parameters(args), store, run_options(args), Progress())
     if args.json:
         print_json(record.to_json())
+    elif record.status.value == "running":  # submitted to a target that runs it elsewhere
+        host = next((h.get("host") for h in record.history if h.get("event") == "submitted"), args.target)
+        print(f"submitted run {record.run_id} to {host}"
+              + (f" ({record.external_id})" if record.external_id else "")
+              + (f"\nrun page: {record.url}" if record.url else "")
+              + f"\nfollow it with: jupyter-pipeline runs {record.run_id} --target {args.target}")
     else:
         print(run_summary(record))
     return _exit_status(record)
 
 
 def _exit_status(record) -> int:
-    """0 for a succeeded run, 130 (as for Ctrl-C) for a cancelled one, else 1."""
-    return {"succeeded": 0, "cancelled": 130}.get(record.status.value, 1)
+    """0 for a succeeded run (or one submitted and still running elsewhere), 130 (as for Ctrl-C) for
+    a cancelled one, else 1."""
+    return {"succeeded": 0, "running": 0, "cancelled": 130}.get(record.status.value, 1)
 
 
 def cmd_runs(args) -> int:
     from ..store.records import list_runs, load_run
     from ..store.base import open_store, resolve_store_url
-    from ..targets import run_status
+    from ..targets import get_target, run_status
 
     store = open_store(resolve_store_url(args.store))
+    if args.target and not args.run_id:
+        fail(f"runs --target {args.target} needs a RUN (a run id of this store, or the target's own run id)")
     if args.run_id:
-        record = run_status(store, load_run(store, args.run_id))
+        if args.target:  # the target finds the run (a Kubeflow run id too) and reads its state
+            record = get_target(args.target).lookup(store, args.run_id, run_options(args))
+        else:
+            record = run_status(store, load_run(store, args.run_id))
         if args.json:
             print_json(record.to_json())
         else:
-            print(f"run {record.run_id} of {record.notebook} ({record.target}), parameters: {record.parameters}")
+            where = f" ({record.target} run {record.external_id})" if record.external_id else f" ({record.target})"
+            print(f"run {record.run_id} of {record.notebook}{where}, parameters: {record.parameters}")
             print(run_summary(record))
         return 0
     records = [run_status(store, r, ask_target=False) for r in list_runs(store, limit=args.limit)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .output import Progress, print_json, run_summary
+from .output import print_json
 
 
 def _connection_options(p: argparse.ArgumentParser) -> None:
@@ -81,20 +81,16 @@ def register(sub, common) -> dict:
 
 
 def extend(commands: dict) -> None:
-    """Add Kubeflow options to ``run`` and ``runs``; route ``--target kfp`` to the handlers below."""
+    """Add the Kubeflow connection and submission options to ``run`` and ``runs`` (the commands
+    themselves are the same for every target)."""
     run = commands.get("run")
     if run is not None:
         _connection_options(run)
         _submit_options(run)
         run.add_argument("--wait", action="store_true", help="with --target kfp: follow the run until it ends")
-        original_run = run.get_default("func")
-        run.set_defaults(func=lambda args: cmd_run_kfp(args) if args.target == "kfp" else original_run(args))
     runs = commands.get("runs")
     if runs is not None:
-        runs.add_argument("--target", choices=["kfp"], help="kfp: read the run's state from Kubeflow Pipelines")
         _connection_options(runs)
-        original_runs = runs.get_default("func")
-        runs.set_defaults(func=lambda args: cmd_runs_kfp(args) if args.target == "kfp" else original_runs(args))
 
 
 def cmd_compile(args) -> int:
@@ -152,48 +148,6 @@ def _params(args) -> dict:
     from .core import _parameters
 
     return _parameters(args)
-
-
-def cmd_run_kfp(args) -> int:
-    from ..notebook.parse import load
-    from ..store.base import open_store, resolve_store_url
-    from ..targets import get_target
-
-    pipeline = load(args.notebook).require_valid()
-    store = open_store(resolve_store_url(args.store, pipeline.settings))
-    options = {k: v for k, v in vars(args).items() if k not in ("func", "notebook", "parameter", "command")}
-    record = get_target("kfp").run(pipeline, _params(args), store, options, Progress())
-    if args.json:
-        print_json(record.to_json())
-    elif args.wait:
-        print(run_summary(record))
-    else:
-        host = next((h.get("host") for h in record.history if h.get("event") == "submitted"), "Kubeflow")
-        print(f"submitted run {record.run_id} to {host} "
-              f"(Kubeflow run {record.external_id})\nrun page: {record.url}\n"
-              f"follow it with: jupyter-pipeline runs {record.run_id} --target kfp")
-    if args.wait:
-        return 0 if record.status.value == "succeeded" else 1
-    return 0
-
-
-def cmd_runs_kfp(args) -> int:
-    from ..kfp.client import record_for
-    from ..store.base import open_store, resolve_store_url
-
-    if not args.run_id:
-        from .output import fail
-
-        fail("runs --target kfp needs a RUN (a run id of this store, or a Kubeflow run id)")
-    store = open_store(resolve_store_url(args.store))
-    options = {k: v for k, v in vars(args).items() if k.startswith("kfp_") or k == "namespace"}
-    _, record = record_for(store, args.run_id, options)
-    if args.json:
-        print_json(record.to_json())
-    else:
-        print(f"run {record.run_id} on Kubeflow (run {record.external_id}), parameters: {record.parameters}")
-        print(run_summary(record))
-    return 0
 
 
 def cmd_schedule(args) -> int:

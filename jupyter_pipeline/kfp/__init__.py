@@ -31,6 +31,13 @@ class KfpTarget(Target):
 
     label = "Kubeflow Pipelines"
     needs_kfp_host = True
+    uses_image = True
+
+    def lookup(self, store, run_id, options):
+        """A run of this store, or any Kubeflow run id, read from the cluster."""
+        from .client import record_for
+
+        return record_for(store, run_id, {k: v for k, v in options.items() if k.startswith("kfp_") or k == "namespace"})[1]
 
     def run(self, pipeline, parameters, store, options, on_event=None):
         from .client import submit_target

@@ -120,6 +120,8 @@ export interface ITargetInfo {
 export interface IMapItem {
   index: number;
   status: StageStatus;
+  /** Stages run in a container image the target pulls (the dialog shows the image and its notes). */
+  uses_image?: boolean;
   started_at?: string;
   finished_at?: string;
   output_notebook?: string | null;

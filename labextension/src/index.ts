@@ -180,7 +180,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
         if (defaultImage) {
           request.image = defaultImage;
         }
-        if (kfpHost && request.target === 'kfp') {
+        const chosen = model.targets().find(t => t.name === request.target);
+        if (kfpHost && chosen?.needs_kfp_host) {
           request.kfp_host = kfpHost;
         }
         // The notebook is run from disk: save whatever was typed while the dialog was open.

@@ -221,7 +221,9 @@ export class PipelineModel {
 
   /** The run targets the server offers; only `local` until its config has loaded. */
   targets(): api.ITargetInfo[] {
-    return this.serverConfig.targets ?? [{ name: 'local', label: 'Local', needs_kfp_host: false }];
+    return (
+      this.serverConfig.targets ?? [{ name: 'local', label: 'Local', needs_kfp_host: false, uses_image: false }]
+    );
   }
 
   /** The KFP host to show: the user's setting, else the server's. */

@@ -107,7 +107,8 @@ class PublishForm extends ReactWidget {
       fn();
       this.update();
     };
-    const kubeflow = this.target !== 'local';
+    const chosen = o.targets.find(t => t.name === this.target);
+    const kubeflow = Boolean(chosen?.uses_image);
     const needsHost = o.targets.some(t => t.needs_kfp_host);
     return (
       <div className="jp-pipeline-form">
