@@ -244,7 +244,8 @@ class Reader:
         return Stage(
             name=name, cells=tuple(cells), after=tuple(dict.fromkeys(parents)), options=options,
             parameters=used, depends_on=tuple(dict.fromkeys(parents)), files_out=outputs, notebook=node.filename,
-            workdir=WorkFolder(folder, tuple(ship), recursive, env, secret_env, used, self._digest(folder, ship)),
+            workdir=WorkFolder(folder, tuple(ship), recursive, env, secret_env, used, self._digest(folder, ship),
+                              run="" if kind == "notebook" else kind),
         )
 
     def _code(self, node: Node, name: str, kind: str, file: Path | None) -> list[int]:
@@ -259,12 +260,7 @@ class Reader:
             self.problem("warning", "elyra-no-rscript", f"{node} is an R script, and `Rscript` is not on PATH here: "
                          "a local run of it fails (install R); on Kubeflow its runtime image must have R", name)
         if kind != "notebook":
-            digest = hashlib.sha256(file.read_bytes()).hexdigest()[:16]
-            source = (f"# {node.op}: run {file.name} with {'python' if kind == 'python' else 'Rscript'} in the "
-                      f"working folder, as Elyra does (content {digest})\n"
-                      f"_jp_io.run_file({kind!r}, {file.name!r})")
-            return [self._add(Cell(len(self.cells), "code", source, Role.STAGE, stage=name,
-                                   notebook=node.filename, source_index=0))]
+            return []  # the stage notebook runs the script (WorkFolder.run); its content is in the digest
         try:
             nb = nbformat.read(file, as_version=4)
         except Exception as exc:

@@ -150,10 +150,12 @@ class WorkFolder:
     keep_env: tuple[str, ...] = ()  # names a pod may already have from a Kubernetes secret, which then wins
     env_parameters: tuple[str, ...] = ()  # pipeline parameters passed as environment variables
     digest: str = ""  # of the shipped files' contents, so that editing one re-runs the stage
+    run: str = ""  # "python" or "r": the stage runs the script ``ship[0]`` (else its cells are a notebook's)
 
     def to_json(self) -> dict:
         return {"base": self.base, "ship": list(self.ship), "recursive": self.recursive, "env": dict(self.env),
-                "keep_env": list(self.keep_env), "env_parameters": list(self.env_parameters), "digest": self.digest}
+                "keep_env": list(self.keep_env), "env_parameters": list(self.env_parameters), "digest": self.digest,
+                "run": self.run}
 
 
 @dataclass(frozen=True)

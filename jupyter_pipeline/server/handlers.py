@@ -60,9 +60,12 @@ def _with_kubeflow_notes(pipeline, full: Path, config: JupyterPipeline) -> dict:
 
 
 def _pipeline_json(full: Path, shown: str, config: JupyterPipeline) -> dict:
+    from ..notebook.elyra import is_pipeline_file, load_pipeline_file
     from ..notebook.parse import from_notebook, read_notebook
 
     try:
+        if is_pipeline_file(full):  # an Elyra pipeline file
+            return _with_kubeflow_notes(load_pipeline_file(full, shown), full, config)
         nb = read_notebook(full)
     except PipelineError as exc:  # say which path, as the browser knows it, not the server's
         exc.args = (str(exc).replace(str(full), shown),)

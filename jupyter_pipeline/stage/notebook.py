@@ -77,6 +77,8 @@ def stage_notebook(pipeline: Pipeline, stage: Stage | str, parameters: dict | No
         cells.append(_cell("map-item", f"{o.map_as} = _jp_io.map_item({o.map_var}, {o.map_chunks!r})  # this run's item"))
     if stage.workdir is not None or stage.files_in:
         cells.append(_cell("files-in", files_in_source(stage)))
+    if stage.workdir is not None and stage.workdir.run:  # a script, run as Elyra runs it
+        cells.append(_cell("run-file", f"_jp_io.run_file({stage.workdir.run!r}, {stage.workdir.ship[0]!r})"))
     for index in stage.cells:
         source_cell = pipeline.cells[index]
         if source_cell.role == Role.SKIP:
