@@ -30,6 +30,8 @@ export interface IStageOptions {
   parallelism: number | null;
   /** `workers:N`: N replicas started together (1: an ordinary stage). */
   workers: number;
+  /** `if:EXPR`: the stage runs only when EXPR holds (absent: always). */
+  condition?: string | null;
   labels: Record<string, string>;
   annotations: Record<string, string>;
   secrets: Record<string, string>[];
@@ -44,6 +46,10 @@ export interface IStage {
   outputs: string[];
   parameters: string[];
   gpu: number;
+  /** `if:EXPR`: the stage runs only when EXPR holds; null for an unconditional stage. */
+  condition?: string | null;
+  /** Its outputs a later stage's condition reads (kept as plain values too). */
+  scalars?: string[];
   options: IStageOptions;
 }
 
@@ -154,6 +160,8 @@ export interface IStageRecord {
   items?: IMapItem[];
   /** Per-replica state of a `workers:` stage. */
   replicas?: IReplica[];
+  /** A stage skipped though nothing failed: its `if:` condition (or an upstream stage's) was false, and why. */
+  skip_reason?: string | null;
 }
 
 export interface IReplica {

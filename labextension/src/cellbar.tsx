@@ -40,6 +40,9 @@ export function stageSummary(spec: ICellSpec): string {
   if (spec.workers > 1) {
     parts.push(`${spec.workers} workers`);
   }
+  if (spec.condition) {
+    parts.push(`if ${spec.condition}`);
+  }
   if (spec.gpu) {
     parts.push(`${spec.gpu} GPU${spec.gpuType ? ` (${spec.gpuType})` : ''}`);
   }

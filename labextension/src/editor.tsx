@@ -231,6 +231,19 @@ export function StageForm(props: IStageFormProps): JSX.Element {
               Reuse cached results
             </label>
           </div>
+          <label className="jp-pipeline-field jp-pipeline-field-wide jp-pipeline-field-condition">
+            <span>Runs only if</span>
+            <input
+              className="jp-mod-styled jp-pipeline-condition"
+              placeholder="always; e.g. accuracy >= min_accuracy"
+              value={spec.condition ?? ''}
+              spellCheck={false}
+              aria-invalid={tried && errors.condition ? true : undefined}
+              title="Compare values that stages above bind and pipeline parameters (==, !=, <, <=, >, >=; and, or, not); when false the stage and the stages below it are skipped"
+              onChange={ev => set({ condition: ev.target.value.trim() ? ev.target.value : null })}
+            />
+            {error('condition')}
+          </label>
           {spec.workers > 1 && (
             <p className="jp-pipeline-muted jp-pipeline-hint jp-pipeline-workers-hint">
               Distributed: {spec.workers} replicas started together (all or none; if one fails, all stop), each with

@@ -14,6 +14,8 @@ export interface IGraphNode {
   height: number;
   gpu: number;
   inCycle: boolean;
+  /** `if:EXPR` of a conditional stage (drawn dashed, with an "if" badge), else null. */
+  condition: string | null;
 }
 
 export interface IGraphLayout {
@@ -24,6 +26,8 @@ export interface IGraphLayout {
 }
 
 const NODE_HEIGHT = 30;
+/** Width of the "if" badge of a conditional stage. */
+const IF_BADGE = 24;
 const CHAR_WIDTH = 7.5;
 
 /** Lay the pipeline out; pure apart from dagre, so it is unit-testable. */
@@ -35,7 +39,7 @@ export function layoutPipeline(pipeline: IPipeline): IGraphLayout {
     pipeline.problems.filter(p => p.code === 'cycle' && p.stage).map(p => p.stage as string)
   );
   for (const stage of pipeline.stages) {
-    const badge = stage.gpu > 0 ? 44 : 0;
+    const badge = (stage.gpu > 0 ? 44 : 0) + (stage.condition ? IF_BADGE : 0);
     g.setNode(stage.name, {
       width: Math.max(70, stage.name.length * CHAR_WIDTH + 24 + badge),
       height: NODE_HEIGHT
@@ -48,6 +52,7 @@ export function layoutPipeline(pipeline: IPipeline): IGraphLayout {
   }
   dagre.layout(g);
   const gpuOf = new Map(pipeline.stages.map(s => [s.name, s.gpu]));
+  const conditionOf = new Map(pipeline.stages.map(s => [s.name, s.condition ?? null]));
   const graph = g.graph();
   return {
     nodes: g.nodes().map(name => {
@@ -59,7 +64,8 @@ export function layoutPipeline(pipeline: IPipeline): IGraphLayout {
         width: n.width,
         height: n.height,
         gpu: gpuOf.get(name) ?? 0,
-        inCycle: cyclic.has(name)
+        inCycle: cyclic.has(name),
+        condition: conditionOf.get(name) ?? null
       };
     }),
     edges: g.edges().map(e => ({
@@ -128,6 +134,7 @@ export function PipelineGraph(props: IGraphProps): JSX.Element {
         const label =
           `Stage ${n.name}` +
           (n.gpu ? `, ${n.gpu} GPU` : '') +
+          (n.condition ? `, runs only if ${n.condition}` : '') +
           (status ? `, ${status}` : '') +
           (n.inCycle ? ', part of a cycle' : '');
         return (
@@ -136,7 +143,8 @@ export function PipelineGraph(props: IGraphProps): JSX.Element {
             className={
               'jp-pipeline-node' +
               (status ? ` jp-pipeline-status-${status}` : '') +
-              (n.inCycle ? ' jp-pipeline-node-cycle' : '')
+              (n.inCycle ? ' jp-pipeline-node-cycle' : '') +
+              (n.condition ? ' jp-pipeline-node-conditional' : '')
             }
             data-stage={n.name}
             role="button"
@@ -171,6 +179,14 @@ export function PipelineGraph(props: IGraphProps): JSX.Element {
             <text className="jp-pipeline-node-label" x={left + 14} y={n.y + 4}>
               {n.name}
             </text>
+            {n.condition && (
+              <g className="jp-pipeline-if-badge">
+                <rect x={left + n.width - (n.gpu > 0 ? 44 : 0) - IF_BADGE} y={top + 7} width={20} height={16} rx={8} />
+                <text x={left + n.width - (n.gpu > 0 ? 44 : 0) - IF_BADGE + 10} y={top + 19} textAnchor="middle">
+                  if
+                </text>
+              </g>
+            )}
             {n.gpu > 0 && (
               <g className="jp-pipeline-gpu-badge">
                 <rect x={left + n.width - 44} y={top + 7} width={38} height={16} rx={8} />

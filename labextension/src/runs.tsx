@@ -207,7 +207,7 @@ export function RunsList(props: IRunsProps): JSX.Element {
                               )}
                             </td>
                           </tr>
-                          {(metrics.length > 0 || rec.error) && (
+                          {(metrics.length > 0 || rec.error || rec.skip_reason) && (
                             <tr className="jp-pipeline-stage-extra">
                               <td colSpan={4}>
                                 {metrics.map(([k, v]) => (
@@ -219,6 +219,11 @@ export function RunsList(props: IRunsProps): JSX.Element {
                                   <pre className="jp-pipeline-error">
                                     <MessageText text={withCell(rec.error, rec.error_cell)} />
                                   </pre>
+                                )}
+                                {rec.skip_reason && !rec.error && (
+                                  <span className="jp-pipeline-muted jp-pipeline-skip-reason">
+                                    skipped: {rec.skip_reason}
+                                  </span>
                                 )}
                               </td>
                             </tr>

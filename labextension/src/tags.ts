@@ -28,6 +28,8 @@ export interface ICellSpec {
   cache: boolean;
   /** Replicas started together (`workers:N`, N ≥ 2); 1 is a stage as usual, one process. */
   workers: number;
+  /** `if:EXPR`: the stage runs only when EXPR holds (values of stages above, parameters). */
+  condition: string | null;
   /** Further pipeline tags kept as written: pod options, fan-out (`env:`, `volume:`, `map:`...). */
   more: string[];
 }
@@ -61,7 +63,8 @@ const FIELD_KEYS = [
   'retries',
   'timeout',
   'cache',
-  'workers'
+  'workers',
+  'if'
 ];
 /** Tag keys of pipeline options the editor shows as free-form tags under "more". */
 export const MORE_KEYS = [
@@ -92,6 +95,7 @@ export function emptySpec(): ICellSpec {
     timeout: null,
     cache: true,
     workers: 1,
+    condition: null,
     more: []
   };
 }
@@ -178,6 +182,12 @@ export function readCellSpec(tags: readonly string[] | undefined): ICellSpec {
       case 'cache':
         spec.cache = !['off', 'disabled', 'false', 'no'].includes(value.toLowerCase());
         break;
+      case 'if':
+        // Several `if:` tags must all hold, as the converter reads them.
+        if (value.trim()) {
+          spec.condition = spec.condition ? `(${spec.condition}) and (${value.trim()})` : value.trim();
+        }
+        break;
       default:
         if (isGpuLimit(tag)) {
           spec.gpu = wholeNumber(/\/gpu:(.*)$/.exec(value)?.[1] ?? '') ?? spec.gpu;
@@ -227,6 +237,9 @@ export function specToTags(spec: ICellSpec): string[] {
       if (!spec.cache) {
         tags.push('cache:off');
       }
+      if (spec.condition && spec.condition.trim()) {
+        tags.push(`if:${spec.condition.trim()}`);
+      }
       for (const tag of spec.more) {
         if (tag && !tags.includes(tag)) {
           tags.push(tag);
@@ -240,8 +253,10 @@ export function specToTags(spec: ICellSpec): string[] {
 }
 
 /** What is wrong with the fields of `spec`, by field; empty when it can be written. */
-export function specErrors(spec: ICellSpec): Partial<Record<'stage' | 'cpu' | 'memory' | 'more', string>> {
-  const errors: Partial<Record<'stage' | 'cpu' | 'memory' | 'more', string>> = {};
+export function specErrors(
+  spec: ICellSpec
+): Partial<Record<'stage' | 'cpu' | 'memory' | 'condition' | 'more', string>> {
+  const errors: Partial<Record<'stage' | 'cpu' | 'memory' | 'condition' | 'more', string>> = {};
   if (spec.role !== 'stage') {
     return errors;
   }
@@ -255,6 +270,10 @@ export function specErrors(spec: ICellSpec): Partial<Record<'stage' | 'cpu' | 'm
     if (value && !QUANTITY_RE.test(value)) {
       errors[key] = `Not a Kubernetes quantity (e.g. ${key === 'cpu' ? '2 or 500m' : '8Gi'}).`;
     }
+  }
+  if (spec.condition && /[,\n]/.test(spec.condition)) {
+    // nbformat does not allow commas in tags; a condition never needs one.
+    errors.condition = 'A condition compares names and literals with ==, !=, <, <=, >, >= and and/or/not; no commas.';
   }
   const bad = spec.more.find(t => !MORE_KEYS.includes(splitTag(t)[0]) || splitTag(t)[1] === null);
   if (bad) {

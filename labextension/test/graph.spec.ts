@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { layoutPipeline } from '../src/graph';
 import { parameterText, parseParameter } from '../src/params';
 
-const stage = (name: string, gpu = 0) => ({
+const stage = (name: string, gpu = 0, condition: string | null = null) => ({
   name,
+  condition,
   cells: [],
   after: [],
   depends_on: [],
@@ -68,5 +69,21 @@ describe('publish dialog values', () => {
     expect(() => parseParameter(p('int', 1), '1.5')).toThrow(/int/);
     expect(() => parseParameter(p('float', 1), 'abc')).toThrow(/float/);
     expect(() => parseParameter(p('bool', true), 'yes')).toThrow(/bool/);
+  });
+});
+
+describe('conditional stages in the graph', () => {
+  it('marks a conditional stage and makes room for its badge', () => {
+    const layout = layoutPipeline({
+      name: 'p',
+      stages: [stage('evaluate'), stage('register', 0, 'accuracy >= min_accuracy')],
+      edges: [['evaluate', 'register']],
+      parameters: [],
+      problems: []
+    });
+    const byName = Object.fromEntries(layout.nodes.map(n => [n.name, n]));
+    expect(byName.register.condition).toBe('accuracy >= min_accuracy');
+    expect(byName.evaluate.condition).toBeNull();
+    expect(byName.register.width).toBeGreaterThan('register'.length * 7.5 + 24);
   });
 });

@@ -253,3 +253,29 @@ describe('specErrors', () => {
     expect(specErrors({ ...stage, more: ['env:A=1', 'hide-input'] }).more).toMatch(/'hide-input'/);
   });
 });
+
+describe('conditions (if:)', () => {
+  const stage = { ...emptySpec(), role: 'stage' as const, stage: 'register' };
+
+  it('reads if:EXPR into the form field, several tags joined as the converter joins them', () => {
+    expect(emptySpec().condition).toBeNull();
+    expect(readCellSpec(['stage:register', 'if:accuracy >= min_accuracy']).condition).toBe('accuracy >= min_accuracy');
+    expect(readCellSpec(['stage:r', 'if:a > 1', 'if:not b']).condition).toBe('(a > 1) and (not b)');
+    expect(readCellSpec(['stage:r', 'if:a > 1']).more).toEqual([]);
+  });
+
+  it('writes if:EXPR after the other fields, and drops it when the field is emptied', () => {
+    const tags = writeCellSpec(['x'], { ...stage, cache: false, condition: 'mode == "full"' });
+    expect(tags).toEqual(['stage:register', 'cache:off', 'if:mode == "full"', 'x']);
+    expect(readCellSpec(tags).condition).toBe('mode == "full"');
+    expect(writeCellSpec(['stage:register', 'if:a > 1', 'x'], { ...stage, condition: null })).toEqual([
+      'stage:register',
+      'x'
+    ]);
+  });
+
+  it('refuses a comma, which nbformat does not allow in a tag', () => {
+    expect(specErrors({ ...stage, condition: 'a > 1' }).condition).toBeUndefined();
+    expect(specErrors({ ...stage, condition: 'a in (1, 2)' }).condition).toMatch(/no commas/);
+  });
+});
