@@ -1,7 +1,10 @@
 """Kubernetes manifests that run ``jupyter-pipeline serve`` in a cluster, and applying them.
 
 :func:`render` builds either a Deployment + Service or a KServe ``InferenceService`` whose
-predictor is a custom container running the same server. Store credentials come from a
+predictor is a custom container running the same server, or, given the model's format, a
+``predictor.model`` naming its KServe ``modelFormat`` (``sklearn``, ``xgboost``, ``lightgbm``,
+``onnx``, ``pytorch``, ``keras``) served by a ``ServingRuntime`` of this project's image, rendered
+beside it (the server reads the model from the store itself: no ``storageUri``). Store credentials come from a
 Kubernetes secret (default: Kubeflow Pipelines' own ``mlpipeline-minio-artifact``), never inline;
 probes use the OIP v2 health endpoints. The server listens for REST on 8080 and for the OIP gRPC
 service on 8081; the Service exposes both. KServe routes one port of a custom predictor, named
@@ -57,6 +60,7 @@ class DeploySpec:
     s3_endpoint: str | None = None
     kserve: bool = False
     kserve_grpc: bool = False  # KServe routes one port per predictor: gRPC (h2c) instead of HTTP
+    model_format: str | None = None  # with kserve: the model's KServe modelFormat (meta.json's format)
     serve_args: list[str] = field(default_factory=list)  # extra `serve` options (--no-cache, ...)
 
     @property
@@ -124,8 +128,38 @@ def _placement(spec: DeploySpec) -> dict:
     return out
 
 
+#: The ServingRuntime ``deploy --kserve`` renders for a model of a known format, and the formats it serves.
+RUNTIME_NAME = "jupyter-pipeline"
+MODEL_FORMATS = ("sklearn", "xgboost", "lightgbm", "onnx", "pytorch", "keras")
+
+
+def _serving_runtime(spec: DeploySpec, meta: dict) -> dict:
+    """A ServingRuntime running ``serve`` from this project's image for every format it loads;
+    never auto-selected, so KServe's own runtimes keep the InferenceServices that do not name it."""
+    container = _container(spec, "kserve-container")
+    container["args"] = container["args"][:1] + ["--host", "0.0.0.0", "--port", str(PORT),
+                                                 "--grpc-port", str(GRPC_PORT)]
+    for key in ("env", "resources"):  # per model, in the InferenceService
+        container.pop(key)
+    return {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ServingRuntime",
+            "metadata": {**meta, "name": RUNTIME_NAME},
+            "spec": {"supportedModelFormats": [{"name": f, "autoSelect": False} for f in MODEL_FORMATS],
+                     "protocolVersions": ["v2", "grpc-v2"], "containers": [container]}}
+
+
+def _model_predictor(spec: DeploySpec) -> dict:
+    """``predictor.model``: the format, the runtime, and what differs per model (store, model, env, resources)."""
+    container = _container(spec, "kserve-container")
+    args = container["args"]
+    return {"modelFormat": {"name": spec.model_format}, "runtime": RUNTIME_NAME,
+            "protocolVersion": "grpc-v2" if spec.kserve_grpc else "v2",
+            "args": args[args.index("--store"):args.index("--host")] + args[args.index("--model"):],
+            "env": container["env"], "resources": container["resources"]}
+
+
 def render(spec: DeploySpec) -> list[dict]:
-    """The manifests for ``spec``: [Deployment, Service] or [InferenceService]."""
+    """The manifests for ``spec``: [Deployment, Service], [InferenceService], or with a known model
+    format [ServingRuntime, InferenceService]."""
     if not spec.model or not re.match(r"^[a-z0-9][a-z0-9_.-]{0,62}(:\d+)?$", spec.model):
         raise DeployError(f"Model {spec.model!r} is not a valid NAME or NAME:VERSION.")
     if urlparse(spec.store).scheme not in ("s3",):
@@ -135,6 +169,15 @@ def render(spec: DeploySpec) -> list[dict]:
         raise DeployError("--replicas and --gpu cannot be negative.")
     labels = _labels(spec)
     meta = {"name": spec.resource_name, "namespace": spec.namespace, "labels": dict(labels)}
+    if spec.model_format is not None and spec.model_format not in MODEL_FORMATS:
+        raise DeployError(f"Model format {spec.model_format!r} is not one this server runs "
+                          f"({', '.join(MODEL_FORMATS)}).")
+    if spec.kserve and spec.model_format:
+        predictor = {"minReplicas": spec.replicas, "model": _model_predictor(spec), **_placement(spec)}
+        return [_serving_runtime(spec, meta),
+                {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                 "metadata": {**meta, "annotations": {"serving.kserve.io/enable-prometheus-scraping": "true"}},
+                 "spec": {"predictor": predictor}}]
     if spec.kserve:
         predictor = {"minReplicas": spec.replicas, "containers": [_container(spec, "kserve-container")],
                      **_placement(spec)}
@@ -261,6 +304,11 @@ appliers.register("Deployment", Applier(
 appliers.register("Service", Applier(
     create=lambda api, ns, body: _core(api).create_namespaced_service(ns, body),
     patch=lambda api, ns, name, body: _core(api).patch_namespaced_service(name, ns, body)))
+appliers.register("ServingRuntime", Applier(
+    create=lambda api, ns, body: _custom(api).create_namespaced_custom_object(
+        "serving.kserve.io", "v1alpha1", ns, "servingruntimes", body),
+    patch=lambda api, ns, name, body: _custom(api).patch_namespaced_custom_object(
+        "serving.kserve.io", "v1alpha1", ns, "servingruntimes", name, body)))
 appliers.register("InferenceService", Applier(
     create=lambda api, ns, body: _custom(api).create_namespaced_custom_object(*_KSERVE, ns, "inferenceservices", body),
     patch=lambda api, ns, name, body: _custom(api).patch_namespaced_custom_object(

@@ -165,3 +165,55 @@ def test_apply_refusal_is_one_paragraph_with_the_api_message(fake_kubernetes):
     assert message.startswith("Kubernetes refused deployment/digits-server in namespace team-a: 403 Forbidden")
     assert 'cannot create resource "deployments"' in message
     assert len(k8s.requests) == 1  # stops at the first refusal
+
+
+# -- a model of a known format: KServe's modelFormat, served by this project's ServingRuntime -------
+
+def test_kserve_model_format_renders_a_serving_runtime_and_a_model_predictor():
+    from jupyter_pipeline.cli import build_parser
+
+    runtime, isvc = render(spec(model="iris:2", kserve=True, model_format="sklearn", serve_args=["--no-cache"]))
+    assert (runtime["apiVersion"], runtime["kind"], runtime["metadata"]["name"]) == (
+        "serving.kserve.io/v1alpha1", "ServingRuntime", deploy.RUNTIME_NAME)
+    formats = runtime["spec"]["supportedModelFormats"]
+    assert {f["name"] for f in formats} >= {"sklearn", "xgboost", "lightgbm", "onnx", "pytorch", "keras"}
+    assert not any(f["autoSelect"] for f in formats)  # KServe's own runtimes keep other InferenceServices
+    assert set(runtime["spec"]["protocolVersions"]) == {"v2", "grpc-v2"}
+    [container] = runtime["spec"]["containers"]
+    _validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [container]}})
+    model = isvc["spec"]["predictor"]["model"]
+    assert (model["modelFormat"], model["runtime"], model["protocolVersion"]) == (
+        {"name": "sklearn"}, deploy.RUNTIME_NAME, "v2")
+    assert "storageUri" not in model  # the server reads the model from the store itself
+    # KServe runs the runtime's args followed by the model's: together they are one serve command.
+    args = build_parser().parse_args(container["args"] + model["args"])
+    assert (args.command, args.store, args.model, args.host, args.port, args.grpc_port, args.no_cache) == (
+        "serve", "s3://ml-artifacts/team-a", ["iris:2"], "0.0.0.0", 8080, 8081, True)
+    assert {e["name"] for e in model["env"]} >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert model["resources"]["requests"]["cpu"] == "1"
+    with pytest.raises(DeployError, match="'caffe' is not one"):
+        render(spec(kserve=True, model_format="caffe"))
+
+
+def test_model_format_auto_reads_the_versions_meta_json(s3_url, capsys):
+    from sklearn.linear_model import LogisticRegression
+
+    from jupyter_pipeline.store.models import log_model
+
+    log_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), "tiny", store=s3_url)
+    capsys.readouterr()
+    assert main(["deploy", "tiny", "--store", s3_url, "--kserve", "--model-format", "auto", "--dry-run",
+                 "--json"]) == 0
+    runtime, isvc = json.loads(capsys.readouterr().out)
+    assert runtime["kind"] == "ServingRuntime"
+    assert isvc["spec"]["predictor"]["model"]["modelFormat"] == {"name": "sklearn"}
+
+
+def test_apply_creates_the_serving_runtime_before_the_inference_service(fake_kubernetes):
+    runtimes = "/apis/serving.kserve.io/v1alpha1/namespaces/team-a/servingruntimes"
+    manifests = render(spec(kserve=True, model_format="onnx"))
+    k8s = fake_kubernetes({("POST", runtimes): CONFLICT, ("PATCH", f"{runtimes}/{deploy.RUNTIME_NAME}"): (200, None),
+                           ("POST", ISVCS): (201, None)})
+    assert [r["action"] for r in apply(manifests, k8s.api)] == ["configured", "created"]
+    assert [(r["method"], r["path"]) for r in k8s.requests] == [
+        ("POST", runtimes), ("PATCH", f"{runtimes}/{deploy.RUNTIME_NAME}"), ("POST", ISVCS)]

@@ -81,6 +81,10 @@ def register(sub, common) -> dict:
     d.add_argument("--kserve-grpc", action="store_true",
                    help="with --kserve: route the gRPC port (h2c) instead of HTTP; KServe routes one port per "
                         "predictor (the Deployment's Service always has both)")
+    d.add_argument("--model-format", metavar="FORMAT|auto",
+                   help="with --kserve: the model's KServe format (sklearn, xgboost, lightgbm, onnx, pytorch, "
+                        "keras), or 'auto' to read it from the model's meta.json in the store; renders a "
+                        "ServingRuntime of this image and an InferenceService naming that modelFormat")
     d.add_argument("--no-cache", action="store_true", help="run the server with --no-cache")
     d.add_argument("--context", help="kubeconfig context (default: the current one)")
     d.add_argument("--dry-run", action="store_true", help="print the manifests instead of applying them")
@@ -128,6 +132,18 @@ def cmd_serve(args) -> int:
     return 0 if serve(config, on_started=started) else 1
 
 
+def _model_format(args, store_url: str) -> str | None:
+    """``--model-format``, with ``auto`` read from the deployed version's meta.json."""
+    if args.model_format != "auto":
+        return args.model_format
+    from ..store.base import open_store
+    from ..store.models import get_meta, resolve_version
+
+    name, _, version = args.model.partition(":")
+    store = open_store(store_url)
+    return get_meta(store, name, resolve_version(store, name, version or None)).get("format", "keras")
+
+
 def cmd_deploy(args) -> int:
     from .. import deploy
     from ..settings import Settings
@@ -138,7 +154,7 @@ def cmd_deploy(args) -> int:
         name=args.name, image=settings.get("image"), replicas=args.replicas, cpu=args.cpu, memory=args.memory,
         gpu=args.gpu, gpu_type=args.gpu_type, secret=args.secret or deploy.DEFAULT_SECRET,
         s3_endpoint=args.s3_endpoint, kserve=args.kserve, kserve_grpc=args.kserve_grpc,
-        serve_args=["--no-cache"] if args.no_cache else [])
+        model_format=_model_format(args, settings.get("store")), serve_args=["--no-cache"] if args.no_cache else [])
     manifests = deploy.render(spec)
     if args.dry_run:
         if args.json:
