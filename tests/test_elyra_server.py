@@ -1,4 +1,5 @@
 """Elyra pipeline files through the server extension's routes (a real Jupyter server, ``jp_fetch``)."""
+# ruff: noqa: F811 - the fixtures imported from test_server are used as parameters of the same name
 
 from __future__ import annotations
 

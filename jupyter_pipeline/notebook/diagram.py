@@ -47,7 +47,7 @@ def text_tree(pipeline: Pipeline) -> str:
     stages = {s.name: s for s in pipeline.stages}
     inputs_from = {s.name: {} for s in pipeline.stages}
     for s in pipeline.stages:
-        for var, producer in s.inputs:
+        for var, producer in s.inputs + s.files_in:  # variables and files (an Elyra node's outputs)
             inputs_from[s.name].setdefault(producer, []).append(var)
     lines = [f"{pipeline.name}: {len(pipeline.stages)} stage(s), {len(pipeline.edges)} edge(s)"]
     drawn: set[str] = set()
@@ -84,7 +84,8 @@ def text_tree(pipeline: Pipeline) -> str:
 
 
 def _edge_label(pipeline: Pipeline, up: str, down: str) -> str:
-    names = [v for v, p in pipeline.stage(down).inputs if p == up]
+    stage = pipeline.stage(down)
+    names = [v for v, p in stage.inputs + stage.files_in if p == up]
     return ", ".join(names) if names else "after"
 
 
