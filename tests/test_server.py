@@ -131,6 +131,21 @@ def test_problems_are_data_not_errors(api):
         assert set(p) == {"severity", "code", "message", "stage", "cell", "line"}
 
 
+def test_get_pipeline_of_several_notebooks(api, root):
+    """A parent with a `notebook:` cell: stages say their notebook, cells are numbered in it."""
+    shutil.copytree(FIXTURES / "compose", root / "compose")
+    status, body = api("GET", "pipeline", params={"path": "compose/parent.ipynb"})
+    assert status == 200, body
+    assert [(s["name"], s["notebook"], s["cells"]) for s in body["stages"]] == [
+        ("prepare", "", [2]), ("child-prepare", "parts/child.ipynb", [2]), ("compute", "parts/child.ipynb", [3]),
+        ("report", "", [4])]
+    assert [n["path"] for n in body["notebooks"]] == ["parts/child.ipynb"]
+    assert body["notebook_edges"][0] == {"from": "", "to": "parts/child.ipynb", "variables": ["base"]}
+    status, body = api("GET", "pipeline", params={"path": "compose/cycle_a.ipynb"})
+    [problem] = [p for p in body["problems"] if p["severity"] == "error"]
+    assert (problem["code"], problem["notebook"], problem["cell"]) == ("include-cycle", "cycle_b.ipynb", 1)
+
+
 def test_post_pipeline_validates_unsaved_content(api, root):
     nb = nbformat.read(root / "small.ipynb", as_version=4)
     nb.cells[4].source = "total = sum(numbers) + missing_name"

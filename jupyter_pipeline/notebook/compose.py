@@ -65,14 +65,19 @@ class Expanded:
         return self.label(self.entries[position])
 
 
-def expand(nb, path: str, cell_parts) -> Expanded:
+def expand(nb, path: str, cell_parts, folder: str | os.PathLike | None = None) -> Expanded:
     """Read ``nb``'s cells, each reference cell followed by the cells of the notebook it includes.
 
-    ``cell_parts(raw, index, problems)`` reads one raw cell (parse's schema checks).
+    ``cell_parts(raw, index, problems)`` reads one raw cell (parse's schema checks). References are
+    relative to ``folder``, by default the folder of ``path`` (the server names a notebook by its
+    path under the server's root, and says where that is).
     """
     own = not path.startswith("<")
-    root = Path(path).resolve() if own else None
-    out = Expanded(folder=root.parent if root else Path.cwd())
+    if folder is not None:
+        root = Path(folder).resolve() / Path(path).name if own else None
+    else:
+        root = Path(path).resolve() if own else None
+    out = Expanded(folder=root.parent if root else Path(folder or Path.cwd()).resolve())
     _read(nb, "", 0, out.folder, (root,) if root else (), out, cell_parts)
     _find_whole_notebooks(out, path)
     _qualify(out)

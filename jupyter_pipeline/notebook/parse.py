@@ -132,8 +132,9 @@ def _parameters(cell_index: int, source: str, problems: list[Problem]) -> list[P
     return out
 
 
-def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
-    """Build the :class:`Pipeline` of an in-memory notebook (``nbformat`` v4)."""
+def from_notebook(nb, path: str = "<notebook>", folder: str | os.PathLike | None = None) -> Pipeline:
+    """Build the :class:`Pipeline` of an in-memory notebook (``nbformat`` v4); ``folder`` is where the
+    notebook lives when ``path`` does not say (its ``notebook:`` references are relative to it)."""
     problems: list[Problem] = []
     metadata = nb.get("metadata")
     if not isinstance(metadata, dict):
@@ -156,7 +157,7 @@ def from_notebook(nb, path: str = "<notebook>") -> Pipeline:
     condition_cells: dict[str, int] = {}  # stage -> the cell of its first `if:` tag
 
     # Referenced notebooks' cells stand in place of their `notebook:` cells (see compose).
-    expanded = compose.expand(nb, path, _cell_parts)
+    expanded = compose.expand(nb, path, _cell_parts, folder)
     read = [(e.cell_type, e.tags, e.spec, e.source) for e in expanded.entries]
     # A notebook without stage tags is one stage: every untagged cell joins it.
     current: str | None = expanded.whole.get(0)

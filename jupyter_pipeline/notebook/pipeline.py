@@ -237,7 +237,7 @@ class Problem:
             "stage": self.stage,
             "cell": self.cell,
             "line": self.line,
-            "notebook": self.notebook,
+            **({"notebook": self.notebook} if self.notebook else {}),  # in an included notebook only
         }
 
 

@@ -70,7 +70,7 @@ def _pipeline_json(full: Path, shown: str, config: JupyterPipeline) -> dict:
     except PipelineError as exc:  # say which path, as the browser knows it, not the server's
         exc.args = (str(exc).replace(str(full), shown),)
         raise
-    return _with_kubeflow_notes(from_notebook(nb, shown), full, config)
+    return _with_kubeflow_notes(from_notebook(nb, shown, folder=full.parent), full, config)
 
 
 def _content_json(content: dict, shown: str, full: Path, config: JupyterPipeline) -> dict:
@@ -83,7 +83,7 @@ def _content_json(content: dict, shown: str, full: Path, config: JupyterPipeline
     except Exception as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise BadRequest(f"\"content\" is not a Jupyter notebook: {reason}.") from None
-    return _with_kubeflow_notes(from_notebook(nb, shown), full, config)
+    return _with_kubeflow_notes(from_notebook(nb, shown, folder=full.parent), full, config)
 
 
 class CompileHandler(BaseHandler):
