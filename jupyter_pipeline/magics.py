@@ -3,7 +3,8 @@
 ``%%stage NAME [--after A B] [--gpu N] ...`` checks its arguments with the same parser the converter
 uses, then runs the cell body in the live kernel, so the notebook still works top to bottom.
 
-``%pipeline validate|graph|run|sweep|status|compile|publish [NB]`` are the CLI's actions with rich output.
+``%pipeline validate|graph|run|sweep|status|compile|publish [NB]`` are the CLI's actions with rich output;
+``%pipeline debug RUN STAGE`` loads the parameters and inputs a stage of a run had into this kernel.
 Without ``NB`` the magic works on the notebook this kernel belongs to, found through the Jupyter
 server (its sessions API, or ``JPY_SESSION_NAME``); it reads the notebook *as saved*.
 """
@@ -37,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="%pipeline", add_help=False)
-    sub = p.add_subparsers(dest="action", metavar="validate|graph|run|sweep|status|compile|publish",
+    sub = p.add_subparsers(dest="action", metavar="validate|graph|run|sweep|status|compile|publish|debug",
                            parser_class=_Parser)
     sub.required = True
     v = sub.add_parser("validate", prog="%pipeline validate", add_help=False)
@@ -67,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("run_id", nargs="?", metavar="RUN")
     s.add_argument("--store")
     s.add_argument("--limit", type=int, default=10)
+    d = sub.add_parser("debug", prog="%pipeline debug", add_help=False)
+    d.add_argument("run_id", metavar="RUN")
+    d.add_argument("stage", metavar="STAGE")
+    d.add_argument("--store")
     c = sub.add_parser("compile", prog="%pipeline compile", add_help=False)
     c.add_argument("notebook", nargs="?")
     c.add_argument("-o", "--output")
@@ -233,6 +238,16 @@ class PipelineMagics(Magics):
         display({"text/plain": "\n".join(text), "text/html":
                  f"<p>{html.escape(text[0])}</p><table><tr><th>run</th><th>status</th><th>stages ok</th>"
                  f"<th>target</th><th>started</th></tr>{rows}</table>"}, raw=True)
+
+    def _debug(self, args):
+        from .stage.debug import load_inputs, run_parameters
+        from .store.base import open_store, resolve_store_url
+
+        store = open_store(resolve_store_url(args.store))
+        values = {**run_parameters(store, args.run_id, args.stage), **load_inputs(store, args.run_id, args.stage)}
+        self.shell.user_ns.update(values)
+        print(f"loaded the parameters and inputs of stage '{args.stage}' of run {args.run_id}: "
+              + (", ".join(values) or "none"))
 
     def _compile(self, args):
         from .kfp.compiler import compile_for_cluster

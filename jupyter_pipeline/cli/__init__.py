@@ -12,7 +12,7 @@ import sys
 from .output import error_json, fail, print_json, report_error
 
 #: Command modules, in help order.
-COMMAND_MODULES = ["core", "models", "kfp", "serve"]
+COMMAND_MODULES = ["core", "debug", "models", "kfp", "serve"]
 
 EPILOG = """examples:
   jupyter-pipeline validate examples/digits/digits.ipynb
@@ -20,6 +20,7 @@ EPILOG = """examples:
   jupyter-pipeline run examples/digits/digits.ipynb -p epochs 3
   jupyter-pipeline runs                      # newest first
   jupyter-pipeline resume RUN_ID             # re-run what failed
+  jupyter-pipeline debug RUN_ID STAGE        # a notebook with the stage's inputs and code
 
 Every command takes --json for machine-readable output; exit status is 0 only on success."""
 
