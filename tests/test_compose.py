@@ -262,3 +262,23 @@ def test_kale_orders_root_steps_by_reading_even_without_data(tmp_path):
         (["stage:prepare"], "print('preparing')"), (["notebook:sub.ipynb"], ""), (["stage:report"], "print('done')")])
     assert {s.name: s.depends_on for s in load(native).stages} == {"prepare": (), "work": (), "more": ("work",),
                                                                    "report": ()}
+
+
+def test_an_included_notebooks_settings_apply_to_its_stages(tmp_path):
+    write(tmp_path / "train.ipynb", [(["stage:fit"], "model = 1")],
+          {"jupyter_pipeline": {"image": "registry.example/train:1", "packages": ["tabulate>=0.9"]}})
+    write(tmp_path / "score.ipynb", [(["stage:fit"], "score = model + 1")])  # included twice below
+    root = write(tmp_path / "root.ipynb", [
+        (["stage:prep"], "x = 1"), (["notebook:train.ipynb"], ""), (["notebook:score.ipynb"], ""),
+        (["notebook:score.ipynb"], ""), (["stage:end"], "print(score)")],
+        {"jupyter_pipeline": {"packages": ["numpy"]}})
+    pipeline = load(root)
+    assert pipeline.ok, [p.describe() for p in pipeline.problems]
+    # `fit` in three notebooks: each qualified by its notebook, the second copy of score.ipynb numbered
+    assert pipeline.stage_names == ["prep", "train-fit", "score-fit", "score-2-fit", "end"]
+    images = {s.name: s.options.image for s in pipeline.stages}
+    assert images["train-fit"] == "registry.example/train:1" and images["prep"] is None and images["score-fit"] is None
+    assert pipeline.settings["packages"] == ["numpy", "tabulate>=0.9"]
+    # each copy reads the nearest `model`/`score` above it, as stages do
+    assert pipeline.stage("score-2-fit").inputs == (("model", "train-fit"),)
+    assert pipeline.stage("end").inputs == (("score", "score-2-fit"),)
