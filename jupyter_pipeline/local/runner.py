@@ -34,16 +34,14 @@ from ..notebook.parse import from_notebook, load
 from ..notebook.pipeline import Pipeline, Stage
 from ..store.records import (
     RunRecord, RunState, StageState, finish, link_outputs, list_runs, load_run, new_record, now_iso, reopen,
-    run_prefix, save_run, skip_by_condition, snapshot, stage_key
+    run_prefix, save_run, snapshot, stage_key
 )
 from .gang import GangStages
 from .launcher import Launcher
 from .mapstages import MapStages
 from .lease import STOPPING_GRACE_SECONDS, Lease, owner_alive, this_process
-from ..stage.gate import decide
 from ..stage.notebook import stage_notebook
 from ..stagecache import StageCache, stage_fingerprints
-from ..store import pending
 from ..store.base import Store, open_store, patiently, resolve_store_url
 from .sharedkernel import FRESH, SHARED
 
@@ -59,7 +57,7 @@ class LocalRunner:
                  on_event: EventHandler | None = None, python: str = sys.executable,
                  cache: StageCache | None = None, slots: threading.Semaphore | None = None,
                  warm: int | None = None, sweep_id: str | None = None, incremental: bool = False,
-                 shared_kernel: bool = False, from_stage: str | None = None):
+                 shared_kernel: bool = False):
         self.store = open_store(store)
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.on_event = on_event or (lambda kind, record, stage: None)
@@ -68,11 +66,9 @@ class LocalRunner:
         self.cache, self.warm, self.sweep_id = cache, warm, sweep_id
         self._keys: dict[str, str] = {}
         self.incremental = incremental
-        self.from_stage = from_stage  # run this stage and those downstream, reuse those upstream (plan.rerun_from)
         self._plan = plan.Plan()  # what the current run executes, reuses or keeps (jupyter_pipeline.plan)
         self.record: RunRecord | None = None
         self._lease: Lease | None = None
-        self._store_fault: StoreError | None = None  # why the store stopped taking writes mid-run
         # --shared-kernel: stages take turns in one kernel (see jupyter_pipeline.local.sharedkernel).
         self.kernel_mode = SHARED if shared_kernel else FRESH
         # Kernels running at once; a sweep shares one semaphore among its runs.
@@ -102,11 +98,9 @@ class LocalRunner:
             record.stages[name].cache_key = fp["key"]
             record.stages[name].fingerprint = {k: v for k, v in fp.items() if k != "key"}
         self._plan = plan.fresh(pipeline)
-        if self.incremental or self.from_stage:
+        if self.incremental:
             self._plan = plan.incremental(pipeline, fingerprints, list_runs(self.store, notebook=record.notebook),
                                           lambda run, stage: self.store.exists(stage_key(run, stage, "outputs.json")))
-            if self.from_stage:
-                self._plan = plan.rerun_from(pipeline, self._plan, self.from_stage)
             for name, decision in self._plan.decisions.items():
                 record.stages[name].why = decision.why
                 record.stages[name].reused_from = decision.reused_from
@@ -116,7 +110,6 @@ class LocalRunner:
 
     def resume(self, run_id: str, pipeline: Pipeline | None = None) -> RunRecord:
         """Re-run the stages of ``run_id`` that did not succeed, reusing the outputs of those that did."""
-        pending.flush(self.store, f"{run_prefix(run_id)}/")  # what the store did not take when the run stopped
         record = load_run(self.store, run_id)
         if record.status == RunState.RUNNING and owner_alive(record):
             raise PipelineError(f"Run {run_id} is still running (process {record.owner['pid']}); cancel it first.")
@@ -184,15 +177,11 @@ class LocalRunner:
                 return
             try:
                 save_run(self.store, record)
-            except StoreError as exc:
-                # Down for now: the next change, at the latest the final one, writes it. Refusing
-                # (a full disk, a read-only folder): nothing more can be kept there, so the run stops.
-                if not exc.transient and self._store_fault is None:
-                    self._store_fault = exc
-                    threading.Thread(target=self.cancel, daemon=True, name="jp-store-fault").start()
+            except StoreError:
+                pass  # the store is down for now; the next change, at the latest the final one, writes it
 
     def _execute(self, pipeline: Pipeline, record: RunRecord, names: list[str]) -> RunRecord:
-        self.record, self._store_fault = record, None
+        self.record = record
         for name in names:
             nb = stage_notebook(pipeline, name)
             key = stage_key(record.run_id, name, "input.ipynb")
@@ -226,19 +215,15 @@ class LocalRunner:
                         record.stages[name].status = StageState.CANCELLED
                     pending = []
                 for name in list(pending):
-                    deps = [record.stages[d] for d in stages[name].depends_on]
-                    if any(d.status in (StageState.FAILED, StageState.SKIPPED, StageState.CANCELLED)
-                           and not d.passed_over for d in deps):
+                    deps = [record.stages[d].status for d in stages[name].depends_on]
+                    if any(s in (StageState.FAILED, StageState.SKIPPED, StageState.CANCELLED) for s in deps):
                         pending.remove(name)
                         record.stages[name].status = StageState.SKIPPED
                         record.stages[name].error = "not run: a stage it depends on did not succeed"
                         self._publish(record)
                         self.on_event("stage-finished", record, name)
-                    elif all(d.status == StageState.SUCCEEDED or d.passed_over for d in deps) \
-                            and len(running) < self.workers:
+                    elif all(s == StageState.SUCCEEDED for s in deps) and len(running) < self.workers:
                         pending.remove(name)
-                        if not self._passes_gate(stages[name], record):
-                            continue
                         rec = record.stages[name]
                         rec.status, rec.started_at = StageState.RUNNING, now_iso()
                         self._publish(record)
@@ -256,23 +241,6 @@ class LocalRunner:
                 for future in done:
                     name = running.pop(future)
                     self._finish_stage(record, name, _result_of(future))
-
-    def _passes_gate(self, stage: Stage, record: RunRecord) -> bool:
-        """Whether ``stage`` runs (its ``if:`` condition, :mod:`jupyter_pipeline.stage.gate`); if not, its record
-        says why (skipped) or that its condition could not be evaluated (failed), and the stage is finished."""
-        gate = decide(stage, record, self.store)
-        rec = record.stages[stage.name]
-        if gate.run:
-            if gate.reason:
-                rec.why = f"{rec.why}; {gate.reason}" if rec.why else gate.reason
-            return True
-        if gate.error:
-            rec.status, rec.error, rec.finished_at = StageState.FAILED, gate.error, now_iso()
-        else:
-            skip_by_condition(record, stage.name, gate.reason)
-        self._publish(record)
-        self.on_event("stage-finished", record, stage.name)
-        return False
 
     def _choose_kernel(self, pipeline: Pipeline) -> str | None:
         """Set the kernel the stages run in: the notebook's, if this machine has it.
@@ -364,15 +332,7 @@ class LocalRunner:
 
     def _finish_run(self, record: RunRecord) -> RunRecord:
         finish(record, cancelled=self._launcher.cancelled.is_set())
-        if self._store_fault is None:
-            try:
-                self._publish(record, final=True)
-            except StoreError as exc:
-                self._store_fault = exc
-        if self._store_fault is not None:  # interrupted; what the store did not take waits on this machine
-            error = pending.end_run(self.store, record, self._store_fault)
-            self.on_event("run-finished", record, None)
-            raise error
+        self._publish(record, final=True)
         self.on_event("run-finished", record, None)
         return record
 
