@@ -25,7 +25,7 @@ class StageState(str, enum.Enum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    SKIPPED = "skipped"  # not run because a stage it depends on failed
+    SKIPPED = "skipped"  # not run: a stage it depends on failed, or its `if:` condition (or an upstream one) was false
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
 
@@ -81,8 +81,16 @@ class StageRecord:
     why: str | None = None  # with --incremental: why the stage ran (or that it was reused)
     items: list[dict] = field(default_factory=list)  # per-item state of a `map:` stage
     replicas: list[dict] = field(default_factory=list)  # per-replica state of a `workers:` stage
+    #: Why a skipped stage did not run though nothing failed: its condition was false
+    #: ("condition false: accuracy=0.91 < min_accuracy=0.95") or an upstream stage's was.
+    skip_reason: str | None = None
     #: Models the stage registered (``{name, version, format, uri}``) or promoted (``{..., alias}``).
     models: list[dict] = field(default_factory=list)
+
+    @property
+    def passed_over(self) -> bool:
+        """Whether the stage was skipped by a condition (its own or an upstream stage's): a run still succeeds."""
+        return self.status == StageState.SKIPPED and self.skip_reason is not None and not self.error
 
     @property
     def duration(self) -> float | None:
@@ -97,6 +105,8 @@ class StageRecord:
         if data["error"] is None:
             del data["error"]
             del data["error_cell"]
+        if data["skip_reason"] is None:
+            del data["skip_reason"]
         return data
 
     @classmethod
@@ -274,7 +284,7 @@ def finish(record: RunRecord, *, cancelled: bool = False, error: str | None = No
     ``error``); the record no longer has an owner."""
     if cancelled:
         record.status = RunState.CANCELLED
-    elif all(r.status == StageState.SUCCEEDED for r in record.stages.values()):
+    elif all(r.status == StageState.SUCCEEDED or r.passed_over for r in record.stages.values()):
         record.status = RunState.SUCCEEDED
     else:
         record.status = RunState.FAILED
@@ -282,6 +292,13 @@ def finish(record: RunRecord, *, cancelled: bool = False, error: str | None = No
     record.finished_at = now_iso()
     record.owner = None
     return record
+
+
+def skip_by_condition(record: RunRecord, stage: str, reason: str) -> None:
+    """Mark ``stage`` skipped because a condition was false (``reason`` says which, with its values)."""
+    rec = record.stages[stage]
+    rec.status, rec.skip_reason, rec.error, rec.error_cell = StageState.SKIPPED, reason, None, None
+    rec.finished_at = now_iso()
 
 
 def reopen(record: RunRecord, pipeline: Pipeline, rerun: list[str], *, owner: dict, kernel_mode: str) -> RunRecord:
