@@ -50,7 +50,27 @@ export interface IStage {
   condition?: string | null;
   /** Its outputs a later stage's condition reads (kept as plain values too). */
   scalars?: string[];
+  /** The included notebook its cells are in, relative to this notebook's folder ("" or absent: this one). */
+  notebook?: string;
   options: IStageOptions;
+}
+
+/** A notebook a `notebook:` cell includes (`notebooks` of the pipeline answer). */
+export interface INotebookRef {
+  path: string;
+  /** The notebook holding the reference ("" for this one) and the reference cell's index in it. */
+  parent: string;
+  cell: number;
+  depth: number;
+  prefix: string;
+  spelling: 'native' | 'kale';
+}
+
+/** Stage edges between two notebooks, with the variables they pass. */
+export interface INotebookEdge {
+  from: string;
+  to: string;
+  variables: string[];
 }
 
 export interface IParameter {
@@ -69,6 +89,8 @@ export interface IProblem {
   stage: string | null;
   cell: number | null;
   line: number | null;
+  /** The included notebook the cell is in (absent: this notebook). */
+  notebook?: string;
 }
 
 /** What a pipeline needs on Kubeflow, said before it goes there (`kubeflow` in the pipeline answer). */
@@ -92,6 +114,9 @@ export interface IPipeline {
   settings?: Record<string, unknown>;
   problems: IProblem[];
   kubeflow?: IKubeflowNotes;
+  /** Notebooks included by `notebook:` cells, in reading order. */
+  notebooks?: INotebookRef[];
+  notebook_edges?: INotebookEdge[];
 }
 
 // -- runs -----------------------------------------------------------------------------------------

@@ -18,9 +18,21 @@ export interface IGraphNode {
   condition: string | null;
 }
 
+/** The frame around the stages of one notebook, when the pipeline includes others. */
+export interface IGraphGroup {
+  /** "" for the sidebar's own notebook, else the included notebook's path relative to it. */
+  notebook: string;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
 export interface IGraphLayout {
   nodes: IGraphNode[];
-  edges: { from: string; to: string; points: { x: number; y: number }[] }[];
+  /** `crosses`: the edge goes from one notebook's stage to another's. */
+  edges: { from: string; to: string; points: { x: number; y: number }[]; crosses: boolean }[];
+  groups: IGraphGroup[];
   width: number;
   height: number;
 }
@@ -29,11 +41,15 @@ const NODE_HEIGHT = 30;
 /** Width of the "if" badge of a conditional stage. */
 const IF_BADGE = 24;
 const CHAR_WIDTH = 7.5;
+/** Node-id prefix of the cluster of a notebook's stages (stage names never contain a space). */
+const GROUP = 'notebook ';
 
 /** Lay the pipeline out; pure apart from dagre, so it is unit-testable. */
 export function layoutPipeline(pipeline: IPipeline): IGraphLayout {
-  const g = new dagre.graphlib.Graph({ multigraph: false });
-  g.setGraph({ rankdir: 'TB', nodesep: 18, ranksep: 28, marginx: 8, marginy: 8 });
+  // With included notebooks, a compound graph: a cluster per notebook around its stages.
+  const grouped = (pipeline.notebooks ?? []).length > 0;
+  const g = new dagre.graphlib.Graph({ multigraph: false, compound: grouped });
+  g.setGraph({ rankdir: 'TB', nodesep: 18, ranksep: grouped ? 40 : 28, marginx: 8, marginy: grouped ? 20 : 8 });
   g.setDefaultEdgeLabel(() => ({}));
   const cyclic = new Set(
     pipeline.problems.filter(p => p.code === 'cycle' && p.stage).map(p => p.stage as string)
@@ -45,17 +61,27 @@ export function layoutPipeline(pipeline: IPipeline): IGraphLayout {
       height: NODE_HEIGHT
     });
   }
+  const notebookOf = new Map(pipeline.stages.map(s => [s.name, s.notebook ?? '']));
+  if (grouped) {
+    for (const notebook of new Set(notebookOf.values())) {
+      g.setNode(GROUP + notebook, {});
+    }
+    for (const [name, notebook] of notebookOf) {
+      g.setParent(name, GROUP + notebook);
+    }
+  }
   for (const [up, down] of pipeline.edges) {
     if (g.hasNode(up) && g.hasNode(down)) {
       g.setEdge(up, down);
     }
   }
   dagre.layout(g);
+  const isGroup = (name: string) => name.startsWith(GROUP);
   const gpuOf = new Map(pipeline.stages.map(s => [s.name, s.gpu]));
   const conditionOf = new Map(pipeline.stages.map(s => [s.name, s.condition ?? null]));
   const graph = g.graph();
   return {
-    nodes: g.nodes().map(name => {
+    nodes: g.nodes().filter(name => !isGroup(name)).map(name => {
       const n = g.node(name);
       return {
         name,
@@ -71,8 +97,16 @@ export function layoutPipeline(pipeline: IPipeline): IGraphLayout {
     edges: g.edges().map(e => ({
       from: e.v,
       to: e.w,
-      points: (g.edge(e).points ?? []) as { x: number; y: number }[]
+      points: (g.edge(e).points ?? []) as { x: number; y: number }[],
+      crosses: grouped && notebookOf.get(e.v) !== notebookOf.get(e.w)
     })),
+    groups: g
+      .nodes()
+      .filter(isGroup)
+      .map(name => {
+        const n = g.node(name);
+        return { notebook: name.slice(GROUP.length), x: n.x, y: n.y, width: n.width, height: n.height };
+      }),
     width: graph.width ?? 0,
     height: graph.height ?? 0
   };
@@ -82,6 +116,8 @@ export interface IGraphProps {
   pipeline: IPipeline;
   status?: Record<string, StageStatus>;
   onSelectStage: (name: string) => void;
+  /** The name of the sidebar's own notebook, on its frame when others are included. */
+  title?: string;
 }
 
 export function PipelineGraph(props: IGraphProps): JSX.Element {
@@ -118,10 +154,24 @@ export function PipelineGraph(props: IGraphProps): JSX.Element {
           <path d="M 0 0 L 10 5 L 0 10 z" className="jp-pipeline-arrowhead" />
         </marker>
       </defs>
+      {layout.groups.map(grp => (
+        <g key={grp.notebook} className="jp-pipeline-notebook-group" data-notebook={grp.notebook}>
+          <rect
+            x={grp.x - grp.width / 2}
+            y={grp.y - grp.height / 2}
+            width={grp.width}
+            height={grp.height}
+            rx={8}
+          />
+          <text x={grp.x - grp.width / 2 + 6} y={grp.y - grp.height / 2 - 5}>
+            {grp.notebook || props.title || 'this notebook'}
+          </text>
+        </g>
+      ))}
       {layout.edges.map(e => (
         <path
           key={`${e.from}->${e.to}`}
-          className="jp-pipeline-edge"
+          className={'jp-pipeline-edge' + (e.crosses ? ' jp-pipeline-edge-crosses' : '')}
           data-edge={`${e.from}->${e.to}`}
           d={path(e.points)}
           markerEnd="url(#jp-pipeline-arrow)"

@@ -92,6 +92,33 @@ const plugin: JupyterFrontEndPlugin<void> = {
       nb.node.focus();
     };
 
+    /** Open an included notebook (relative to the sidebar's notebook) with cell `index` active and in view. */
+    const openNotebookCell = async (notebook: string, index: number) => {
+      const base = model.panel?.context.path ?? '';
+      const folder = base.includes('/') ? base.slice(0, base.lastIndexOf('/') + 1) : '';
+      const parts: string[] = [];
+      for (const part of (folder + notebook).split('/')) {
+        if (part === '..') {
+          parts.pop();
+        } else if (part && part !== '.') {
+          parts.push(part);
+        }
+      }
+      const widget = (await commands.execute('docmanager:open', { path: parts.join('/') })) as NotebookPanel;
+      if (!widget || !('content' in widget)) {
+        return;
+      }
+      await widget.context.ready;
+      await widget.revealed;
+      const nb = widget.content;
+      if (index >= 0 && index < nb.widgets.length) {
+        nb.activeCellIndex = index;
+        nb.deselectAll();
+        void nb.scrollToItem(index, 'center').catch(() => undefined);
+        nb.mode = 'command';
+      }
+    };
+
     const showProblems = () => {
       shell.activateById(sidebar.id);
       requestAnimationFrame(() =>
@@ -202,6 +229,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     const sidebar = new PipelineSidebar(model, {
       selectCell,
+      openNotebookCell: (notebook, index) => void openNotebookCell(notebook, index),
       publish: () => void commands.execute(CommandIDs.publish),
       openStageNotebook: (run, stage) =>
         void commands.execute(CommandIDs.openStageNotebook, { runId: run.run_id, stage })

@@ -11,18 +11,18 @@ export function MessageText(props: { text: string }): JSX.Element {
   return <>{parts.map((part, i) => (i % 2 ? <code key={i}>{part}</code> : part))}</>;
 }
 
-/** "cell 3, line 2" for a problem's 0-based cell index. */
+/** "cell 3, line 2" for a problem's 0-based cell index ("child.ipynb cell 3" in an included notebook). */
 export function problemPlace(p: IProblem): string | null {
   if (p.cell === null || p.cell === undefined) {
-    return null;
+    return p.notebook ?? null;
   }
-  return `cell ${p.cell + 1}` + (p.line ? `, line ${p.line}` : '');
+  return (p.notebook ? `${p.notebook} ` : '') + `cell ${p.cell + 1}` + (p.line ? `, line ${p.line}` : '');
 }
 
 export interface IProblemListProps {
   problems: IProblem[];
-  /** Select the problem's cell; without it the list is not clickable. */
-  onSelectCell?: (index: number) => void;
+  /** Select the problem's cell (in the included notebook `notebook`, if any); without it the list is not clickable. */
+  onSelectCell?: (index: number, notebook?: string) => void;
 }
 
 export function ProblemList(props: IProblemListProps): JSX.Element {
@@ -38,7 +38,7 @@ export function ProblemList(props: IProblemListProps): JSX.Element {
               data-code={p.code}
               data-cell={p.cell ?? undefined}
               disabled={!select}
-              onClick={() => select && select(p.cell as number)}
+              onClick={() => select && select(p.cell as number, p.notebook)}
               title={select && place ? `Select ${place}` : undefined}
             >
               <span className="jp-pipeline-severity">{p.severity}</span>

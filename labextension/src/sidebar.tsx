@@ -13,6 +13,8 @@ import { RunsList } from './runs';
 
 export interface ISidebarActions {
   selectCell: (index: number) => void;
+  /** Open an included notebook (path relative to the sidebar's notebook) at its cell `index`. */
+  openNotebookCell: (notebook: string, index: number) => void;
   publish: () => void;
   openStageNotebook: (run: IRunRecord, stage: string) => void;
 }
@@ -78,9 +80,18 @@ function SidebarBody(props: { model: PipelineModel; actions: ISidebarActions }):
           <PipelineGraph
             pipeline={pipeline}
             status={status}
+            title={panel.context.path.split('/').pop()}
             onSelectStage={name => {
               // The stage's first code cell (a heading above it belongs to the stage too).
-              const cells = pipeline.stages.find(s => s.name === name)?.cells ?? [];
+              const stage = pipeline.stages.find(s => s.name === name);
+              const cells = stage?.cells ?? [];
+              if (stage?.notebook) {
+                // A stage of an included notebook: its cells are numbered in that notebook.
+                if (cells.length) {
+                  actions.openNotebookCell(stage.notebook, cells[0]);
+                }
+                return;
+              }
               const first = cells.find(i => panel.model?.cells.get(i)?.type === 'code') ?? cells[0];
               if (first !== undefined) {
                 actions.selectCell(first);
@@ -116,7 +127,12 @@ function SidebarBody(props: { model: PipelineModel; actions: ISidebarActions }):
             {errors} error{errors === 1 ? '' : 's'} to fix before publishing. Click one to go to its cell.
           </p>
         )}
-        <ProblemList problems={problems} onSelectCell={actions.selectCell} />
+        <ProblemList
+          problems={problems}
+          onSelectCell={(index, notebook) =>
+            notebook ? actions.openNotebookCell(notebook, index) : actions.selectCell(index)
+          }
+        />
       </Section>
       <Section title="Runs" id="runs" count={model.runs.length}>
         <RunsList

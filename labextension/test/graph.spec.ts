@@ -51,6 +51,35 @@ describe('layoutPipeline', () => {
   });
 });
 
+describe('layoutPipeline with included notebooks', () => {
+  it('frames each notebook around its stages and marks the edges between notebooks', () => {
+    const inNotebook = (name: string, notebook: string) => ({ ...stage(name), notebook });
+    const layout = layoutPipeline({
+      name: 'parent',
+      stages: [inNotebook('prepare', ''), inNotebook('compute', 'parts/child.ipynb'), inNotebook('report', '')],
+      edges: [
+        ['prepare', 'compute'],
+        ['compute', 'report']
+      ],
+      parameters: [],
+      problems: [],
+      notebooks: [{ path: 'parts/child.ipynb', parent: '', cell: 3, depth: 1, prefix: 'child', spelling: 'native' }]
+    });
+    expect(layout.nodes.map(n => n.name).sort()).toEqual(['compute', 'prepare', 'report']);
+    expect(layout.groups.map(g => g.notebook).sort()).toEqual(['', 'parts/child.ipynb']);
+    const child = layout.groups.find(g => g.notebook === 'parts/child.ipynb')!;
+    const compute = layout.nodes.find(n => n.name === 'compute')!;
+    expect(Math.abs(compute.x - child.x)).toBeLessThanOrEqual(child.width / 2);
+    expect(Math.abs(compute.y - child.y)).toBeLessThanOrEqual(child.height / 2);
+    expect(layout.edges.every(e => e.crosses)).toBe(true);
+  });
+
+  it('draws no frames for a single notebook', () => {
+    const layout = layoutPipeline({ name: 'p', stages: [stage('a')], edges: [], parameters: [], problems: [] });
+    expect(layout.groups).toEqual([]);
+  });
+});
+
 describe('publish dialog values', () => {
   const p = (type: string, d: unknown) => ({ name: 'x', type, default: d, cell: 0 });
   it('round-trips parameter defaults through their text', () => {
