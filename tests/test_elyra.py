@@ -4,6 +4,8 @@ The fixtures under ``tests/fixtures/elyra/`` are shaped like the files Elyra's e
 (pipeline-flow v3, app_data version 8, objects for list properties; ``env_vars`` as ``"NAME=VALUE"``
 strings on one node, as older Elyra wrote them). ``files.pipeline`` is a notebook, a Python script
 (with a helper module as its dependency) and a notebook, passing CSV and JSON files on as ``outputs``.
+Regenerate its golden KFP YAML after an intended change with
+``JP_REGENERATE_GOLDEN=1 pytest tests/test_elyra.py -k golden`` and review the diff.
 """
 
 from __future__ import annotations
@@ -179,6 +181,31 @@ def test_golden_kfp_yaml(monkeypatch):
     assert {"name": "ROWS", "value": "5"} in load_container["env"]
     assert load_container["image"] == "docker.io/library/python:3.11"
     assert load_container["resources"]["memoryRequest"] == 2.0
+
+
+def test_every_node_property_reaches_the_compiled_pods():
+    from jupyter_pipeline.kfp.compiler import CompileOptions, compile_pipeline
+
+    pipeline = jp.load(ELYRA / "options.pipeline")
+    spec, platform = list(yaml.safe_load_all(compile_pipeline(pipeline, options=CompileOptions.for_pipeline(pipeline))))
+    pods = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    train = pods["exec-train"]
+    assert train["podMetadata"] == {"annotations": {"sidecar.istio.io/inject": "false"}, "labels": {"team": "vision"}}
+    assert train["pvcMount"][0]["mountPath"] == "/data" and train["pvcMount"][0]["subPath"] == "v1"
+    assert {"keyToEnv": [{"envVar": "TOKEN", "secretKey": "token"}], "optional": False, "secretName": "api",
+            "secretNameParameter": {"runtimeValue": {"constant": "api"}}} in train["secretAsEnv"]
+    assert train["emptyDirMounts"][0]["mountPath"] == "/dev/shm" and train["emptyDirMounts"][0]["sizeLimit"] == "2G"
+    assert {"effect": "NoSchedule", "key": "dedicated", "operator": "Equal", "value": "ml"} in train["tolerations"]
+    assert {"effect": "NoExecute", "key": "spot", "operator": "Exists"} in pods["exec-train-2"]["tolerations"]
+    containers = {name: e["container"] for name, e in spec["deploymentSpec"]["executors"].items()}
+    resources = containers["exec-train"]["resources"]
+    assert resources["accelerator"]["resourceType"] == "amd.com/gpu"
+    assert (resources["resourceCpuRequest"], resources["resourceMemoryLimit"]) == ("2", "8G")
+    # TOKEN is the secret's on the pod: no plain env var beside it
+    assert containers["exec-train"]["env"] == [{"name": "LEVEL", "value": "3"}, {"name": "MODE", "value": "fast"}]
+    assert containers["exec-train-2"]["image"] == "quay.io/example/base:1"
+    tasks = stage_dag(spec)
+    assert tasks["train"]["cachingOptions"] == {} and tasks["train-2"]["cachingOptions"] == {"enableCache": True}
 
 
 # -- runs ------------------------------------------------------------------------------------------
