@@ -126,3 +126,23 @@ def test_kfp_local_runs_or_skips_the_conditional_stage(store_dir, min_accuracy, 
         assert stages["publish"]["skip_reason"] == ("upstream stage register was skipped (condition false: "
                                                     "accuracy=0.91 < min_accuracy=0.95)")
         assert executed == []  # the dsl.If did not hold: kfp.local never started them
+
+
+def test_a_cluster_run_that_succeeded_marks_the_stages_it_left_out_skipped_by_a_condition():
+    from kfp_server_api import V2beta1PipelineTaskDetail, V2beta1Run, V2beta1RunDetails
+
+    from jupyter_pipeline.kfp.client import KFP_SKIP_REASON, apply_run
+    from jupyter_pipeline.store.records import finish, new_record
+
+    pipeline = load(FIXTURES / "conditional_small.ipynb")
+    record = new_record(pipeline, store="file:///tmp/x", target="kfp", parameters={"min_accuracy": 0.95})
+    run = V2beta1Run(display_name="r", state="SUCCEEDED", run_details=V2beta1RunDetails(task_details=[
+        V2beta1PipelineTaskDetail(display_name="evaluate", state="SUCCEEDED"),
+        V2beta1PipelineTaskDetail(display_name="register", state="SKIPPED"),  # publish never appears
+    ]))
+    apply_run(record, run)
+    assert record.status.value == "succeeded"
+    assert record.stages["evaluate"].status.value == "succeeded"
+    for name in ("register", "publish"):
+        assert record.stages[name].status.value == "skipped" and record.stages[name].skip_reason == KFP_SKIP_REASON
+    assert finish(record).status.value == "succeeded"

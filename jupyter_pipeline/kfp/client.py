@@ -42,6 +42,8 @@ RUN_STATES = {
     "SUCCEEDED": RunState.SUCCEEDED, "FAILED": RunState.FAILED, "SKIPPED": RunState.FAILED,
     "CANCELING": RunState.CANCELLED, "CANCELED": RunState.CANCELLED,
 }
+#: Why a stage of a succeeded Kubeflow run did not run (the cluster does not say which condition).
+KFP_SKIP_REASON = "condition false on Kubeflow: its if: condition (or an upstream stage's) did not hold"
 #: When one stage has several task entries (driver, executor, retries), the one shown wins by this order.
 _PRECEDENCE = [StageState.FAILED, StageState.RUNNING, StageState.CANCELLED, StageState.SUCCEEDED,
                StageState.SKIPPED, StageState.PENDING]
@@ -281,7 +283,10 @@ def apply_run(record: RunRecord, run) -> RunRecord:
         record.status = RUN_STATES[state]
         record.finished_at = _iso(getattr(run, "finished_at", None)) or record.finished_at or now_iso()
         for rec in record.stages.values():
-            if not rec.status.done:
+            if record.status == RunState.SUCCEEDED and rec.status != StageState.SUCCEEDED:
+                # A run that succeeded leaves a stage out only when a dsl.If (its if: or an upstream one) did not hold.
+                rec.status, rec.skip_reason, rec.error = StageState.SKIPPED, rec.skip_reason or KFP_SKIP_REASON, None
+            elif not rec.status.done:
                 rec.status = StageState.SKIPPED if record.status == RunState.FAILED else StageState.CANCELLED
         if record.status == RunState.FAILED:
             run_error = getattr(getattr(run, "error", None), "message", None)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import warnings
 
+from ..exceptions import TargetError
 from ..notebook import parameters as params_mod
 from ..notebook.pipeline import Pipeline
 from ..plan import shared_stages, variants
@@ -42,6 +43,10 @@ def build_sweep(pipeline: Pipeline, swept: list[str], shared: list[str], options
     """
     pipeline.require_valid()
     check_parameter_names(pipeline)
+    conditional = [s.name for s in pipeline.stages if s.options.condition]
+    if conditional:
+        raise TargetError(f"{pipeline.path}: stage(s) {', '.join(conditional)} have an if: condition, which Kubeflow "
+                          "sweeps do not compile yet; sweep with --target local, or run each variant on its own")
     options = options or CompileOptions.for_pipeline(pipeline)
     base = pipeline_signature(pipeline, options)
     signature = base.replace(parameters=[*base.parameters.values(), inspect.Parameter(

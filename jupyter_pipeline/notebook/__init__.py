@@ -7,6 +7,7 @@ Nothing here runs code; it reads notebooks and answers questions about them.
 - :mod:`.metadata` — the notebook's own settings (``metadata.jupyter_pipeline``, Kale's ``kubeflow_notebook``)
 - :mod:`.analysis` — what each cell defines and reads (static analysis after IPython's transforms)
 - :mod:`.binding` — each stage's free names bound to the stage above that defines them
+- :mod:`.condition` — ``if:`` conditions: grammar (``ast``), evaluation without ``eval``, what they read
 - :mod:`.parse` — nbformat → :class:`Pipeline`: tags, grouping, binding, cell-level problems
 - :mod:`.compose` — ``notebook:`` cells: another notebook's cells read in place of the reference
   (nested, cycles found), per-notebook setup, settings, folders and qualified stage names

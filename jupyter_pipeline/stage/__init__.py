@@ -6,6 +6,7 @@ Built before a run:
 Executes a stage (in a local stage worker, or in a Kubeflow component's pod):
 - :mod:`.run` — papermill on one stage notebook against the store; keeps the executed notebook
 - :mod:`.engine` — the papermill engine (nbclient's, keeping the notebook when cut short)
+- :mod:`.gate` — whether a stage runs: its ``if:`` condition on the values upstream stages saved
 
 Imported inside the stage's kernel (kept import-light):
 - :mod:`.io` — what the generated cells call: activate the run, load inputs, save outputs
