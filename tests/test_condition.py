@@ -198,3 +198,42 @@ def test_a_value_that_is_no_scalar_fails_its_producer_naming_it(tmp_path, write_
     assert "variable 'accuracy' of stage 'evaluate' (cell 1) is read by a later stage's `if:` condition" in error
     assert "it holds list '[0.9, 0.8]'" in error
     assert record.stages["register"].status.value == "skipped" and not record.stages["register"].passed_over
+
+
+def test_the_live_table_shows_a_skipped_stages_reason(fixture_nb):
+    from jupyter_pipeline.livetable import run_bundle
+    from jupyter_pipeline.store.records import new_record, skip_by_condition
+
+    record = new_record(load(fixture_nb("conditional_small")), store="file:///tmp/x", target="local", parameters={})
+    skip_by_condition(record, "register", "condition false: accuracy=0.91 < min_accuracy=0.95")
+    bundle = run_bundle(record)
+    assert "register             skipped" in bundle["text/plain"]
+    assert "— condition false: accuracy=0.91 < min_accuracy=0.95" in bundle["text/plain"]
+    assert "condition false: accuracy=0.91 &lt; min_accuracy=0.95" in bundle["text/html"]
+
+
+@pytest.mark.slow
+def test_stage_magic_with_if_skips_its_body_in_a_live_kernel_when_false(tmp_path):
+    """A real kernel runs `%%stage ... --if`: the body runs only when the condition holds on its variables."""
+    import nbformat
+    import papermill
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(cells=[
+        new_code_cell("%load_ext jupyter_pipeline"),
+        new_code_cell("import numpy as np\naccuracy = np.float64(0.91)\nmin_accuracy = 0.95"),
+        new_code_cell('%%stage register --if "accuracy >= min_accuracy"\nprint("REGISTERED", accuracy)'),
+        new_code_cell("min_accuracy = 0.9"),
+        new_code_cell('%%stage register --if "accuracy >= min_accuracy"\nprint("REGISTERED", accuracy)'),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "live.ipynb")
+    papermill.execute_notebook(str(tmp_path / "live.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                               progress_bar=False, cwd=str(tmp_path))
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+
+    def printed(i):
+        return "".join(o.get("text", "") for o in out.cells[i].outputs if o.output_type == "stream")
+
+    assert printed(2) == "stage 'register' skipped: condition false: accuracy=0.91 < min_accuracy=0.95\n"
+    assert printed(4) == "REGISTERED 0.91\n"
