@@ -224,7 +224,11 @@ def run_status(store: Store, record: RunRecord, options: dict | None = None, *, 
     ``ask_target=False`` so that a list never waits on a cluster.
     """
     from .local.lease import effective_status
+    from .store import pending
+    from .store.records import load_run, run_prefix
 
+    if record.status.value == "running" and pending.flush(store, f"{run_prefix(record.run_id)}/"):
+        record = load_run(store, record.run_id)  # its final record waited on this machine for the store
     if ask_target and record.status.value == "running":
         try:
             return get_target(record.target).status(store, record, dict(options or {}))

@@ -43,6 +43,7 @@ from .lease import STOPPING_GRACE_SECONDS, Lease, owner_alive, this_process
 from ..stage.gate import decide
 from ..stage.notebook import stage_notebook
 from ..stagecache import StageCache, stage_fingerprints
+from ..store import pending
 from ..store.base import Store, open_store, patiently, resolve_store_url
 from .sharedkernel import FRESH, SHARED
 
@@ -70,6 +71,7 @@ class LocalRunner:
         self._plan = plan.Plan()  # what the current run executes, reuses or keeps (jupyter_pipeline.plan)
         self.record: RunRecord | None = None
         self._lease: Lease | None = None
+        self._store_fault: StoreError | None = None  # why the store stopped taking writes mid-run
         # --shared-kernel: stages take turns in one kernel (see jupyter_pipeline.local.sharedkernel).
         self.kernel_mode = SHARED if shared_kernel else FRESH
         # Kernels running at once; a sweep shares one semaphore among its runs.
@@ -111,6 +113,7 @@ class LocalRunner:
 
     def resume(self, run_id: str, pipeline: Pipeline | None = None) -> RunRecord:
         """Re-run the stages of ``run_id`` that did not succeed, reusing the outputs of those that did."""
+        pending.flush(self.store, f"{run_prefix(run_id)}/")  # what the store did not take when the run stopped
         record = load_run(self.store, run_id)
         if record.status == RunState.RUNNING and owner_alive(record):
             raise PipelineError(f"Run {run_id} is still running (process {record.owner['pid']}); cancel it first.")
@@ -178,11 +181,15 @@ class LocalRunner:
                 return
             try:
                 save_run(self.store, record)
-            except StoreError:
-                pass  # the store is down for now; the next change, at the latest the final one, writes it
+            except StoreError as exc:
+                # Down for now: the next change, at the latest the final one, writes it. Refusing
+                # (a full disk, a read-only folder): nothing more can be kept there, so the run stops.
+                if not exc.transient and self._store_fault is None:
+                    self._store_fault = exc
+                    threading.Thread(target=self.cancel, daemon=True, name="jp-store-fault").start()
 
     def _execute(self, pipeline: Pipeline, record: RunRecord, names: list[str]) -> RunRecord:
-        self.record = record
+        self.record, self._store_fault = record, None
         for name in names:
             nb = stage_notebook(pipeline, name)
             key = stage_key(record.run_id, name, "input.ipynb")
@@ -354,7 +361,15 @@ class LocalRunner:
 
     def _finish_run(self, record: RunRecord) -> RunRecord:
         finish(record, cancelled=self._launcher.cancelled.is_set())
-        self._publish(record, final=True)
+        if self._store_fault is None:
+            try:
+                self._publish(record, final=True)
+            except StoreError as exc:
+                self._store_fault = exc
+        if self._store_fault is not None:  # interrupted; what the store did not take waits on this machine
+            error = pending.end_run(self.store, record, self._store_fault)
+            self.on_event("run-finished", record, None)
+            raise error
         self.on_event("run-finished", record, None)
         return record
 

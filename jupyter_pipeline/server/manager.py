@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..notebook import parameters as params_mod
-from ..exceptions import ParameterError, PipelineError, RunNotFound
+from ..exceptions import ParameterError, PipelineError, RunNotFound, StoreError
 from ..local.lease import mark_interrupted
 from ..notebook.pipeline import Pipeline
 from ..store.records import RunState, list_runs, load_run, new_run_id, now_iso, save_run
@@ -195,10 +195,13 @@ class RunManager:
             record = load_run(self.store, run_id)
         except Exception:
             return
-        if record.status == RunState.RUNNING:
+        if record.status == RunState.RUNNING and not isinstance(exc, StoreError):  # (that one kept its record)
             record.status, record.finished_at, record.owner = RunState.FAILED, now_iso(), None
             record.error = str(exc) or type(exc).__name__
-            save_run(self.store, record)
+            try:
+                save_run(self.store, record)
+            except PipelineError as also:
+                self.log.warning("jupyter-pipeline: could not record run %s as failed: %s", run_id, also)
 
     # -- reading --------------------------------------------------------------------------------
     def get(self, run_id: str) -> dict:

@@ -57,6 +57,7 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
 
     from .notebook import RUN_PARAMETER, failed_source_cell, last_run_cell
     from .engine import ENGINE_NAME
+    from ..store import pending
     from ..store.base import open_store, patiently
 
     store = open_store(store)
@@ -95,8 +96,10 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
             reason = "cancelled" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else f"{type(exc).__name__}: {exc}"
             result.update(status="failed", error=reason)
         finally:
-            if out.exists():  # kept whatever happened, waiting out a store outage
-                patiently(lambda: store.put_file(output_key, out))
+            if out.exists():  # kept whatever happened: waiting out a store outage, else on this machine
+                if unwritten := pending.put_file(store, output_key, out):
+                    said = f"{result['error'].rstrip('.')}; " if result.get("error") else ""
+                    result.update(status="failed", error=f"{said}its executed notebook was not written: {unwritten}")
                 result["output_notebook"] = store.uri(output_key)
         if result.get("error_cell"):
             included = nbformat.read(src, as_version=4).metadata.get("jupyter_pipeline", {}).get("notebook")

@@ -128,6 +128,20 @@ class LocalStore(Store):
         raw = parsed.path if parsed.scheme == "file" else url
         self.root = Path(os.path.expanduser(raw)).resolve()
 
+    @contextlib.contextmanager
+    def _taking(self, key: str):
+        """Turn what the file system refuses inside (a read-only folder, a full disk, a folder replaced by a
+        file) into one :class:`StoreError` naming the store and the error; errors about files outside
+        the store (a source file that is missing) pass unchanged."""
+        try:
+            yield
+        except OSError as exc:
+            named = [Path(os.fsdecode(n)) for n in (exc.filename, exc.filename2) if n is not None]
+            if named and not any(n == self.root or self.root in n.parents for n in named):
+                raise
+            raise StoreError(f"The store {self.root} does not take writes: {exc.strerror or exc} "
+                             f"(writing {key}).") from None
+
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
         if path != self.root and self.root not in path.parents:
@@ -179,7 +193,7 @@ class LocalStore(Store):
         return out
 
     def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with self._taking(key), contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
 
     def check(self) -> None:
@@ -198,30 +212,32 @@ class LocalStore(Store):
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with self._taking(key):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
         return True
 
     @contextlib.contextmanager
     def writing(self, key: str) -> Iterator[Path]:
         # Write beside the target, then rename: a reader never sees a half-written file.
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Created with mode 0666 so the umask decides, as for any file (mkstemp would force 0600 and
-        # keep a team sharing the store folder from reading each other's runs).
-        tmp = target.parent / f".jp-tmp-{secrets.token_hex(8)}.{target.name}"
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        try:
-            yield Path(tmp)
-            os.replace(tmp, target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        with self._taking(key):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Created with mode 0666 so the umask decides, as for any file (mkstemp would force 0600 and
+            # keep a team sharing the store folder from reading each other's runs).
+            tmp = target.parent / f".jp-tmp-{secrets.token_hex(8)}.{target.name}"
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            try:
+                yield Path(tmp)
+                os.replace(tmp, target)
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
 
     @contextlib.contextmanager
     def reading(self, key: str) -> Iterator[Path]:
