@@ -6,6 +6,8 @@ One module answers it for every way a run starts, on every target:
 - ``--incremental`` reuses a stage whose content key (:mod:`jupyter_pipeline.stagecache`) an
   earlier succeeded run of the same notebook already has, and says why every other stage runs
   (:func:`incremental`);
+- ``--from-stage NAME`` (``POST runs {"from_stage"}``) runs NAME and everything downstream, and reuses
+  the stages upstream from the latest run with the same key, as ``--incremental`` would (:func:`rerun_from`);
 - ``resume`` keeps the stages that succeeded, unless a stage it re-runs needs a variable they did
   not save, and re-runs everything downstream of a re-run stage (:func:`resume`);
 - a sweep runs one variant per combination of swept values (:func:`variants`); on Kubeflow the
@@ -92,7 +94,8 @@ def incremental(pipeline: Pipeline, fingerprints: dict[str, dict], earlier: list
             decisions[stage.name] = Decision(Action.RUN, "tagged cache:off")
             continue
         match = next((r for r in earlier if (s := r.stages.get(stage.name)) and s.status == StageState.SUCCEEDED
-                      and s.cache_key == fp["key"] and (not (stage.outputs or stage.files_out) or has_outputs(r.run_id, stage.name))),
+                      and s.cache_key == fp["key"]
+                      and (not (stage.outputs or stage.files_out) or has_outputs(r.run_id, stage.name))),
                      None)
         if match is not None:
             rec = match.stages[stage.name]
@@ -102,6 +105,22 @@ def incremental(pipeline: Pipeline, fingerprints: dict[str, dict], earlier: list
             last = next((r.stages[stage.name] for r in earlier if stage.name in r.stages), None)
             decisions[stage.name] = Decision(Action.RUN, why_it_runs(fp, last))
     return Plan(decisions)
+
+
+def rerun_from(pipeline: Pipeline, base: Plan, stage: str) -> Plan:
+    """``base`` (an :func:`incremental` plan) with ``stage`` and every stage downstream of it run, whatever
+    earlier runs hold: the user asked for them. Stages upstream keep ``base``'s decision."""
+    pipeline.stage(stage)  # an unknown name: a one-paragraph error naming the stages
+    why = {stage: "re-run from here"}
+    changed = True
+    while changed:
+        changed = False
+        for up, down in pipeline.edges:
+            if up in why and down not in why:
+                why[down] = f"downstream of {stage}, which re-runs"
+                changed = True
+    return Plan({name: Decision(Action.RUN, why[name]) if name in why else decision
+                 for name, decision in base.decisions.items()})
 
 
 def resume(pipeline: Pipeline, record: RunRecord, saved_outputs: Callable[[str], set[str]]) -> Plan:

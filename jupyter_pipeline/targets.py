@@ -56,6 +56,9 @@ class Target:
     #: True if stages run in a container image the target pulls (the publish dialog then shows the
     #: image and its warnings).
     uses_image = False
+    #: True if ``run`` takes ``options["incremental"]`` (reuse unchanged stages of earlier runs) and
+    #: ``options["from_stage"]`` (run that stage and those downstream, reuse those upstream).
+    reuses_stages = False
 
     def prepare(self) -> None:
         """Called by a front as soon as it knows the target, before the notebook is read: a place
@@ -93,7 +96,7 @@ class Target:
 
     def to_json(self) -> dict:
         return {"name": self.name, "label": self.label or self.name, "needs_kfp_host": self.needs_kfp_host,
-                "uses_image": self.uses_image}
+                "uses_image": self.uses_image, "reuses_stages": self.reuses_stages}
 
 
 class LocalTarget(Target):
@@ -101,6 +104,7 @@ class LocalTarget(Target):
 
     label = "Local (papermill on this server)"
     can_cancel = True
+    reuses_stages = True
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -116,7 +120,7 @@ class LocalTarget(Target):
 
         return LocalRunner(store, workers=options.get("workers"), on_event=on_event,
                            incremental=bool(options.get("incremental")),
-                           shared_kernel=bool(options.get("shared_kernel")))
+                           shared_kernel=bool(options.get("shared_kernel")), from_stage=options.get("from_stage"))
 
     def _drive(self, run_id: str, runner, work):
         with self._lock:

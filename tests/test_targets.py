@@ -63,7 +63,7 @@ def test_entry_point_target_runs_and_a_broken_one_says_why(third_party, tmp_path
     registry = TargetRegistry()
     echo = registry.get("echo")
     assert echo.name == "echo" and echo.to_json() == {"name": "echo", "label": "Echo", "needs_kfp_host": False,
-                                                        "uses_image": False}
+                                                        "uses_image": False, "reuses_stages": False}
     assert isinstance(registry.get("local"), LocalTarget)  # a package cannot replace a built-in
     with pytest.raises(TargetError, match="'broken'.*ModuleNotFoundError.*a_module_that_is_not_installed"):
         registry.get("broken")

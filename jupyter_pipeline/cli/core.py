@@ -44,6 +44,9 @@ def register(sub, common) -> dict:
     p.add_argument("--incremental", action="store_true",
                    help="reuse each stage whose code, setup, parameters and upstream stages are unchanged since an "
                         "earlier run of this notebook in the store; print why every other stage runs")
+    p.add_argument("--from-stage", metavar="STAGE",
+                   help="run STAGE and every stage downstream of it; reuse the stages upstream from the latest run "
+                        "of this notebook with the same code (local runs)")
     sweep = p.add_argument_group("sweeps", "run once per combination of parameter values; stages whose "
                                            "inputs are the same in every variant run once")
     sweep.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2",
@@ -143,6 +146,10 @@ def cmd_run(args) -> int:
     target = get_target(args.target)
     target.prepare()
     pipeline = load(args.notebook).require_valid()
+    if args.from_stage:
+        pipeline.stage(args.from_stage)  # an unknown stage: named before anything runs
+        if not target.reuses_stages:
+            fail(f"--from-stage works for targets that reuse stages of earlier runs (local); not '{args.target}'")
     if args.sweep:
         return cmd_sweep(args, pipeline)
     store = open_store(resolve_store_url(args.store, pipeline.settings))

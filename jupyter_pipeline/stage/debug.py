@@ -63,8 +63,10 @@ def stored_stage_notebook(store, run_id: str, stage: str):
 
 def load_inputs(store, run_id: str, stage: str) -> dict:
     """The values ``stage`` of ``run_id`` received, by variable name, loaded from the run's store."""
+    from ..exceptions import VariableNotLoadable
     from ..store.base import open_store
     from .io import load_entry
+    from .values import load_failure_cause
 
     store = open_store(store)
     _, nb = stored_stage_notebook(store, run_id, stage)
@@ -76,7 +78,16 @@ def load_inputs(store, run_id: str, stage: str) -> dict:
         if name not in indexes[producer]:
             raise PipelineError(f"stage '{producer}' of run {run_id} did not save variable '{name}', which stage "
                                 f"'{stage}' reads (did '{producer}' fail? `jupyter-pipeline runs {run_id}` says)")
-        values[name] = load_entry(store, run_id, producer, indexes[producer][name])
+        entry = indexes[producer][name]
+        try:
+            values[name] = load_entry(store, run_id, producer, entry)
+        except PipelineError:
+            raise  # the store's own error says what is wrong with it
+        except Exception as exc:  # e.g. a setup class this kernel has not defined: say which and why
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            first = next((e for e in [entry, *entry.get("items", [])] if "saver" in e), entry)
+            raise VariableNotLoadable(name, stage, producer, f"{type(exc).__name__}: {reason}",
+                                      load_failure_cause(exc, first), producer_cell=entry.get("cell")) from None
     return values
 
 
@@ -166,7 +177,7 @@ def write_debug_notebook(store, run_id: str, stage: str, path: str | Path | None
     nb = debug_notebook(store, run_id, stage, item)
     if path is None:
         path = default_path(load_run(store, run_id).notebook, stage)
-        if path.exists() and not _is_debug_notebook(path):
+        if path.exists() and not is_debug_notebook(path):
             raise PipelineError(f"{path} exists and is not a debug notebook; name another file with -o PATH")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +185,8 @@ def write_debug_notebook(store, run_id: str, stage: str, path: str | Path | None
     return path
 
 
-def _is_debug_notebook(path: Path) -> bool:
+def is_debug_notebook(path: Path) -> bool:
+    """Whether ``path`` is a notebook ``debug`` wrote (which a new debug notebook may replace)."""
     try:
         return "debug" in json.loads(path.read_text()).get("metadata", {}).get("jupyter_pipeline", {})
     except (OSError, ValueError, AttributeError):
