@@ -59,7 +59,7 @@ class LocalRunner:
                  on_event: EventHandler | None = None, python: str = sys.executable,
                  cache: StageCache | None = None, slots: threading.Semaphore | None = None,
                  warm: int | None = None, sweep_id: str | None = None, incremental: bool = False,
-                 shared_kernel: bool = False):
+                 shared_kernel: bool = False, from_stage: str | None = None):
         self.store = open_store(store)
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.on_event = on_event or (lambda kind, record, stage: None)
@@ -68,6 +68,7 @@ class LocalRunner:
         self.cache, self.warm, self.sweep_id = cache, warm, sweep_id
         self._keys: dict[str, str] = {}
         self.incremental = incremental
+        self.from_stage = from_stage  # run this stage and those downstream, reuse those upstream (plan.rerun_from)
         self._plan = plan.Plan()  # what the current run executes, reuses or keeps (jupyter_pipeline.plan)
         self.record: RunRecord | None = None
         self._lease: Lease | None = None
@@ -101,9 +102,11 @@ class LocalRunner:
             record.stages[name].cache_key = fp["key"]
             record.stages[name].fingerprint = {k: v for k, v in fp.items() if k != "key"}
         self._plan = plan.fresh(pipeline)
-        if self.incremental:
+        if self.incremental or self.from_stage:
             self._plan = plan.incremental(pipeline, fingerprints, list_runs(self.store, notebook=record.notebook),
                                           lambda run, stage: self.store.exists(stage_key(run, stage, "outputs.json")))
+            if self.from_stage:
+                self._plan = plan.rerun_from(pipeline, self._plan, self.from_stage)
             for name, decision in self._plan.decisions.items():
                 record.stages[name].why = decision.why
                 record.stages[name].reused_from = decision.reused_from

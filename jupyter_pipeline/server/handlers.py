@@ -16,6 +16,7 @@ from ..exceptions import ArtifactNotFound, PipelineError
 from ..store.records import StageState, stage_key
 from .basehandler import SETTINGS_KEY, BaseHandler, ServerState
 from .config import JupyterPipeline
+from . import runactions
 from .paths import BadRequest, OutputExists, check_run_id, check_stage, relative_to_root, resolve_output
 
 
@@ -149,7 +150,8 @@ def compile_notebook(full: Path, config: JupyterPipeline, output: Path | None = 
 
 
 class RunsHandler(BaseHandler):
-    """``GET runs[?notebook=NB&limit=N]``: runs newest first. ``POST runs``: start one, or with
+    """``GET runs[?notebook=NB&limit=N]``: runs newest first. ``POST runs``: start one (``"from_stage"``:
+    that stage and those downstream, the others reused; ``"incremental"``: unchanged stages reused), or with
     ``"sweep": {"grid": {NAME: [V1, V2]}, "metric", "goal", "max_parallel", "sample"}`` a sweep
     (answer ``{"sweep_id"}``; its variants are runs carrying that ``sweep_id``)."""
 
@@ -181,11 +183,15 @@ class RunsHandler(BaseHandler):
             self.log.info("jupyter-pipeline: ignoring store %r from the browser; using the server's store",
                           body["store"])
         options = {k: body.get(k) for k in ("experiment", "image", "kfp_host")}
-        for flag in ("shared_kernel", "capture_packages"):
+        for flag in ("shared_kernel", "capture_packages", "incremental"):
             if body.get(flag) is not None:
                 if not isinstance(body[flag], bool):
                     raise BadRequest(f"\"{flag}\" must be true or false.")
                 options[flag] = body[flag] or None  # false is the default: no option
+        if body.get("from_stage") is not None:
+            if not isinstance(body["from_stage"], str):
+                raise BadRequest("\"from_stage\" must be the name of a stage.")
+            options["from_stage"] = body["from_stage"]
         if body.get("sweep") is not None:
             sweep = _sweep_options(body["sweep"])
             sweep_id = await self.blocking(self._start_sweep, full, target, parameters, sweep)
@@ -207,6 +213,12 @@ class RunsHandler(BaseHandler):
         from ..targets import get_target
 
         pipeline = load(full).require_valid()
+        if options.get("from_stage") or options.get("incremental"):
+            if not get_target(target).reuses_stages:
+                raise BadRequest(f"Target '{target}' does not reuse stages of earlier runs: \"from_stage\" and "
+                                 "\"incremental\" work with targets that do (local).")
+            if options.get("from_stage"):
+                pipeline.stage(options["from_stage"])  # an unknown stage: 400, naming the stages
         if get_target(target).needs_kfp_host:  # any target that submits to Kubeflow Pipelines
             _check_kfp_host(pipeline, {**self.jp.manager.target_options, **options})
         return self.jp.manager.start(pipeline, parameters, target, options)
@@ -316,4 +328,5 @@ def setup_handlers(web_app, state: ServerState) -> None:
         (url_path_join(base, "runs", segment), RunHandler),
         (url_path_join(base, "runs", segment, "stages", segment, "notebook"), StageNotebookHandler),
         (url_path_join(base, "config"), ConfigHandler),
+        *runactions.routes(base),
     ])

@@ -127,6 +127,24 @@ class RunManager:
         self._launch(active, work)
         return sweep_id
 
+    def resume(self, run_id: str) -> str:
+        """Resume a failed, cancelled or interrupted run in the background (its failed stages and those
+        downstream re-run, the others are kept); return its id once it reported."""
+        record = run_status(self.store, load_run(self.store, run_id), ask_target=False)  # RunNotFound → 404
+        if record.status in (RunState.RUNNING, RunState.SUCCEEDED):
+            raise RunConflict(f"Run {run_id} {'is still running' if record.status == RunState.RUNNING else 'succeeded'}; "
+                              "only a failed, cancelled or interrupted run can be resumed.")
+        target_obj = get_target(record.target)
+        active = self._claim(ActiveRun(run_id=run_id, target=record.target))
+        opts = {**self.target_options, "workers": self.workers}
+
+        def work():
+            done = target_obj.resume(self.store, run_id, opts, self._on_event(active))
+            active.snapshot = done.to_json()
+
+        self._launch(active, work)
+        return run_id
+
     def _claim(self, active: ActiveRun) -> ActiveRun:
         with self._lock:
             # Finished runs are read from the store from now on; forget them here.
