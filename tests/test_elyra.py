@@ -107,6 +107,16 @@ def test_every_node_property_maps_and_what_has_no_equivalent_is_a_warning_naming
     assert len(warnings) == 5, warnings
 
 
+def test_a_supernodes_nodes_stand_in_its_place():
+    # shaped like Elyra's own pipeline_with_supernode.json: the inner node's links go through the
+    # supernode's ports (`<inner id>_inPort`, `<inner id>_outPort`) and two binding nodes
+    pipeline = jp.load(ELYRA / "supernode.pipeline")
+    assert pipeline.ok, pipeline.problems
+    assert [s.name for s in pipeline.stages] == ["first", "inner", "last"]
+    assert pipeline.edges == [("first", "inner"), ("inner", "last")]
+    assert pipeline.stage("last").files_in == (("noop.txt", "first"),)  # through the supernode
+
+
 @pytest.mark.parametrize("name,code,words", [
     ("unknown_node", "elyra-node-type", ["node 'Filter rows'", "url-catalog:f1a2b3c4", "execute-notebook-node"]),
     ("missing_notebook", "elyra-missing-file", ["node 'Gone'", "notebooks/gone.ipynb", "does not exist"]),

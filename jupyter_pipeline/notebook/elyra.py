@@ -23,6 +23,7 @@ from pathlib import Path
 import nbformat
 
 from ..exceptions import PipelineFileError
+from .elyra_options import Node, linked, node_options
 from .pipeline import Cell, Parameter, Pipeline, Problem, Role, Stage, StageOptions, WorkFolder
 
 SUFFIX = ".pipeline"
@@ -88,50 +89,6 @@ def stage_name(label: str, taken: set[str]) -> str:
     return name
 
 
-class Node:
-    """One execution node, its properties merged over the pipeline's defaults."""
-
-    def __init__(self, raw: dict, defaults: dict):
-        app = raw.get("app_data") if isinstance(raw.get("app_data"), dict) else {}
-        self.id = str(raw.get("id", ""))
-        self.type, self.op = raw.get("type"), raw.get("op")
-        params = app.get("component_parameters") if isinstance(app.get("component_parameters"), dict) else {}
-        self.params = _merged(params, defaults)
-        self.filename = str(self.params.get("filename") or "")
-        ui = app.get("ui_data") if isinstance(app.get("ui_data"), dict) else {}
-        self.label = str(app.get("label") or ui.get("label") or Path(self.filename).name or self.id)
-        self.parents = [link["node_id_ref"] for port in raw.get("inputs") or [] if isinstance(port, dict)
-                        for link in port.get("links") or []
-                        if isinstance(link, dict) and link.get("node_id_ref")]
-
-    def __str__(self) -> str:
-        file = f" ({self.filename})" if self.filename and self.filename != self.label else ""
-        return f"node '{self.label}'{file}"
-
-
-def _merged(node: dict, defaults: dict) -> dict:
-    """Elyra's propagation of ``pipeline_defaults``: a node's own value wins; lists of items add the
-    defaults' entries whose key the node does not set."""
-    out = dict(node)
-    for key, default in defaults.items():
-        mine = out.get(key)
-        if mine in (None, "", [], {}):
-            out[key] = default
-        elif isinstance(mine, list) and isinstance(default, list):
-            seen = {_item_key(key, e) for e in mine}
-            out[key] = mine + [e for e in default if _item_key(key, e) not in seen]
-    return out
-
-
-def _item_key(prop: str, entry) -> str:
-    if isinstance(entry, str):
-        return entry.split("=", 1)[0]
-    if not isinstance(entry, dict):
-        return repr(entry)
-    field = {"env_vars": "env_var", "kubernetes_secrets": "env_var", "mounted_volumes": "path"}.get(prop, "key")
-    return str(entry.get(field))
-
-
 class Reader:
     """Turns pipeline-flow JSON into stages, collecting every problem."""
 
@@ -154,7 +111,8 @@ class Reader:
             self.problem("warning", "elyra-unsupported", f"pipeline property `{key}` has no equivalent here and "
                          "is ignored" + (" (node files go to the run's folder in the store)"
                                          if key == "cos_object_prefix" else ""))
-        nodes = self._nodes(primary.get("nodes") or [], defaults)
+        pipelines = {p.get("id"): p for p in data["pipelines"] if isinstance(p, dict)}
+        nodes = self._nodes(primary.get("nodes") or [], defaults, pipelines)
         taken: set[str] = set()
         names = {n.id: stage_name(n.label, taken) for n in nodes}
         stages = [self._stage(n, names, {p.name for p in parameters}) for n in nodes]
@@ -195,18 +153,30 @@ class Reader:
             out.append(Parameter(str(entry["name"]), value, kind.__name__, -1))
         return out
 
-    def _nodes(self, raw: list, defaults: dict) -> list[Node]:
+    def _nodes(self, raw: list, defaults: dict, pipelines: dict, outer: dict | None = None,
+               seen: tuple = ()) -> list[Node]:
+        """The runnable nodes of ``raw``; a supernode's nodes stand in its place (``outer``: the
+        supernode whose pipeline ``raw`` is, whose input ports link into its nodes)."""
         nodes = []
         for item in raw:
             if not isinstance(item, dict):
                 continue
             node = Node(item, defaults)
+            if outer is not None:
+                node.parents += linked(outer.get("inputs") or [], f"{node.id}_inPort")
             if node.type == "binding":
                 continue  # a supernode's port: the links already say what it connects
+            if node.type == "super_node":
+                ref = (item.get("subflow_ref") or {}).get("pipeline_id_ref")
+                if ref in pipelines and ref not in seen:
+                    nodes += self._nodes(pipelines[ref].get("nodes") or [], defaults, pipelines, item, seen + (ref,))
+                else:
+                    self.problem("error", "elyra-node-type", f"supernode '{node.label}' refers to pipeline {ref}, "
+                                 + ("which contains it" if ref in seen else "which is not in the file"))
+                continue
             if node.type != "execution_node":
                 self.problem("error", "elyra-node-type", f"{node} is a `{node.type}`; jupyter-pipeline runs "
-                             "execution nodes (notebooks, Python and R scripts) only"
-                             + ("; expand the supernode in Elyra's editor" if node.type == "super_node" else ""))
+                             "execution nodes (notebooks, Python and R scripts) only")
                 continue
             if node.op not in RUNNERS:
                 self.problem("error", "elyra-node-type", f"{node} runs the component `{node.op}`; jupyter-pipeline "
@@ -315,8 +285,6 @@ class Reader:
         return h.hexdigest()[:16]
 
     def _options(self, node: Node, name: str) -> tuple[StageOptions, dict, tuple]:
-        from .elyra_options import node_options
-
         options, env, secret_env, notes = node_options(node.params)
         for key, message in notes:
             self.problem("warning", "elyra-unsupported", f"{node}: {key} {message}", name)

@@ -1,4 +1,5 @@
-"""An Elyra node's properties as a stage's options (:class:`~.pipeline.StageOptions`).
+"""An Elyra node: its links, its properties over the pipeline's defaults, and those properties as a
+stage's options (:class:`~.pipeline.StageOptions`).
 
 Elyra has written each list property two ways: as objects (``{"env_var": "A", "value": "1"}``,
 Elyra 3.13 and later) and as strings (``"A=1"``, earlier files); both are read. What has no
@@ -7,9 +8,70 @@ equivalent here comes back as ``(property, what happens instead)`` notes for a w
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 from .pipeline import StageOptions
 
 GPU_RESOURCE = "nvidia.com/gpu"
+
+
+class Node:
+    """One execution node, its properties merged over the pipeline's defaults."""
+
+    def __init__(self, raw: dict, defaults: dict):
+        app = raw.get("app_data") if isinstance(raw.get("app_data"), dict) else {}
+        self.id = str(raw.get("id", ""))
+        self.type, self.op = raw.get("type"), raw.get("op")
+        params = app.get("component_parameters") if isinstance(app.get("component_parameters"), dict) else {}
+        self.params = _merged(params, defaults)
+        self.filename = str(self.params.get("filename") or "")
+        ui = app.get("ui_data") if isinstance(app.get("ui_data"), dict) else {}
+        self.label = str(app.get("label") or ui.get("label") or PurePosixPath(self.filename).name or self.id)
+        self.parents = linked(raw.get("inputs") or [])
+
+    def __str__(self) -> str:
+        file = f" ({self.filename})" if self.filename and self.filename != self.label else ""
+        return f"node '{self.label}'{file}"
+
+
+def linked(ports: list, port_id: str | None = None) -> list[str]:
+    """The nodes linked into ``ports`` (only the port ``port_id``, when given). A link names a node's
+    ``outPort``, or ``<node id>_outPort`` of a supernode for the node inside it that it leaves from;
+    links to a supernode's binding ports lead nowhere (Elyra's parser reads them the same way)."""
+    out = []
+    for port in ports:
+        if not isinstance(port, dict) or (port_id is not None and port.get("id") != port_id):
+            continue
+        for link in port.get("links") or []:
+            ref = link.get("port_id_ref", "outPort") if isinstance(link, dict) else None
+            if ref == "outPort" and link.get("node_id_ref"):
+                out.append(str(link["node_id_ref"]))
+            elif isinstance(ref, str) and ref.endswith("_outPort") and not ref.startswith(("input_", "output_")):
+                out.append(ref[: -len("_outPort")])
+    return out
+
+
+def _merged(node: dict, defaults: dict) -> dict:
+    """Elyra's propagation of ``pipeline_defaults``: a node's own value wins; lists of items add the
+    defaults' entries whose key the node does not set."""
+    out = dict(node)
+    for key, default in defaults.items():
+        mine = out.get(key)
+        if mine in (None, "", [], {}):
+            out[key] = default
+        elif isinstance(mine, list) and isinstance(default, list):
+            seen = {_item_key(key, e) for e in mine}
+            out[key] = mine + [e for e in default if _item_key(key, e) not in seen]
+    return out
+
+
+def _item_key(prop: str, entry) -> str:
+    if isinstance(entry, str):
+        return entry.split("=", 1)[0]
+    if not isinstance(entry, dict):
+        return repr(entry)
+    field = {"env_vars": "env_var", "kubernetes_secrets": "env_var", "mounted_volumes": "path"}.get(prop, "key")
+    return str(entry.get(field))
 
 
 def _number(value):
