@@ -54,6 +54,15 @@ def kfp_host() -> str | None:
     return KFP_IN_CLUSTER_HOST if in_pod() else None
 
 
+def s3_endpoint() -> str | None:
+    """Inside a pod, the S3 endpoint this pod's store uses (any pod of the cluster reaches it too)."""
+    if not in_pod():
+        return None
+    from .store.s3 import S3Settings
+
+    return S3Settings.configured_endpoint()
+
+
 def kfp_token() -> str | None:
     """The projected KFP service-account token, when the pod has one (read each time: it rotates)."""
     if not in_pod():

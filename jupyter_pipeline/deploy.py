@@ -16,7 +16,6 @@ exists, through the ``kubernetes`` client; each kind's calls come from :data:`ap
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Callable
@@ -25,10 +24,9 @@ from urllib.parse import urlparse
 from . import __version__
 from .exceptions import PipelineError
 from .registry import Registry
-from .settings import DEFAULT_IMAGE
+from .settings import DEFAULT_IMAGE, KUBEFLOW_S3_ENDPOINT
 
 DEFAULT_SECRET = "mlpipeline-minio-artifact"
-DEFAULT_S3_ENDPOINT = "http://minio-service.kubeflow:9000"
 GPU_NODE_LABEL = "cloud.google.com/gke-accelerator"  # the label kfp's accelerator type selects on
 PORT = 8080
 GRPC_PORT = 8081  # the Open Inference Protocol's gRPC service (KServe's gRPC port too)
@@ -81,8 +79,8 @@ def _labels(spec: DeploySpec) -> dict:
 def _env(spec: DeploySpec) -> list[dict]:
     env = [{"name": "KERAS_BACKEND", "value": "jax"}]
     if urlparse(spec.store).scheme == "s3":
-        endpoint = spec.s3_endpoint or os.environ.get("JUPYTER_PIPELINE_S3_ENDPOINT") or DEFAULT_S3_ENDPOINT
-        env.append({"name": "JUPYTER_PIPELINE_S3_ENDPOINT", "value": endpoint})
+        # The endpoint as the pod reaches it (the s3_endpoint setting), not this machine's.
+        env.append({"name": "JUPYTER_PIPELINE_S3_ENDPOINT", "value": spec.s3_endpoint or KUBEFLOW_S3_ENDPOINT})
         for var, key in (("AWS_ACCESS_KEY_ID", spec.secret_access_key),
                          ("AWS_SECRET_ACCESS_KEY", spec.secret_secret_key)):
             env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": spec.secret, "key": key}}})

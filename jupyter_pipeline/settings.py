@@ -33,6 +33,13 @@ DEFAULT_STORE = "./.pipeline-store"
 #: The image stages run in when nothing names one: built from the repository's Dockerfile. It is
 #: not published by this project; whoever runs on a cluster builds and pushes it (a warning says so).
 DEFAULT_IMAGE = f"ghcr.io/jupyter-pipeline/jupyter-pipeline:{__version__}"
+#: Kubeflow Pipelines' object store as its pods reach it: the ``minio-service`` Service, which keeps
+#: its name (and KFP's ``mlpipeline-minio-artifact`` secret its keys) since SeaweedFS replaced MinIO.
+KUBEFLOW_S3_ENDPOINT = "http://minio-service.kubeflow:9000"
+#: The store of pipelines on Kubeflow when none is set: a folder of the pipeline root's bucket, which
+#: exists on every install, because Kubeflow's per-namespace users (SeaweedFS, KFP 2.15+) may read,
+#: write and list but not create buckets.
+KUBEFLOW_STORE = "s3://mlpipeline/jupyter-pipeline"
 
 #: Where a value came from, in order of precedence.
 SOURCES = ("flag", "notebook", "environment", "server", "config file", "in-cluster", "default")
@@ -177,6 +184,16 @@ def from_options(options: Mapping, notebook: Mapping | None = None) -> Settings:
                     server=options.get("server_settings"))
 
 
+def cluster_store(resolved: Settings) -> str:
+    """The store the cluster's pods use (stages on Kubeflow, ``deploy``'s model server): the
+    ``kfp_store`` setting, else an ``s3://`` ``store`` setting, else :data:`KUBEFLOW_STORE`."""
+    store = resolved.get("kfp_store")
+    if store:
+        return store
+    store = resolved.get("store")
+    return store if str(store).startswith("s3://") else KUBEFLOW_STORE
+
+
 def _register(*items: Setting) -> None:
     for item in items:
         settings.register(item.name, item)
@@ -197,6 +214,10 @@ _register(
     Setting("image", "the container image of stages on Kubeflow", ("JUPYTER_PIPELINE_IMAGE",), DEFAULT_IMAGE,
             in_cluster=cluster.own_image),
     Setting("kfp_store", "the store the stages use on the cluster", ("JUPYTER_PIPELINE_KFP_STORE",)),
+    # Not JUPYTER_PIPELINE_S3_ENDPOINT: that is where *this* process reaches the store (often a
+    # port-forward), not where the cluster's pods do. Inside a pod the two are the same.
+    Setting("s3_endpoint", "the S3 endpoint of the store as the cluster's pods reach it",
+            ("JUPYTER_PIPELINE_KFP_S3_ENDPOINT",), KUBEFLOW_S3_ENDPOINT, in_cluster=cluster.s3_endpoint),
     Setting("store_patience", "seconds a write that must not be lost keeps being tried while the store is down",
             ("JUPYTER_PIPELINE_STORE_PATIENCE",), 120.0, notebook=False),
     Setting("packages", "pip requirements every stage installs on Kubeflow", ("JUPYTER_PIPELINE_PACKAGES",),
@@ -206,4 +227,4 @@ _register(
 )
 
 __all__ = ["Settings", "from_options", "Setting", "Resolved", "settings", "read_config", "config_file", "DEFAULT_IMAGE",
-           "DEFAULT_STORE", "SOURCES", "ConfigError"]
+           "DEFAULT_STORE", "KUBEFLOW_STORE", "KUBEFLOW_S3_ENDPOINT", "SOURCES", "ConfigError", "cluster_store"]

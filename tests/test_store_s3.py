@@ -271,10 +271,10 @@ def test_missing_bucket_answered_404_then_create_refused(private_s3):
     private_s3.fail_next(1, 403, "AccessDenied")  # CreateBucket
     with pytest.raises(StoreError) as err:
         store.check()
-    assert str(err.value) == (
-        f"Bucket 'gone404' does not exist at {private_s3.endpoint} and the credentials in "
-        "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY may not create it (AccessDenied); create the bucket "
-        "or use one that exists.")
+    assert str(err.value).startswith(
+        f"Bucket 'gone404' does not exist at {private_s3.endpoint} and access key 'k' (from "
+        "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) may not create it (CreateBucket: AccessDenied); create the "
+        "bucket, or set the store to a bucket these credentials may write (--store or JUPYTER_PIPELINE_STORE;")
 
 
 def test_missing_bucket_answered_403_names_both_causes(private_s3):
@@ -287,8 +287,8 @@ def test_missing_bucket_answered_403_names_both_causes(private_s3):
         store.check()
     message = str(err.value)
     assert message.startswith(f"Access denied to s3://gone403/p at {private_s3.endpoint} while opening store")
-    assert ("lack permission for bucket 'gone403', or the bucket does not exist" in message
-            and "does not exist at" not in message)
+    assert ("access key 'k' (from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) may not do this in bucket 'gone403', "
+            "or the bucket does not exist" in message and "does not exist at" not in message)
 
 
 def test_unreachable_endpoint_fails_fast_with_its_address():

@@ -26,7 +26,8 @@ def _image_options(g) -> None:
     g.add_argument("--image", help="container image of every stage without an image: tag (default: the notebook's "
                    "`image` setting, $JUPYTER_PIPELINE_IMAGE, the config file, inside a pod its own image)")
     g.add_argument("--kfp-store", metavar="URL", help="store the stages use on the cluster "
-                   "(default: notebook setting 'kfp_store', else s3://jupyter-pipeline on KFP's MinIO)")
+                   "(default: notebook setting 'kfp_store', else s3://mlpipeline/jupyter-pipeline: a folder of the "
+                   "pipeline root's bucket on KFP's object store, never created)")
     g.add_argument("--package", dest="packages", action="append", metavar="REQUIREMENT",
                    help="pip requirement every stage installs when its pod starts (repeatable; default: the "
                         "notebook's `packages` setting, $JUPYTER_PIPELINE_PACKAGES)")

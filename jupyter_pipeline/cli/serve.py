@@ -64,7 +64,8 @@ def register(sub, common) -> dict:
                "  jupyter-pipeline deploy digits:3 --namespace team-a --store s3://ml-artifacts/team-a --kserve",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("model", metavar="MODEL", help="NAME or NAME:VERSION")
-    d.add_argument("--store", help="s3:// store URL the cluster can reach (default: the configured store)")
+    d.add_argument("--store", help="s3:// store URL the cluster can reach (default: the kfp_store setting, else an "
+                                   "s3:// store setting, else s3://mlpipeline/jupyter-pipeline, Kubeflow's own bucket)")
     d.add_argument("--namespace", "-n", help="namespace (default: $JUPYTER_PIPELINE_NAMESPACE, the config file's "
                                              "namespace, inside a pod its own namespace, else 'default')")
     d.add_argument("--name", help="resource name (default MODEL-server)")
@@ -76,7 +77,8 @@ def register(sub, common) -> dict:
     d.add_argument("--gpu", type=int, default=0, help="GPUs per replica")
     d.add_argument("--gpu-type", help="accelerator type, e.g. nvidia-tesla-t4 (node selector)")
     d.add_argument("--secret", default=None, help="secret with the store credentials (default mlpipeline-minio-artifact)")
-    d.add_argument("--s3-endpoint", help="S3/MinIO endpoint seen from the cluster")
+    d.add_argument("--s3-endpoint", help="S3 endpoint seen from the cluster (default: JUPYTER_PIPELINE_KFP_S3_ENDPOINT, "
+                                         "else http://minio-service.kubeflow:9000)")
     d.add_argument("--kserve", action="store_true", help="render a KServe InferenceService instead")
     d.add_argument("--kserve-grpc", action="store_true",
                    help="with --kserve: route the gRPC port (h2c) instead of HTTP; KServe routes one port per "
@@ -110,7 +112,7 @@ def cmd_serve(args) -> int:
     from ..store.base import open_store, resolve_store_url
 
     url = resolve_store_url(args.store)
-    store = open_store(url)
+    store = open_store(url, create=False)  # a reader: a missing bucket is an error, never made here
     store.check()
     for spec in map(ModelSpec.parse, args.model):
         resolve_version(store, spec.name, spec.version)  # fail now, in one paragraph, not in the log
@@ -140,21 +142,24 @@ def _model_format(args, store_url: str) -> str | None:
     from ..store.models import get_meta, resolve_version
 
     name, _, version = args.model.partition(":")
-    store = open_store(store_url)
+    store = open_store(store_url, create=False)
     return get_meta(store, name, resolve_version(store, name, version or None)).get("format", "keras")
 
 
 def cmd_deploy(args) -> int:
     from .. import deploy
-    from ..settings import Settings
+    from ..settings import Settings, cluster_store
 
-    settings = Settings(flags={"store": args.store, "image": args.image, "namespace": args.namespace})
+    settings = Settings(flags={"store": args.store, "image": args.image, "namespace": args.namespace,
+                               "s3_endpoint": args.s3_endpoint})
+    # The store the server's pod reads: a --store given, else the cluster's (Kubeflow's by default).
+    store = args.store or cluster_store(settings)
     spec = deploy.DeploySpec(
-        model=args.model, store=settings.get("store"), namespace=settings.get("namespace") or "default",
+        model=args.model, store=store, namespace=settings.get("namespace") or "default",
         name=args.name, image=settings.get("image"), replicas=args.replicas, cpu=args.cpu, memory=args.memory,
         gpu=args.gpu, gpu_type=args.gpu_type, secret=args.secret or deploy.DEFAULT_SECRET,
-        s3_endpoint=args.s3_endpoint, kserve=args.kserve, kserve_grpc=args.kserve_grpc,
-        model_format=_model_format(args, settings.get("store")), serve_args=["--no-cache"] if args.no_cache else [])
+        s3_endpoint=settings.get("s3_endpoint"), kserve=args.kserve, kserve_grpc=args.kserve_grpc,
+        model_format=_model_format(args, store), serve_args=["--no-cache"] if args.no_cache else [])
     manifests = deploy.render(spec)
     if args.dry_run:
         if args.json:

@@ -21,16 +21,12 @@ from pathlib import Path
 
 from ..exceptions import TargetError
 from ..notebook.pipeline import Pipeline, Stage
-from ..settings import DEFAULT_IMAGE, Settings
+from ..settings import DEFAULT_IMAGE, Settings, cluster_store
 from .component import KFP_TYPES, check_parameter_names, component, report_function
 from .conditions import add_stages
 from .entry import NONE_PREFIX
-from .placement import DEFAULT_S3_ENDPOINT, Placement, helper
+from .placement import Placement, helper
 from .tasks import JOB_ID_PLACEHOLDER, StageTasks
-
-#: Store the stages use on the cluster unless the ``kfp_store`` setting (or an s3:// ``store``)
-#: says otherwise: a bucket on KFP's own MinIO.
-DEFAULT_CLUSTER_STORE = "s3://jupyter-pipeline"
 
 
 @dataclass(frozen=True)
@@ -57,17 +53,14 @@ class CompileOptions:
         ``overrides`` (None values ignored)."""
         s = pipeline.settings
         settings = settings or Settings(notebook=s)
-        store = settings.get("kfp_store")
-        if not store:
-            store = settings.get("store")
-            store = store if str(store).startswith("s3://") else DEFAULT_CLUSTER_STORE
+        store = cluster_store(settings)  # by default a folder of the pipeline root's bucket, never created
         image = settings.resolve("image")
         values = dict(
             name=s.get("name") or pipeline.name,
             image=image.value,
             image_source=image.source,
             store=store,
-            s3_endpoint=s.get("s3_endpoint", DEFAULT_S3_ENDPOINT),
+            s3_endpoint=settings.get("s3_endpoint"),
             placement=Placement.from_settings(s),
             packages=tuple(settings.get("packages")),
             pip_index_urls=tuple(settings.get("pip_index_urls")),

@@ -24,8 +24,6 @@ import re
 import signal
 import sys
 
-#: Environment variable the S3 store reads its endpoint from (see ``store_s3``).
-ENDPOINT_ENV = "JUPYTER_PIPELINE_S3_ENDPOINT"
 #: The run folder of every task of this process's pipeline run (set by the kfp-local target).
 RUN_ID_ENV = "JUPYTER_PIPELINE_RUN_ID"
 #: A KFP run id; on a cluster every output artifact's URI holds it (``ROOT/PIPELINE/RUN_ID/TASK/...``).
@@ -122,11 +120,15 @@ def run_folder(explicit: str = "", job_id: str = "", artifact_uri: str = "") -> 
 
 
 def _open(store: str, s3_endpoint: str):
+    """The run's store, as a pod opens it: never creating its bucket (Kubeflow's per-namespace
+    users may not; the default store is in the pipeline root's bucket, which exists)."""
     from ..store.base import open_store
 
     if s3_endpoint:
+        from ..store.s3 import ENDPOINT_ENV
+
         os.environ[ENDPOINT_ENV] = s3_endpoint  # the kernel inherits it
-    return open_store(store)
+    return open_store(store, create=False)
 
 
 def link_stage(store, owner: str, run_id: str, stage: str) -> None:

@@ -164,7 +164,7 @@ def publish(url: str, packed: Bundle | None) -> None:
     if packed is None:
         return
     try:
-        upload(open_store(url), packed)
+        upload(open_store(url, create=False), packed)  # on Kubeflow nothing creates buckets
     except (PipelineError, OSError) as exc:
         raise TargetError(
             f"{len(packed.paths)} working file(s) ({', '.join(packed.paths[:3])}{', ...' if len(packed.paths) > 3 else ''}) "

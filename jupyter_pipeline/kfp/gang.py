@@ -207,7 +207,7 @@ def replica_main() -> int:
     # One indexed Job of N pods (JobSet) or N Jobs of one pod (a Trainer runtime's nodes).
     rank = (int(os.environ.get(JOB_INDEX_ENV) or 0) * int(job.get("pods_per_job") or 1)
             + int(os.environ.get("JOB_COMPLETION_INDEX") or 0))
-    store = open_store(job["store"])
+    store = open_store(job["store"], create=False)  # a pod: the launcher's bucket exists
     failure = install_packages(job.get("packages") or [], job.get("pip_index_urls") or [])
     if failure:
         return _report(store, job, rank, {"status": "failed", "stage": job["stage"], "metrics": {}, "error": failure})

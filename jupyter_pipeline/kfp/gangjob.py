@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -257,8 +256,12 @@ def plan(meta: dict, *, run_id: str, stage: str, parameters: dict, store_url: st
     job_index = {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_INDEX_LABEL}']"}}
     env = [{"name": JOB_ENV, "value": json.dumps(job, sort_keys=True)},
            {"name": JOB_INDEX_ENV, "valueFrom": job_index}] + env
-    if os.environ.get("JUPYTER_PIPELINE_S3_ENDPOINT"):
-        env.append({"name": "JUPYTER_PIPELINE_S3_ENDPOINT", "value": os.environ["JUPYTER_PIPELINE_S3_ENDPOINT"]})
+    if store_url.startswith("s3://"):
+        from ..store.s3 import ENDPOINT_ENV, S3Settings
+
+        endpoint = S3Settings.configured_endpoint()  # the launcher's own: its replicas run beside it
+        if endpoint:
+            env.append({"name": ENDPOINT_ENV, "value": endpoint})
     labels = {**MANAGED_BY, "jupyter-pipeline/run": label_value(run_id), "jupyter-pipeline/stage": label_value(stage),
               **meta["options"].get("labels", {})}
     annotations = dict(meta["options"].get("annotations", {}))

@@ -21,7 +21,6 @@ DEFAULT_GPU_TYPE_LABEL = "nvidia.com/gpu.product"
 #: KFP's own MinIO credentials secret (in every namespace of a standard install) and its keys.
 DEFAULT_SECRET = "mlpipeline-minio-artifact"
 DEFAULT_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
-DEFAULT_S3_ENDPOINT = "http://minio-service.kubeflow:9000"
 #: Extra seconds the pod gets beyond a stage's ``timeout:`` before Kubernetes kills it; within
 #: the timeout the stage runner stops the notebook itself and still uploads the executed notebook.
 TIMEOUT_GRACE_SECONDS = 120

@@ -35,6 +35,10 @@ class Store(ABC):
     """Base class of artifact stores; a new backend implements the abstract primitives."""
 
     scheme = ""
+    #: Whether a missing container (an S3 bucket) may be created on first write. Only a store run
+    #: with on this machine creates one; pods, ``serve`` and ``deploy`` open theirs with ``create=False``
+    #: (Kubeflow's per-namespace users may not create buckets).
+    may_create = True
 
     def __init__(self, url: str):
         self.url = url
@@ -299,8 +303,9 @@ def resolve_store_url(explicit: str | None = None, notebook_settings: dict | Non
     return Settings(flags={"store": explicit}, notebook=notebook_settings).get("store")
 
 
-def open_store(url: str | Store | None = None) -> Store:
-    """Return the store for ``url`` (a :class:`Store` is returned as is)."""
+def open_store(url: str | Store | None = None, create: bool = True) -> Store:
+    """Return the store for ``url`` (a :class:`Store` is returned as is); ``create=False``: never
+    create its bucket (a missing one is an error naming the bucket and what to set)."""
     if isinstance(url, Store):
         return url
     url = url or resolve_store_url()
@@ -312,7 +317,9 @@ def open_store(url: str | Store | None = None) -> Store:
         # module never depends on them (boto3 is only imported for an s3:// store).
         with contextlib.suppress(ImportError):
             importlib.import_module(BACKEND_MODULES[scheme])
-    return stores.get(scheme)(url)
+    store = stores.get(scheme)(url)
+    store.may_create = create
+    return store
 
 
 #: Modules that register a store scheme when imported.

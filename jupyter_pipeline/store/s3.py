@@ -13,7 +13,10 @@ Guarantees the rest of the package relies on:
   temporary file renamed at the end); memory stays at a few parts, whatever the file size.
 - ``create_exclusive`` is exclusive across concurrent writers on any strongly consistent server
   (AWS S3, MinIO); see its docstring for why it does not rely on ``If-None-Match``.
-- The bucket is created on first write when it is missing, and by :meth:`S3Store.check`.
+- A missing bucket is created on first write, and by :meth:`S3Store.check`, only when the store
+  may create (``open_store(url, create=False)`` says it may not: pods on Kubeflow, ``serve``,
+  ``deploy``); otherwise, and when the server refuses ``CreateBucket``, the error names the bucket,
+  the access key id and what to set.
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ from . import s3errors
 from ..exceptions import ArtifactNotFound, StoreError
 from .base import Store, stores
 
-ENDPOINT_VARS = ("JUPYTER_PIPELINE_S3_ENDPOINT", "MINIO_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+#: The variable the store's endpoint is read from first, and set in for child processes (kernels, replicas).
+ENDPOINT_ENV = "JUPYTER_PIPELINE_S3_ENDPOINT"
+ENDPOINT_VARS = (ENDPOINT_ENV, "MINIO_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 KEY_VARS = (("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), ("MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"),
             ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"))
 REGION_VARS = ("JUPYTER_PIPELINE_S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION", "MINIO_REGION")
@@ -74,16 +79,7 @@ class S3Settings:
         ``MINIO_SECURE``) is ``false``; ``http://``/``https://`` endpoints say it themselves.
         """
         env = os.environ if env is None else env
-        var = next((v for v in ENDPOINT_VARS if env.get(v)), None)
-        raw = (env[var] if var else DEFAULT_ENDPOINT).strip().rstrip("/")
-        if "://" not in raw:
-            secure = _flag(env.get("JUPYTER_PIPELINE_S3_SECURE", env.get("MINIO_SECURE")), True)
-            raw = ("https://" if secure else "http://") + raw
-        if "@" in urlparse(raw).netloc:
-            # Never echo the endpoint here: it would carry the secret into logs.
-            raise StoreError(f"The S3 endpoint in {var} carries credentials (user:password@host); give only "
-                             "scheme://host:port there and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                             "(or MINIO_ACCESS_KEY/MINIO_SECRET_KEY) instead.")
+        raw = cls.configured_endpoint(env) or DEFAULT_ENDPOINT
         access = secret = None
         source = "/".join(KEY_VARS[0])
         for key_var, secret_var in KEY_VARS:
@@ -98,6 +94,24 @@ class S3Settings:
             credential_source=source, retry=policy,
             read_timeout=float(env.get("JUPYTER_PIPELINE_S3_TIMEOUT", 120)),
         )
+
+    @staticmethod
+    def configured_endpoint(env=None) -> str | None:
+        """The endpoint the environment names (``scheme://host:port``), or None when it names none."""
+        env = os.environ if env is None else env
+        var = next((v for v in ENDPOINT_VARS if env.get(v)), None)
+        if var is None:
+            return None
+        raw = env[var].strip().rstrip("/")
+        if "://" not in raw:
+            secure = _flag(env.get("JUPYTER_PIPELINE_S3_SECURE", env.get("MINIO_SECURE")), True)
+            raw = ("https://" if secure else "http://") + raw
+        if "@" in urlparse(raw).netloc:
+            # Never echo the endpoint here: it would carry the secret into logs.
+            raise StoreError(f"The S3 endpoint in {var} carries credentials (user:password@host); give only "
+                             "scheme://host:port there and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                             "(or MINIO_ACCESS_KEY/MINIO_SECRET_KEY) instead.")
+        return raw
 
     @property
     def secure(self) -> bool:
@@ -165,7 +179,7 @@ class S3Store(Store):
         self.settings = settings or S3Settings.from_env()
         self.client = client_for(self.settings)
         self._where = s3errors.Where(self.settings.endpoint, self.url, self.bucket,
-                                     self.settings.credential_source)
+                                     self.settings.credential_source, self.settings.access_key)
         self._bucket_ready = False
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -197,6 +211,12 @@ class S3Store(Store):
             self._ensure_bucket()
 
     def _ensure_bucket(self) -> None:
+        where = self._where
+        if not self.may_create:
+            raise StoreError(
+                f"Bucket '{self.bucket}' does not exist at {where.endpoint}, and this store does not create "
+                f"buckets (on Kubeflow nothing does: {where.who} may not); create it, or {s3errors.STORE_HINT}."
+            ) from None
         try:
             self._call(f"creating bucket '{self.bucket}'", lambda: self.client.make_bucket(self.bucket))
         except StoreError as exc:
@@ -205,9 +225,8 @@ class S3Store(Store):
                 pass  # created by a concurrent writer: fine
             elif code == "AccessDenied":
                 raise StoreError(
-                    f"Bucket '{self.bucket}' does not exist at {self.settings.endpoint} and the credentials "
-                    f"in {self.settings.credential_source} may not create it (AccessDenied); create the "
-                    "bucket or use one that exists."
+                    f"Bucket '{self.bucket}' does not exist at {where.endpoint} and {where.who} may not "
+                    f"create it (CreateBucket: AccessDenied); create the bucket, or {s3errors.STORE_HINT}."
                 ) from None
             else:
                 raise
@@ -291,7 +310,8 @@ class S3Store(Store):
 
     def check(self) -> None:
         """Fail now, with one line, if the endpoint is unreachable, rejects the credentials, or
-        the bucket is missing and cannot be created; create the bucket when it is missing."""
+        the bucket is missing and cannot be created; create the bucket when it is missing and the
+        store may create it."""
         probe = self._name("") or None
 
         def list_one():

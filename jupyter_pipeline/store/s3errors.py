@@ -53,6 +53,20 @@ class Where:
     location: str  # s3://bucket/prefix
     bucket: str
     credential_source: str  # e.g. "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY" (names only)
+    #: The access key id (never the secret): on Kubeflow's SeaweedFS it names the user (the namespace).
+    access_key: str | None = None
+
+    @property
+    def who(self) -> str:
+        """The credentials as a message may name them: the key id and where it came from."""
+        if self.access_key:
+            return f"access key '{self.access_key}' (from {self.credential_source})"
+        return f"the credentials in {self.credential_source}"
+
+
+#: What to set when the store's bucket cannot be used: every front reads these (see jupyter_pipeline.settings).
+STORE_HINT = ("set the store to a bucket these credentials may write (--store or JUPYTER_PIPELINE_STORE; for "
+              "Kubeflow's pods --kfp-store, JUPYTER_PIPELINE_KFP_STORE or the notebook's kfp_store setting)")
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -103,11 +117,10 @@ def describe(exc: BaseException, where: Where, what: str, attempts: int = 1) -> 
             # such as moto's) answer 403 before they look. Say both, so the message is true for
             # whichever the server meant.
             return StoreError(
-                f"Access denied to {where.location} at {where.endpoint} while {what}: either the "
-                f"credentials in {where.credential_source} lack permission for bucket '{where.bucket}', "
-                "or the bucket does not exist (this server may answer a missing bucket with "
-                "AccessDenied). Check that the bucket exists and that these credentials may list, "
-                "read and write it."
+                f"Access denied to {where.location} at {where.endpoint} while {what}: either "
+                f"{where.who} may not do this in bucket '{where.bucket}', or the bucket does not exist "
+                "(this server may answer a missing bucket with AccessDenied). Check that the bucket exists "
+                f"and that this key may list, read and write it, or {STORE_HINT}."
             )
         if code in TRANSIENT_CODES:
             return StoreError(f"The S3 endpoint {where.endpoint} kept failing ({code}) while {what}{tries}.")
