@@ -145,14 +145,14 @@ export interface ITargetInfo {
   label: string;
   /** The target cannot work until a Kubeflow Pipelines host is configured. */
   needs_kfp_host: boolean;
+  /** Stages run in a container image the target pulls (the dialog shows the image and its notes). */
+  uses_image?: boolean;
 }
 
 /** One item of a `map:` stage's run. */
 export interface IMapItem {
   index: number;
   status: StageStatus;
-  /** Stages run in a container image the target pulls (the dialog shows the image and its notes). */
-  uses_image?: boolean;
   started_at?: string;
   finished_at?: string;
   output_notebook?: string | null;
