@@ -102,6 +102,18 @@ class VariableNotSavable(PipelineError):
                          f"Instead, {advice}.")
 
 
+class VariableNotLoadable(PipelineError):
+    """Raised when a stage cannot load a value an upstream stage saved for it."""
+
+    def __init__(self, variable: str, stage: str | None, producer: str, reason: str, cause: str, *,
+                 cell: int | None = None, producer_cell: int | None = None):
+        self.variable, self.stage, self.producer, self.cell = variable, stage, producer, cell
+        where = "".join([f"Stage '{stage}'" if stage else "This stage", f" (cell {cell})" if cell else ""])
+        made = f"stage '{producer}' made" + (f" in cell {producer_cell}" if producer_cell else "")
+        super().__init__(f"{where} could not load variable '{variable}', which {made}: {reason}. "
+                         f"Likely cause: {cause}.")
+
+
 class StoreError(PipelineError):
     """Raised when the artifact store cannot be reached, read or written."""
 

@@ -201,7 +201,7 @@ def test_in_memory_buffers_travel(store):
 
 
 def test_registry_order_and_unknown_saver(store):
-    assert list(savers) == ["keras", "numpy", "parquet", "module", "pickle"]
+    assert list(savers) == ["keras", "dmatrix", "numpy", "parquet", "module", "pickle"]
     assert saver_for(3).name == "pickle"
     with pytest.raises(UnknownKeyError, match="saver"):
         load_value(store, "p", {"saver": "nope", "file": "x"})

@@ -52,13 +52,29 @@ def load_entry(store, run_id: str, producer: str, entry: dict):
     return load_value(store, stage_key(run_id, producer, entry.get("prefix", "vars")), entry)
 
 
-def load(name: str, producer: str):
-    """The value of ``name`` as stage ``producer`` left it."""
+def load(name: str, producer: str, cell: int | None = None):
+    """The value of ``name`` as stage ``producer`` left it; ``cell`` (1-based) is where this stage first reads it.
+
+    A value that does not load raises :class:`VariableNotLoadable`: the variable, the stage and cell that
+    made it, and the likely cause (a class or library this kernel lacks, another library version).
+    """
+    from ..exceptions import StoreError, VariableNotLoadable
+    from .values import load_failure_cause
+
     ctx = context.current()
     entry = _index(producer).get(name)
     if entry is None:
         raise RuntimeError(f"stage '{producer}' did not save variable '{name}' that stage '{ctx.stage}' needs")
-    return load_entry(ctx.store, ctx.run_id, producer, entry)
+    try:
+        return load_entry(ctx.store, ctx.run_id, producer, entry)
+    except StoreError:
+        raise  # the store's own error says what is wrong with it
+    except Exception as exc:
+        text = str(exc).rpartition("Exception encountered: ")[2]  # Keras puts its cause after the whole config
+        reason = (text.strip().splitlines() or [""])[0][:300] or type(exc).__name__
+        first = next((e for e in [entry, *entry.get("items", [])] if "saver" in e), entry)
+        raise VariableNotLoadable(name, ctx.stage, producer, f"{type(exc).__name__}: {reason}",
+                                  load_failure_cause(exc, first), cell=cell, producer_cell=entry.get("cell")) from None
 
 
 def map_item(value, chunks: int | None = None):

@@ -55,7 +55,7 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
     from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
-    from .notebook import RUN_PARAMETER, failed_source_cell, last_run_cell
+    from .notebook import RUN_PARAMETER, failed_source_cell, last_run_cell, silent_failure
     from .engine import ENGINE_NAME
     from ..store import pending
     from ..store.base import open_store, patiently
@@ -81,11 +81,17 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
                 progress_bar=False, log_output=False, request_save_on_cell_execute=False, **engine,
             )
         except PapermillExecutionError as exc:
-            result.update(status="failed", error=f"{exc.ename}: {exc.evalue}".strip())
+            first_line = (str(exc.evalue).strip().splitlines() or [""])[0]  # the error's own first line
+            result.update(status="failed", error=f"{exc.ename}: {first_line}".strip())
             if exc.ename == "ModuleNotFoundError":
                 result["error"] += missing_module_hint(str(exc.evalue), kernel_name or "python3")
             if out.exists():
-                cell = failed_source_cell(nbformat.read(out, as_version=4))
+                executed = nbformat.read(out, as_version=4)
+                cell = failed_source_cell(executed)
+                if cell is None:
+                    # No error output: IPython printed it (an unknown or failing magic's UsageError).
+                    cell, printed = silent_failure(executed)
+                    result["error"] = printed or result["error"]
                 result["error_cell"] = None if cell is None else cell + 1  # as JupyterLab numbers cells
         except DeadKernelError:
             cell, output = last_run_cell(nbformat.read(out, as_version=4)) if out.exists() else (None, "")
@@ -94,7 +100,11 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
                 f"the kernel died{f' ({how})' if how else ''}" + (f"; its last output: {output}" if output else "")))
         except BaseException as exc:
             reason = "cancelled" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else f"{type(exc).__name__}: {exc}"
-            result.update(status="failed", error=reason)
+            try:  # the cell that was running when it stopped
+                cell, _ = last_run_cell(nbformat.read(out, as_version=4)) if out.exists() else (None, "")
+            except Exception:  # a notebook cut short while written: no cell to name
+                cell = None
+            result.update(status="failed", error=reason, error_cell=None if cell is None else cell + 1)
         finally:
             if out.exists():  # kept whatever happened: waiting out a store outage, else on this machine
                 if unwritten := pending.put_file(store, output_key, out):

@@ -2,9 +2,13 @@
 
 Savers are tried in registry order; the first whose ``matches`` accepts the value writes it.
 Type checks go by module name first so that checking a value never imports Keras or pandas.
-Everything no typed saver takes is pickled with cloudpickle, which writes functions, lambdas,
-closures and classes defined in the notebook (module ``__main__``) by value, together with the
-globals they read, so a later stage's kernel does not need their definitions.
+Everything no typed saver takes is pickled with cloudpickle (:mod:`.pickling`), which writes
+functions, lambdas, closures and classes defined in the notebook (module ``__main__``) by value,
+together with the globals they read, so a later stage's kernel does not need their definitions.
+Framework savers (Keras, XGBoost) are in :mod:`.frameworks`.
+
+Each saved value's index entry records its saver, type, the cell that assigned it and the version of
+the library its type comes from, so a value that fails to load says why (:func:`load_failure_cause`).
 """
 
 from __future__ import annotations
@@ -14,16 +18,20 @@ import inspect
 import io
 import json
 import pickle
+import re
 import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import cloudpickle
-
 from ..exceptions import PipelineError, VariableNotSavable
 from ..registry import Registry
+from .frameworks import is_dmatrix, is_keras, load_dmatrix, load_keras, save_dmatrix, save_keras
+from .pickling import load_pickle, remember_setup, save_pickle
+
+__all__ = ["Saver", "savers", "save_value", "load_value", "load_failure_cause", "remember_setup", "saver_for",
+           "type_name", "unsavable_kind"]
 
 
 @dataclass(frozen=True)
@@ -42,30 +50,6 @@ savers: Registry[Saver] = Registry("saver")
 
 def _module_of(value) -> str:
     return type(value).__module__.split(".")[0]
-
-
-# -- Keras ------------------------------------------------------------------------------------------
-def _is_keras(value) -> bool:
-    if "keras" not in sys.modules:
-        return False
-    import keras
-
-    return isinstance(value, keras.Model)
-
-
-def _save_keras(value, path: Path) -> None:
-    value.save(path)
-
-
-def _load_keras(path: Path):
-    from ..startup import default_keras_backend
-
-    default_keras_backend()
-    import keras
-
-    # Our own file from an upstream stage of the same run: custom layers defined in the
-    # notebook need unsafe deserialisation only if they use lambdas; stay safe by default.
-    return keras.saving.load_model(path, safe_mode=True)
 
 
 # -- NumPy ------------------------------------------------------------------------------------------
@@ -132,47 +116,6 @@ def _save_module(value, path: Path) -> None:
 
 def _load_module(path: Path):
     return importlib.import_module(json.loads(path.read_text())["import"])
-
-
-# -- anything else: pickle, written by cloudpickle -----------------------------------------------------
-#: Functions and classes the stage's setup cells defined (id -> object). Every stage runs the same
-#: setup, so these are pickled by reference (``__main__.name``): a consumer's instances then belong
-#: to the consumer's own classes, and ``isinstance`` keeps working.
-_setup_objects: dict[int, object] = {}
-
-
-def remember_setup(namespace: dict) -> None:
-    """Note the functions and classes the setup cells just defined in ``namespace``."""
-    _setup_objects.clear()
-    for value in list(namespace.values()):
-        if isinstance(value, (type, types.FunctionType)) and getattr(value, "__module__", None) == "__main__":
-            _setup_objects[id(value)] = value
-
-
-class _Pickler(cloudpickle.Pickler):
-    def __init__(self, file):
-        # The C pickler looks every object's type up in this table; cloudpickle's is a ChainMap,
-        # Python code, which took most of the time for many small objects. The same table as a dict.
-        self.dispatch_table = dict(cloudpickle.Pickler.dispatch_table)
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def reducer_override(self, obj):
-        # Called for every object but a few builtins: hand all but classes and functions straight
-        # back to the C pickler (cloudpickle would too, after more checks).
-        if not isinstance(obj, (type, types.FunctionType)) or id(obj) in _setup_objects:
-            return NotImplemented  # a setup function or class: plain pickle, a global by reference
-        return super().reducer_override(obj)
-
-
-def _save_pickle(value, path: Path) -> None:
-    with open(path, "wb") as f:
-        _Pickler(f).dump(value)
-
-
-def _load_pickle(path: Path):
-    # cloudpickle writes standard pickles (its helpers are imported by name while loading).
-    with open(path, "rb") as f:
-        return pickle.load(f)
 
 
 # -- values that cannot travel ------------------------------------------------------------------------
@@ -256,6 +199,11 @@ def save_value(name: str, value, store, prefix: str, stage: str | None = None, c
         raise VariableNotSavable(name, stage, type_name(value), reason, cell=cell,
                                  part=found[0] if found else None, kind=found[1] if found else None) from None
     entry = {"file": f"{name}.{saver.ext}", "saver": saver.name, "type": type_name(value)}
+    if cell:
+        entry["cell"] = cell
+    library = _library(value)
+    if library:
+        entry["library"] = library
     try:
         entry["length"] = len(value)  # lets a downstream `map:` stage know its item count
     except Exception:
@@ -264,13 +212,68 @@ def save_value(name: str, value, store, prefix: str, stage: str | None = None, c
 
 
 def load_value(store, prefix: str, entry: dict):
+    """Read the value an index entry of :func:`save_value` describes."""
     saver = savers.get(entry["saver"])
     with store.reading(f"{prefix}/{entry['file']}") as path:
         return saver.load(path)
 
 
-savers.register("keras", Saver("keras", "keras", _is_keras, _save_keras, _load_keras))
+def _library(value) -> dict | None:
+    """``{"name", "version"}`` of the package the value's type comes from (its loader needs the same)."""
+    top = type(value).__module__.split(".")[0]
+    module = sys.modules.get(top)
+    version = getattr(module, "__version__", None)
+    return {"name": top, "version": str(version)} if isinstance(version, str) and top != "builtins" else None
+
+
+_NO_MODULE = re.compile(r"No module named '([^']+)'")
+_NO_ATTRIBUTE = re.compile(r"Can't get attribute '([^']+)' on <module '([^']+)'")
+_KERAS_UNKNOWN = re.compile(r"Could not locate (class|function) '([^']+)'")
+
+
+def load_failure_cause(exc: BaseException, entry: dict) -> str:
+    """The likely reason a value described by ``entry`` failed to load with ``exc``, and what to do."""
+    text = str(exc)
+    library = entry.get("library") or {}
+    missing = _NO_MODULE.search(text)
+    if isinstance(exc, ImportError) or missing:
+        module = (getattr(exc, "name", None) or (missing.group(1) if missing else "")).split(".")[0] or "a module"
+        return (f"the value needs '{module}', which this stage's Python cannot import; install it where the stage "
+                "runs (on Kubeflow: the notebook's `packages` setting, or an image that has it)")
+    version = _installed_version(library.get("name"))
+    if library.get("version") and version and version != library["version"]:
+        return (f"it was saved with {library['name']} {library['version']} and this stage has {library['name']} "
+                f"{version}; use the same version in every stage")
+    unknown = _KERAS_UNKNOWN.search(text)
+    if unknown:
+        return (f"the model uses the {unknown.group(1)} '{unknown.group(2)}', which this stage cannot import; define it "
+                "in a `setup` cell (every stage runs those), or register it with "
+                "`@keras.saving.register_keras_serializable()` in one")
+    if "Lambda" in text and "safe_mode" in text:
+        return ("the model holds a Lambda layer, whose code Keras refuses to load in safe mode; write the "
+                "computation as a layer class (in a `setup` cell) instead")
+    gone = _NO_ATTRIBUTE.search(text)
+    if gone:
+        return (f"it refers to '{gone.group(1)}' of module {gone.group(2)}, which this stage does not define; "
+                "define it in a `setup` cell so every stage has it")
+    return ("the receiving side could not rebuild it (a class it cannot import, or a library missing or at "
+            "another version than where it was saved)")
+
+
+def _installed_version(name: str | None) -> str | None:
+    if not name:
+        return None
+    try:
+        module = importlib.import_module(name)
+    except Exception:  # any import failure means: not usable here
+        return None
+    version = getattr(module, "__version__", None)
+    return version if isinstance(version, str) else None
+
+
+savers.register("keras", Saver("keras", "keras", is_keras, save_keras, load_keras))
+savers.register("dmatrix", Saver("dmatrix", "dmatrix", is_dmatrix, save_dmatrix, load_dmatrix))
 savers.register("numpy", Saver("numpy", "npy", _is_numpy, _save_numpy, _load_numpy))
 savers.register("parquet", Saver("parquet", "parquet", _is_dataframe_for_parquet, _save_parquet, _load_parquet))
 savers.register("module", Saver("module", "module.json", _is_importable_module, _save_module, _load_module))
-savers.register("pickle", Saver("pickle", "pkl", lambda v: True, _save_pickle, _load_pickle))
+savers.register("pickle", Saver("pickle", "pkl", lambda v: True, save_pickle, load_pickle))
