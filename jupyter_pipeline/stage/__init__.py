@@ -13,6 +13,8 @@ Imported inside the stage's kernel (kept import-light):
 - :mod:`.workfolder` — a stage in a working folder of its own (an Elyra node): files in and out, scripts
 - :mod:`.context` — the run context and ``log_metric``
 - :mod:`.values` — the value savers (Keras, NumPy, Parquet, modules, cloudpickle)
+- :mod:`.frameworks` — the Keras saver (with the notebook's custom objects) and XGBoost's DMatrix saver
+- :mod:`.pickling` — the catch-all saver's pickler: notebook code by value, setup code by reference
 - :mod:`.fanout` — ``map:`` items: how a value splits and how many there are
 - :mod:`.replica` — inside a ``workers:N`` stage: rank, world size, barrier, Keras distribution
 """
