@@ -135,6 +135,22 @@ def _serving_protocols(quick: bool):
     return rows, {"load_average_at_end": res["load_average_at_end"]}
 
 
+def _serving_sklearn(quick: bool):
+    import bench_serving_sklearn
+
+    with tempfile.TemporaryDirectory(prefix="jp-bench-sklearn-") as tmp:
+        out = Path(tmp) / "sklearn.json"
+        bench_serving_sklearn.main((["--quick"] if quick else []) + ["--json", str(out)])
+        res = json.loads(out.read_text())
+    from common import row
+
+    (ours_label, ours), (base, theirs) = res["servers"].items()
+    rows = [row(f"serve a scikit-learn model: throughput, {c} clients", ours[c]["rps"], theirs[c]["rps"], "req/s",
+                base, "higher is better; cache off; ours answers label + probabilities") for c in ("1", "8", "32")]
+    failed = {label: {c: cell["failed"] for c, cell in cells.items()} for label, cells in res["servers"].items()}
+    return rows, {"load_generator": res["generator"], "failed_requests": failed}
+
+
 def _kale(quick: bool):
     import bench_kale
 
@@ -202,6 +218,7 @@ BENCHMARKS = {
     "serving": ("model server vs Flask and the in-process floor", _serving),
     "serving-protocols": ("gRPC vs REST, binary vs JSON tensors, cache hits per core", _serving_protocols),
     "serving-drain": ("requests answered across a SIGTERM under load vs Flask", _serving_drain),
+    "serving-sklearn": ("a scikit-learn model over OIP v2 vs MLServer's scikit-learn runtime", _serving_sklearn),
 }
 
 

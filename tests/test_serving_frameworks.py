@@ -14,6 +14,7 @@ import pickle
 import sys
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -50,6 +51,11 @@ clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y
 log_model(clf, "iris-sklearn")
 x = X_probe.astype(np.float64)
 np.savez(f"{outdir}/iris-sklearn.npz", label=clf.predict(x), probabilities=clf.predict_proba(x))
+from sklearn.tree import DecisionTreeClassifier
+names = load_iris().target_names[y]  # string labels: answered as BYTES
+tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, names)
+log_model(tree, "iris-names")
+np.savez(f"{outdir}/iris-names.npz", label=tree.predict(x), probabilities=tree.predict_proba(x))
 """,
     "xgboost": """\
 import xgboost as xgb
@@ -124,7 +130,7 @@ def trained(tmp_path_factory, write_notebook_module):
     nb = write_notebook_module(work / "frameworks.ipynb", cells)
     record = run_pipeline(nb, {"outdir": str(work)}, store=store, workers=2)
     assert record.status.value == "succeeded", {s: r.error for s, r in record.stages.items() if r.error}
-    expected = {n: dict(np.load(work / f"{n}.npz")) for n in MODELS if (work / f"{n}.npz").exists()}
+    expected = {f.stem: dict(np.load(f)) for f in work.glob("*.npz")}
     return store, expected, record
 
 
@@ -186,6 +192,20 @@ def test_grpc_answers_equal_the_models_own(served, name):
     result = grpc.infer(name, [inp])
     for out in outputs:
         assert_same(result.as_numpy(out), expected[name][out])
+
+
+def test_string_labels_travel_as_bytes_and_v1_answers_rows(served):
+    thread, http, _, expected = served
+    x = probe().astype(np.float64)
+    inp = httpclient.InferInput("input", list(x.shape), "FP64")
+    inp.set_data_from_numpy(x)
+    result = http.infer("iris-names", [inp])
+    assert [v.decode() for v in result.as_numpy("label")] == expected["iris-names"]["label"].tolist()
+    assert http.get_model_metadata("iris-names")["outputs"][0]["datatype"] == "BYTES"
+    doc = httpx.post(f"{thread.url}/v1/models/iris-sklearn:predict", json={"instances": x.tolist()}).json()
+    assert [row["label"] for row in doc["predictions"]] == expected["iris-sklearn"]["label"].tolist()
+    np.testing.assert_allclose([row["probabilities"] for row in doc["predictions"]],
+                               expected["iris-sklearn"]["probabilities"], rtol=1e-6)
 
 
 def test_classifiers_list_labels_and_probabilities_in_their_metadata(served):

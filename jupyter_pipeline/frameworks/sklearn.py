@@ -25,6 +25,27 @@ def _frame(model, x: np.ndarray):
     return pandas.DataFrame(x, columns=list(names))
 
 
+#: scikit-learn's own types that hold fitted data (trees, neighbour search trees and their metrics,
+#: optimizer state) or name its score functions, which skops does not trust by default; reviewed
+#: here so that tree ensembles, neighbours and MLPs load without a list from the user. Nothing
+#: outside scikit-learn and NumPy's dtype is trusted on the user's behalf.
+SAFE_TYPES = (
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.metrics._dist_metrics.ManhattanDistance64",
+    "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    "sklearn.feature_selection._univariate_selection.f_classif",
+    "sklearn.feature_selection._univariate_selection.f_regression",
+    "sklearn.feature_selection._univariate_selection.chi2",
+)
+
+
 class SklearnFramework(Framework):
     name = "sklearn"
     package = "scikit-learn"
@@ -59,9 +80,9 @@ class SklearnFramework(Framework):
         from skops.io.exceptions import UntrustedTypesFoundException
 
         try:
-            return sio.load(path, trusted=trusted or None)
+            return sio.load(path, trusted=[*SAFE_TYPES, *(trusted or [])])
         except UntrustedTypesFoundException as exc:
-            types = sio.get_untrusted_types(file=path)
+            types = [t for t in sio.get_untrusted_types(file=path) if t not in SAFE_TYPES + tuple(trusted or ())]
             raise ModelFormatError(
                 f"{what}: its file names types that are not known to be safe to load ({', '.join(types) or exc}); "
                 "refusing to load it. If you trust them, pass load_model(..., trusted=[...]) with those names.") \

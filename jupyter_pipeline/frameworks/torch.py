@@ -37,7 +37,7 @@ class TorchFramework(Framework):
     modules = ("torch",)
     filename = "model.pt2"
     kserve_format = "pytorch"
-    platform = "pytorch_torchscript"
+    platform = "pytorch"
 
     def matches(self, model) -> bool:
         import sys
