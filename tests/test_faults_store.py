@@ -14,6 +14,8 @@ Every test ends with :func:`test_faults.assert_nothing_lost`.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -128,3 +130,30 @@ def test_a_store_that_stops_taking_writes_ends_the_run_keeps_its_notebooks_and_r
         assert_nothing_lost(store, resumed)
     finally:
         fault.close()
+
+
+# -- the stage process is killed -------------------------------------------------------------------------
+def test_a_killed_stage_process_keeps_the_executed_notebook_of_the_cells_that_ran(tmp_path, write_notebook):
+    from jupyter_pipeline.local.runner import LocalRunner
+    from jupyter_pipeline.notebook.parse import load
+
+    from test_faults import HANG_SECONDS, in_background
+
+    nb = write_notebook(tmp_path / "big.ipynb", [
+        (["stage:big"], "print('first cell done:', 'x' * 1000, flush=True)"),
+        ([], "print('second cell done', flush=True)"),
+        ([], WRITE_PIDS + "time.sleep(120)"),
+        (["stage:after"], "import math"),
+    ])
+    store = open_store(str(tmp_path / "store"))
+    thread, result = in_background(lambda: LocalRunner(store, workers=1).run(load(nb)))
+    kernel, worker = stage_pids(tmp_path)
+    os.kill(worker, signal.SIGKILL)  # what the out-of-memory killer does to the process holding the outputs
+    thread.join(HANG_SECONDS * 2)
+    record = result["value"]
+    big = record.stages["big"]
+    assert big.status == StageState.FAILED and "ended without a result (killed by signal SIGKILL" in big.error
+    executed = executed_text(store, record, "big")  # the cells that finished, with their outputs
+    assert "first cell done: xxx" in executed and "second cell done" in executed
+    assert record.stages["after"].status == StageState.SUCCEEDED  # independent: it ran after
+    assert_nothing_lost(store, record, kernel, worker)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import tempfile
 import threading
 
 from ..stage.run import RESULT_PREFIX, STARTED_LINE, exit_description
+from ..store.records import stage_key
 from .zygote import Zygote, shared as shared_zygote
 
 STAGEWORKER = "jupyter_pipeline.local.worker"
@@ -56,15 +58,16 @@ class Worker:
         # stdin stays open until the result is in (the worker's sign that we live), and is closed
         # whatever happens, a job that cannot be sent included: an idle worker ends (with its
         # kernel and its copy of the run's lease) once its input ends.
-        try:
-            if (unsent := self.send(job)) is not None:
-                threading.Thread(target=self._drain, daemon=True).start()
-                return unsent
-            result = self.read_result(on_started)
-        finally:
-            self._close_stdin()
-        if result is None:
-            return self.ended_result()
+        with keeping(job) as job:
+            try:
+                if (unsent := self.send(job)) is not None:
+                    threading.Thread(target=self._drain, daemon=True).start()
+                    return unsent
+                result = self.read_result(on_started)
+            finally:
+                self._close_stdin()
+            if result is None:
+                return self.ended_result(job)
         # The worker still shuts its kernel down; let that finish off this thread.
         threading.Thread(target=self._drain, daemon=True).start()
         return result
@@ -97,11 +100,23 @@ class Worker:
         self.proc.wait()
         return None
 
-    def ended_result(self) -> dict:
-        """The failure of a worker that exited without a result."""
+    def ended_result(self, job: dict | None = None) -> dict:
+        """The failure of a worker that exited without a result (killed, say, by the out-of-memory killer),
+        with the executed notebook as far as it was saved (see :func:`keeping`)."""
         how = exit_description(self.proc.returncode)
-        return {"status": "failed", "error": f"the stage process ended without a result ({how}): "
-                                             f"{self._stderr_tail(default='no output')}", "metrics": {}}
+        result = {"status": "failed", "error": f"the stage process ended without a result ({how}): "
+                                               f"{self._stderr_tail(default='no output')}", "metrics": {}}
+        kept = (job or {}).get("keep_path")
+        if kept and os.path.exists(kept):
+            from ..store import pending
+            from ..store.base import open_store
+
+            store, gang = open_store(job["store"]), job.get("gang") or {}
+            key = stage_key(job["run_id"], job["stage"], "output.ipynb", job.get("item"), replica=gang.get("rank"))
+            if unwritten := pending.put_file(store, key, kept):
+                result["error"] += f"; its executed notebook was not written: {unwritten}"
+            result["output_notebook"] = store.uri(key)
+        return result
 
     def _close_stdin(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -121,6 +136,17 @@ class Worker:
     def discard(self) -> None:
         self._close_stdin()  # an idle worker exits on end of input
         threading.Thread(target=self._drain, daemon=True).start()
+
+
+@contextlib.contextmanager
+def keeping(job: dict):
+    """``job`` with a ``keep_path``, a file in a folder of the runner's where the worker saves the executed
+    notebook as its cells run: if the worker is killed, that file is what ran. Removed afterwards."""
+    folder = tempfile.mkdtemp(prefix="jp-keep-")
+    try:
+        yield {**job, "keep_path": os.path.join(folder, "output.ipynb")}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class WarmWorkers:

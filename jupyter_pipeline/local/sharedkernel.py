@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 
 from ..notebook.pipeline import Stage
-from .pool import Worker
+from .pool import Worker, keeping
 from .zygote import shared as shared_zygote
 
 #: The mode names the run record carries (``kernel_mode``).
@@ -45,10 +45,11 @@ class SharedWorker(Worker):
     """A ``stageworker --serve --shared`` process: runs job after job in one kernel."""
 
     def run(self, job: dict, on_started=None) -> dict:
-        if (unsent := self.send(job)) is not None:  # (stdin stays open: the next stage's job follows on it)
-            return unsent  # failed: SharedKernel discards this worker and its kernel
-        result = self.read_result(on_started)
-        return self.ended_result() if result is None else result
+        with keeping(job) as job:
+            if (unsent := self.send(job)) is not None:  # (stdin stays open: the next stage's job follows on it)
+                return unsent  # failed: SharedKernel discards this worker and its kernel
+            result = self.read_result(on_started)
+            return self.ended_result(job) if result is None else result
 
 
 class SharedKernel:

@@ -105,7 +105,7 @@ def serve(cwd: str | None, kernel_name: str | None, lease_fd: int | None = None)
         try:
             result = run_stage(job["store"], job["run_id"], job["stage"], job.get("parameters"), cwd=cwd,
                                kernel_name=kernel_name, km=km, item=job.get("item"), on_start=_say_started,
-                               gang=job.get("gang"))
+                               gang=job.get("gang"), keep_path=job.get("keep_path"))
         except Exception as exc:
             result = {"status": "failed", "stage": job.get("stage"), "error": f"{type(exc).__name__}: {exc}", "metrics": {}}
         finished.set()
@@ -191,7 +191,7 @@ def serve_shared(cwd: str | None, kernel_name: str | None, lease_fd: int | None 
                 return 1
             try:
                 result = run_stage(job["store"], job["run_id"], job["stage"], job.get("parameters"), cwd=cwd,
-                                   kernel_name=kernel_name, km=km, item=job.get("item"))
+                                   kernel_name=kernel_name, km=km, item=job.get("item"), keep_path=job.get("keep_path"))
             except Exception as exc:
                 result = {"status": "failed", "stage": job.get("stage"), "error": f"{type(exc).__name__}: {exc}",
                           "metrics": {}}

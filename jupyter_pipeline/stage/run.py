@@ -42,13 +42,14 @@ ORPHAN_SAVE_SECONDS = 10
 
 def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *, cwd: str | None = None,
               kernel_name: str | None = None, km=None, item: int | None = None, on_start=None,
-              gang: dict | None = None) -> dict:
+              gang: dict | None = None, keep_path: str | None = None) -> dict:
     """Run ``runs/<run_id>/stages/<stage>/input.ipynb``; return ``{status, error?, metrics, ...}``.
 
     ``km`` is an already started kernel manager to run in (the warm-worker mode); without it
     papermill starts and stops a kernel of its own. ``on_start()`` is called once, as the first
     cell starts. ``gang`` makes this run one replica of a ``workers:`` stage (see ``replica``): its
-    executed notebook goes to ``replicas/<rank>/output.ipynb``.
+    executed notebook goes to ``replicas/<rank>/output.ipynb``. ``keep_path`` is where the executed
+    notebook is saved as each cell starts and finishes (a local runner reads it if this process is killed).
     """
     import nbformat
     import papermill
@@ -68,7 +69,7 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
     result: dict = {"status": "succeeded", "stage": stage}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"jp-{stage}-") as tmp:
-        src, out = Path(tmp) / "input.ipynb", Path(tmp) / "output.ipynb"
+        src, out = Path(tmp) / "input.ipynb", Path(keep_path or Path(tmp) / "output.ipynb")
         engine = {"engine_name": ENGINE_NAME, "keep_path": str(out)}  # papermill hands these to the engine
         if km is not None:
             engine["km"] = km
