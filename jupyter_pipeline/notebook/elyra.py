@@ -120,6 +120,12 @@ class Reader:
         self._cycles(stages, {names[n.id]: n for n in nodes})
         if not stages:
             self.problem("error", "no-stages", "the pipeline has no nodes to run")
+        images = sorted({s.options.image for s in stages if s.options.image})
+        if images:
+            self.problem("info", "elyra-runtime-image", f"on Kubeflow each node runs in its runtime image "
+                         f"({', '.join(images)}), which must have jupyter-pipeline and kfp installed, as any stage's "
+                         "image (Elyra's bootstrapper installs its own tools into the image when the pod starts; "
+                         "here build an image FROM it with `pip install jupyter-pipeline`); local runs do not use it")
         name = props.get("name") or app.get("name") or self.path.stem
         return Pipeline(
             name=re.sub(r"[^a-z0-9-]+", "-", str(name).lower()).strip("-") or "pipeline",
