@@ -145,6 +145,8 @@ export interface ITargetInfo {
   label: string;
   /** The target cannot work until a Kubeflow Pipelines host is configured. */
   needs_kfp_host: boolean;
+  /** The target reuses stages of earlier runs (`incremental`, `from_stage`). */
+  reuses_stages?: boolean;
   /** Stages run in a container image the target pulls (the dialog shows the image and its notes). */
   uses_image?: boolean;
 }
@@ -237,6 +239,10 @@ export interface IRunRequest {
   kfp_host?: string;
   /** Run once per combination of the grid's values instead (a sweep). */
   sweep?: ISweepRequest;
+  /** Reuse the stages unchanged since an earlier run (targets that `reuses_stages`). */
+  incremental?: boolean;
+  /** Run this stage and those downstream; reuse those upstream from the latest run with the same code. */
+  from_stage?: string;
 }
 
 /** The `sweep` field of `POST runs`. */
@@ -348,6 +354,27 @@ export function getRun(runId: string, settings?: Settings): Promise<IRunRecord> 
 /** `DELETE runs/ID`: cancel a running local run. */
 export function cancelRun(runId: string, settings?: Settings): Promise<unknown> {
   return requestAPI<unknown>(`runs/${q(runId)}`, { method: 'DELETE' }, settings);
+}
+
+/** `POST runs/ID/resume`: re-run the stages of a failed, cancelled or interrupted run that did not succeed. */
+export function resumeRun(runId: string, settings?: Settings): Promise<IRunStarted> {
+  return requestAPI<IRunStarted>(`runs/${q(runId)}/resume`, { method: 'POST', body: '{}' }, settings);
+}
+
+/** What `POST runs/ID/stages/NAME/debug` wrote: the debug notebook's path, relative to the server's root. */
+export interface IDebugNotebook {
+  path: string;
+  run_id: string;
+  stage: string;
+}
+
+/** `POST runs/ID/stages/NAME/debug`: write a notebook that loads the stage's inputs and holds its cells. */
+export function debugStage(runId: string, stage: string, settings?: Settings): Promise<IDebugNotebook> {
+  return requestAPI<IDebugNotebook>(
+    `runs/${q(runId)}/stages/${q(stage)}/debug`,
+    { method: 'POST', body: '{}' },
+    settings
+  );
 }
 
 /** `GET runs/ID/stages/NAME/notebook`: the executed stage notebook as nbformat JSON. */

@@ -18,6 +18,7 @@ import * as api from './api';
 import { StageBars } from './cellbar';
 import { DEFAULT_SETTINGS, IPipelineSettings, PipelineModel } from './model';
 import { showPublishDialog, showPublishRefusal } from './publish';
+import { createRunActions } from './runcommands';
 import { PipelineSidebar } from './sidebar';
 import { createStageView, stageViewId } from './stageview';
 
@@ -217,6 +218,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
         const { run_id } = await api.startRun(request);
         if (run_id) {
+          runs.watcher.watch(run_id); // a notification when it ends
           model.expanded.add(run_id); // a sweep's variants appear in the runs list as they start
           model.focusRun = run_id;
         }
@@ -227,7 +229,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     };
 
+    const runs = createRunActions(app, model, runId => {
+      shell.activateById(sidebar.id);
+      model.expanded.add(runId);
+      model.focusRun = runId;
+      void model.refreshRuns();
+    });
     const sidebar = new PipelineSidebar(model, {
+      runActions: runs.actions,
       selectCell,
       openNotebookCell: (notebook, index) => void openNotebookCell(notebook, index),
       publish: () => void commands.execute(CommandIDs.publish),

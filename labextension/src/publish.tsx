@@ -37,6 +37,8 @@ class PublishForm extends ReactWidget {
   sweepValues: Record<string, string> = {};
   metric = '';
   goal: 'max' | 'min' = 'max';
+  /** Reuse the stages unchanged since an earlier run (targets that reuse stages: `incremental`). */
+  reuse = false;
 
   constructor(private readonly _opts: IPublishOptions) {
     super();
@@ -56,6 +58,9 @@ class PublishForm extends ReactWidget {
       }
     }
     const request: IRunRequest = { path: this._opts.path, target: this.target, parameters };
+    if (this.reuse && !this.sweep && this._opts.targets.find(t => t.name === this.target)?.reuses_stages) {
+      request.incremental = true;
+    }
     if (this.sweep) {
       request.sweep = { grid, goal: this.goal };
       if (this.metric.trim()) {
@@ -137,6 +142,17 @@ class PublishForm extends ReactWidget {
             </option>
           ))}
         </select>
+        {chosen?.reuses_stages && !this.sweep && (
+          <label className="jp-pipeline-reuse-toggle">
+            <input
+              type="checkbox"
+              id="jp-pipeline-reuse"
+              checked={this.reuse}
+              onChange={ev => set(() => (this.reuse = ev.target.checked))}
+            />{' '}
+            Reuse stages unchanged since an earlier run
+          </label>
+        )}
         {needsHost && !o.kfpHost && (
           <p className="jp-pipeline-muted jp-pipeline-form-note">
             To publish to a Kubeflow cluster, set its host in{' '}

@@ -5,6 +5,7 @@
 import * as React from 'react';
 import { IRunRecord, IStageRecord } from './api';
 import { MessageText } from './problems';
+import { IRunActions, ResumeButton, StageActions, hasStageActions } from './runactions';
 
 export interface IRunsProps {
   runs: IRunRecord[];
@@ -16,6 +17,8 @@ export interface IRunsProps {
   onToggle: (runId: string) => void;
   onCancel: (runId: string) => void;
   onOpenNotebook: (run: IRunRecord, stage: string) => void;
+  /** Stage and run actions (runactions.ts): debug a stage, re-run from it, resume the run. */
+  actions?: IRunActions;
 }
 
 export function formatDuration(seconds: number | null | undefined): string {
@@ -32,6 +35,11 @@ export function formatDuration(seconds: number | null | undefined): string {
 /** A stage's error with the (1-based) source cell it failed in, unless the message names it already. */
 export function withCell(error: string, cell: number | null | undefined): string {
   return cell && !error.includes(`cell ${cell}`) ? `${error} (cell ${cell})` : error;
+}
+
+/** A failed stage's error is red; why a stage was skipped or cancelled is a note. */
+export function errorClass(status: string): string {
+  return status === 'failed' ? 'jp-pipeline-error' : 'jp-pipeline-muted jp-pipeline-stage-note';
 }
 
 function formatValue(v: unknown): string {
@@ -149,6 +157,7 @@ export function RunsList(props: IRunsProps): JSX.Element {
                       Cancel run
                     </button>
                   )}
+                  {props.actions && <ResumeButton run={run} actions={props.actions} />}
                   {run.url && (
                     <a className="jp-pipeline-kfp-link" href={run.url} target="_blank" rel="noopener noreferrer">
                       Open in Kubeflow Pipelines
@@ -207,7 +216,8 @@ export function RunsList(props: IRunsProps): JSX.Element {
                               )}
                             </td>
                           </tr>
-                          {(metrics.length > 0 || rec.error || rec.skip_reason) && (
+                          {(metrics.length > 0 || rec.error || rec.skip_reason ||
+                            hasStageActions(run, rec, props.actions)) && (
                             <tr className="jp-pipeline-stage-extra">
                               <td colSpan={4}>
                                 {metrics.map(([k, v]) => (
@@ -216,10 +226,11 @@ export function RunsList(props: IRunsProps): JSX.Element {
                                   </span>
                                 ))}
                                 {rec.error && (
-                                  <pre className="jp-pipeline-error">
+                                  <pre className={errorClass(rec.status)}>
                                     <MessageText text={withCell(rec.error, rec.error_cell)} />
                                   </pre>
                                 )}
+                                {props.actions && <StageActions run={run} stage={name} actions={props.actions} />}
                                 {rec.skip_reason && !rec.error && (
                                   <span className="jp-pipeline-muted jp-pipeline-skip-reason">
                                     skipped: {rec.skip_reason}

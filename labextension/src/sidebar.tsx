@@ -9,6 +9,7 @@ import { IRunRecord, StageStatus } from './api';
 import { PipelineGraph } from './graph';
 import { PipelineModel } from './model';
 import { ProblemList } from './problems';
+import { IRunActions } from './runactions';
 import { RunsList } from './runs';
 
 export interface ISidebarActions {
@@ -17,6 +18,8 @@ export interface ISidebarActions {
   openNotebookCell: (notebook: string, index: number) => void;
   publish: () => void;
   openStageNotebook: (run: IRunRecord, stage: string) => void;
+  /** Resume, debug a stage, re-run from a stage (runactions.tsx). */
+  runActions?: IRunActions;
 }
 
 function Section(props: { title: string; id: string; count?: number; children: React.ReactNode }) {
@@ -147,6 +150,7 @@ function SidebarBody(props: { model: PipelineModel; actions: ISidebarActions }):
           }}
           onCancel={id => void model.cancel(id)}
           onOpenNotebook={actions.openStageNotebook}
+          actions={actions.runActions}
         />
       </Section>
     </>

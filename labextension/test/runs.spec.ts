@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { withCell } from '../src/runs';
+import { errorClass, withCell } from '../src/runs';
 
 describe('stage errors', () => {
   it('name the 1-based cell once', () => {
@@ -8,5 +8,13 @@ describe('stage errors', () => {
       "Variable 'x' in stage 'a' (cell 3) cannot be passed"
     );
     expect(withCell('killed', null)).toBe('killed');
+  });
+});
+
+describe('stage notes', () => {
+  it('are red only for a failed stage', () => {
+    expect(errorClass('failed')).toBe('jp-pipeline-error');
+    expect(errorClass('skipped')).not.toContain('error');
+    expect(errorClass('cancelled')).not.toContain('error');
   });
 });
