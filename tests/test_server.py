@@ -311,6 +311,8 @@ def test_config_shows_the_effective_settings(api, store_path):
     assert body["max_concurrent_runs"] == 1 and body["workers"] == 2
     targets = {t["name"]: t for t in body["targets"]}
     assert {"local", "kfp-local", "kfp"} <= set(targets) and targets["kfp"]["needs_kfp_host"] is True
+    # Only a target that pulls an image makes the dialog show the image and its warnings.
+    assert targets["kfp"]["uses_image"] and not targets["kfp-local"]["uses_image"] and not targets["local"]["uses_image"]
     assert targets["local"]["label"] == "Local (papermill on this server)"
     assert set(body) >= {"store", "kfp_host", "default_image"}
 
@@ -326,8 +328,6 @@ def test_config_never_shows_credentials(tmp_path):
 
 def test_config_relative_store_is_under_the_root(tmp_path, monkeypatch):
     monkeypatch.delenv("JUPYTER_PIPELINE_STORE", raising=False)
-    # Only a target that pulls an image makes the dialog show the image and its warnings.
-    assert targets["kfp"]["uses_image"] and not targets["kfp-local"]["uses_image"] and not targets["local"]["uses_image"]
     monkeypatch.setenv("JUPYTER_PIPELINE_CONFIG", str(tmp_path / "none.json"))
     assert JupyterPipeline().store_url(str(tmp_path)) == str(tmp_path / ".pipeline-store")
     monkeypatch.setenv("JUPYTER_PIPELINE_STORE", "elsewhere")
