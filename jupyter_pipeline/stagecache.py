@@ -24,7 +24,7 @@ def stage_fingerprints(pipeline: Pipeline, values: dict) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for stage in pipeline.stages:  # notebook order: dependencies come first
         # Its own notebook's setup: an edit to an included notebook's setup re-runs only its stages.
-        setup = _digest([pipeline.cells[i].source for i in pipeline.setup_cells_of(stage)])
+        setup = _digest([pipeline.setup_source(i) for i in pipeline.setup_cells_of(stage)])
         o = stage.options
         code = _digest({
             "cells": [pipeline.cells[i].source for i in stage.cells if pipeline.cells[i].cell_type == "code"],

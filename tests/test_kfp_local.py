@@ -105,6 +105,16 @@ def test_functions_and_classes_pass_between_compiled_stages(store_dir):
     assert index["scale"]["saver"] == "pickle" and index["Counter"]["type"] == "type"
 
 
+def test_untagged_notebook_named_like_its_only_stage_runs(store_dir):
+    """papermill's shape: one stage named like the notebook, hence like the pipeline (KFP took the stage's
+    component for the pipeline), with imports in its parameters cell."""
+    pipeline = load(FIXTURES / "papermill_imports_in_parameters.ipynb")
+    assert pipeline.name.replace("-", "_") == pipeline.stage_names[0]
+    record = get_target("kfp-local").run(pipeline, {"radius": "1.0"}, open_store(store_dir), {}, None)
+    assert record.status.value == "succeeded", {n: r.error for n, r in record.stages.items()}
+    assert record.stages[pipeline.stage_names[0]].metrics == {"area": pytest.approx(3.14159265)}
+
+
 def test_failing_stage_through_the_cli(store_dir, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     code = main(["run", "tests/fixtures/kfp_failing.ipynb", "--target", "kfp-local", "--store", store_dir, "--json"])

@@ -69,6 +69,15 @@ def function_name(stage: str) -> str:
     return name + "_stage" if keyword.iskeyword(name) or name in RESERVED else name
 
 
+def component_name(pipeline: Pipeline, name: str) -> str:
+    """``name`` (a function name) for a component of ``pipeline``, unless KFP would read it as the
+    pipeline's own name (a notebook without stage tags is one stage named like the notebook): KFP then
+    takes the stage's component for the pipeline, whose call lacks the stage's inputs."""
+    from .compiler import kfp_name
+
+    return name + "_stage" if name.replace("_", "-") == kfp_name(pipeline.name) else name
+
+
 def check_parameter_names(pipeline: Pipeline) -> None:
     clash = sorted(p.name for p in pipeline.parameters if p.name in RESERVED or p.name.startswith("jp_"))
     if clash:
@@ -237,7 +246,8 @@ def stage_function(pipeline: Pipeline, stage: Stage, timeout: int = 0, model: bo
            + "".join(f"    {claim_input(v)}: the claim made for this run for volume '{v}', mounted in every replica.\n"
                      for v in claims)
            + "\nReturns:\n    The run folder holding the stage's results.\n")
-    return _build(function_name(stage.name), f"{pipeline.name}:{stage.name}", _typed(params) + args,
+    return _build(component_name(pipeline, function_name(stage.name)), f"{pipeline.name}:{stage.name}",
+                  _typed(params) + args,
                   "run_component", keywords, doc, returns="str", defaults=[ast.Constant("")] * (1 + len(claims)))
 
 
@@ -306,7 +316,8 @@ def report_function(pipeline: Pipeline) -> StageFunction:
     keywords = [ast.keyword("stages", ast.List([ast.Constant(s.name) for s in pipeline.stages], ast.Load())),
                 *_store_keywords(), ast.keyword("html", _name("jp_failed"))]
     doc = f"After pipeline '{pipeline.name}' ends: the executed notebooks of its failed stages, as HTML."
-    return _build("failed_stages", f"{pipeline.name}:report", args, "report_failures", keywords, doc)
+    return _build(component_name(pipeline, "failed_stages"), f"{pipeline.name}:report", args, "report_failures",
+                  keywords, doc)
 
 
 def component(built: StageFunction, image: str, packages: list[str] | None = None,

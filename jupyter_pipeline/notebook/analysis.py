@@ -56,6 +56,17 @@ def to_python(source: str) -> str:
     return TransformerManager().transform_cell(source)
 
 
+def imports_only(source: str) -> str:
+    """The import statements of ``source``, as written (a ``parameters`` cell's setup part)."""
+    try:
+        tree = ast.parse(to_python(source))
+    except SyntaxError:
+        return ""
+    lines = to_python(source).splitlines()
+    return "\n".join("\n".join(lines[stmt.lineno - 1:stmt.end_lineno]) for stmt in tree.body
+                     if isinstance(stmt, (ast.Import, ast.ImportFrom)))
+
+
 class _TopLevel(ast.NodeVisitor):
     """Walks module-level code in execution order; nested scopes are left to symtable."""
 

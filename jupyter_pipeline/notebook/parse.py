@@ -103,6 +103,8 @@ def _parameters(cell_index: int, source: str, problems: list[Problem]) -> list[P
     for stmt in tree.body:
         if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
             continue  # a docstring or bare literal
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            continue  # papermill's notebooks import here: run as setup (see Pipeline.setup_source)
         target = stmt.targets[0] if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 else getattr(stmt, "target", None)
         value = getattr(stmt, "value", None)
         if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and isinstance(target, ast.Name) and value is not None:
@@ -126,7 +128,8 @@ def _parameters(cell_index: int, source: str, problems: list[Problem]) -> list[P
             "error", "parameter-not-literal",
             f"the parameters cell may hold only `name = literal` lines (numbers, strings, booleans, "
             f"lists, dicts, None), so each parameter has a type; line {stmt.lineno} is "
-            f"`{ast.get_source_segment(source, stmt) or ast.dump(stmt)[:60]}`{reason}. Move computed values to a stage.",
+            f"`{ast.get_source_segment(source, stmt) or ast.dump(stmt)[:60]}`{reason}. Move computed values to a stage "
+            "(imports may stay: they run at the start of every stage)",
             cell=cell_index, line=stmt.lineno,
         ))
     return out
@@ -254,6 +257,8 @@ def from_notebook(nb, path: str = "<notebook>", folder: str | os.PathLike | None
                 setup_cells.append(index)
             elif role == Role.PARAMETERS:
                 found_parameters.extend((expanded.depth(entry.instance), p) for p in _parameters(index, source, problems))
+                if analysis.imports_only(source):
+                    setup_cells.append(index)  # its imports run at the start of every stage
         cells.append(Cell(
             index=index, cell_type=cell_type, source=source, role=role, stage=stage or heading_of, tags=cell_tags,
             defines=frozenset(code_scan.defines) if code_scan else frozenset(),

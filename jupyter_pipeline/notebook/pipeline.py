@@ -270,6 +270,16 @@ class Pipeline:
     def stage_names(self) -> list[str]:
         return [s.name for s in self.stages]
 
+    def setup_source(self, index: int) -> str:
+        """The code setup cell ``index`` runs at the start of every stage: all of it, but only the imports
+        of a ``parameters`` cell (its assignments are the parameters, injected with each run's values)."""
+        cell = self.cells[index]
+        if cell.role == Role.PARAMETERS:
+            from .analysis import imports_only
+
+            return imports_only(cell.source)
+        return cell.source
+
     def setup_cells_of(self, stage: Stage) -> tuple[int, ...]:
         """The setup cells ``stage`` runs: those of its own notebook (an included notebook's are its own)."""
         seen: set[int] = set()

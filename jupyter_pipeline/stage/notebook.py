@@ -67,7 +67,7 @@ def stage_notebook(pipeline: Pipeline, stage: Stage | str, parameters: dict | No
         cells.append(_cell("folder", f"_jp_io.enter_folder({stage.folder!r})"))
     setup_cells = pipeline.setup_cells_of(stage)
     for index in setup_cells:
-        cells.append(_cell("setup", pipeline.cells[index].source, origin=pipeline.cells[index]))
+        cells.append(_cell("setup", pipeline.setup_source(index), origin=pipeline.cells[index]))
     if setup_cells and stage.outputs:
         cells.append(_cell("setup-done", "_jp_io.setup_done(globals())"))
     if stage.inputs:

@@ -1,0 +1,43 @@
+"""Notebooks as other tools write them: papermill's parameters cell, Kale's blocks, IPython's line magics.
+
+Each test reads a notebook the way the tool that wrote it means it; the generated stage notebooks
+show what runs.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from jupyter_pipeline.kfp.compiler import compile_pipeline
+from jupyter_pipeline.notebook.parse import load
+from jupyter_pipeline.notebook.pipeline import Role
+from jupyter_pipeline.stage.notebook import stage_notebook
+
+
+def test_imports_in_a_papermill_parameters_cell_run_as_setup(fixture_nb):
+    pipeline = load(fixture_nb("papermill_imports_in_parameters"))
+    assert pipeline.ok, pipeline.errors
+    assert [(p.name, p.default) for p in pipeline.parameters] == [("radius", 2.0), ("label", "circle")]
+    assert pipeline.setup_cells == (0,) and pipeline.cells[0].role == Role.PARAMETERS
+    assert pipeline.setup_source(0) == "import math\nfrom pathlib import Path"
+    nb = stage_notebook(pipeline, pipeline.stages[0], {"radius": 3.0})
+    kinds = [(c.metadata["jupyter_pipeline"]["kind"], c.source) for c in nb.cells]
+    assert ("setup", "import math\nfrom pathlib import Path") in kinds  # the imports, not the defaults
+    assert not any("radius = 2.0" in source for kind, source in kinds if kind == "setup")
+
+
+def test_a_computed_parameter_is_still_refused_with_advice_that_fits(tmp_path, write_notebook):
+    path = write_notebook(tmp_path / "computed.ipynb", [(["parameters"], "import math\nrate = math.pi"),
+                                                       (["stage:a"], "x = rate")])
+    [problem] = load(path).errors
+    assert problem.code == "parameter-not-literal" and problem.line == 2
+    assert problem.message.endswith("Move computed values to a stage (imports may stay: they run at the start of "
+                                    "every stage)")
+
+
+def test_a_stage_named_like_the_pipeline_gets_a_component_of_its_own(fixture_nb):
+    pipeline = load(fixture_nb("papermill_imports_in_parameters"))
+    spec = next(yaml.safe_load_all(compile_pipeline(pipeline)))
+    assert spec["pipelineInfo"]["name"] == "papermill-imports-in-parameters"
+    assert "comp-papermill-imports-in-parameters-stage" in spec["components"]
+    assert "comp-papermill-imports-in-parameters" not in spec["components"]
