@@ -41,7 +41,6 @@ KNOWN = frozenset({
 #: Pipeline properties that need no equivalent (what Elyra's editor shows, or which runtime it targets).
 PIPELINE_KEYS = frozenset({"name", "description", "runtime", "runtime_type", "pipeline_defaults",
                            "pipeline_parameters", "disable_node_caching"})
-GPU_RESOURCE = "nvidia.com/gpu"
 
 
 def is_pipeline_file(path) -> bool:
@@ -225,7 +224,7 @@ class Reader:
         )
 
     def _code(self, node: Node, name: str, kind: str, file: Path | None) -> list[int]:
-        """The stage's cells: a notebook's own cells, or one cell that runs the script."""
+        """The stage's cells: a notebook's own cells; none for a script (the stage notebook runs it)."""
         if file is None or not file.is_file():
             self.problem("error", "elyra-missing-file",
                          f"node '{node.label}': its file {node.filename or '(none given)'} does not exist"
@@ -285,9 +284,10 @@ class Reader:
         h = hashlib.sha256()
         base = self.root / folder
         for pattern in ship:
-            for path in sorted(base.glob(pattern)):
-                if path.is_file():
-                    h.update(path.name.encode() + b"\0" + path.read_bytes())
+            for match in sorted(base.glob(pattern)):
+                for path in [match] if match.is_file() else sorted(match.rglob("*")):
+                    if path.is_file():
+                        h.update(path.relative_to(base).as_posix().encode() + b"\0" + path.read_bytes())
         return h.hexdigest()[:16]
 
     def _options(self, node: Node, name: str) -> tuple[StageOptions, dict, tuple]:
