@@ -323,3 +323,16 @@ def test_a_framework_that_is_not_installed_is_named(trained, monkeypatch):
     monkeypatch.setitem(sys.modules, "lightgbm", None)  # what `import lightgbm` meets where it is not installed
     with pytest.raises(FrameworkMissing, match=r"'lightgbm' package.*jupyter-pipeline\[lightgbm\]"):
         load_model("iris-lightgbm", store=store)
+
+
+def test_what_log_model_cannot_register_is_one_line_naming_what_it_takes(tmp_path):
+    from jupyter_pipeline.store.models import log_model
+
+    with pytest.raises(ModelFormatError, match=r"cannot register a builtins\.dict.*scikit-learn Pipeline"):
+        log_model({"weights": [1, 2]}, "nope", store=str(tmp_path / "store"))
+    if HAVE_TORCH:
+        import torch
+
+        with pytest.raises(ModelFormatError, match=r"needs an example input.*example=x"):
+            log_model(torch.nn.Linear(2, 1), "nope", store=str(tmp_path / "store"))
+    assert not (tmp_path / "store" / "models" / "nope").exists()
