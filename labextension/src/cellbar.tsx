@@ -112,6 +112,16 @@ function Bar(props: IBarProps): JSX.Element {
         {state.stage}
       </button>
     );
+  } else if (state.kind === 'include') {
+    chip = (
+      <span
+        className="jp-pipeline-role-chip jp-pipeline-include-chip"
+        data-role="include"
+        title={`The stages of ${state.include} run here, as if its cells stood in this one's place`}
+      >
+        {`includes ${state.include}`}
+      </span>
+    );
   } else if (ROLE_TEXT[state.kind]) {
     chip = (
       <button

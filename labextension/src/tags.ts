@@ -320,6 +320,7 @@ export type CellKind =
   | 'skip'
   | 'magics' // only this package's line magics: left out of the pipeline
   | 'outside' // untagged code above the first stage
+  | 'include' // a `notebook:` cell: another notebook's stages stand here
   | 'other'; // markdown and raw cells
 
 export interface ICellState {
@@ -328,6 +329,14 @@ export interface ICellState {
   stage: string | null;
   /** True when a `%%stage` line, not tags, makes the cell a stage. */
   magic: boolean;
+  /** What a `notebook:` cell includes: the path (or Kale's name, its path being in the cell metadata). */
+  include?: string;
+}
+
+/** The value of a cell's `notebook:` tag, if it has one. */
+export function includedNotebook(tags: readonly string[] | undefined): string | null {
+  const tag = (tags ?? []).find(t => t.startsWith('notebook:'));
+  return tag === undefined ? null : tag.slice('notebook:'.length);
 }
 
 /**
@@ -338,8 +347,15 @@ export interface ICellState {
 export function cellStates(cells: readonly ICellLike[], wholeNotebookStage: string | null = null): ICellState[] {
   // A notebook without stage tags is one stage: its untagged code cells belong to it.
   let current: string | null = declaredStages(cells).length ? null : wholeNotebookStage;
+  const whole = current;
   return cells.map(cell => {
     const spec = readCellSpec(cell.tags);
+    const include = cell.cellType === 'code' ? includedNotebook(cell.tags) : null;
+    if (include !== null) {
+      // Untagged code below joins the next stage (or the notebook's one stage), not the one above.
+      current = whole;
+      return { kind: 'include', stage: null, magic: false, include };
+    }
     const magic = cell.cellType === 'code' ? magicStage(cell.source ?? '') : null;
     if (spec.role === 'stage' || magic) {
       current = spec.stage ?? magic;

@@ -226,6 +226,21 @@ describe('stages of cells', () => {
   });
 });
 
+describe('notebook: cells', () => {
+  it('shows what a reference includes and does not continue the stage above through it', () => {
+    const code = (tags: string[], source = 'x = 1') => ({ cellType: 'code', tags, source });
+    const states = cellStates([
+      code(['stage:prepare']),
+      code(['notebook:parts/child.ipynb'], '# the child runs here'),
+      code([]),
+      code(['stage:report'])
+    ]);
+    expect(states.map(s => s.kind)).toEqual(['start', 'include', 'outside', 'start']);
+    expect(states[1].include).toBe('parts/child.ipynb');
+    expect(states[2].stage).toBeNull();
+  });
+});
+
 describe('names and colours', () => {
   it('validates stage names like the converter', () => {
     expect(isValidStageName('train_2-b')).toBe(true);

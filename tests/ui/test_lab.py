@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -429,6 +431,36 @@ def test_an_untagged_notebook_is_one_stage_with_a_hint(page, lab, artifacts):
     assert "Publish as pipeline" in dialog.inner_text()  # not refused
     dialog.locator("button.jp-mod-reject").click()
     page.evaluate("() => window.jupyterapp.commands.execute('application:close')")
+    show_digits(page)
+
+
+def test_a_parent_notebook_shows_its_included_notebook_and_opens_it(page, lab, artifacts):
+    """`notebook:` cells: a frame per notebook, bold edges between notebooks, and a click on a stage
+    of the included notebook opens that notebook at the stage's cell."""
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "compose", lab["root"] / "compose")
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:open', {path: 'compose/parent.ipynb'})")
+    node(page, "compute").wait_for(timeout=15_000)
+    groups = page.locator(f"{SIDEBAR} .jp-pipeline-notebook-group")
+    assert sorted(groups.nth(i).get_attribute("data-notebook") for i in range(groups.count())) == [
+        "", "parts/child.ipynb"]
+    assert page.locator(f"{SIDEBAR} .jp-pipeline-edge-crosses").count() == 2  # base down, total back up
+    chip = cell(page, 3).locator(".jp-pipeline-include-chip")
+    chip.wait_for()
+    assert chip.inner_text() == "includes parts/child.ipynb"
+    shot(page, artifacts, "several-notebooks")
+    node(page, "compute").click()
+    page.wait_for_function(
+        "() => { const w = window.jupyterapp.shell.currentWidget;"
+        " return w && w.context && w.context.path === 'compose/parts/child.ipynb' && w.content.activeCellIndex === 3; }",
+        timeout=20_000)
+    for name in ("child.ipynb", "parent.ipynb"):  # close both unsaved (a kernel's start marks them changed)
+        page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=name).click()
+        page.evaluate("() => { void window.jupyterapp.commands.execute('application:close'); }")
+        discard = page.locator(".jp-Dialog button", has_text="Discard")
+        try:
+            discard.click(timeout=3_000)
+        except Exception:  # noqa: BLE001 - no dialog: nothing was changed
+            pass
     show_digits(page)
 
 
