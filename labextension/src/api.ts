@@ -163,6 +163,15 @@ export interface IMapItem {
   error_cell?: number | null;
 }
 
+/** A model a stage registered (`log_model`) or promoted (`promote_model`: with `alias`). */
+export interface IStageModel {
+  name: string;
+  version: number;
+  format?: string;
+  uri?: string;
+  alias?: string;
+}
+
 export interface IStageRecord {
   status: StageStatus;
   started_at: string | null;
@@ -172,6 +181,8 @@ export interface IStageRecord {
   input_notebook?: string | null;
   attempts?: number;
   metrics: Record<string, unknown>;
+  /** Models the stage registered or promoted. */
+  models?: IStageModel[];
   outputs?: string[];
   error?: string | null;
   error_cell?: number | null;

@@ -3,7 +3,7 @@
  * with status, duration, metrics, error, and a button opening the executed notebook.
  */
 import * as React from 'react';
-import { IRunRecord, IStageRecord } from './api';
+import { IRunRecord, IStageModel, IStageRecord } from './api';
 import { MessageText } from './problems';
 import { IRunActions, ResumeButton, StageActions, hasStageActions } from './runactions';
 
@@ -40,6 +40,14 @@ export function withCell(error: string, cell: number | null | undefined): string
 /** A failed stage's error is red; why a stage was skipped or cancelled is a note. */
 export function errorClass(status: string): string {
   return status === 'failed' ? 'jp-pipeline-error' : 'jp-pipeline-muted jp-pipeline-stage-note';
+}
+
+/** How the run view names a model a stage registered (`iris v3 (sklearn)`) or promoted (`iris v3 → production`). */
+export function modelLabel(model: IStageModel): string {
+  if (model.alias) {
+    return `${model.name} v${model.version} → ${model.alias}`;
+  }
+  return `${model.name} v${model.version}${model.format ? ` (${model.format})` : ''}`;
 }
 
 function formatValue(v: unknown): string {
@@ -193,6 +201,7 @@ export function RunsList(props: IRunsProps): JSX.Element {
                     {stageNames(run).map(name => {
                       const rec = run.stages[name];
                       const metrics = Object.entries(rec.metrics ?? {});
+                      const models = rec.models ?? [];
                       return (
                         <React.Fragment key={name}>
                           <tr className="jp-pipeline-stage-row" data-stage={name} data-status={rec.status}>
@@ -216,13 +225,23 @@ export function RunsList(props: IRunsProps): JSX.Element {
                               )}
                             </td>
                           </tr>
-                          {(metrics.length > 0 || rec.error || rec.skip_reason ||
+                          {(metrics.length > 0 || models.length > 0 || rec.error || rec.skip_reason ||
                             hasStageActions(run, rec, props.actions)) && (
                             <tr className="jp-pipeline-stage-extra">
                               <td colSpan={4}>
                                 {metrics.map(([k, v]) => (
                                   <span key={k} className="jp-pipeline-kv jp-pipeline-metric">
                                     {k}={formatValue(v)}
+                                  </span>
+                                ))}
+                                {models.map(m => (
+                                  <span
+                                    key={`${m.name}:${m.version}:${m.alias ?? ''}`}
+                                    className="jp-pipeline-kv jp-pipeline-model"
+                                    data-alias={m.alias ?? ''}
+                                    title={m.uri ?? ''}
+                                  >
+                                    {m.alias ? 'promoted' : 'registered'} {modelLabel(m)}
                                   </span>
                                 ))}
                                 {rec.error && (

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { errorClass, withCell } from '../src/runs';
+import { errorClass, modelLabel, withCell } from '../src/runs';
 
 describe('stage errors', () => {
   it('name the 1-based cell once', () => {
@@ -16,5 +16,14 @@ describe('stage notes', () => {
     expect(errorClass('failed')).toBe('jp-pipeline-error');
     expect(errorClass('skipped')).not.toContain('error');
     expect(errorClass('cancelled')).not.toContain('error');
+  });
+});
+
+describe('stage models', () => {
+  it('name a registered version with its format and a promotion with its alias', () => {
+    expect(modelLabel({ name: 'iris', version: 3, format: 'sklearn', uri: 's3://b/models/iris/3/' })).toBe(
+      'iris v3 (sklearn)'
+    );
+    expect(modelLabel({ name: 'iris', version: 3, alias: 'production' })).toBe('iris v3 → production');
   });
 });
