@@ -388,6 +388,36 @@ def test_cli_compile(tmp_path, capsys):
     assert main(["compile", "tests/fixtures/does_not_exist.ipynb", "-o", str(out)]) == 1
 
 
+def test_cli_compile_has_one_outcome_and_no_path_of_this_machine(tmp_path, capsys, monkeypatch):
+    from jupyter_pipeline.cli import main
+    from plugin_s3 import free_port
+
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("rows = open('data.csv').read()")])
+    nb.cells[0].metadata["tags"] = ["stage:load"]
+    nbformat.write(nb, tmp_path / "reads_file.ipynb")
+    notebook, out = str(tmp_path / "reads_file.ipynb"), tmp_path / "reads_file.yaml"
+    # No store reachable for the files' bundle: an error, and no YAML that would point at a missing bundle.
+    monkeypatch.setenv("JUPYTER_PIPELINE_S3_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    assert main(["compile", notebook, "-o", str(out), "--json"]) == 1
+    said = json.loads(capsys.readouterr().out)["error"]
+    assert "cannot be written from here" in said and "--no-upload-files" in said and said.endswith("Nothing was written.")
+    assert not out.exists()
+    # Into a folder that does not exist: said so, nothing written, no "internal error".
+    assert main(["compile", notebook, "-o", str(tmp_path / "missing" / "p.yaml"), "--no-upload-files", "--json"]) == 1
+    said = json.loads(capsys.readouterr().out)["error"]
+    assert said.startswith(f"Cannot write the pipeline to {tmp_path / 'missing' / 'p.yaml'}: the folder ")
+    assert not (tmp_path / "missing").exists()
+    # Compiled from an absolute path, the YAML names the notebook's file only.
+    assert main(["compile", notebook, "-o", str(out), "--no-upload-files"]) == 0
+    capsys.readouterr()
+    text = out.read_text()
+    assert str(tmp_path) not in text and "reads_file.ipynb" in text
+    assert (tmp_path / "reads_file.files.tar.gz").exists()
+
+
 def test_cli_compile_repeats_the_notebooks_warnings(tmp_path, capsys):
     """A warning `validate` gives (here: a per-run ReadWriteOnce volume under workers:2) is shown by
     `compile` too, which users may run without validating first."""

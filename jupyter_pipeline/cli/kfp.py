@@ -99,6 +99,7 @@ def cmd_compile(args) -> int:
 
     from pathlib import Path
 
+    from ..exceptions import TargetError
     from ..kfp.compiler import compile_for_cluster
     from ..kfp.placement import Placement
     from ..kfp.preflight import describe, preflight
@@ -111,9 +112,12 @@ def cmd_compile(args) -> int:
     if args.secret is not None:
         overrides["placement"] = Placement.from_settings({**pipeline.settings, "secret": args.secret})
     to_stdout = args.output == "-"
-    compiled = compile_for_cluster(pipeline, settings, None if to_stdout else args.output,
-                                   upload=not args.no_upload_files, capture_packages=args.capture_packages,
-                                   **overrides)
+    try:
+        compiled = compile_for_cluster(pipeline, settings, None if to_stdout else args.output,
+                                       upload=not args.no_upload_files, capture_packages=args.capture_packages,
+                                       **overrides)
+    except TargetError as exc:
+        raise TargetError(f"{exc} Nothing was written.") from None
     text, options, packed = compiled.yaml, compiled.options, compiled.files
     bundle_path = None
     if packed is not None and args.no_upload_files and not to_stdout:

@@ -201,16 +201,38 @@ class Compiled:
 def compile_for_cluster(pipeline: Pipeline, settings: Settings, path: str | os.PathLike | None = None,
                         upload: bool = True, capture_packages: bool = False, **overrides) -> Compiled:
     """Compile ``pipeline`` as it will run on a cluster: image and packages from ``settings``, the
-    working files packed and (``upload``) put in the store the pods use; YAML written to ``path``."""
+    working files packed and (``upload``) put in the store the pods use; YAML written to ``path``.
+
+    One outcome: the YAML is written only once everything it refers to is in place (its folder exists,
+    its files' bundle is in the store), so a failure leaves nothing behind that could not run.
+    """
     from .files import bundle, publish
 
+    if path is not None:
+        check_writable(path)
     packed = bundle(pipeline)
     options = CompileOptions.for_pipeline(pipeline, settings, files_key=packed.key if packed else None,
                                           capture_packages=capture_packages or None, **overrides)
-    text = compile_pipeline(pipeline, path, options)
+    text = compile_pipeline(pipeline, None, options)
     if upload:
         publish(options.store, packed)
+    if path is not None:
+        Path(path).write_text(text)
     return Compiled(text, options, packed)
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise :class:`TargetError` unless a file can be written at ``path`` (its folder exists, it is not a folder)."""
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        raise TargetError(f"Cannot write the pipeline to {target}: it is a folder; name a file, like "
+                          f"{target / 'pipeline.yaml'}.")
+    if not folder.is_dir():
+        raise TargetError(f"Cannot write the pipeline to {target}: the folder {folder} does not exist; create it first "
+                          "or name a file in an existing folder.")
+    if not os.access(folder, os.W_OK):
+        raise TargetError(f"Cannot write the pipeline to {target}: the folder {folder} is not writable.")
 
 
 def compile_graph(graph, pipeline: Pipeline, path: str | os.PathLike | None = None) -> str:

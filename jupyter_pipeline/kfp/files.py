@@ -169,7 +169,9 @@ def publish(url: str, packed: Bundle | None) -> None:
         raise TargetError(
             f"{len(packed.paths)} working file(s) ({', '.join(packed.paths[:3])}{', ...' if len(packed.paths) > 3 else ''}) "
             f"travel to the pods through the store {url}, which cannot be written from here: {exc} Make it "
-            "reachable (JUPYTER_PIPELINE_S3_ENDPOINT and credentials) or name a store both reach with --kfp-store."
+            "reachable (JUPYTER_PIPELINE_S3_ENDPOINT and credentials), name a store both reach with --kfp-store, or "
+            "compile with --no-upload-files (the bundle is written next to the YAML, to copy to the store before "
+            "running)."
         ) from None
 
 
