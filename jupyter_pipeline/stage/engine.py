@@ -32,6 +32,9 @@ class StageEngine(NBClientEngine):
         except BaseException:
             if keep_path:
                 _save(nb_man, keep_path)
+                # Kept as it stopped: papermill's closing save would mark the cells never reached as
+                # completed, and the cell that was running could no longer be told (notebook.last_run_cell).
+                nb_man.save = _keep_as_is
             raise
 
 
@@ -41,6 +44,10 @@ def _save(nb_man, path: str, **_) -> None:
     nbformat.write(nb_man.nb, saving)
     os.replace(saving, path)
     nb_man.last_save_time = nb_man.now()
+
+
+def _keep_as_is(**_) -> None:
+    """A save that keeps the notebook already saved."""
 
 
 papermill_engines.register(ENGINE_NAME, StageEngine)
