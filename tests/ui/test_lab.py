@@ -230,6 +230,34 @@ def test_edit_a_stage_on_its_cell(page, lab, artifacts):
         "stage:report", "after:register", "cpu:500m", "memory:1Gi", "retries:2", "timeout:60", "cache:off"]
 
 
+def test_a_condition_on_the_stage_form(page, lab, artifacts):
+    """'Runs only if' writes if:EXPR; the chip and the graph show it; emptying the field drops the tag."""
+    index = cells(page).evaluate_all(
+        "(cs) => cs.findIndex(c => c.querySelector('.jp-pipeline-cell-chip[data-stage=\"register\"]'))")
+    target = cell(page, index)
+    target.locator(".jp-pipeline-cell-chip").click()
+    form = target.locator(".jp-pipeline-stage-form")
+    form.locator("input.jp-pipeline-condition").fill("accuracy >= 0.5")
+    form.locator("input.jp-pipeline-condition").press("Enter")
+    form.wait_for(state="detached")
+    assert "if accuracy >= 0.5" in target.locator(".jp-pipeline-cellbar-summary").inner_text()
+    graph_node = node(page, "register")
+    page.wait_for_function(
+        "(el) => el.classList.contains('jp-pipeline-node-conditional')", arg=graph_node.element_handle(), timeout=10_000)
+    assert "runs only if accuracy >= 0.5" in graph_node.get_attribute("aria-label")
+    assert graph_node.locator(".jp-pipeline-if-badge").count() == 1
+    shot(page, artifacts, "stage-condition")
+    save(page, lab)
+    assert "if:accuracy >= 0.5" in saved_cell(lab, index)["metadata"]["tags"]
+    target.locator(".jp-pipeline-cell-chip").click()
+    assert form.locator("input.jp-pipeline-condition").input_value() == "accuracy >= 0.5"  # read back
+    form.locator("input.jp-pipeline-condition").fill("")
+    form.locator("button.jp-pipeline-apply").click()
+    form.wait_for(state="detached")
+    save(page, lab)
+    assert not any(t.startswith("if:") for t in saved_cell(lab, index)["metadata"]["tags"])
+
+
 def test_magic_cells_are_left_out(page, lab):
     last = cells(page).count() - 1
     new = new_cell_below(page, last, "%load_ext jupyter_pipeline\n%pipeline status")
