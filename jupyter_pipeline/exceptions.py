@@ -6,12 +6,26 @@ Every error a user can cause is a :class:`PipelineError`. Fronts (CLI, REST, mag
 
 from __future__ import annotations
 
+import re
+
+#: The user information of a URL (``https://user:password@host``): credentials, never shown.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"<>]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the ``user:password@`` of every URL in it replaced by ``***@``: messages and logs
+    name a KFP host or a store by its URL, which may carry credentials."""
+    return _USERINFO.sub(r"\1***@", text)
+
 
 class PipelineError(Exception):
     """Raised when anything in jupyter-pipeline fails in a way the user can act on."""
 
     #: HTTP status a REST front answers with; 400 unless a subclass knows better.
     http_status = 400
+
+    def __str__(self) -> str:
+        return redact(super().__str__())  # every front shows str(error): none shows a URL's credentials
 
 
 class NotebookReadError(PipelineError):

@@ -137,3 +137,22 @@ def test_parameters_json_cannot_carry_are_refused_naming_the_cell_and_records_ar
     assert call(server, "GET", "runs")[0] == 200
     for run_json in Path(server.store).glob("runs/*/run.json"):
         strict(run_json.read_bytes())
+
+
+SECRET = "s3cret-4d1f"
+
+
+def test_credentials_in_kfp_host_and_store_urls_are_never_echoed(server):
+    write(server.root / "creds.ipynb", [(["stage:a"], "x = 1")])
+    host = f"http://alice:{SECRET}@127.0.0.1:9"  # nothing listens there: the target fails at once
+    status, body = call(server, "POST", "runs", json.dumps({"path": "creds.ipynb", "target": "kfp", "kfp_host": host}))
+    assert 400 <= status < 600 and "127.0.0.1:9" in body["message"] and SECRET not in body["message"], body
+    status, body = call(server, "POST", "runs", json.dumps({"path": "creds.ipynb", "target": "local",
+                                                            "store": f"s3://alice:{SECRET}@bucket/p"}))
+    assert status == 202, body
+    wait_until(lambda: call(server, "GET", f"runs/{body['run_id']}")[1]["status"] != "running", what="the run")
+    done = subprocess.run([EXE, "run", str(server.root / "creds.ipynb"), "--target", "kfp", "--kfp-host", host],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "127.0.0.1:9" in done.stderr and SECRET not in done.stdout + done.stderr
+    log = (server.root.parent / "server.log").read_bytes().decode(errors="replace")
+    assert "ignoring store" in log and "127.0.0.1:9" in log and SECRET not in log

@@ -234,11 +234,15 @@ def test_body_over_the_limit_is_413(served):
 
 
 def test_model_that_fails_to_load_is_503_while_others_serve(served):
-    _, client, _, _ = served
+    _, client, _, store = served
     r = client.post("/v2/models/broken/infer", json=v2_body(rows(1)))
     assert r.status_code == 503, r.text
     assert "Model 'broken' is not ready (version 1: " in r.json()["error"]
     assert "Traceback" not in r.text
+    # Anyone may ask why: the answers name the model's file in the store, never this machine's folders.
+    answers = [r.text, client.get("/v1/models/broken").text, client.post("/v2/repository/index", json={}).text]
+    assert "models/broken/1/model.keras" in " ".join(answers)
+    assert not [a for a in answers if str(Path(store).resolve()) in a or str(Path(store).parent) in a], answers
     assert client.get("/v2/models/broken/ready").status_code == 503
     doc = client.get("/v1/models/broken").json()
     status = doc["model_version_status"][0]

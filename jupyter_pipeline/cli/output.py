@@ -7,7 +7,7 @@ import textwrap
 import time
 import traceback
 
-from ..exceptions import PipelineError
+from ..exceptions import PipelineError, redact
 from ..store import jsontext
 from ..store.records import error_with_cell
 from ..summary import fmt, run_summary, seconds, table  # noqa: F401 - the CLI's printing, in one import
@@ -44,7 +44,7 @@ def report_error(exc: BaseException, debug: bool = False) -> int:
         print(f"error: {paragraph(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     print(
-        paragraph(f"internal error: {type(exc).__name__}: {exc}. This is a bug in jupyter-pipeline; "
+        paragraph(f"internal error: {type(exc).__name__}: {redact(str(exc))}. This is a bug in jupyter-pipeline; "
                   "re-run with --debug for the traceback and report it."),
         file=sys.stderr,
     )
@@ -61,7 +61,7 @@ def error_json(exc: BaseException) -> dict:
         return {"status": "invalid", "error": str(exc), "notebook": exc.notebook,
                 "problems": [p.to_json() for p in exc.problems]}
     known = isinstance(exc, (CommandFailed, PipelineError))
-    return {"status": "error", "error": str(exc) if known else f"internal error: {type(exc).__name__}: {exc}",
+    return {"status": "error", "error": str(exc) if known else f"internal error: {type(exc).__name__}: {redact(str(exc))}",
             "error_type": type(exc).__name__}
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
 
-from ..exceptions import PipelineError, ValidationFailed
+from ..exceptions import PipelineError, ValidationFailed, redact
 from ..store import jsontext
 from .config import JupyterPipeline
 from .manager import RunManager
@@ -51,6 +51,7 @@ def error_reply(exc: BaseException | None, status: int, root_dir: str | None = N
     else:
         status, message = 500, (f"Internal error in jupyter-pipeline ({type(exc).__name__}: {exc}). "
                                 "The Jupyter server log has the details; please report it.")
+    message = redact(message)  # a KFP host or store URL in it may carry user:password@
     return status, root_relative(message, root_dir) if root_dir else message
 
 
@@ -102,6 +103,6 @@ class BaseHandler(APIHandler):
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, PipelineError):  # the user's to fix: one line, no traceback
-            self.log.warning("jupyter-pipeline: %s %s: %s", self.request.method, self.request.uri, value)
+            self.log.warning("jupyter-pipeline: %s %s: %s", self.request.method, redact(self.request.uri), value)
         else:
             super().log_exception(typ, value, tb)

@@ -12,7 +12,7 @@ from pathlib import Path
 import tornado.web
 from jupyter_server.utils import url_path_join
 
-from ..exceptions import ArtifactNotFound, PipelineError
+from ..exceptions import ArtifactNotFound, PipelineError, redact
 from ..store.records import StageState, stage_key
 from .basehandler import SETTINGS_KEY, BaseHandler, ServerState
 from .config import JupyterPipeline
@@ -181,7 +181,7 @@ class RunsHandler(BaseHandler):
         if body.get("store") and body["store"] != self.jp.manager.store.url:
             # Runs go to the server's store so that every browser lists them; say so in the log.
             self.log.info("jupyter-pipeline: ignoring store %r from the browser; using the server's store",
-                          body["store"])
+                          redact(str(body["store"])))
         options = {k: body.get(k) for k in ("experiment", "image", "kfp_host")}
         for flag in ("shared_kernel", "capture_packages", "incremental"):
             if body.get(flag) is not None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from ..store import models
-from ..exceptions import PipelineError
+from ..exceptions import PipelineError, redact
 from ..store.base import Store
 from .batcher import Batcher
 from .errors import ModelNotFound, ModelNotReady
@@ -263,6 +263,12 @@ class ModelRepository:
             log.info("model %s: alias %s -> version %s, which now answers requests that name no version",
                      name, self.alias, version)
 
+    def _shown(self, message: str) -> str:
+        """``message`` as clients may read it (the status routes answer anyone): the store's own location
+        (a folder of this machine, a URL with credentials) becomes keys relative to it."""
+        where = self.store.uri("").rstrip("/")
+        return redact(message.replace(where + "/", "").replace(where, "the model store"))
+
     def _load_and_publish(self, name: str, version: int) -> None:
         started = time.perf_counter()
         try:
@@ -271,7 +277,7 @@ class ModelRepository:
             message = _one_line(exc)
             log.error("model %s version %s failed to load: %s", name, version, message)
             state = self._states.get(name) or ModelState(name)
-            self._publish(name, replace(state, failed={**state.failed, version: message}))
+            self._publish(name, replace(state, failed={**state.failed, version: self._shown(message)}))
             if self.listener:
                 self.listener.load_failed(name, version)
             return
