@@ -48,8 +48,9 @@ def scopes(pipeline: Pipeline, ordered: list[Stage]) -> dict[str, tuple[str, ...
                 raise TargetError(
                     f"{pipeline.path}: stage '{stage.name}' is below conditional stages "
                     f"'{base[-1]}' and '{other[-1]}', whose conditions are independent; on Kubeflow a stage "
-                    f"can sit in one chain of dsl.If blocks only. Tag '{stage.name}' (or '{other[-1]}') "
-                    f"`after:{base[-1]}` so the blocks nest, or make one condition cover both.")
+                    f"can sit in one chain of dsl.If blocks only. Tag '{other[-1]}' `after:{base[-1]}` so its "
+                    f"block nests in that of '{base[-1]}' (it then runs only when both hold), or make one "
+                    "condition cover both.")
         chain[stage.name] = base + ((stage.name,) if stage.options.condition else ())
     return chain
 
