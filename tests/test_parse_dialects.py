@@ -6,9 +6,11 @@ show what runs.
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from jupyter_pipeline.kfp.compiler import compile_pipeline
+from jupyter_pipeline.local.runner import run_pipeline
 from jupyter_pipeline.notebook.parse import load
 from jupyter_pipeline.notebook.pipeline import Role
 from jupyter_pipeline.stage.notebook import stage_notebook
@@ -41,3 +43,32 @@ def test_a_stage_named_like_the_pipeline_gets_a_component_of_its_own(fixture_nb)
     assert spec["pipelineInfo"]["name"] == "papermill-imports-in-parameters"
     assert "comp-papermill-imports-in-parameters-stage" in spec["components"]
     assert "comp-papermill-imports-in-parameters" not in spec["components"]
+
+
+def test_kale_continuations_read_as_kale_reads_them(fixture_nb):
+    pipeline = load(fixture_nb("kale_continuations"))
+    assert pipeline.ok, pipeline.errors
+    assert not pipeline.problems  # not the orphan-cell warning for the cell below `imports`
+    assert pipeline.setup_cells == (0, 1)  # untagged code after `imports` joins the imports
+    after = {s.name: s.after for s in pipeline.stages}
+    assert after == {"load": (), "clean": ("load",), "summary": ("clean",)}  # `prev:` of continuations ignored
+    assert {s.name: s.cells for s in pipeline.stages} == {"load": (3, 4), "clean": (5, 6), "summary": (7,)}
+
+
+def test_dependency_errors_point_at_the_tag_as_written(tmp_path, write_notebook):
+    path = write_notebook(tmp_path / "deps.ipynb", [
+        (["stage:a"], "x = 1"),
+        (["after:nope"], "y = x"),  # a later cell of stage a carries the tag
+        (["block:b", "prev:pre"], "z = y"),
+        (["step:c", "prev:c"], "w = z"),
+    ])
+    problems = {(p.code, p.cell): p.message for p in load(path).errors}
+    assert problems[("unknown-after", 1)].startswith("`after:nope` names no stage")
+    assert problems[("unknown-after", 2)].startswith("`prev:pre` names no stage")
+    assert problems[("self-dependency", 3)] == "stage 'c' is tagged after itself (`prev:c`)"
+
+
+@pytest.mark.slow
+def test_kale_continuations_run(fixture_nb, store_dir):
+    record = run_pipeline(fixture_nb("kale_continuations"), store=store_dir)
+    assert record.status.value == "succeeded", {n: r.error for n, r in record.stages.items()}

@@ -188,6 +188,8 @@ def from_notebook(nb, path: str = "<notebook>", folder: str | os.PathLike | None
     held: list[int] = []  # untagged code after a `notebook:` cell, held for the next stage (as Kale does)
     holding: int | None = None  # the inclusion whose `notebook:` cell the held code follows
     found_parameters: list[tuple[int, Parameter]] = []  # (depth of its notebook, parameter)
+    after_origin: dict[tuple[str, str], tuple[int, str]] = {}  # (stage, stage it runs after) -> (cell, tag)
+    kale_setup = False  # below a Kale `imports`/`functions` cell: untagged code joins the setup, as in Kale
     for index, (cell_type, cell_tags, spec, source) in enumerate(read):
         entry = expanded.entries[index]
         if held and entry.instance == holding and spec.role == Role.INCLUDE:
@@ -195,6 +197,10 @@ def from_notebook(nb, path: str = "<notebook>", folder: str | os.PathLike | None
         for code, message in spec.problems:
             problems.append(Problem("error", code, message, stage=spec.stage, cell=index))
         role, stage, heading_of = spec.role, None, None
+        if cell_type == "code":
+            if role == Role.CONTINUE and kale_setup and not spec.stage:
+                role = Role.SETUP
+            kale_setup = spec.joins_setup or (kale_setup and role in (Role.SETUP, Role.SKIP))
         if cell_type != "code":
             # Markdown and raw cells travel with the stage they sit in, for readability.
             role = Role.CONTINUE if spec.role in (Role.STAGE, Role.CONTINUE, Role.METRICS) else spec.role
@@ -208,7 +214,7 @@ def from_notebook(nb, path: str = "<notebook>", folder: str | os.PathLike | None
         elif spec.role in (Role.STAGE, Role.METRICS):
             stage = current = spec.stage
             holding = None
-        elif spec.role == Role.CONTINUE:
+        elif role == Role.CONTINUE:
             stage = current
             if stage is None and source.strip() and holding is not None:
                 held.append(index)
@@ -230,6 +236,8 @@ def from_notebook(nb, path: str = "<notebook>", folder: str | os.PathLike | None
                 held.clear()
             members[stage].append(index)
             after[stage].extend(a for a in spec.after if a not in after[stage])
+            for target in spec.after:
+                after_origin.setdefault((stage, target), (index, spec.after_tags.get(target, f"after:{target}")))
             options[stage] = options[stage].merged(StageOptions(**spec.options))
             if spec.options.get("condition"):
                 condition_cells.setdefault(stage, index)
@@ -303,7 +311,7 @@ def from_notebook(nb, path: str = "<notebook>", folder: str | os.PathLike | None
                       setup_for={name: compose.own_setup(setup_cells, expanded, instance_of[name]) for name in order})
     stages, star_import = bind(grouped, default_options, problems)
     stages = kale_reading_order(stages, expanded, instance_of)
-    problems.extend(stage_problems(stages, cells, first_cell))
+    problems.extend(stage_problems(stages, cells, first_cell, after_origin))
     problems.extend(workers_problems(stages, cells, setup_cells, first_cell, settings.get("volumes") or []))
     problems.extend(reopened_stages(stages, cells, first_cell, label))
     problems.extend(find_cycles(stages, first_cell))

@@ -34,6 +34,14 @@ class CellSpec:
     options: dict = field(default_factory=dict)  # StageOptions fields this cell sets
     problems: list[tuple[str, str]] = field(default_factory=list)  # (code, message) of malformed tags
     from_magic: bool = False
+    after_tags: dict[str, str] = field(default_factory=dict)  # stage named by `after:`/`prev:` -> the tag as written
+    prev: list[str] = field(default_factory=list)  # Kale's `prev:` stages, kept only on a cell that names its step
+    joins_setup: bool = False  # Kale's `imports`/`functions`: untagged code cells after it join the setup
+
+    def add_after(self, name: str, tag: str, kale: bool = False) -> None:
+        """Depend on stage ``name`` (``kale``: a ``prev:`` tag, which counts only on a cell naming its step)."""
+        (self.prev if kale else self.after).append(name)
+        self.after_tags.setdefault(name, tag)
     include: str | None = None  # `notebook:PATH` (or Kale's `notebook:NAME`): the value after the colon
     included: int = 0  # set by compose: which inclusion of the expanded notebook it starts
 
@@ -144,6 +152,7 @@ def native(tag: str, spec: CellSpec) -> bool:
     """The tags of docs/tags.md: ``stage:``, ``after:``, roles and per-stage options."""
     if tag in _ROLE_TAGS:
         spec.role = _ROLE_TAGS[tag]
+        spec.joins_setup = tag in ("imports", "functions")  # Kale's spellings keep Kale's meaning
         return True
     key, sep, value = tag.partition(":")
     if not sep:
@@ -151,7 +160,7 @@ def native(tag: str, spec: CellSpec) -> bool:
     if key == "stage":
         spec.set_stage(value, tag)
     elif key == "after":
-        spec.after.append(value)
+        spec.add_after(value, tag)
     elif key == "notebook":
         spec.role = Role.INCLUDE
         spec.include = value
@@ -203,7 +212,7 @@ def kale(tag: str, spec: CellSpec) -> bool:
             spec.set_stage(value, tag)
         # An empty `block:`/`step:` (Kale's editor writes them) continues the stage above.
     elif key == "prev":
-        spec.after.append(value)
+        spec.add_after(value, tag, kale=True)
     elif key == "limit":
         resource, _, amount = value.rpartition(":")
         if resource.endswith("/gpu"):
@@ -284,6 +293,9 @@ def read_cell(tags: list[str] | tuple[str, ...], source: str, cell_type: str = "
         for dialect in dialects.values():
             if dialect(tag, spec):
                 break
+    if spec.stage:
+        # Kale reads `prev:` only where a step starts; on a continuation cell (an empty `block:`) it ignores it.
+        spec.after += [name for name in spec.prev if name not in spec.after]
     if cell_type == "code" and spec.role == Role.CONTINUE and magic_only(body):
         spec.role = Role.SKIP  # `%pipeline publish` in a stage would publish from inside the run
     return spec, body

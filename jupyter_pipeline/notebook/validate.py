@@ -11,7 +11,12 @@ import ast
 from .pipeline import Cell, Problem, Stage
 
 
-def stage_problems(stages: list[Stage], cells: list[Cell], first_cell: dict[str, int]) -> list[Problem]:
+def stage_problems(stages: list[Stage], cells: list[Cell], first_cell: dict[str, int],
+                   after_origin: dict[tuple[str, str], tuple[int, str]] | None = None) -> list[Problem]:
+    """Unknown and self dependencies (at the cell carrying the tag, as the user spelled it) and empty stages.
+
+    ``after_origin`` maps ``(stage, stage it runs after)`` to the cell and the tag that say so.
+    """
     problems: list[Problem] = []
     names = {s.name for s in stages}
     if not stages:
@@ -23,14 +28,16 @@ def stage_problems(stages: list[Stage], cells: list[Cell], first_cell: dict[str,
     for stage in stages:
         cell = first_cell[stage.name]
         for target in stage.after:
+            at, tag = (after_origin or {}).get((stage.name, target), (cell, f"after:{target}"))
             if target == stage.name:
-                problems.append(Problem("error", "self-dependency", f"stage '{stage.name}' is tagged after itself",
-                                        stage=stage.name, cell=cell))
+                problems.append(Problem("error", "self-dependency",
+                                        f"stage '{stage.name}' is tagged after itself (`{tag}`)", stage=stage.name,
+                                        cell=at))
             elif target not in names:
                 problems.append(Problem(
                     "error", "unknown-after",
-                    f"`after:{target}` names no stage; stages are: {', '.join(sorted(names))}",
-                    stage=stage.name, cell=cell,
+                    f"`{tag}` names no stage; stages are: {', '.join(sorted(names))}",
+                    stage=stage.name, cell=at,
                 ))
         has_code = any(cells[i].cell_type == "code" and _has_statements(cells[i].source) for i in stage.cells)
         if not has_code:
