@@ -104,6 +104,11 @@ def test_a_stage_below_two_independent_conditions_is_refused(tmp_path, write_not
     assert pipeline.ok  # locally this runs: join is skipped if either is
     with pytest.raises(TargetError, match="stage 'join' is below conditional stages 'left' and 'right'"):
         compiled(pipeline)
+    # validate says so beforehand, among the Kubeflow notes
+    from jupyter_pipeline.kfp.preflight import preflight
+
+    notes = [p for p in preflight(pipeline)["problems"] if p["code"] == "conditions-not-nested"]
+    assert len(notes) == 1 and notes[0]["stage"] == "join" and "Tag 'right' `after:left`" in notes[0]["message"]
 
 
 @pytest.mark.slow

@@ -25,9 +25,9 @@ import ast
 import contextlib
 import operator
 
-from ..exceptions import TargetError
+from ..exceptions import PipelineError, TargetError
 from ..notebook.condition import BOOLEAN, NUMBER, conjunction, parse
-from ..notebook.pipeline import Pipeline, Stage
+from ..notebook.pipeline import Pipeline, Problem, Stage
 from ..store.records import stage_key
 from .component import scalar_output
 
@@ -53,6 +53,26 @@ def scopes(pipeline: Pipeline, ordered: list[Stage]) -> dict[str, tuple[str, ...
                     "condition cover both.")
         chain[stage.name] = base + ((stage.name,) if stage.options.condition else ())
     return chain
+
+
+def condition_problems(pipeline: Pipeline) -> list[Problem]:
+    """What conditional stages meet on Kubeflow, said before compiling: blocks that cannot nest (an
+    error for ``compile``), and per-run volumes kept rather than deleted."""
+    if not any(s.options.condition for s in pipeline.stages):
+        return []
+    out = []
+    try:
+        scopes(pipeline, pipeline.dependency_order())
+    except TargetError as exc:
+        stage = next((s.name for s in pipeline.stages if f"stage '{s.name}' is below" in str(exc)), None)
+        out.append(Problem("warning", "conditions-not-nested", str(exc).split(": ", 1)[1], stage=stage))
+    except PipelineError:
+        pass  # a cycle: validate reports it
+    if any(v.get("new") and not v.get("keep") for v in pipeline.settings.get("volumes") or [] if isinstance(v, dict)):
+        out.append(Problem("warning", "condition-keeps-volumes", "with conditional stages the volumes made per run "
+                           "(`\"new\": true`) are kept after the run on Kubeflow (no task may wait for tasks inside a "
+                           "dsl.If); delete them with kubectl, or set \"keep\": true to say so"))
+    return out
 
 
 def emit(ordered: list[Stage], chain: dict[str, tuple[str, ...]], add, open_block) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..notebook.pipeline import Pipeline, Problem
 from ..settings import DEFAULT_IMAGE, Settings
 from . import files as files_mod
+from .conditions import condition_problems
 from .packages import requirement_name
 
 
@@ -53,6 +54,7 @@ def preflight(pipeline: Pipeline, settings: Settings | None = None, directory=No
     warning = image_problem(pipeline, image.value, image.source)
     if warning is not None:
         problems.append(warning)
+    problems += condition_problems(pipeline)
     return {
         "image": image.value or DEFAULT_IMAGE,
         "image_source": image.source,
