@@ -156,3 +156,39 @@ def test_credentials_in_kfp_host_and_store_urls_are_never_echoed(server):
     assert done.returncode != 0 and "127.0.0.1:9" in done.stderr and SECRET not in done.stdout + done.stderr
     log = (server.root.parent / "server.log").read_bytes().decode(errors="replace")
     assert "ignoring store" in log and "127.0.0.1:9" in log and SECRET not in log
+
+
+def test_bad_rest_input_is_a_4xx_with_a_message_never_a_500(server):
+    root = server.root
+    write(root / "fine.ipynb", [(["stage:a"], "x = 1")])
+    (root / "loop.yaml").symlink_to("loop2.yaml")
+    (root / "loop2.yaml").symlink_to("loop.yaml")
+    write(root / "globs.ipynb", [(["stage:a"], "x = 1")])
+    import nbformat
+
+    nb = nbformat.read(root / "globs.ipynb", as_version=4)
+    nb.metadata["jupyter_pipeline"] = {"files": ["/etc/*.conf"]}
+    nbformat.write(nb, root / "globs.ipynb")
+    long_path = "/".join(["a"] * 3000) + ".ipynb"
+    deep = "[" * 100_000 + "]" * 100_000
+    cases = [
+        ("POST", "runs", '{"path": ' + deep + "}", "nests deeper"),
+        ("POST", "pipeline", '{"path": "fine.ipynb", "content": ' + deep + "}", "nests deeper"),
+        ("GET", f"pipeline?path={long_path}", None, "longer than a file's path can be"),
+        ("POST", "pipeline", json.dumps({"path": long_path}), "longer than a file's path can be"),
+        ("POST", "compile", json.dumps({"path": long_path}), "longer than a file's path can be"),
+        ("POST", "runs", json.dumps({"path": long_path, "target": "local"}), "longer than a file's path can be"),
+        ("POST", "compile", json.dumps({"path": "fine.ipynb", "output": "loop.yaml"}), "loop"),
+        ("POST", "compile", json.dumps({"path": ".", "save": True}), "root folder"),
+        ("POST", "compile", json.dumps({"path": "globs.ipynb"}), "relative to the notebook's folder"),
+        ("POST", "runs", json.dumps({"path": "globs.ipynb", "target": "local"}), "relative to the notebook's folder"),
+    ]
+    for method, route, body, words in cases:
+        status, answer = call(server, method, route, body)
+        assert 400 <= status < 500 and words in answer["message"], (route[:60], status, answer)
+    status, answer = call(server, "GET", "pipeline?path=globs.ipynb")
+    assert status == 200 and [p["code"] for p in answer["problems"] if p["severity"] == "error"] == ["bad-setting"]
+    for command in (["validate"], ["compile", "-o", str(root / "globs.yaml")]):
+        done = subprocess.run([EXE, *command, str(root / "globs.ipynb")], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and "/etc/*.conf" in done.stdout + done.stderr, done
+        assert "internal error" not in done.stdout + done.stderr

@@ -72,6 +72,15 @@ def text_list(value) -> list[str]:
     return value
 
 
+def relative_globs(value) -> list[str]:
+    value = text_list(value)
+    outside = [v for v in value if v.startswith(("/", "~", "\\")) or v[1:2] == ":"  # (C:\ on Windows)
+               or ".." in v.replace("\\", "/").split("/")]
+    if outside:  # the files travel from the notebook's folder, and a glob cannot leave it
+        raise ValueError(f"a list of globs relative to the notebook's folder, without '..' ({outside[0]!r} is not)")
+    return value
+
+
 def text_map(value) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ValueError("an object whose values are strings")
@@ -314,8 +323,9 @@ schema.register("cpu", quantity)
 schema.register("memory", quantity)
 schema.register("retries", whole(0))
 schema.register("timeout", whole(1))
-for _name in ("packages", "pip_index_urls", "files", "image_pull_secrets", "stage_tags"):
+for _name in ("packages", "pip_index_urls", "image_pull_secrets", "stage_tags"):
     schema.register(_name, text_list)
+schema.register("files", relative_globs)
 for _name in ("env", "node_selector", "gpu_node_selector", "secret_keys"):
     schema.register(_name, text_map)
 schema.register("labels", metadata_map)

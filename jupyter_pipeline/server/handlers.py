@@ -146,6 +146,8 @@ def compile_notebook(full: Path, config: JupyterPipeline, output: Path | None = 
         except FileExistsError:
             raise OutputExists(f"{output.name!r} appeared while compiling; send \"overwrite\": true "
                                "to replace it.") from None
+        except OSError as exc:  # a symlink loop, a read-only folder: the request's to change
+            raise BadRequest(f"Cannot save the compiled pipeline as {output.name!r}: {exc.strerror or exc}.") from None
     return text, preflight(pipeline, settings)
 
 

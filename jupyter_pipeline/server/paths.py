@@ -36,6 +36,9 @@ class OutputExists(PipelineError):
     http_status = 409
 
 
+#: Longer paths and names are refused before the file system refuses them (Linux's PATH_MAX, NAME_MAX).
+MAX_PATH_BYTES, MAX_NAME_BYTES = 4000, 255
+
 #: The only files ``POST compile`` writes.
 OUTPUT_SUFFIXES = (".yaml", ".yml")
 
@@ -52,11 +55,22 @@ def resolve_notebook(root_dir: str | os.PathLike, path: object) -> Path:
         raise PathNotAllowed(f"Path {path!r} is absolute; give it relative to the server's root directory.")
     if ".." in parts:
         raise PathNotAllowed(f"Path {path!r} contains '..'; paths must stay inside the server's root directory.")
+    shown = path if len(path) <= 80 else f"{path[:60]}... ({len(path)} characters)"
+    if len(text.encode()) > MAX_PATH_BYTES or any(len(p.encode()) > MAX_NAME_BYTES for p in parts):
+        raise BadRequest(f"Path {shown!r} is longer than a file's path can be ({MAX_PATH_BYTES} bytes, "
+                         f"{MAX_NAME_BYTES} per name).")
     root = Path(root_dir).resolve()
-    full = (root / Path(*parts)).resolve()
+    try:
+        full = (root / Path(*parts)).resolve()
+    except RuntimeError:  # Python's word for a symlink loop
+        raise BadRequest(f"Path {shown!r} is a symlink that leads to itself (a loop).") from None
+    except OSError as exc:
+        raise BadRequest(f"Path {shown!r} cannot be used: {exc.strerror or exc}.") from None
     if full != root and root not in full.parents:
         # Only a symlink can get here; do not say where it points.
-        raise PathNotAllowed(f"Path {path!r} leads outside the server's root directory.")
+        raise PathNotAllowed(f"Path {shown!r} leads outside the server's root directory.")
+    if full == root:
+        raise BadRequest(f"Path {shown!r} names the server's root folder; give a notebook's path, e.g. \"dir/nb.ipynb\".")
     return full
 
 
