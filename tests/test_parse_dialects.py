@@ -72,3 +72,19 @@ def test_dependency_errors_point_at_the_tag_as_written(tmp_path, write_notebook)
 def test_kale_continuations_run(fixture_nb, store_dir):
     record = run_pipeline(fixture_nb("kale_continuations"), store=store_dir)
     assert record.status.value == "succeeded", {n: r.error for n, r in record.stages.items()}
+
+
+def test_names_in_line_magic_statements_are_reads_and_writes(fixture_nb):
+    pipeline = load(fixture_nb("line_magic_names"))
+    assert pipeline.ok, pipeline.errors
+    measure, report = pipeline.stage("measure"), pipeline.stage("report")
+    assert measure.inputs == (("factor", "make"), ("values", "make"))  # `factor` read only inside %timeit
+    assert measure.defines == {"total"}  # %timeit's own binding (`scaled`) does not outlive it
+    assert report.inputs == (("total", "measure"),)
+
+
+@pytest.mark.slow
+def test_line_magic_names_run(fixture_nb, store_dir):
+    record = run_pipeline(fixture_nb("line_magic_names"), store=store_dir)
+    assert record.status.value == "succeeded", {n: r.error for n, r in record.stages.items()}
+    assert record.stages["report"].metrics == {"total": 6}

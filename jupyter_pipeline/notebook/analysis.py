@@ -24,6 +24,11 @@ KERNEL_NAMES = frozenset(dir(builtins)) | {
 #: Cell magics whose body is Python run in the user namespace, so its names count.
 PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun", "stage", "debug"}
 
+#: Line magics whose argument is a Python statement run in the user namespace: the names it reads are
+#: uses, and (except ``%timeit``, which runs it inside a function) the names it binds are definitions.
+#: Each with the options that take a value, which come before the statement.
+PYTHON_LINE_MAGICS = {"time": "", "timeit": "nrp", "prun": "lsTD"}
+
 _NEEDS_IPYTHON = re.compile(r"^\s*(%|!)|\?\s*$|^\s*[\w.]+\s*=\s*(%|!)", re.MULTILINE)
 _CELL_MAGIC = re.compile(r"^%%(\w+)[^\n]*\n?")
 
@@ -151,6 +156,26 @@ class _TopLevel(ast.NodeVisitor):
     def visit_Global(self, node) -> None:  # `global x` at top level is a no-op
         pass
 
+    def visit_Call(self, node: ast.Call) -> None:
+        magic = _line_magic(node)
+        code = _magic_statement(*magic) if magic else None
+        if code is None:
+            self.generic_visit(node)
+            return
+        try:
+            tree = ast.parse(code)
+            table = symtable.symtable(code, "<magic>", "exec")
+        except SyntaxError:
+            return  # IPython reports it when the cell runs
+        if magic[0] == "timeit":  # run in a function of its own: it reads names, binds none that last
+            inner = Scan(defines=set(self.scan.defines))
+            _TopLevel(inner).visit(tree)
+            self.scan.uses |= inner.uses
+        else:
+            for stmt in tree.body:
+                self.visit(stmt)
+        _nested_global_uses(table, self.scan.deferred_uses, self.scan.defines)
+
     def _nested(self, node, evaluated_now: list) -> None:
         for child in evaluated_now:
             if child is not None:
@@ -232,6 +257,30 @@ def _unsavable_hint(value: ast.expr) -> str | None:
             owner = func.value.id if isinstance(func.value, ast.Name) else ""
             return _UNSAVABLE_CALLS.get(f"{owner}.{func.attr}") or _UNSAVABLE_CALLS.get(func.attr)
     return None
+
+
+def _line_magic(node: ast.Call) -> tuple[str, str] | None:
+    """``(magic, argument)`` of IPython's ``get_ipython().run_line_magic('time', 'x = f()')``, if ``node`` is one."""
+    func = node.func
+    if (isinstance(func, ast.Attribute) and func.attr == "run_line_magic" and isinstance(func.value, ast.Call)
+            and isinstance(func.value.func, ast.Name) and func.value.func.id == "get_ipython"
+            and len(node.args) >= 2 and all(isinstance(a, ast.Constant) and isinstance(a.value, str)
+                                             for a in node.args[:2])):
+        return node.args[0].value, node.args[1].value
+    return None
+
+
+def _magic_statement(magic: str, argument: str) -> str | None:
+    """The Python statement of a ``PYTHON_LINE_MAGICS`` magic's argument, its options removed."""
+    if magic not in PYTHON_LINE_MAGICS:
+        return None
+    with_value, rest = PYTHON_LINE_MAGICS[magic], argument.strip()
+    while rest.startswith("-"):
+        option, _, rest = rest.partition(" ")
+        if option[1:2] in with_value and len(option) == 2:  # `-n 10`: the value is the next word
+            rest = rest.lstrip().partition(" ")[2]
+        rest = rest.lstrip()
+    return rest
 
 
 def _yields(func: ast.FunctionDef) -> bool:
