@@ -336,3 +336,33 @@ def test_what_log_model_cannot_register_is_one_line_naming_what_it_takes(tmp_pat
         with pytest.raises(ModelFormatError, match=r"needs an example input.*example=x"):
             log_model(torch.nn.Linear(2, 1), "nope", store=str(tmp_path / "store"))
     assert not (tmp_path / "store" / "models" / "nope").exists()
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_rows(served, trained):
+    """Rows from concurrent requests share model calls (batching) and come back to their own request."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    thread, http, _, _ = served
+    clf = load_model("iris-lightgbm", store=trained[0])
+    rng = np.random.default_rng(7)
+    batches = [probe()[rng.integers(0, 22, 1 + i % 3)].astype(np.float64) + i * 0.01 for i in range(48)]
+
+    def ask(x):
+        body = {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP64", "data": x.ravel().tolist()}]}
+        doc = httpx.post(f"{thread.url}/v2/models/iris-lightgbm/infer", json=body, timeout=30).json()
+        return np.asarray(doc["outputs"][1]["data"]).reshape(len(x), 3)
+
+    def executions():
+        return http.get_inference_statistics("iris-lightgbm")["model_stats"][0]["execution_count"]
+
+    shared = False
+    for _ in range(3):  # until some requests shared a model call (how many do depends on timing)
+        before = executions()
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(ask, batches))
+        for x, got in zip(batches, answers):
+            np.testing.assert_allclose(got, clf.predict_proba(x), rtol=1e-6, atol=1e-6)
+        shared = executions() - before < len(batches)
+        if shared:
+            break
+    assert shared, "48 requests from 16 clients never shared a model call in 3 rounds"
