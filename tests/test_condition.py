@@ -202,10 +202,11 @@ def test_a_value_that_is_no_scalar_fails_its_producer_naming_it(tmp_path, write_
 
 def test_the_live_table_shows_a_skipped_stages_reason(fixture_nb):
     from jupyter_pipeline.livetable import run_bundle
-    from jupyter_pipeline.store.records import new_record, skip_by_condition
+    from jupyter_pipeline.stage.gate import skip
+    from jupyter_pipeline.store.records import new_record
 
     record = new_record(load(fixture_nb("conditional_small")), store="file:///tmp/x", target="local", parameters={})
-    skip_by_condition(record, "register", "condition false: accuracy=0.91 < min_accuracy=0.95")
+    skip(record, "register", "condition false: accuracy=0.91 < min_accuracy=0.95")
     bundle = run_bundle(record)
     assert "register             skipped" in bundle["text/plain"]
     assert "— condition false: accuracy=0.91 < min_accuracy=0.95" in bundle["text/plain"]

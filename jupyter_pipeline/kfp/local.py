@@ -22,10 +22,10 @@ from ..store import records as records_mod
 from ..stage.fanout import mean_metrics
 from ..notebook.pipeline import Pipeline
 from ..store.records import (
-    RunRecord, StageState, failed_stages, finish, now_iso, run_prefix, save_run, skip_by_condition, snapshot,
+    RunRecord, StageState, failed_stages, finish, now_iso, run_prefix, save_run, snapshot,
     stage_key
 )
-from ..stage.gate import decide
+from ..stage.gate import decide, skip
 from ..store.base import open_store
 from .compiler import CompileOptions, compile_pipeline, parameter_arguments
 from .entry import ITEMS_FILE, RESULT_FILE, RUN_ID_ENV
@@ -105,7 +105,7 @@ def _finish(record: RunRecord, pipeline: Pipeline, error: str | None, store=None
             if all(d.status == StageState.SUCCEEDED or d.passed_over for d in deps):
                 gate = decide(stage, record, store)
                 if not gate.run and not gate.error:
-                    skip_by_condition(record, stage.name, gate.reason)
+                    skip(record, stage.name, gate.reason)
                     continue
         if not rec.status.done:
             rec.status = StageState.SKIPPED

@@ -34,13 +34,13 @@ from ..notebook.parse import from_notebook, load
 from ..notebook.pipeline import Pipeline, Stage
 from ..store.records import (
     RunRecord, RunState, StageState, finish, link_outputs, list_runs, load_run, new_record, now_iso, reopen,
-    run_prefix, save_run, skip_by_condition, snapshot, stage_key
+    run_prefix, save_run, snapshot, stage_key
 )
 from .gang import GangStages
 from .launcher import Launcher
 from .mapstages import MapStages
 from .lease import STOPPING_GRACE_SECONDS, Lease, owner_alive, this_process
-from ..stage.gate import decide
+from ..stage.gate import admit
 from ..stage.notebook import stage_notebook
 from ..stagecache import StageCache, stage_fingerprints
 from ..store import pending
@@ -237,7 +237,9 @@ class LocalRunner:
                     elif all(d.status == StageState.SUCCEEDED or d.passed_over for d in deps) \
                             and len(running) < self.workers:
                         pending.remove(name)
-                        if not self._passes_gate(stages[name], record):
+                        if not admit(stages[name], record, self.store):  # its if: condition (stage.gate)
+                            self._publish(record)
+                            self.on_event("stage-finished", record, name)
                             continue
                         rec = record.stages[name]
                         rec.status, rec.started_at = StageState.RUNNING, now_iso()
@@ -256,23 +258,6 @@ class LocalRunner:
                 for future in done:
                     name = running.pop(future)
                     self._finish_stage(record, name, _result_of(future))
-
-    def _passes_gate(self, stage: Stage, record: RunRecord) -> bool:
-        """Whether ``stage`` runs (its ``if:`` condition, :mod:`jupyter_pipeline.stage.gate`); if not, its record
-        says why (skipped) or that its condition could not be evaluated (failed), and the stage is finished."""
-        gate = decide(stage, record, self.store)
-        rec = record.stages[stage.name]
-        if gate.run:
-            if gate.reason:
-                rec.why = f"{rec.why}; {gate.reason}" if rec.why else gate.reason
-            return True
-        if gate.error:
-            rec.status, rec.error, rec.finished_at = StageState.FAILED, gate.error, now_iso()
-        else:
-            skip_by_condition(record, stage.name, gate.reason)
-        self._publish(record)
-        self.on_event("stage-finished", record, stage.name)
-        return False
 
     def _choose_kernel(self, pipeline: Pipeline) -> str | None:
         """Set the kernel the stages run in: the notebook's, if this machine has it.

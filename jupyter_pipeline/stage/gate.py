@@ -1,7 +1,8 @@
 """Whether a stage runs: its ``if:`` condition on the values upstream stages saved and the run's parameters.
 
-Every target asks through :func:`decide`: the local runner before it starts a stage, the
-kfp-local target after kfp.local ran (to say why a stage did not run). The values come from the
+Every target asks through :func:`decide`: the local runner before it starts a stage (:func:`admit`),
+the kfp-local target after kfp.local ran (to say why a stage did not run); :func:`skip` is the one
+place a stage's record becomes "skipped by a condition". The values come from the
 producers' output indexes (``outputs.json``), where each scalar a condition reads is kept as a
 plain JSON value (:func:`jupyter_pipeline.stage.io.save_outputs`): nothing is unpickled to decide.
 """
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from ..exceptions import PipelineError
 from ..notebook.condition import evaluate, parse
 from ..notebook.pipeline import Stage
-from ..store.records import RunRecord, stage_key
+from ..store.records import RunRecord, StageState, now_iso, stage_key
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,27 @@ class Gate:
     run: bool
     reason: str | None = None  # skipped: why; run: the condition that held, with its values
     error: str | None = None  # the condition could not be evaluated
+
+
+def skip(record: RunRecord, stage: str, reason: str) -> None:
+    """Mark ``stage`` skipped because a condition was false (``reason`` says which, with its values)."""
+    rec = record.stages[stage]
+    rec.status, rec.skip_reason, rec.error, rec.error_cell = StageState.SKIPPED, reason, None, None
+    rec.finished_at = now_iso()
+
+
+def admit(stage: Stage, record: RunRecord, store) -> bool:
+    """Whether ``stage`` starts now; if not, its record says why (skipped) or that its condition could
+    not be evaluated (failed). A condition that holds is noted in the record's ``why``."""
+    gate = decide(stage, record, store)
+    rec = record.stages[stage.name]
+    if gate.run and gate.reason:
+        rec.why = f"{rec.why}; {gate.reason}" if rec.why else gate.reason
+    elif gate.error:
+        rec.status, rec.error, rec.finished_at = StageState.FAILED, gate.error, now_iso()
+    elif not gate.run:
+        skip(record, stage.name, gate.reason)
+    return gate.run
 
 
 def upstream_skip(stage: Stage, record: RunRecord) -> str | None:

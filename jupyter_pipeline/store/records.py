@@ -81,9 +81,7 @@ class StageRecord:
     why: str | None = None  # with --incremental: why the stage ran (or that it was reused)
     items: list[dict] = field(default_factory=list)  # per-item state of a `map:` stage
     replicas: list[dict] = field(default_factory=list)  # per-replica state of a `workers:` stage
-    #: Why a skipped stage did not run though nothing failed: its condition was false
-    #: ("condition false: accuracy=0.91 < min_accuracy=0.95") or an upstream stage's was.
-    skip_reason: str | None = None
+    skip_reason: str | None = None  # skipped though nothing failed: why (see stage.gate), "condition false: ..."
     #: Models the stage registered (``{name, version, format, uri}``) or promoted (``{..., alias}``).
     models: list[dict] = field(default_factory=list)
 
@@ -292,13 +290,6 @@ def finish(record: RunRecord, *, cancelled: bool = False, error: str | None = No
     record.finished_at = now_iso()
     record.owner = None
     return record
-
-
-def skip_by_condition(record: RunRecord, stage: str, reason: str) -> None:
-    """Mark ``stage`` skipped because a condition was false (``reason`` says which, with its values)."""
-    rec = record.stages[stage]
-    rec.status, rec.skip_reason, rec.error, rec.error_cell = StageState.SKIPPED, reason, None, None
-    rec.finished_at = now_iso()
 
 
 def reopen(record: RunRecord, pipeline: Pipeline, rerun: list[str], *, owner: dict, kernel_mode: str) -> RunRecord:
