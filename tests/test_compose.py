@@ -91,9 +91,20 @@ def check_parent_run(record: dict, scale: int) -> None:
 @pytest.mark.slow
 def test_parent_and_child_run_locally_with_a_parameter(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the stages' folders come from the notebooks, not from here
-    code, record = run_cli(capsys, "run", COMPOSE / "parent.ipynb", "-p", "scale", "5", "--store", tmp_path / "s")
+    shutil.copytree(COMPOSE, tmp_path / "compose")
+    parent = tmp_path / "compose" / "parent.ipynb"
+    code, record = run_cli(capsys, "run", parent, "-p", "scale", "5", "--store", tmp_path / "s")
     assert code == 0, record
     check_parent_run(record, 5)
+    # an edit to the included notebook: --incremental runs its stage again, and the parent's reader of it
+    nb = nbformat.read(tmp_path / "compose" / CHILD, as_version=4)
+    nb.cells[3].source = nb.cells[3].source.replace("offset +", "offset + 1 +")
+    nbformat.write(nb, tmp_path / "compose" / CHILD)
+    code, again = run_cli(capsys, "run", parent, "-p", "scale", "5", "--store", tmp_path / "s", "--incremental")
+    assert code == 0, again
+    assert {name for name, rec in again["stages"].items() if not rec.get("reused_from")} == {"compute", "report"}
+    assert again["stages"]["compute"]["why"] == "its code changed"
+    assert again["stages"]["report"]["metrics"] == {"total": 6 * 5 + 1 + 1 + 100}
 
 
 @pytest.mark.slow
