@@ -39,6 +39,12 @@ class NotebookReadError(PipelineError):
         super().__init__(f"Cannot read notebook {self.path}: {reason}")
 
 
+class MalformedNotebook(NotebookReadError):
+    """Raised when a notebook file exists but is not a readable Jupyter notebook (bad JSON, wrong shape)."""
+
+    http_status = 422
+
+
 class PipelineFileError(NotebookReadError):
     """Raised when an Elyra pipeline file is missing, unreadable or not pipeline-flow JSON."""
 

@@ -192,3 +192,27 @@ def test_bad_rest_input_is_a_4xx_with_a_message_never_a_500(server):
         done = subprocess.run([EXE, *command, str(root / "globs.ipynb")], capture_output=True, text=True, timeout=120)
         assert done.returncode == 1 and "/etc/*.conf" in done.stdout + done.stderr, done
         assert "internal error" not in done.stdout + done.stderr
+
+
+def test_malformed_notebooks_long_run_ids_and_bad_meta_json_are_named_not_internal_errors(server):
+    root = server.root
+    (root / "version.ipynb").write_text('{"nbformat": "4", "nbformat_minor": 5, "metadata": {}, "cells": []}')
+    (root / "array.ipynb").write_text("[]")
+    (root / "cell.ipynb").write_text('{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [[]]}')
+    expected = {"version.ipynb": 'its "nbformat" is "4"; a notebook says "nbformat": 4, a number',
+                "array.ipynb": "it holds a JSON array where a notebook's object belongs",
+                "cell.ipynb": "its cell 1 is a JSON array, not an object"}
+    for name, words in expected.items():
+        status, body = call(server, "GET", f"pipeline?path={name}")
+        assert status == 422 and words in body["message"], (name, status, body)
+        done = subprocess.run([EXE, "validate", str(root / name)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and words in " ".join(done.stderr.split()), done.stderr
+    store = Path(server.store)
+    (store / "models" / "m" / "1").mkdir(parents=True)
+    (store / "models" / "m" / "1" / "meta.json").write_text("{not json")
+    for command, words in ((["runs", "a" * 300], "No run"), (["models"], "meta.json is not valid JSON")):
+        done = subprocess.run([EXE, *command, "--store", str(store)], capture_output=True, text=True, timeout=120)
+        said = " ".join(done.stderr.split())
+        assert done.returncode == 1 and words in said and "internal error" not in said, said
+    status, body = call(server, "GET", "runs/" + "a" * 300)
+    assert 400 <= status < 500, body

@@ -18,7 +18,7 @@ from . import analysis, compose
 from .binding import Grouped, bind
 from .readingorder import kale_reading_order
 from .parameters import json_problem
-from ..exceptions import NotebookReadError
+from ..exceptions import MalformedNotebook, NotebookReadError
 from .pipeline import Cell, Parameter, Pipeline, Problem, Role, StageOptions
 from .metadata import notebook_settings, stage_defaults
 from .validate import find_cycles, reopened_stages, stage_problems, workers_problems
@@ -36,8 +36,29 @@ def read_notebook(path: str | os.PathLike) -> nbformat.NotebookNode:
     except (OSError, UnicodeDecodeError) as exc:
         raise NotebookReadError(path, str(exc)) from None
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise NotebookReadError(path, f"not a Jupyter notebook ({reason[:200]})") from None
+        reason = _shape_problem(path) or (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise MalformedNotebook(path, f"not a Jupyter notebook ({reason[:200]})") from None
+
+
+def _shape_problem(path: Path) -> str | None:
+    """What is wrong with a notebook file nbformat refused, in its own terms (nbformat's words are
+    about its internals: "'list' object has no attribute 'get'"), or None to use nbformat's."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (ValueError, RecursionError, OSError):
+        return None
+    if not isinstance(data, dict):
+        return f"it holds a JSON {_JSON_KIND.get(type(data), 'value')} where a notebook's object belongs"
+    if not isinstance(data.get("nbformat"), int):
+        return f'its "nbformat" is {json.dumps(data.get("nbformat"))[:20]}; a notebook says "nbformat": 4, a number'
+    cells = data.get("cells")
+    if not isinstance(cells, list):
+        return '"cells" is not a list'
+    bad = next((i for i, cell in enumerate(cells) if not isinstance(cell, dict)), None)
+    return None if bad is None else f"its cell {bad + 1} is a JSON {_JSON_KIND.get(type(cells[bad]), 'value')}, not an object"
+
+
+_JSON_KIND = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
 
 def load(path: str | os.PathLike) -> Pipeline:

@@ -11,6 +11,7 @@ the "give me a local file for this key" helpers that let large values stream wit
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import json
 import os
@@ -29,6 +30,10 @@ from ..registry import Registry
 from ..settings import DEFAULT_STORE  # noqa: F401 - re-exported
 
 T = TypeVar("T")
+
+
+class NotJSON(StoreError, ValueError):
+    """Raised when an object of the store that holds JSON (a run record, a model's meta.json) does not."""
 
 
 class Store(ABC):
@@ -115,7 +120,12 @@ class Store(ABC):
         self.put_bytes(key, jsontext.dumps(value, indent=1, sort_keys=False).encode())
 
     def get_json(self, key: str):
-        return json.loads(self.get_bytes(key))
+        data = self.get_bytes(key)
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise NotJSON(f"{self.uri(key)} is not valid JSON ({exc}); it was changed or cut short outside "
+                          "jupyter-pipeline: restore or remove it.") from None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
@@ -161,6 +171,10 @@ class LocalStore(Store):
             return self._path(key).read_bytes()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ArtifactNotFound(f"{key} is not in store {self.root}") from None
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:  # (a run id of 300 characters, say): no such object
+                raise ArtifactNotFound(f"{key[:80]}... is not in store {self.root}") from None
+            raise StoreError(f"The store {self.root} cannot be read: {exc.strerror or exc} (reading {key}).") from None
 
     def put_file(self, key: str, path) -> None:
         if Path(path).resolve() == self._path(key):
@@ -176,7 +190,12 @@ class LocalStore(Store):
             shutil.copyfile(source, path)
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        try:
+            return self._path(key).is_file()
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                return False
+            raise StoreError(f"The store {self.root} cannot be read: {exc.strerror or exc} (reading {key}).") from None
 
     def list(self, prefix: str = "", recursive: bool = False) -> list[str]:
         base = self._path(prefix) if prefix else self.root
