@@ -157,3 +157,38 @@ def test_a_killed_stage_process_keeps_the_executed_notebook_of_the_cells_that_ra
     assert "first cell done: xxx" in executed and "second cell done" in executed
     assert record.stages["after"].status == StageState.SUCCEEDED  # independent: it ran after
     assert_nothing_lost(store, record, kernel, worker)
+
+
+def test_a_jupyter_servers_run_whose_store_stops_taking_writes_reads_interrupted_once_it_is_back(tmp_path, cache,
+                                                                                                 write_notebook):
+    from jupyter_pipeline.notebook.parse import load
+    from jupyter_pipeline.server.manager import RunManager
+
+    nb = write_notebook(tmp_path / "long.ipynb", [
+        (["stage:first"], "a = 1"),
+        (["stage:second"], WRITE_PIDS + "print('second began', flush=True)\n" + HOLD + "b = a + 1"),
+    ])
+    (tmp_path / "hold").touch()
+    fault = StoreFault("replaced", tmp_path / "store")
+    store = open_store(str(tmp_path / "store"))
+    manager = RunManager(store)  # what the server's handlers call
+    run_id = manager.start(load(nb), {}, "local")
+    kernel, worker = stage_pids(tmp_path)
+    time.sleep(0.3)
+    fault.start()
+    (tmp_path / "hold").unlink()
+    # The run ends; until the store is back the server answers from what it saw (the run's end).
+    shown = wait_until(lambda: (r := manager.get(run_id))["status"] != "running" and r, timeout=STORE_FAULT_SECONDS,
+                       what="the run to end")
+    assert shown["status"] == "interrupted" and "does not take writes: Not a directory" in shown["error"]
+    wait_until(lambda: not alive(kernel) and not alive(worker), timeout=10, what="the stage processes to end")
+    fault.stop()
+    record = manager.get(run_id)  # the store is back: what waited is written, the stored record is final
+    assert record["status"] == "interrupted" and not pending.waiting(store)
+    stored = load_run(store, run_id)
+    assert stored.status == RunState.INTERRUPTED and stored.owner is None
+    assert "second began" in executed_text(store, stored, "second")
+    assert_nothing_lost(store, stored, kernel, worker)
+    resumed = resume_run(store, run_id)
+    assert resumed.status == RunState.SUCCEEDED
+    assert_nothing_lost(store, resumed)
