@@ -316,3 +316,29 @@ def test_resume_and_incremental_runs_find_the_files_of_kept_and_reused_nodes(fil
     assert again.stages["clean"].why == "its code changed" and again.stages["report"].reused_from is None
     text = store.get_bytes(f"runs/{again.run_id}/stages/report/files/report.txt").decode()
     assert "total=200.0" in text and "raw=5" in text  # raw.csv came from the reused node's run
+
+
+def test_files_pass_through_the_store_and_a_missing_output_fails(tmp_path, monkeypatch):
+    from jupyter_pipeline.stage import context
+    from jupyter_pipeline.stage.workfolder import FileStageError, fetch, save_files
+
+    store_url = str(tmp_path / "store")
+    producer = tmp_path / "producer"
+    (producer / "data" / "parts").mkdir(parents=True)
+    (producer / "data" / "a.csv").write_text("a\n")
+    (producer / "data" / "parts" / "b.csv").write_text("b\n")
+    monkeypatch.chdir(producer)
+    monkeypatch.setattr(context, "_active", None)  # put back after the test: no stage runs in pytest
+    context.activate(store_url, "run-1", "make")
+    # a glob, and a folder (its files, recursively), as Elyra's outputs may be
+    assert save_files(["data/*.csv", "data/parts"]) == ["data/a.csv", "data/parts/b.csv"]
+    with pytest.raises(FileStageError, match="declares the output model.pkl, which is not in its working folder"):
+        save_files(["model.pkl"])
+    index = open_store(store_url).get_json("runs/run-1/stages/make/outputs.json")
+    assert index["data/a.csv"] == {"file": "data/a.csv", "prefix": "files", "saver": "file", "type": "file", "size": 2}
+    consumer = tmp_path / "consumer"
+    context.activate(store_url, "run-1", "use")
+    assert fetch(context.current(), "data/parts", "make", str(consumer)) == ["data/parts/b.csv"]
+    assert (consumer / "data" / "parts" / "b.csv").read_text() == "b\n"
+    with pytest.raises(FileStageError, match="passed on no file matching summary.json"):
+        fetch(context.current(), "summary.json", "make", str(consumer))
