@@ -88,3 +88,25 @@ def test_line_magic_names_run(fixture_nb, store_dir):
     record = run_pipeline(fixture_nb("line_magic_names"), store=store_dir)
     assert record.status.value == "succeeded", {n: r.error for n, r in record.stages.items()}
     assert record.stages["report"].metrics == {"total": 6}
+
+
+def test_cell_magic_stages_are_not_empty_and_an_empty_notebook_is_told_so(tmp_path, write_notebook):
+    path = write_notebook(tmp_path / "magics.ipynb", [
+        (["stage:write"], "%%writefile settings.txt\nrate=2"),
+        (["stage:shell", "after:write"], "%%bash\ncat settings.txt"),
+        (["stage:empty"], "# nothing yet"),
+    ])
+    assert [(p.code, p.stage) for p in load(path).problems] == [("empty-stage", "empty")]
+    empty = write_notebook(tmp_path / "empty.ipynb", [])
+    [problem] = load(empty).errors
+    assert problem.code == "no-stages" and problem.message == "the notebook has no code to run: add code cells"
+
+
+def test_validate_counts_the_kubeflow_warnings_apart(tmp_path, write_notebook, capsys):
+    from jupyter_pipeline.cli import main
+
+    path = write_notebook(tmp_path / "plain.ipynb", [(["stage:a"], "x = 1")])
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "on Kubeflow, warning:" in out  # the built-in image is not published
+    assert "0 error(s), 0 warning(s) (and 1 that matter(s) on Kubeflow only)" in out

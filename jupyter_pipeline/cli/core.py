@@ -97,6 +97,7 @@ def cmd_validate(args) -> int:
     notes = preflight(pipeline)
     errors = len(pipeline.errors) + sum(p["severity"] == "error" for p in notes["problems"])
     warnings = sum(p.severity == "warning" for p in pipeline.problems)
+    kubeflow_only = sum(p["severity"] == "warning" for p in notes["problems"])
     if args.json:
         print_json({**pipeline.to_json(), "kubeflow": notes})
     else:
@@ -105,7 +106,8 @@ def cmd_validate(args) -> int:
         for line in describe(notes):
             print(f"{args.notebook}: {line}")
         print(f"{args.notebook}: {len(pipeline.stages)} stage(s), {len(pipeline.parameters)} parameter(s), "
-              f"{errors} error(s), {warnings} warning(s)")
+              f"{errors} error(s), {warnings} warning(s)"
+              + (f" (and {kubeflow_only} that matter(s) on Kubeflow only)" if kubeflow_only else ""))
     return 1 if errors else 0
 
 

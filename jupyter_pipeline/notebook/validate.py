@@ -19,7 +19,9 @@ def stage_problems(stages: list[Stage], cells: list[Cell], first_cell: dict[str,
     """
     problems: list[Problem] = []
     names = {s.name for s in stages}
-    if not stages:
+    if not stages and not any(c.cell_type == "code" and c.source.strip() for c in cells):
+        problems.append(Problem("error", "no-stages", "the notebook has no code to run: add code cells"))
+    elif not stages:
         problems.append(Problem(
             "error", "no-stages",
             "no cell is tagged as a stage: tag the first cell of each step `stage:NAME` (or `step:NAME`, "
@@ -157,6 +159,8 @@ def _stage(stages: list[Stage], name: str) -> Stage:
 def _has_statements(source: str) -> bool:
     from .analysis import to_python
 
+    if source.lstrip().startswith("%%") and source.strip().count("\n"):
+        return True  # a cell magic with a body (%%writefile, %%bash): it runs, though not as Python
     try:
         return bool(ast.parse(to_python(source)).body)
     except SyntaxError:
