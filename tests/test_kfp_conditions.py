@@ -151,3 +151,19 @@ def test_a_cluster_run_that_succeeded_marks_the_stages_it_left_out_skipped_by_a_
     for name in ("register", "publish"):
         assert record.stages[name].status.value == "skipped" and record.stages[name].skip_reason == KFP_SKIP_REASON
     assert finish(record).status.value == "succeeded"
+
+
+@pytest.mark.slow
+def test_kfp_local_evaluates_an_or_condition_in_its_check_task(tmp_path, write_notebook, store_dir):
+    path = write_notebook(tmp_path / "either.ipynb", [
+        (["parameters"], "mode = 'full'"),
+        (["stage:evaluate"], "accuracy = 0.91"),
+        (["stage:register", "if:accuracy >= 0.95 or mode == 'full'"], "print('registered')"),
+    ])
+    pipeline = load(path)
+    target, store = get_target("kfp-local"), open_store(store_dir)
+    skipped = target.run(pipeline, {"mode": "quick"}, store, {})
+    assert skipped.status.value == "succeeded", skipped.to_json()
+    assert skipped.stages["register"].skip_reason == "condition false: accuracy=0.91 < 0.95 and mode='quick' != 'full'"
+    ran = target.run(pipeline, {"mode": "full"}, store, {})
+    assert ran.status.value == "succeeded" and ran.stages["register"].status.value == "succeeded", ran.to_json()
