@@ -27,8 +27,9 @@ def test_debug_a_failed_stage_then_resume_and_rerun_from_a_stage(api, root):  # 
     assert status == 200, body
     assert body["path"] == "flow-debug-use.ipynb"  # root-relative, next to the notebook
     nb = nbformat.read(root / body["path"], as_version=4)
-    assert nb.metadata["jupyter_pipeline"]["debug"] == {"run_id": run_id, "stage": "use",
-                                                        "store": nb.metadata["jupyter_pipeline"]["debug"]["store"]}
+    assert {k: v for k, v in nb.metadata["jupyter_pipeline_debug"].items() if k != "store"} == {
+        "run_id": run_id, "stage": "use"}
+    assert "jupyter_pipeline" not in nb.metadata  # no pipeline settings: the sidebar warns of none
     assert "scale = 3" in nb.cells[1].source
     status, again = api("POST", "runs", run_id, "stages", "use", "debug", body={})  # its own earlier notebook
     assert status == 200 and again["path"] == body["path"]
@@ -72,4 +73,4 @@ def test_debug_a_failed_stage_then_resume_and_rerun_from_a_stage(api, root):  # 
     assert_error(status, body, 400, "kfp-local", "local")
     status, body = api("POST", "runs", body={"path": "flow.ipynb", "from_stage": ["use"]})
     assert_error(status, body, 400, "from_stage")
-    assert json.loads((root / "flow-debug-use.ipynb").read_text())["metadata"]["jupyter_pipeline"]["debug"]
+    assert json.loads((root / "flow-debug-use.ipynb").read_text())["metadata"]["jupyter_pipeline_debug"]

@@ -25,6 +25,8 @@ from .notebook import RUN_PARAMETER
 #: Generated cells kept in the debug notebook as they ran (the user's own, and those that shape the
 #: kernel the code ran in); the others talk to the run and are left out.
 KEPT = ("setup", "folder", "files-in", "run-file", "user")
+#: The notebook metadata key that marks a debug notebook: ``{"run_id", "stage", "store"}``.
+DEBUG_KEY = "jupyter_pipeline_debug"
 
 
 def stage_inputs(nb) -> list[tuple[str, str]]:
@@ -105,7 +107,7 @@ def debug_notebook(store, run_id: str, stage: str, item: int = 0) -> nbformat.No
     said = f", failed: {state.error}" if state.error else f", {state.status.value}"
     cells = [_debug_cell("header", cell_type="markdown", source=(
         f"# Debug stage `{stage}` of run `{run_id}`{said}\n\n"
-        f"The first code cell sets the run's parameters and loads the stage's inputs from store `{store.url}` "
+        "The first code cell sets the run's parameters and loads the stage's inputs from the run's store "
         "(" + (", ".join(f"`{n}` from `{p}`" for n, p in inputs) or "none") + "); the cells after it are the "
         "stage's code as it ran. Change and re-run them freely: nothing here writes to the run."))]
     lines = ["from jupyter_pipeline.stage.debug import load_inputs", ""]
@@ -134,7 +136,8 @@ def debug_notebook(store, run_id: str, stage: str, item: int = 0) -> nbformat.No
     _merge_leading(cells)
     nb = new_notebook(cells=cells)
     nb.metadata.update({k: v for k, v in stored.metadata.items() if k in ("kernelspec", "language_info")})
-    nb.metadata["jupyter_pipeline"] = {"debug": {"run_id": run_id, "stage": stage, "store": store.url}}
+    # Not under "jupyter_pipeline": that key holds the notebook's pipeline settings, and this is none.
+    nb.metadata[DEBUG_KEY] = {"run_id": run_id, "stage": stage, "store": store.url}
     return nb
 
 
@@ -188,6 +191,6 @@ def write_debug_notebook(store, run_id: str, stage: str, path: str | Path | None
 def is_debug_notebook(path: Path) -> bool:
     """Whether ``path`` is a notebook ``debug`` wrote (which a new debug notebook may replace)."""
     try:
-        return "debug" in json.loads(path.read_text()).get("metadata", {}).get("jupyter_pipeline", {})
+        return DEBUG_KEY in json.loads(path.read_text()).get("metadata", {})
     except (OSError, ValueError, AttributeError):
         return False
