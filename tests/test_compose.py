@@ -293,3 +293,14 @@ def test_an_included_notebooks_settings_apply_to_its_stages(tmp_path):
     # each copy reads the nearest `model`/`score` above it, as stages do
     assert pipeline.stage("score-2-fit").inputs == (("model", "train-fit"),)
     assert pipeline.stage("end").inputs == (("score", "score-2-fit"),)
+
+
+def test_a_notebook_outside_the_folder_is_included_with_a_warning(tmp_path):
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "project").mkdir()
+    write(tmp_path / "shared" / "lib.ipynb", [(["stage:make"], "value = 3")])
+    root = write(tmp_path / "project" / "root.ipynb", [(["notebook:../shared/lib.ipynb"], ""), (["stage:use"], "print(value)")])
+    pipeline = load(root)
+    assert pipeline.ok and pipeline.stage("make").folder == "../shared"
+    [warning] = [p for p in pipeline.problems if p.severity == "warning"]
+    assert warning.code == "include-outside-folder" and warning.cell == 0 and "../shared/lib.ipynb" in warning.message

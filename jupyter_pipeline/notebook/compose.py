@@ -153,6 +153,11 @@ def _include(entry: Entry, metadata: dict, folder: Path, chain: tuple, out: Expa
     metadata = child.get("metadata") if isinstance(child.get("metadata"), dict) else {}
     settings, found = notebook_settings(metadata)
     out.problems.extend(replace(p, notebook=rel) for p in found)
+    if rel.startswith("../"):
+        out.problems.append(_problem(entry, "include-outside-folder", (
+            f"`{tag}` includes {rel}, outside this pipeline's folder: its stages run in its own folder here, but "
+            "on Kubeflow only files under the pipeline's folder travel to the pods, so the files it reads do not; "
+            "move it into the folder (or a sub-folder) if it reads files"), severity="warning"))
     instance = len(out.notebooks) + 1
     kale_name = spec.include if kale_path else None
     out.notebooks.append(Included(path=rel, parent=entry.notebook, cell=entry.index, depth=out.depth(entry.instance) + 1,
