@@ -294,6 +294,9 @@ def test_unreachable_host(capsys, monkeypatch):
                               "--kfp-host", f"http://127.0.0.1:{port}"], capsys)
     assert code == 1
     assert "Cannot reach Kubeflow Pipelines" in err and "Traceback" not in err
+    said = " ".join(err.split())
+    assert f"at http://127.0.0.1:{port} while connecting (connection refused: nothing listens there); check" in said
+    assert "MaxRetry" not in said and "HTTPConnectionPool" not in said  # urllib3's words stay out
 
 
 def test_missing_host(capsys, monkeypatch):

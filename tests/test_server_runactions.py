@@ -74,3 +74,26 @@ def test_debug_a_failed_stage_then_resume_and_rerun_from_a_stage(api, root):  # 
     status, body = api("POST", "runs", body={"path": "flow.ipynb", "from_stage": ["use"]})
     assert_error(status, body, 400, "from_stage")
     assert json.loads((root / "flow-debug-use.ipynb").read_text())["metadata"]["jupyter_pipeline_debug"]
+
+
+def test_an_unreachable_kubeflow_host_is_one_sentence_and_not_a_server_error_in_the_log(api, jp_serverapp):  # noqa: F811
+    import logging
+    import socket
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    jp_serverapp.log.addHandler(handler)
+    try:
+        with socket.socket() as s:  # a port nothing listens on
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        status, body = api("POST", "runs", body={"path": "small.ipynb", "target": "kfp",
+                                                 "kfp_host": f"http://127.0.0.1:{port}"})
+    finally:
+        jp_serverapp.log.removeHandler(handler)
+    assert_error(status, body, 502, f"Cannot reach Kubeflow Pipelines at http://127.0.0.1:{port} while connecting "
+                                    "(connection refused: nothing listens there); check")
+    assert "MaxRetry" not in body["message"] and "HTTPConnectionPool" not in body["message"]
+    mine = [r for r in records if "jupyter-pipeline" in r.getMessage()]
+    assert mine and all(r.levelno == logging.WARNING for r in mine), [(r.levelname, r.getMessage()) for r in mine]

@@ -94,10 +94,26 @@ def _explain(exc: BaseException, host: str, action: str) -> TargetError:
         return TargetError(f"Kubeflow Pipelines at {host} failed while {action} (HTTP {status}): {message}")
     text = f"{type(exc).__name__}: {exc}"
     if any(word in text for word in ("Connection", "MaxRetry", "NewConnection", "timed out", "Name or service")):
-        return TargetError(f"Cannot reach Kubeflow Pipelines at {host} while {action}: {text.splitlines()[0][:300]}. "
-                           f"Check --kfp-host (or {HOST_ENV}) and that the API is reachable from here.")
+        # One sentence in the user's words, not urllib3's (its text repeats the pool, the URL and the retries).
+        return TargetError(f"Cannot reach Kubeflow Pipelines at {host} while {action} ({_unreachable(text)}); "
+                           "check the Kubeflow Pipelines host you set and that its API is reachable from here.")
     return TargetError(f"Kubeflow Pipelines at {host} gave an unexpected answer while {action}: {text[:300]}. "
                        "A login page instead of the API usually means authentication is needed (--kfp-cookie).")
+
+
+def _unreachable(text: str) -> str:
+    """Why a connection failed, from a urllib3/requests error's text."""
+    lowered = text.lower()
+    if "refused" in lowered:
+        return "connection refused: nothing listens there"
+    if any(w in lowered for w in ("name or service", "nameresolution", "failed to resolve", "nodename nor servname",
+                                  "name resolution")):
+        return "its host name does not resolve"
+    if "timed out" in lowered or "timeout" in lowered:
+        return "it did not answer in time"
+    if "ssl" in lowered or "certificate" in lowered:
+        return "the TLS connection failed"
+    return "the connection failed"
 
 
 class KfpClient:

@@ -97,9 +97,19 @@ class BaseHandler(APIHandler):
     def write_error(self, status_code: int, **kwargs) -> None:
         exc = (kwargs.get("exc_info") or (None, None, None))[1]
         status, message = error_reply(exc, status_code, self.jp.root_dir)
+        self._user_fault = isinstance(exc, PipelineError)
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(jsontext.dumps({"message": message}))
+
+    def _log(self) -> None:
+        # jupyter_server's access log writes every 5xx as an error with the request's headers; a 502 from
+        # an unreachable Kubeflow host or S3 endpoint the user configured is theirs to fix, not a server fault.
+        if getattr(self, "_user_fault", False) and self.get_status() >= 500:
+            self.log.warning("%d %s %s (%.2f ms): see the message in the reply", self.get_status(), self.request.method,
+                             self.request.path, 1000 * self.request.request_time())
+            return
+        super()._log()
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, PipelineError):  # the user's to fix: one line, no traceback
