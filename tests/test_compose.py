@@ -304,3 +304,14 @@ def test_a_notebook_outside_the_folder_is_included_with_a_warning(tmp_path):
     assert pipeline.ok and pipeline.stage("make").folder == "../shared"
     [warning] = [p for p in pipeline.problems if p.severity == "warning"]
     assert warning.code == "include-outside-folder" and warning.cell == 0 and "../shared/lib.ipynb" in warning.message
+
+
+def test_kale_metrics_cells_in_two_notebooks_stay_two_metrics_stages(tmp_path):
+    write(tmp_path / "child.ipynb", [(["step:fit"], "score = 0.5"), (["pipeline-metrics"], "print(score)")])
+    root = write(tmp_path / "root.ipynb", [
+        (["notebook:child"], "", {"notebook_path": "child.ipynb"}),
+        (["step:final"], "accuracy = score * 2"), (["pipeline-metrics"], "print(accuracy)")])
+    pipeline = load(root)
+    assert pipeline.ok, [p.describe() for p in pipeline.problems]
+    metrics = {s.name: s.metrics_cell for s in pipeline.stages}
+    assert metrics == {"fit": False, "child-pipeline-metrics": True, "final": False, "pipeline-metrics": True}

@@ -38,6 +38,7 @@ class Grouped:
     label: Callable[[int], str] = lambda index: f"cell {index + 1}"
     notebook: dict[str, str] = field(default_factory=dict)  # stage -> the included notebook it belongs to
     setup_for: dict[str, list[int]] | None = None  # stage -> the setup cells it runs (None: all of them)
+    metrics: set[str] = field(default_factory=set)  # Kale `pipeline-metrics` stages under another name
     parameter_values: dict[str, object] = field(default_factory=dict)  # parameter -> its default
     condition_cells: dict[str, int] = field(default_factory=dict)  # stage -> the cell of its `if:` tag
 
@@ -144,7 +145,7 @@ def bind(grouped: Grouped, default_options: StageOptions, problems: list[Problem
             inputs=tuple(inputs),
             parameters=tuple(sorted((info.uses & param_names) | set(setup_params))),
             depends_on=tuple(depends),
-            metrics_cell=name == "pipeline-metrics",
+            metrics_cell=name == "pipeline-metrics" or name in grouped.metrics,
             notebook=grouped.notebook.get(name, ""),
         ))
     stages = [

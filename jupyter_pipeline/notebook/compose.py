@@ -216,8 +216,8 @@ def _qualify(out: Expanded) -> None:
         if instance == 0:
             continue
         for name in names[instance]:
-            if len(owners[name]) < 2 or name == "pipeline-metrics":
-                continue  # Kale's metrics cell keeps its name: it is what marks it
+            if len(owners[name]) < 2:
+                continue
             if instance not in prefixes:
                 prefix = base = out.notebooks[instance - 1].prefix
                 n = 2

@@ -329,7 +329,8 @@ def from_notebook(nb, path: str = "<notebook>", folder: str | os.PathLike | None
                       skipped_defines=skipped_defines, left_out_defines=left_out_defines,
                       parameter_values={p.name: p.default for p in parameters}, condition_cells=condition_cells,
                       label=label, notebook={name: expanded.entries[first_cell[name]].notebook for name in order},
-                      setup_for={name: compose.own_setup(setup_cells, expanded, instance_of[name]) for name in order})
+                      setup_for={name: compose.own_setup(setup_cells, expanded, instance_of[name]) for name in order},
+                      metrics={e.spec.stage for e in expanded.entries if e.spec.role == Role.METRICS})
     stages, star_import = bind(grouped, default_options, problems)
     stages = kale_reading_order(stages, expanded, instance_of)
     problems.extend(stage_problems(stages, cells, first_cell, after_origin))
