@@ -13,13 +13,16 @@ from ..startup import default_keras_backend
 default_keras_backend()  # stage kernels: `import keras` works on a fresh install (JAX backend)
 
 _indexes: dict[tuple[str, str], dict] = {}
+#: A folder the stage's process removes when the stage ends, if it gave one (see ``workfolder``).
+scratch: list[str] = []
 _home: list[str] = []  # the folder the kernel started in: the root notebook's (or the unpacked files')
 
 
 def activate(run: dict) -> None:
-    """Called by the first generated cell with ``{"store", "run_id", "stage", "item"?, "gang"?}``."""
+    """Called by the first generated cell with ``{"store", "run_id", "stage", "item"?, "gang"?, "scratch"?}``."""
     context.activate(run["store"], run["run_id"], run["stage"], run.get("item"), run.get("gang"))
     _indexes.clear()
+    scratch[:] = [run["scratch"]] if run.get("scratch") else []
 
 
 def enter_folder(folder: str) -> None:

@@ -69,6 +69,7 @@ def run_stage(store, run_id: str, stage: str, parameters: dict | None = None, *,
     result: dict = {"status": "succeeded", "stage": stage}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"jp-{stage}-") as tmp:
+        params[RUN_PARAMETER]["scratch"] = tmp  # for the stage's own working folder (stage.workfolder): removed with it
         src, out = Path(tmp) / "input.ipynb", Path(keep_path or Path(tmp) / "output.ipynb")
         engine = {"engine_name": ENGINE_NAME, "keep_path": str(out)}  # papermill hands these to the engine
         if km is not None:

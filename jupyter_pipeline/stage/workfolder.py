@@ -42,8 +42,13 @@ def enter(spec: dict, parameters: dict | None = None) -> str:
     pipeline parameters passed to the stage as environment variables."""
     ctx = context.current()
     folder = spec.get("folder") or {}
-    work = tempfile.mkdtemp(prefix=f"jp-{ctx.stage if ctx else 'stage'}-")
-    atexit.register(shutil.rmtree, work, True)  # the kernel's end removes it; a failed stage keeps it till then
+    from .io import scratch
+
+    # In the stage process's scratch folder, which it removes when the stage ends (failed ones too);
+    # without one (a shared kernel), when the kernel exits.
+    work = tempfile.mkdtemp(prefix=f"jp-{ctx.stage if ctx else 'stage'}-work-", dir=scratch[0] if scratch else None)
+    if not scratch:
+        atexit.register(shutil.rmtree, work, True)
     if not _home:
         _home.append(os.getcwd())  # a shared kernel runs several stages: each starts from the first folder
     base = Path(_home[0], folder.get("base") or ".")
