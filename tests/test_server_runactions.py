@@ -23,6 +23,11 @@ def test_debug_a_failed_stage_then_resume_and_rerun_from_a_stage(api, root):  # 
     failed = wait_for(api, run_id)
     assert failed["status"] == "failed" and failed["stages"]["use"]["status"] == "failed"
 
+    status, text = api("GET", "runs", run_id, "stages", "use", "notebook", raw=True)
+    assert status == 200 and "boom with total 69" in text
+    assert str(root) not in text and str(root.resolve()) not in text  # the server's folders stay its own
+    assert nbformat.reads(text, as_version=4).cells  # still a notebook
+
     status, body = api("POST", "runs", run_id, "stages", "use", "debug", body={})
     assert status == 200, body
     assert body["path"] == "flow-debug-use.ipynb"  # root-relative, next to the notebook

@@ -14,7 +14,7 @@ from jupyter_server.utils import url_path_join
 
 from ..exceptions import ArtifactNotFound, PipelineError, redact
 from ..store.records import StageState, stage_key
-from .basehandler import SETTINGS_KEY, BaseHandler, ServerState
+from .basehandler import SETTINGS_KEY, BaseHandler, ServerState, root_relative
 from .config import JupyterPipeline
 from . import runactions
 from .paths import BadRequest, OutputExists, check_run_id, check_stage, relative_to_root, resolve_output
@@ -294,7 +294,9 @@ class StageNotebookHandler(BaseHandler):
         if stage not in record["stages"]:
             raise StageNotebookMissing(f"Run {run_id} has no stage '{stage}'; its stages: {', '.join(record['stages'])}.")
         try:
-            return self.jp.manager.store.get_bytes(stage_key(run_id, stage, f"{which}.ipynb"))
+            data = self.jp.manager.store.get_bytes(stage_key(run_id, stage, f"{which}.ipynb"))
+            # The browser names files relative to the root; the server's own folders are none of its business.
+            return root_relative(data.decode(), self.jp.root_dir).encode()
         except ArtifactNotFound:
             status = record["stages"][stage]["status"]
             when = "has not run yet" if status in (StageState.PENDING.value, StageState.RUNNING.value) else \
