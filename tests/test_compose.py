@@ -202,10 +202,12 @@ def test_nested_untagged_and_held_code(tmp_path):
     write(tmp_path / "orphan.ipynb", [(["stage:a"], "x = 1"), (["notebook:leaf.ipynb"], ""), ([], "y = base")])
     [error] = load(tmp_path / "orphan.ipynb").errors
     assert error.code == "code-after-include" and "cell 3 below the `notebook:` cell 2" in error.message
-    # a notebook without stage tags is one stage around its references, as at the top level
+    # a notebook without stage tags: its code above a reference runs before the included stages, below after
     write(tmp_path / "whole.ipynb", [([], "x = 1"), (["notebook:leaf.ipynb"], ""), ([], "y = base + x")])
     whole = load(tmp_path / "whole.ipynb")
-    assert whole.stage_names == ["whole", "leaf"] and whole.errors[0].code == "defined-later"
+    assert whole.ok, [p.describe() for p in whole.problems]
+    assert whole.stage_names == ["whole", "leaf", "whole-2"]
+    assert whole.stage("whole-2").inputs == (("base", "leaf"), ("x", "whole"))
 
 
 def test_problems_in_an_included_notebook_name_it_and_its_cell(tmp_path):

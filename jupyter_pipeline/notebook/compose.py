@@ -49,7 +49,8 @@ class Expanded:
     folder: Path  # the root notebook's folder: included notebooks' paths are relative to it
     entries: list[Entry] = field(default_factory=list)
     notebooks: list[Included] = field(default_factory=list)  # every inclusion, in reading order
-    whole: dict[int, str] = field(default_factory=dict)  # inclusion -> its stage when it has no stage tags
+    #: inclusion without stage tags -> its stages: one, and a next one below each of its references
+    whole: dict[int, list[str]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)  # in each notebook's own cell numbers
     parents: dict[int, int] = field(default_factory=dict)  # inclusion -> the inclusion that references it
 
@@ -59,6 +60,16 @@ class Expanded:
     def label(self, entry: Entry) -> str:
         """How messages name a cell: ``cell 4``, or ``cell 4 of parts/features.ipynb`` in an included notebook."""
         return f"cell {entry.index + 1}" + (f" of {entry.notebook}" if entry.notebook else "")
+
+    def first_stage(self, instance: int) -> str | None:
+        """The stage of a notebook without stage tags (None for a tagged one)."""
+        return (self.whole.get(instance) or [None])[0]
+
+    def stage_after(self, instance: int, stage: str | None) -> str | None:
+        """The stage a notebook without stage tags goes on with below a reference (None for a tagged one):
+        its code above and below runs before and after the included stages, as when read top to bottom."""
+        stages = self.whole.get(instance) or []
+        return stages[stages.index(stage) + 1] if stage in stages[:-1] else None
 
     def cell_label(self, position: int) -> str:
         """:meth:`label` of the cell at ``position`` of the expanded notebook."""
@@ -191,10 +202,12 @@ def _find_whole_notebooks(out: Expanded, path: str) -> None:
             tagged.add(e.instance)
     for instance in sorted(code - tagged):
         if instance == 0:
-            out.whole[0] = whole_notebook_stage(path)
+            base = whole_notebook_stage(path)
         else:
             included = out.notebooks[instance - 1]
-            out.whole[instance] = included.prefix if included.kale else whole_notebook_stage(included.path)
+            base = included.prefix if included.kale else whole_notebook_stage(included.path)
+        references = sum(1 for e in out.entries if e.instance == instance and e.spec.role == Role.INCLUDE)
+        out.whole[instance] = [base] + [f"{base[:58]}-{k}" for k in range(2, references + 2)]
 
 
 def _qualify(out: Expanded) -> None:
@@ -203,8 +216,8 @@ def _qualify(out: Expanded) -> None:
     for e in out.entries:
         if e.spec.role in (Role.STAGE, Role.METRICS) and e.spec.stage and e.spec.stage not in names.get(e.instance, []):
             names.setdefault(e.instance, []).append(e.spec.stage)
-    for instance, name in out.whole.items():
-        names.setdefault(instance, []).append(name)
+    for instance, stages in out.whole.items():
+        names.setdefault(instance, []).extend(stages)
     owners: dict[str, set[int]] = {}
     for instance, own in names.items():
         for name in own:
@@ -236,8 +249,8 @@ def _qualify(out: Expanded) -> None:
             if e.spec.stage in rename:
                 e.spec.stage = rename[e.spec.stage]
             e.spec.after = [rename.get(a, a) for a in e.spec.after]
-    for instance, name in list(out.whole.items()):
-        out.whole[instance] = renames.get(instance, {}).get(name, name)
+    for instance, stages in list(out.whole.items()):
+        out.whole[instance] = [renames.get(instance, {}).get(name, name) for name in stages]
 
 
 # -- what parse asks of the expanded notebook ----------------------------------------------------

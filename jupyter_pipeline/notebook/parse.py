@@ -184,11 +184,14 @@ def from_notebook(nb, path: str = "<notebook>", folder: str | os.PathLike | None
     expanded = compose.expand(nb, path, _cell_parts, folder)
     read = [(e.cell_type, e.tags, e.spec, e.source) for e in expanded.entries]
     # A notebook without stage tags is one stage: every untagged cell joins it.
-    current: str | None = expanded.whole.get(0)
+    current: str | None = expanded.first_stage(0)
     if current:
+        around = expanded.whole[0]
+        runs = (f"the whole notebook runs as one stage, '{current}'" if len(around) == 1 else
+                f"its code runs as stages {', '.join(repr(s) for s in around)}, around its `notebook:` cells")
         problems.append(Problem(
             "info", "whole-notebook",
-            f"no cell is tagged as a stage, so the whole notebook runs as one stage, '{current}' (a cell tagged "
+            f"no cell is tagged as a stage, so {runs} (a cell tagged "
             "`parameters` gives the pipeline's parameters); to split it into stages, tag the first cell of each "
             "step `stage:NAME` (or `step:NAME`, or start it with `%%stage NAME`)",
             stage=current,
@@ -296,15 +299,15 @@ def from_notebook(nb, path: str = "<notebook>", folder: str | os.PathLike | None
         ))
         if role == Role.INCLUDE:  # the included notebook's cells come next
             outer.append((current, entry.instance))
-            current = expanded.whole.get(spec.included)
+            current = expanded.first_stage(spec.included)
         for _ in range(entry.closes):  # back in the including notebook, below its `notebook:` cell
             if holding is not None and held:
                 problems.append(compose.unheld(held, expanded))
-            current, holding = outer.pop()
-            if current is None or current != expanded.whole.get(holding):
-                current = None  # untagged code below is held for the next stage
-            else:
-                holding = None  # a notebook without stage tags: its one stage goes on
+            previous, holding = outer.pop()
+            current = expanded.stage_after(holding, previous)
+            if current is not None:
+                holding = None  # a notebook without stage tags: its next stage begins
+            # else: untagged code below is held for the next stage-tagged cell
     if held:
         problems.append(compose.unheld(held, expanded))
     parameters = compose.winning_parameters(found_parameters, expanded, problems)
