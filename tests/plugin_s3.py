@@ -149,9 +149,11 @@ def private_s3(s3_server):
 
 @pytest.fixture(scope="session")
 def auth_s3(tmp_path_factory):
-    """moto in a subprocess with authentication on, and three sets of credentials:
+    """moto in a subprocess with authentication on, and four sets of credentials:
     ``full`` (may do anything in S3), ``nocreate`` (may read and write objects but not create
-    buckets) and ``wrong`` (a real key id with a wrong secret). Yields a dict."""
+    buckets), ``kubeflow`` (shaped like the S3 user Kubeflow 2.15+ gives each profile namespace on
+    SeaweedFS: read, write, list and delete objects of the existing ``mlpipeline`` bucket, nothing
+    else) and ``wrong`` (a real key id with a wrong secret). Yields a dict."""
     import boto3
 
     port = free_port()
@@ -172,22 +174,34 @@ def auth_s3(tmp_path_factory):
         iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
                            aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
         users = {}
+        anywhere = [{"Effect": "Allow", "Action": ["s3:*"], "Resource": "*"}]
         policies = {
-            "full": ["s3:*"],
-            "nocreate": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"],
+            "full": anywhere,
+            "nocreate": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
+                                                        "s3:ListBucket"], "Resource": "*"}],
+            # SeaweedFS's Read, Write and List on one bucket. This moto checks each request's API
+            # operation name (ListObjectsV2, HeadObject, the multipart calls) where AWS IAM groups
+            # them (ListBucket, GetObject, PutObject), so both spellings are granted.
+            "kubeflow": [{"Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListObjects", "s3:ListObjectsV2"],
+                          "Resource": "arn:aws:s3:::mlpipeline"},
+                         {"Effect": "Allow", "Resource": "arn:aws:s3:::mlpipeline/*", "Action": [
+                             "s3:GetObject", "s3:HeadObject", "s3:PutObject", "s3:DeleteObject",
+                             "s3:CreateMultipartUpload", "s3:UploadPart", "s3:CompleteMultipartUpload",
+                             "s3:AbortMultipartUpload"]}],
         }
-        for name, actions in policies.items():
+        for name, statements in policies.items():
             iam.create_user(UserName=name)
             iam.put_user_policy(UserName=name, PolicyName="s3", PolicyDocument=json.dumps({
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
-            }))
+                "Version": "2012-10-17", "Statement": statements}))
             key = iam.create_access_key(UserName=name)["AccessKey"]
             users[name] = (key["AccessKeyId"], key["SecretAccessKey"])
         users["wrong"] = (users["full"][0], "not-the-secret-" + uuid.uuid4().hex)
         # From here on moto checks every request's signature and IAM policy.
         urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST",
                                                       headers={"Content-Type": "text/plain"}), timeout=5).close()
+        # Kubeflow's pipeline root bucket, made by its installer (not by the namespace's user).
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=users["full"][0],
+                     aws_secret_access_key=users["full"][1]).create_bucket(Bucket="mlpipeline")
         yield {"endpoint": endpoint, "users": users}
     finally:
         proc.terminate()

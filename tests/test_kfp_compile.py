@@ -128,7 +128,7 @@ def test_typed_parameters_and_each_stage_gets_only_what_it_uses():
     assert params["n"]["defaultValue"] == 3 and params["shift"]["defaultValue"] == [1, 2]
     assert params["config"]["defaultValue"] == {"offset": 10} and params["verbose"]["defaultValue"] is False
     assert params["extra"]["defaultValue"] == "json:null"  # a None default travels as JSON text
-    assert params["jp_store"]["defaultValue"] == "s3://jupyter-pipeline"
+    assert params["jp_store"]["defaultValue"] == "s3://mlpipeline/jupyter-pipeline"  # the pipeline root's bucket
     assert params["jp_s3_endpoint"]["defaultValue"] == "http://minio-service.kubeflow:9000"
     used = {}
     for name, task in stage_dag(spec).items():
