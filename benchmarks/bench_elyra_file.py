@@ -42,6 +42,8 @@ def elyra_ready(folder: Path) -> None:
     data = json.loads(path.read_text())
     pipeline = data["pipelines"][0]
     pipeline["app_data"]["properties"].pop("pipeline_parameters", None)
+    pipeline["app_data"].pop("runtime_type", None)  # a generic pipeline, which local mode runs
+    pipeline["app_data"]["properties"]["runtime"] = "Generic"
     for node in pipeline["nodes"]:
         params = node["app_data"]["component_parameters"]
         params.pop("pipeline_parameters", None)
