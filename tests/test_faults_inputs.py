@@ -216,3 +216,21 @@ def test_malformed_notebooks_long_run_ids_and_bad_meta_json_are_named_not_intern
         assert done.returncode == 1 and words in said and "internal error" not in said, said
     status, body = call(server, "GET", "runs/" + "a" * 300)
     assert 400 <= status < 500, body
+
+
+def test_a_body_over_the_limit_is_refused_without_holding_up_the_server(server):
+    import threading
+
+    big = '{"path": "fine.ipynb", "pad": "' + "x" * (100 * 2**20) + '"}'
+    answered: dict = {}
+    sender = threading.Thread(target=lambda: answered.update(reply=call(server, "POST", "runs", big)))
+    sender.start()
+    slowest = 0.0
+    while sender.is_alive():  # the server keeps answering others while it takes and refuses the body
+        started = time.monotonic()
+        assert call(server, "GET", "config")[0] == 200
+        slowest = max(slowest, time.monotonic() - started)
+    sender.join()
+    status, body = answered["reply"]
+    assert status == 413 and "up to 16 MiB" in body["message"], body
+    assert slowest < 2.0, slowest
