@@ -57,6 +57,9 @@ def enter(spec: dict, parameters: dict | None = None) -> str:
     if ctx is not None:
         for pattern, producer in spec.get("files") or []:
             fetch(ctx, pattern, producer, work)
+    elif spec.get("files"):  # the notebook run outside a pipeline run (a debug notebook, say)
+        print(f"jupyter-pipeline: no pipeline run is active, so the files upstream stages passed on "
+              f"({', '.join(p for p, _ in spec['files'])}) are not in the working folder {work}", file=sys.stderr)
     keep = set(folder.get("keep_env") or ())
     for name, value in (folder.get("env") or {}).items():
         if not (name in keep and name in os.environ):  # on a pod a Kubernetes secret set it: that wins
