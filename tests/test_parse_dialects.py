@@ -110,3 +110,11 @@ def test_validate_counts_the_kubeflow_warnings_apart(tmp_path, write_notebook, c
     out = capsys.readouterr().out
     assert "on Kubeflow, warning:" in out  # the built-in image is not published
     assert "0 error(s), 0 warning(s) (and 1 that matter(s) on Kubeflow only)" in out
+
+
+def test_a_notebook_of_parameters_only_is_told_what_is_missing(tmp_path, write_notebook):
+    # papermill's test notebooks hold a parameters cell alone; tagging steps would not help.
+    path = write_notebook(tmp_path / "only_parameters.ipynb", [(["parameters"], "msg = None")])
+    [problem] = load(path).errors
+    assert problem.code == "no-stages" and problem.message.startswith(
+        "no stage to run: every code cell is tagged `parameters`, `setup` or `skip`")

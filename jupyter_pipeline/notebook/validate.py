@@ -22,10 +22,11 @@ def stage_problems(stages: list[Stage], cells: list[Cell], first_cell: dict[str,
     if not stages and not any(c.cell_type == "code" and c.source.strip() for c in cells):
         problems.append(Problem("error", "no-stages", "the notebook has no code to run: add code cells"))
     elif not stages:
+        # Untagged code would be a stage of its own: every code cell here is parameters, setup or skip.
         problems.append(Problem(
             "error", "no-stages",
-            "no cell is tagged as a stage: tag the first cell of each step `stage:NAME` (or `step:NAME`, "
-            "or start it with `%%stage NAME`)",
+            "no stage to run: every code cell is tagged `parameters`, `setup` or `skip`; add the pipeline's code "
+            "below them (untagged, or in cells tagged `stage:NAME`)",
         ))
     for stage in stages:
         cell = first_cell[stage.name]
