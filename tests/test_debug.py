@@ -30,10 +30,11 @@ def write_flow(folder: Path) -> Path:
 
     path = folder / "flow.ipynb"
     nbformat.write(new_notebook(cells=[
-        cell("import os\nclass Box:\n    def __init__(self, v):\n        self.v = v", "setup"),
+        cell("import os\nfrom jupyter_pipeline import log_metric\n"
+             "class Box:\n    def __init__(self, v):\n        self.v = v", "setup"),
         cell("scale = 2", "parameters"),
         cell("box = Box(21)\nitems = [1, 2, 3]", "stage:make"),
-        cell("total = box.v * scale + sum(items)\nif os.path.exists('fail.flag'):\n"
+        cell("total = box.v * scale + sum(items)\nlog_metric('total', total)\nif os.path.exists('fail.flag'):\n"
              "    raise ValueError(f'boom with total {total}')", "stage:use"),
     ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}), path)
     (folder / "fail.flag").write_text("")
@@ -69,7 +70,8 @@ def test_debug_reproduces_a_failed_local_stage_then_loads_into_a_kernel_and_reru
     nb = assert_reproduces(path, tmp_path, "ValueError: boom with total 69")
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     assert "scale = 3" in code[0]  # the run's parameter, not the notebook's default
-    assert code[1].startswith("import os\nclass Box")  # setup as it ran, then the inputs (they hold a Box)
+    # setup as it ran, then the inputs (they hold a Box)
+    assert code[1].startswith("import os\nfrom jupyter_pipeline import log_metric\nclass Box")
     assert "box = _jp_inputs['box']" in code[2] and "items = _jp_inputs['items']" in code[2]
     assert code[3].startswith("total = box.v * scale")
     assert not any("save_outputs" in c or "activate" in c for c in code)  # nothing talks to the run

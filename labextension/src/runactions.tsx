@@ -12,6 +12,8 @@ export interface IRunActions {
   rerunFrom: (run: IRunRecord, stage: string) => void;
   /** Whether the run's target reuses stages of earlier runs (what "Re-run from here" needs). */
   canRerun: (run: IRunRecord) => boolean;
+  /** Open the comparison of `runs` (compareview.tsx); `sweepId` when they are a sweep's variants. */
+  compare?: (runs: IRunRecord[], sweepId?: string) => void;
 }
 
 /** Run states a run can be resumed from. */
@@ -43,18 +45,31 @@ export function preparingCells(kinds: (string | undefined)[]): number[] {
   return kinds.map((k, i) => i).filter(i => (first < 0 || i < first) && PREPARING.includes(kinds[i] ?? ''));
 }
 
-export function ResumeButton(props: { run: IRunRecord; actions: IRunActions }): JSX.Element | null {
-  if (!canResume(props.run)) {
-    return null;
-  }
+/** A run's own buttons: "Resume" (a run that did not succeed), "Compare sweep" (a sweep's variant). */
+export function RunButtons(props: { run: IRunRecord; runs: IRunRecord[]; actions: IRunActions }): JSX.Element {
+  const { run, actions } = props;
+  const sweep = run.sweep_id;
   return (
-    <button
-      className="jp-mod-styled jp-mod-accept jp-pipeline-resume"
-      title="Re-run the stages that did not succeed (with the notebook as saved now); keep the others"
-      onClick={() => props.actions.resume(props.run)}
-    >
-      Resume
-    </button>
+    <>
+      {canResume(run) && (
+        <button
+          className="jp-mod-styled jp-mod-accept jp-pipeline-resume"
+          title="Re-run the stages that did not succeed (with the notebook as saved now); keep the others"
+          onClick={() => actions.resume(run)}
+        >
+          Resume
+        </button>
+      )}
+      {sweep && actions.compare && (
+        <button
+          className="jp-mod-styled jp-pipeline-compare-sweep"
+          title="Compare the variants of this sweep: parameters, metrics, the best one"
+          onClick={() => actions.compare?.(props.runs.filter(r => r.sweep_id === sweep), sweep)}
+        >
+          Compare sweep
+        </button>
+      )}
+    </>
   );
 }
 

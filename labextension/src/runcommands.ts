@@ -1,11 +1,12 @@
 /**
- * What the Runs list's actions do (resume, re-run from a stage, debug a stage in a notebook), and the
- * notification when a run started from this Lab ends.
+ * What the Runs list's actions do (resume, re-run from a stage, debug a stage in a notebook, compare
+ * runs), and the notification when a run started from this Lab ends.
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
-import { Notification, showErrorMessage } from '@jupyterlab/apputils';
+import { MainAreaWidget, Notification, showErrorMessage } from '@jupyterlab/apputils';
 import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import * as api from './api';
+import { CompareView } from './compareview';
 import { PipelineModel } from './model';
 import { endedMessage } from './notify';
 import { IRunActions, preparingCells } from './runactions';
@@ -105,7 +106,19 @@ export function createRunActions(
       })().catch(error => showErrorMessage(`Cannot re-run from stage ${stage}`, error as Error)),
     debug: (run, stage) =>
       void debug(run, stage).catch(error => showErrorMessage(`Cannot debug stage ${stage}`, error as Error)),
-    canRerun: run => !!model.targets().find(t => t.name === run.target)?.reuses_stages
+    canRerun: run => !!model.targets().find(t => t.name === run.target)?.reuses_stages,
+    compare: (runs, sweepId) => {
+      const path = model.panel?.context.path;
+      const reload = path
+        ? async () => (await api.listRuns(path)).filter(r => !sweepId || r.sweep_id === sweepId)
+        : undefined;
+      const view = new MainAreaWidget({ content: new CompareView(runs, reload) });
+      view.id = `jp-pipeline-compare-${sweepId ?? path ?? 'runs'}`.replace(/[^\w-]/g, '-');
+      view.title.label = sweepId ? `Sweep ${sweepId}` : `Runs of ${(path ?? '').split('/').pop()}`;
+      view.title.closable = true;
+      app.shell.add(view, 'main', { mode: 'split-right' });
+      app.shell.activateById(view.id);
+    }
   };
   return { actions, watcher };
 }

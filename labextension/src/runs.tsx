@@ -5,7 +5,7 @@
 import * as React from 'react';
 import { IRunRecord, IStageModel, IStageRecord } from './api';
 import { MessageText } from './problems';
-import { IRunActions, ResumeButton, StageActions, hasStageActions } from './runactions';
+import { IRunActions, RunButtons, StageActions, hasStageActions } from './runactions';
 
 export interface IRunsProps {
   runs: IRunRecord[];
@@ -165,7 +165,7 @@ export function RunsList(props: IRunsProps): JSX.Element {
                       Cancel run
                     </button>
                   )}
-                  {props.actions && <ResumeButton run={run} actions={props.actions} />}
+                  {props.actions && <RunButtons run={run} runs={props.runs} actions={props.actions} />}
                   {run.url && (
                     <a className="jp-pipeline-kfp-link" href={run.url} target="_blank" rel="noopener noreferrer">
                       Open in Kubeflow Pipelines

@@ -138,6 +138,15 @@ function SidebarBody(props: { model: PipelineModel; actions: ISidebarActions }):
         />
       </Section>
       <Section title="Runs" id="runs" count={model.runs.length}>
+        {model.runs.length > 1 && actions.runActions?.compare && (
+          <button
+            className="jp-pipeline-link jp-pipeline-compare-runs"
+            title="Parameters and metrics of this notebook's runs side by side, the best marked, and a chart"
+            onClick={() => actions.runActions?.compare?.(model.runs)}
+          >
+            Compare runs
+          </button>
+        )}
         <RunsList
           runs={model.runs}
           expanded={model.expanded}

@@ -1,7 +1,8 @@
 """From a failed stage to a fix in JupyterLab: publish a run whose stage fails, "Debug in a notebook"
 (the debug notebook opens with its inputs loaded; running the stage's cell shows the same error), fix the
-cause, "Resume": the run succeeds with the stage that had succeeded kept, and a notification says so.
-Screenshots go to tests/ui/artifacts/ (debug-notebook-*.png, resumed-*.png)."""
+cause, "Resume": the run succeeds with the stage that had succeeded kept, and a notification says so;
+"Re-run from here", then "Compare runs". Screenshots go to tests/ui/artifacts/ (debug-notebook-*.png,
+resumed-*.png, compare-*.png)."""
 
 from __future__ import annotations
 
@@ -76,3 +77,20 @@ def test_debug_a_failed_stage_in_a_notebook_then_resume_the_run(page, lab, artif
     done = page.locator(".jp-Notification-Toast, .Toastify__toast", has_text="succeeded")
     done.first.wait_for(timeout=15_000)
     shot(page, artifacts, "resumed")
+
+    # Re-run from `use`: a new run, `make` reused; then compare the two runs.
+    run.locator('.jp-pipeline-stage-row[data-stage="use"] + tr button.jp-pipeline-rerun-from').click()
+    page.wait_for_function(f"() => document.querySelectorAll('{SIDEBAR} .jp-pipeline-run').length === 2")
+    page.wait_for_function(
+        f"() => document.querySelector('{SIDEBAR} .jp-pipeline-run')?.dataset.status === 'succeeded'",
+        timeout=180_000, polling=500)
+    page.locator(f"{SIDEBAR} button.jp-pipeline-compare-runs").click()
+    table = page.locator(".jp-pipeline-compare-table:visible")
+    table.wait_for(timeout=15_000)
+    assert table.locator("tbody tr").count() == 2
+    assert table.locator(f"tbody tr[data-run-id='{run_id}']").count() == 1
+    assert "scale" in table.locator("thead").inner_text() and "total" in table.locator("thead").inner_text()
+    assert table.locator("td.jp-pipeline-best").count() == 1 and "★" in table.locator("td.jp-pipeline-best").inner_text()
+    page.locator(".jp-pipeline-compare-x:visible").select_option(label="time")
+    assert page.locator(".jp-pipeline-compare-chart:visible circle").count() == 2
+    shot(page, artifacts, "compare")
