@@ -163,6 +163,20 @@ describe('endpoint functions', () => {
     expect(await api.compilePipeline('d.ipynb', true, settings)).toEqual({ yaml: 'x: 1' });
     expect(calls[5].body).toEqual({ path: 'd.ipynb', save: true });
   });
+
+  it('POST runs/ID/resume and POST runs/ID/stages/NAME/debug', async () => {
+    const { calls, settings } = fakeServer({
+      'POST /lab-base/jupyter-pipeline/runs/a%20b/resume': { status: 202, body: { run_id: 'a b' } },
+      'POST /lab-base/jupyter-pipeline/runs/a/stages/my%20stage/debug': {
+        body: { path: 'nb-debug-my stage.ipynb', run_id: 'a', stage: 'my stage' }
+      },
+      'POST /lab-base/jupyter-pipeline/runs/gone/stages/x/debug': { status: 404, body: { message: "No run 'gone'" } }
+    });
+    expect(await api.resumeRun('a b', settings)).toEqual({ run_id: 'a b' });
+    expect(calls[0].method).toBe('POST');
+    expect((await api.debugStage('a', 'my stage', settings)).path).toBe('nb-debug-my stage.ipynb');
+    await expect(api.debugStage('gone', 'x', settings)).rejects.toThrow("No run 'gone'");
+  });
 });
 
 describe('run helpers', () => {
