@@ -342,3 +342,13 @@ def test_files_pass_through_the_store_and_a_missing_output_fails(tmp_path, monke
     assert (consumer / "data" / "parts" / "b.csv").read_text() == "b\n"
     with pytest.raises(FileStageError, match="passed on no file matching summary.json"):
         fetch(context.current(), "summary.json", "make", str(consumer))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("Rscript") is None, reason="no R here (`Rscript` not on PATH)")
+def test_an_r_node_runs_with_rscript(tmp_path):
+    record = jp.run(jp.load(ELYRA / "r_script.pipeline"), store=open_store(str(tmp_path / "store")))
+    assert record.status.value == "succeeded", record.to_json()
+    executed = open_store(str(tmp_path / "store")).get_bytes(
+        f"runs/{record.run_id}/stages/hello/output.ipynb").decode()
+    assert "hello from R" in executed
