@@ -118,3 +118,16 @@ def test_a_notebook_of_parameters_only_is_told_what_is_missing(tmp_path, write_n
     [problem] = load(path).errors
     assert problem.code == "no-stages" and problem.message.startswith(
         "no stage to run: every code cell is tagged `parameters`, `setup` or `skip`")
+
+
+def test_a_function_called_before_its_helpers_are_defined_is_defined_later(tmp_path, write_notebook):
+    path = write_notebook(tmp_path / "helpers.ipynb", [
+        (["setup"], "import math"),
+        (["stage:a"], "def area(r):\n    return math.pi * square(r)\n\ntotal = area(2)"),
+        ([], "def square(v):\n    return v * v"),
+        (["stage:b"], "def twice(v):\n    return v * 2\n\nlater = area(twice(1))"),
+    ])
+    problems = [(p.code, p.stage, p.cell) for p in load(path).errors]
+    assert problems == [("defined-later", "a", 1)]  # stage b calls area after stage a defined square
+    [problem] = load(path).errors
+    assert problem.message.startswith("'area' reads 'square' and is called here, before the cell of stage 'a'")

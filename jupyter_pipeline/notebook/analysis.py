@@ -45,6 +45,8 @@ class Scan:
     unsavable: dict[str, str] = field(default_factory=dict)  # name -> what it holds
     calls: dict[str, str] = field(default_factory=dict)  # name -> function whose result it holds (`x = f(...)`)
     generator_functions: set[str] = field(default_factory=set)  # top-level `def`s that `yield`
+    function_globals: dict[str, frozenset] = field(default_factory=dict)  # top-level `def` -> globals it reads
+    called: list[tuple[str, frozenset]] = field(default_factory=list)  # (function, names bound then), in order
 
 
 def to_python(source: str) -> str:
@@ -157,6 +159,8 @@ class _TopLevel(ast.NodeVisitor):
         pass
 
     def visit_Call(self, node: ast.Call) -> None:
+        if isinstance(node.func, ast.Name):
+            self.scan.called.append((node.func.id, frozenset(self.scan.defines)))
         magic = _line_magic(node)
         code = _magic_statement(*magic) if magic else None
         if code is None:
@@ -324,7 +328,17 @@ def scan(source: str) -> Scan:
         return result
     _TopLevel(result).visit(tree)
     _nested_global_uses(table, result.deferred_uses, result.defines)
+    result.function_globals = {c.get_name(): frozenset(_reads(c)) for c in table.get_children()
+                               if c.get_type() == "function"}
     return result
+
+
+def _reads(table: symtable.SymbolTable) -> set[str]:
+    """The global names a function (and what it nests) reads."""
+    names = {s.get_name() for s in table.get_symbols() if s.is_global() and s.is_referenced()}
+    for child in table.get_children():
+        names |= _reads(child)
+    return names
 
 
 @dataclass
@@ -337,6 +351,7 @@ class Combined:
     unsavable: dict[str, str] = field(default_factory=dict)
     calls: dict[str, str] = field(default_factory=dict)
     first_use_cell: dict[str, int] = field(default_factory=dict)
+    late_reads: dict[str, tuple[int, str]] = field(default_factory=dict)  # name -> (cell, function) called too early
 
     def unsavable_hint(self, name: str, generator_functions: set[str]) -> str | None:
         """What ``name`` holds when these cells end, if its code shows it can never travel."""
@@ -349,7 +364,13 @@ def combine(scans: list[tuple[int, Scan]]) -> Combined:
     """Names used and defined by cells run in order; a use after an earlier cell's define is local."""
     out = Combined()
     deferred: dict[str, int] = {}
+    helpers: dict[str, frozenset] = {}
     for cell, s in scans:
+        helpers.update(s.function_globals)
+        for function, bound in s.called:  # a call runs the function now: what it reads must exist already
+            for name in helpers.get(function, ()):
+                if name not in out.defines and name not in bound:
+                    out.late_reads.setdefault(name, (cell, function))
         for name in s.uses - out.defines:
             out.uses.add(name)
             out.first_use_cell.setdefault(name, cell)
@@ -369,4 +390,5 @@ def combine(scans: list[tuple[int, Scan]]) -> Combined:
             out.uses.add(name)
             out.first_use_cell.setdefault(name, cell)
     out.uses -= KERNEL_NAMES
+    out.late_reads = {n: v for n, v in out.late_reads.items() if n in out.defines}  # bound by a later cell
     return out

@@ -127,6 +127,13 @@ def bind(grouped: Grouped, default_options: StageOptions, problems: list[Problem
                 "not from a setup cell",
                 stage=name, cell=first_cell[name],
             ))
+        for var, (cell, function) in sorted(info.late_reads.items()):
+            if var not in provided:  # a setup or parameter value exists before any stage code runs
+                problems.append(Problem(
+                    "error", "defined-later",
+                    f"'{function}' reads '{var}' and is called here, before the cell of stage '{name}' that "
+                    f"defines '{var}' has run; move that definition above this cell", stage=name, cell=cell,
+                ))
         options = default_options.merged(grouped.options[name])
         if options.condition:
             context = ConditionContext(grouped, combined, latest, provided, order[k + 1:], problems)
