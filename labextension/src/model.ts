@@ -6,6 +6,7 @@ import { INotebookModel, NotebookPanel } from '@jupyterlab/notebook';
 import { ICellModel } from '@jupyterlab/cells';
 import { ISignal, Signal } from '@lumino/signaling';
 import * as api from './api';
+import { ExpandedRuns } from './uistate';
 import { ICellLike, declaredStages } from './tags';
 
 export interface IPipelineSettings {
@@ -54,7 +55,8 @@ export class PipelineModel {
   stale = false;
   runs: api.IRunRecord[] = [];
   runsError: string | null = null;
-  expanded = new Set<string>();
+  /** Expanded runs: kept across notebook switches and page reloads (uistate.ts). */
+  expanded: Set<string> = new ExpandedRuns();
   /** A run the Runs list should scroll to once it shows it (the one just published). */
   focusRun: string | null = null;
   serverConfig: api.IServerConfig = {};
@@ -92,7 +94,6 @@ export class PipelineModel {
     this.pipeline = null;
     this.error = null;
     this.runs = [];
-    this.expanded.clear();
     if (panel) {
       void panel.context.ready.then(() => {
         if (this.panel !== panel || !panel.model) {

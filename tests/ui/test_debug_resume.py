@@ -63,8 +63,7 @@ def test_debug_a_failed_stage_in_a_notebook_then_resume_the_run(page, lab, artif
     page.wait_for_function(
         "() => document.querySelector('#jupyter-pipeline-sidebar .jp-pipeline-title')?.textContent.startsWith('flow')")
     run = page.locator(f"{SIDEBAR} .jp-pipeline-run[data-run-id='{run_id}']")
-    if run.locator(".jp-pipeline-run-toggle").get_attribute("aria-expanded") != "true":
-        run.locator(".jp-pipeline-run-toggle").click()  # switching notebooks folds the runs
+    assert run.locator(".jp-pipeline-run-toggle").get_attribute("aria-expanded") == "true"  # kept across notebooks
     make_time = run.locator('.jp-pipeline-stage-row[data-stage="make"] .jp-pipeline-time').inner_text()
     run.locator("button.jp-pipeline-resume").click()
     page.wait_for_function(
