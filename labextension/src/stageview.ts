@@ -10,6 +10,7 @@ import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { Toolbar } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 import { INotebookContent } from './api';
+import { readableContent } from './stagecontent';
 
 export interface IStageViewOptions {
   runId: string;
@@ -42,8 +43,10 @@ export function createStageView(options: IStageViewOptions): MainAreaWidget<Stat
     notebookConfig: { ...StaticNotebook.defaultNotebookConfig, windowingMode: 'none' }
   });
   const model = new NotebookModel();
+  // The user's cells and the error, not the run's plumbing or papermill's banners (stagecontent.ts).
+  const readable = readableContent(options.content);
   // Outputs come from a run, not from this browser: untrusted (no scripts, sanitized HTML).
-  model.fromJSON(options.content as unknown as nbformat.INotebookContent);
+  model.fromJSON(readable.content as unknown as nbformat.INotebookContent);
   for (let i = 0; i < model.cells.length; i++) {
     model.cells.get(i).trusted = false;
   }
@@ -56,7 +59,9 @@ export function createStageView(options: IStageViewOptions): MainAreaWidget<Stat
 
   const note = new Widget();
   note.addClass('jp-pipeline-stage-view-note');
-  note.node.textContent = 'Read-only, as executed: no kernel, nothing saved to your folder.';
+  note.node.textContent =
+    'Read-only, as executed: no kernel, nothing saved to your folder.' +
+    (readable.hidden ? ` ${readable.hidden} generated cell${readable.hidden === 1 ? '' : 's'} of the runner hidden.` : '');
   note.node.title = `Stage ${options.stage} of run ${options.runId}`;
   // A plain toolbar: the responsive one would fold the note away into its overflow menu.
   const widget = new MainAreaWidget({ content: notebook, toolbar: new Toolbar() });
@@ -67,5 +72,11 @@ export function createStageView(options: IStageViewOptions): MainAreaWidget<Stat
   widget.title.caption = `Executed notebook of stage ${options.stage}, run ${options.runId} (read-only)`;
   widget.title.closable = true;
   widget.disposed.connect(() => model.dispose());
+  if (readable.errorIndex >= 0) {
+    // A failed stage opens at its error.
+    void widget.revealed.then(() =>
+      requestAnimationFrame(() => notebook.widgets[readable.errorIndex]?.node.scrollIntoView({ block: 'center' }))
+    );
+  }
   return widget;
 }

@@ -35,6 +35,20 @@ def test_debug_a_failed_stage_in_a_notebook_then_resume_the_run(page, lab, artif
     toast.first.wait_for(timeout=15_000)  # the run started here ended: a notification says how
     assert "failed" in toast.first.inner_text() and "stage use failed" in toast.first.inner_text()
 
+    # The executed notebook: the user's cells and the error, scrolled to; no plumbing, no banners.
+    use_row.locator(".jp-pipeline-open-notebook").click()
+    view = page.locator(".jp-pipeline-stage-view:visible")
+    failure = view.locator(".jp-OutputArea-output", has_text="boom with total 48")
+    failure.wait_for(timeout=20_000)
+    page.wait_for_timeout(500)  # the scroll to the error
+    assert failure.is_visible() and failure.bounding_box()["y"] < 900
+    text = view.inner_text()
+    assert "_jp_io" not in text and "An Exception was encountered" not in text and "_jp_run" not in text
+    assert "generated cells of the runner hidden" in view.locator(".jp-pipeline-stage-view-note").inner_text()
+    shot(page, artifacts, "failed-stage-notebook")
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=f"use · {run_id}").locator(
+        ".lm-TabBar-tabCloseIcon").click()
+
     # Debug: the notebook opens, its parameters/setup/inputs cells ran; the stage's cell fails the same way.
     run.locator("button.jp-pipeline-debug-stage").last.click()
     page.wait_for_function(
