@@ -234,3 +234,30 @@ def test_a_body_over_the_limit_is_refused_without_holding_up_the_server(server):
     status, body = answered["reply"]
     assert status == 413 and "up to 16 MiB" in body["message"], body
     assert slowest < 2.0, slowest
+
+
+def test_ctrl_c_again_and_again_ends_the_run_cancelled_without_a_traceback(tmp_path, write_notebook):
+    import signal
+
+    from jupyter_pipeline.store.base import open_store
+    from jupyter_pipeline.store.records import RunState, load_run
+
+    from test_faults import HOLD, WRITE_PIDS, assert_nothing_lost, stage_pids
+
+    nb = write_notebook(tmp_path / "held.ipynb", [(["stage:held"], WRITE_PIDS + HOLD + "x = 1"),
+                                                  (["stage:after"], "y = x + 1")])
+    (tmp_path / "hold").touch()
+    store = open_store(str(tmp_path / "store"))
+    cli = subprocess.Popen([EXE, "run", str(nb), "--store", store.absolute_url()], cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    kernel, worker = stage_pids(tmp_path)
+    while cli.poll() is None:  # Ctrl-C, again and again, until it has ended: each lands somewhere new
+        cli.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+    out, err = cli.communicate()
+    assert cli.returncode == 130 and "Traceback" not in err, err
+    assert "cancelled" in out + err
+    (run_id,) = [p.name for p in (tmp_path / "store" / "runs").iterdir()]
+    record = load_run(store, run_id)
+    assert record.status == RunState.CANCELLED
+    assert_nothing_lost(store, record, kernel, worker)

@@ -63,16 +63,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _sigterm_as_interrupt() -> None:
-    """SIGTERM ends a command like Ctrl-C does, so a run cancels its stages and records it."""
+def _interrupt_once() -> dict:
+    """Ctrl-C and SIGTERM end a command with KeyboardInterrupt, once: a run then stops its stages and
+    writes its record as cancelled, which a second one must not cut short (it printed a traceback and
+    left the record `running`); later ones only say that it is stopping. Returns the handlers replaced."""
     import signal
     import threading
 
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    raised = []
+
     def interrupt(signum, frame):
+        if raised:
+            print("stopping: the stages are being stopped and the run's record written (seconds); kill -9 ends "
+                  "at once", file=sys.stderr)
+            return
+        raised.append(signum)
         raise KeyboardInterrupt
 
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, interrupt)
+    return previous
+
+
+def _wind_down_quietly() -> None:
+    """Ignore Ctrl-C and SIGTERM once the command has ended: a second one, while the process exits (the
+    zygote and stage processes stopping, each within seconds), printed a traceback from an exit hook."""
+    import signal
+    import threading
+
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,12 +104,12 @@ def main(argv: list[str] | None = None) -> int:
 
     skip_slow_optional_imports()
     default_keras_backend()  # for stages started from here, and `serve`/`models` loading Keras models
-    _sigterm_as_interrupt()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    replaced = _interrupt_once()
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # output piped into `head` and closed early
@@ -102,10 +126,17 @@ def main(argv: list[str] | None = None) -> int:
             print("interrupted", file=sys.stderr)
             return 130
         return report_error(exc, debug=getattr(args, "debug", False))
+    finally:
+        import signal
+
+        for sig, handler in replaced.items():  # callers in this process keep their own
+            signal.signal(sig, handler)
 
 
 def run() -> None:  # console-script entry point used by `jupyter pipeline`
-    sys.exit(main())
+    code = main()
+    _wind_down_quietly()  # (not in main: callers in this process keep their own Ctrl-C)
+    sys.exit(code)
 
 
 __all__ = ["main", "fail"]
