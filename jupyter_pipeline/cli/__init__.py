@@ -76,8 +76,8 @@ def _interrupt_once() -> dict:
 
     def interrupt(signum, frame):
         if raised:
-            print("stopping: the stages are being stopped and the run's record written (seconds); kill -9 ends "
-                  "at once", file=sys.stderr)
+            print("stopping (a run stops its stages and writes its record; a server finishes its requests): "
+                  "seconds; kill -9 ends at once", file=sys.stderr)
             return
         raised.append(signum)
         raise KeyboardInterrupt
