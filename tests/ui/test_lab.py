@@ -311,10 +311,11 @@ def test_kubeflow_without_a_host_is_disabled_and_points_to_the_setting(page, art
     option = dialog.locator('#jp-pipeline-target option[value="kfp"]')
     assert option.is_disabled() and "no host configured" in option.inner_text()
     assert "Settings Editor" in dialog.locator(".jp-pipeline-open-settings").inner_text()
-    # for a Kubeflow target, what the stages get there: image (and where it comes from), files
+    # kfp-local pulls no image (its config says uses_image: false): no image notes for it; they are
+    # for the targets that do (kfp, disabled here without a host)
     dialog.locator("#jp-pipeline-target").select_option("kfp-local")
-    assert "Image:" in dialog.locator(".jp-pipeline-form-image").inner_text()
-    assert "Files that travel" in dialog.locator(".jp-pipeline-form-kubeflow").inner_text()
+    assert dialog.locator("#jp-pipeline-target").input_value() == "kfp-local"
+    assert dialog.locator(".jp-pipeline-form-kubeflow").count() == 0
     shot(page, artifacts, "publish-dialog")
     dialog.locator(".jp-pipeline-open-settings").click()
     dialog.wait_for(state="detached")
