@@ -103,6 +103,32 @@ def assert_error(status: int, body, expected: int | tuple, *words: str) -> None:
         assert word in body["message"], (word, body["message"])
 
 
+def test_a_notebook_outside_the_root_is_never_included(api, root):
+    """A notebook: cell (or a symlinked folder) cannot make the server read or run a notebook
+    outside its root: GET pipeline, compile and runs refuse naming the reference, with a 403."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    parent = new_notebook(cells=[new_code_cell("x = 1", metadata={"tags": ["stage:first"]}),
+                                 new_code_cell("", metadata={"tags": ["notebook:../outside/secret.ipynb"]})])
+    nbformat.write(parent, root / "includes_outside.ipynb")
+    linked = new_notebook(cells=[new_code_cell("", metadata={"tags": ["notebook:escape-dir/secret.ipynb"]})])
+    nbformat.write(linked, root / "includes_link.ipynb")
+    for name, rel in (("includes_outside.ipynb", "includes_outside.ipynb, cell 2"),
+                      ("includes_link.ipynb", "includes_link.ipynb, cell 1")):
+        for method, parts, kwargs in (("GET", ("pipeline",), {"params": {"path": name}}),
+                                      ("POST", ("compile",), {"body": {"path": name}}),
+                                      ("POST", ("runs",), {"body": {"path": name}})):
+            status, body = api(method, *parts, **kwargs)
+            assert_error(status, body, 403, rel, "outside the server's root")
+            assert "secret" not in json.dumps(body)  # nothing of it, not even where a symlink leads
+    # the same notebook inside the root is included as usual
+    inside = new_notebook(cells=[new_code_cell("", metadata={"tags": ["notebook:small.ipynb"]})])
+    nbformat.write(inside, root / "includes_inside.ipynb")
+    status, body = api("GET", "pipeline", params={"path": "includes_inside.ipynb"})
+    assert status == 200 and [n["path"] for n in body["notebooks"]] == ["small.ipynb"], body
+
+
 # -- pipeline ------------------------------------------------------------------------------------
 def test_get_pipeline_returns_stages_edges_parameters_and_no_problems(api):
     status, body = api("GET", "pipeline", params={"path": "small.ipynb"})

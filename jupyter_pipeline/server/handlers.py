@@ -17,7 +17,9 @@ from ..store.records import StageState, stage_key
 from .basehandler import SETTINGS_KEY, BaseHandler, ServerState, root_relative
 from .config import JupyterPipeline
 from . import runactions
-from .paths import BadRequest, OutputExists, check_run_id, check_stage, relative_to_root, resolve_output
+from .paths import (
+    BadRequest, OutputExists, PathNotAllowed, check_run_id, check_stage, relative_to_root, resolve_output,
+)
 
 
 class StageNotebookMissing(PipelineError):
@@ -34,7 +36,7 @@ class PipelineHandler(BaseHandler):
     async def get(self):
         path = self.get_query_argument("path", None)
         full = self.notebook_path(path)
-        self.reply(await self.blocking(_pipeline_json, full, path, self.jp.config))
+        self.reply(await self.blocking(_pipeline_json, full, path, self.jp.config, self.jp.root_dir))
 
     @tornado.web.authenticated
     async def post(self):
@@ -42,17 +44,37 @@ class PipelineHandler(BaseHandler):
         full = self.notebook_path(body.get("path"))
         content = body.get("content")
         if content is None:
-            self.reply(await self.blocking(_pipeline_json, full, body["path"], self.jp.config))
+            self.reply(await self.blocking(_pipeline_json, full, body["path"], self.jp.config, self.jp.root_dir))
             return
         if not isinstance(content, dict):
             raise BadRequest("\"content\" must be the notebook as nbformat JSON (an object).")
-        self.reply(await self.blocking(_content_json, content, body["path"], full, self.jp.config))
+        self.reply(await self.blocking(_content_json, content, body["path"], full, self.jp.config, self.jp.root_dir))
 
 
-def _with_kubeflow_notes(pipeline, full: Path, config: JupyterPipeline) -> dict:
+def confined(pipeline, full: Path, root_dir: str | None):
+    """``pipeline``, unless a notebook it includes (``notebook:`` cells) or a file an Elyra node runs
+    lies outside the server's root: then :class:`PathNotAllowed`, before anything of it is shown or run."""
+    if root_dir is None:
+        return pipeline
+    root = Path(root_dir).resolve()
+    # Where each file is referenced: an include's cell (its path may be resolved through a symlink,
+    # and where a symlink leads is not said), or an Elyra node's file as written.
+    referenced = {n.path: f"{n.parent or full.name}, cell {n.cell + 1}" for n in pipeline.notebooks}
+    for s in pipeline.stages:
+        if s.notebook and s.notebook not in referenced:
+            referenced[s.notebook] = f"{full.name}, node {s.name}: {s.notebook}"
+    for rel, where in sorted(referenced.items()):
+        resolved = (full.parent / rel).resolve()
+        if resolved != root and root not in resolved.parents:
+            raise PathNotAllowed(f"{where} refers to a notebook or file outside the server's root directory; "
+                                 "move it inside the root, or run this pipeline from the command line.")
+    return pipeline
+
+
+def _with_kubeflow_notes(pipeline, full: Path, config: JupyterPipeline, root_dir: str | None = None) -> dict:
     """The pipeline's JSON plus what it needs on Kubeflow (image and its source, travelling files,
     warnings such as the unpublished built-in image), for the publish dialog."""
-    data = pipeline.to_json()
+    data = confined(pipeline, full, root_dir).to_json()
     try:
         from ..kfp.preflight import preflight
     except ImportError:  # the Kubeflow part is not installed: nothing to say about it
@@ -60,21 +82,21 @@ def _with_kubeflow_notes(pipeline, full: Path, config: JupyterPipeline) -> dict:
     return {**data, "kubeflow": preflight(pipeline, config.settings(notebook=pipeline.settings), full.parent)}
 
 
-def _pipeline_json(full: Path, shown: str, config: JupyterPipeline) -> dict:
+def _pipeline_json(full: Path, shown: str, config: JupyterPipeline, root_dir: str | None = None) -> dict:
     from ..notebook.elyra import is_pipeline_file, load_pipeline_file
     from ..notebook.parse import from_notebook, read_notebook
 
     try:
         if is_pipeline_file(full):  # an Elyra pipeline file
-            return _with_kubeflow_notes(load_pipeline_file(full, shown), full, config)
+            return _with_kubeflow_notes(load_pipeline_file(full, shown), full, config, root_dir)
         nb = read_notebook(full)
     except PipelineError as exc:  # say which path, as the browser knows it, not the server's
         exc.args = (str(exc).replace(str(full), shown),)
         raise
-    return _with_kubeflow_notes(from_notebook(nb, shown, folder=full.parent), full, config)
+    return _with_kubeflow_notes(from_notebook(nb, shown, folder=full.parent), full, config, root_dir)
 
 
-def _content_json(content: dict, shown: str, full: Path, config: JupyterPipeline) -> dict:
+def _content_json(content: dict, shown: str, full: Path, config: JupyterPipeline, root_dir: str | None = None) -> dict:
     import nbformat
 
     from ..notebook.parse import from_notebook
@@ -84,7 +106,7 @@ def _content_json(content: dict, shown: str, full: Path, config: JupyterPipeline
     except Exception as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise BadRequest(f"\"content\" is not a Jupyter notebook: {reason}.") from None
-    return _with_kubeflow_notes(from_notebook(nb, shown, folder=full.parent), full, config)
+    return _with_kubeflow_notes(from_notebook(nb, shown, folder=full.parent), full, config, root_dir)
 
 
 class CompileHandler(BaseHandler):
@@ -105,7 +127,8 @@ class CompileHandler(BaseHandler):
         output = None
         if target:
             output = resolve_output(self.jp.root_dir, target, overwrite=overwrite, forbidden=self._store_dirs())
-        yaml_text, notes = await self.blocking(compile_notebook, full, self.jp.config, output, overwrite)
+        yaml_text, notes = await self.blocking(compile_notebook, full, self.jp.config, output, overwrite,
+                                               self.jp.root_dir)
         shown = relative_to_root(self.jp.root_dir, str(output)) if output else None
         self.reply({"yaml": yaml_text, "path": shown, "kubeflow": notes})
 
@@ -121,7 +144,7 @@ class CompilerMissing(PipelineError):
 
 
 def compile_notebook(full: Path, config: JupyterPipeline, output: Path | None = None,
-                     overwrite: bool = False) -> tuple[str, dict]:
+                     overwrite: bool = False, root_dir: str | None = None) -> tuple[str, dict]:
     """Compile the notebook at ``full`` to KFP YAML with the core compiler (its working files
     uploaded to the pipeline's store); write ``output`` if given. Returns the YAML and the notes
     of :func:`jupyter_pipeline.kfp.preflight.preflight`.
@@ -131,7 +154,7 @@ def compile_notebook(full: Path, config: JupyterPipeline, output: Path | None = 
     """
     from ..notebook.parse import load
 
-    pipeline = load(full).require_valid()
+    pipeline = confined(load(full), full, root_dir).require_valid()
     try:
         from ..kfp.compiler import compile_for_cluster
         from ..kfp.preflight import preflight
@@ -205,7 +228,7 @@ class RunsHandler(BaseHandler):
     def _start_sweep(self, full: Path, target: str, parameters: dict, sweep: dict) -> str:
         from ..notebook.parse import load
 
-        pipeline = load(full).require_valid()
+        pipeline = confined(load(full), full, self.jp.root_dir).require_valid()
         grid = sweep.pop("grid")
         return self.jp.manager.start_sweep(pipeline, grid, parameters, target, sweep)
 
@@ -214,7 +237,7 @@ class RunsHandler(BaseHandler):
 
         from ..targets import get_target
 
-        pipeline = load(full).require_valid()
+        pipeline = confined(load(full), full, self.jp.root_dir).require_valid()
         if options.get("from_stage") or options.get("incremental"):
             if not get_target(target).reuses_stages:
                 raise BadRequest(f"Target '{target}' does not reuse stages of earlier runs: \"from_stage\" and "
