@@ -73,7 +73,8 @@ def stage_notebook(pipeline: Pipeline, stage: Stage | str, parameters: dict | No
     if stage.inputs:
         # The stage's first cell that reads each input: a value that fails to load is reported there.
         code = [i for i in stage.cells if pipeline.cells[i].cell_type == "code"] or list(stage.cells)
-        read_in = {name: next((i for i in code if name in pipeline.cells[i].uses), code[0]) for name, _ in stage.inputs}
+        read_in = {name: pipeline.cells[next((i for i in code if name in pipeline.cells[i].uses), code[0])].own_index
+                   for name, _ in stage.inputs}  # numbered as its own notebook numbers it, like source_cell
         lines = [f"{name} = _jp_io.load({name!r}, {producer!r}, {read_in[name] + 1})" for name, producer in stage.inputs]
         cells.append(_cell("inputs", "\n".join(lines), read_in=read_in))
     if stage.options.map_var:
