@@ -100,6 +100,13 @@ def test_keras_models_with_notebook_classes_load_in_a_fresh_process(tmp_path, st
         assert {"config.json", "model.weights.h5"} <= set(archive.namelist())
 
 
+def test_keras_models_inside_a_container_keep_their_custom_objects(tmp_path, store_dir):
+    code = KERAS_CODE + "\nvalues = {'models': {'layered': layered, 'subclassed': subclassed}}\n"
+    check = "layered, subclassed = models['layered'], models['subclassed']\n" + KERAS_CHECK
+    index = save_then_load_elsewhere(tmp_path, store_dir, code, check)
+    assert index["models"]["saver"] == "pickle"
+
+
 def test_keras_model_of_keras_classes_only_carries_no_custom_objects(store_dir):
     import keras
 

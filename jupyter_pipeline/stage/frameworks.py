@@ -117,6 +117,26 @@ def load_keras(path: Path):
     return keras.saving.load_model(path, custom_objects=objects, safe_mode=True)
 
 
+def keras_bytes(model) -> bytes:
+    """``model`` as the bytes of :func:`save_keras`'s file (a model inside a pickled container)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="jp-keras-") as tmp:
+        path = Path(tmp) / "model.keras"
+        save_keras(model, path)
+        return path.read_bytes()
+
+
+def keras_from_bytes(data: bytes):
+    """The model :func:`keras_bytes` wrote (what unpickling a container of models calls)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="jp-keras-") as tmp:
+        path = Path(tmp) / "model.keras"
+        path.write_bytes(data)
+        return load_keras(path)
+
+
 # -- XGBoost ----------------------------------------------------------------------------------------
 def is_dmatrix(value) -> bool:
     """Whether ``value`` is an XGBoost ``DMatrix`` (or a subclass, which :func:`save_dmatrix` refuses)."""

@@ -9,7 +9,9 @@ of it, this pickler
 - writes ``functools.lru_cache``/``functools.cache`` wrappers of notebook functions by value (the
   wrapper is a C object that pickle would name by reference, which a later kernel cannot resolve):
   the wrapped function travels, and is wrapped again, with the same cache parameters and an empty
-  cache, when loaded.
+  cache, when loaded;
+- writes a Keras model inside a container (a dict of models) as the Keras saver writes it, with the
+  notebook's custom objects (:mod:`.frameworks`).
 
 Loading is plain :func:`pickle.load`, which needs cloudpickle importable in the consumer.
 """
@@ -66,11 +68,19 @@ class Pickler(cloudpickle.Pickler):
         # The C pickler looks every object's type up in this table; cloudpickle's is a ChainMap,
         # Python code, which took most of the time for many small objects. The same table as a dict.
         self.dispatch_table = dict(cloudpickle.Pickler.dispatch_table)
+        # A Keras model inside a container is written as the Keras saver writes it (with the notebook's
+        # custom objects): Keras's own pickling would leave them out.
+        keras = sys.modules.get("keras")
+        self._keras_model = getattr(keras, "Model", None) if keras is not None else None
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
 
     def reducer_override(self, obj):
         # Called for every object but a few builtins: hand all but classes and functions straight
         # back to the C pickler (cloudpickle would too, after more checks).
+        if self._keras_model is not None and isinstance(obj, self._keras_model):
+            from .frameworks import keras_bytes, keras_from_bytes
+
+            return keras_from_bytes, (keras_bytes(obj),)
         if not isinstance(obj, _DEFINED) or id(obj) in _setup_objects:
             return NotImplemented  # a setup function or class: plain pickle, a global by reference
         if isinstance(obj, functools._lru_cache_wrapper):
