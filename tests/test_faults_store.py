@@ -192,3 +192,25 @@ def test_a_jupyter_servers_run_whose_store_stops_taking_writes_reads_interrupted
     resumed = resume_run(store, run_id)
     assert resumed.status == RunState.SUCCEEDED
     assert_nothing_lost(store, resumed)
+
+
+def test_resume_keeps_each_failed_attempts_notebook_and_error(tmp_path, write_notebook):
+    from jupyter_pipeline.local.runner import run_pipeline
+
+    nb = write_notebook(tmp_path / "flaky.ipynb", [
+        (["stage:flaky"], "import pathlib\nfixed = pathlib.Path('fixed').exists()\nprint('fixed:', fixed, flush=True)\n"
+                          "if not fixed:\n    raise ValueError('not fixed yet')\nx = 1"),
+    ])
+    store = open_store(str(tmp_path / "store"))
+    failed = run_pipeline(nb, store=store)
+    assert failed.status == RunState.FAILED
+    (tmp_path / "fixed").touch()
+    resumed = resume_run(store, failed.run_id)
+    assert resumed.status == RunState.SUCCEEDED and "fixed: True" in executed_text(store, resumed, "flaky")
+    [attempt] = [e for e in resumed.history if e["event"] == "attempt"]
+    assert attempt["stage"] == "flaky" and attempt["attempt"] == 1 and attempt["status"] == "failed"
+    assert "not fixed yet" in attempt["error"] and attempt["error_cell"] == 1
+    kept = Path(attempt["output_notebook"])
+    assert kept.is_file() and "fixed: False" in kept.read_text() and "not fixed yet" in kept.read_text()
+    assert load_run(store, failed.run_id).to_json() == resumed.to_json()
+    assert_nothing_lost(store, resumed)

@@ -43,7 +43,7 @@ from .lease import STOPPING_GRACE_SECONDS, Lease, owner_alive, this_process
 from ..stage.gate import admit
 from ..stage.notebook import stage_notebook
 from ..stagecache import StageCache, stage_fingerprints
-from ..store import pending
+from ..store import attempts, pending
 from ..store.base import Store, open_store, patiently, resolve_store_url
 from .sharedkernel import FRESH, SHARED
 
@@ -130,6 +130,7 @@ class LocalRunner:
         kernel_note = self._choose_kernel(pipeline)
         self.store.check()
         self._plan = plan.resume(pipeline, record, lambda stage: self._saved_outputs(record.run_id, stage))
+        attempts.keep(self.store, record, self._plan.to_run)  # each attempt's notebook and error stay readable
         reopen(record, pipeline, self._plan.to_run, owner=this_process(), kernel_mode=self.kernel_mode)
         if kernel_note:
             record.history.append({"event": "kernel-fallback", "at": now_iso(), "message": kernel_note})
