@@ -2,19 +2,16 @@
 
 papermill writes the executed notebook when a cell raises, but not when execution stops for any
 other reason (the kernel died, SIGTERM from a cancel or a ``timeout:``). This engine saves it to
-``keep_path`` on the way out, and also at papermill's save points (as each cell starts and
-finishes, every 30 s of a long cell), atomically: a stage process killed outright (``kill -9``,
-the out-of-memory killer) leaves the cells that ran, which its runner then keeps. Saves are plain
-JSON (nbformat's writer validates the whole notebook each time, ~45 ms for 60 cells) and are
-skipped while the last one was less than twenty of its durations ago, so saving takes at most about
-a twentieth of a stage's time; a kill loses at most the cells of that short window.
+``keep_path`` on the way out, and also as each cell finishes and every 30 s of a long cell (papermill's
+save points, less the one as a cell starts), atomically: a stage process killed outright (``kill -9``,
+the out-of-memory killer) leaves every cell that finished, which its runner then keeps. Saves are plain
+JSON: nbformat's writer validates the whole notebook each time (~45 ms for 60 cells under load).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 
 from papermill.engines import NBClientEngine, papermill_engines
 
@@ -28,7 +25,7 @@ class StageEngine(NBClientEngine):
     def execute_managed_notebook(cls, nb_man, kernel_name, keep_path=None, **kwargs):
         keeper = _Keeper(nb_man, keep_path) if keep_path else None
         if keeper:
-            nb_man.save = keeper.save_point
+            nb_man.save, nb_man.cell_start = keeper.save_point, keeper.cell_start
         try:
             return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
         except BaseException:
@@ -44,22 +41,26 @@ class _Keeper:
     """Writes the notebook as executed so far to ``path``; a reader (or a kill) never meets half a file."""
 
     def __init__(self, nb_man, path: str):
-        self.nb_man, self.path = nb_man, path
-        self.cost, self.last = 0.0, float("-inf")
+        self.nb_man, self.path, self.starting = nb_man, path, False
+        self.original_cell_start = nb_man.cell_start
 
     def save_point(self, **_) -> None:
-        """papermill's save points; skipped while the last save is recent (see the module's docstring)."""
-        if time.monotonic() - self.last >= 20 * self.cost:
+        """papermill's save points, but the one as a cell starts (nothing new to keep: it follows a save)."""
+        if not self.starting:
             self.write()
 
+    def cell_start(self, cell, cell_index=None, **kwargs) -> None:
+        self.starting = True
+        try:
+            self.original_cell_start(cell, cell_index, **kwargs)
+        finally:
+            self.starting = False
+
     def write(self) -> None:
-        started = time.monotonic()
         saving = f"{self.path}.saving"
         with open(saving, "w", encoding="utf-8") as f:
             json.dump(self.nb_man.nb, f)
         os.replace(saving, self.path)
-        self.last = time.monotonic()
-        self.cost = self.last - started
         self.nb_man.last_save_time = self.nb_man.now()
 
 
