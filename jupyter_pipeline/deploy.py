@@ -24,9 +24,9 @@ from urllib.parse import urlparse
 from . import __version__
 from .exceptions import PipelineError
 from .registry import Registry
-from .settings import DEFAULT_IMAGE, KUBEFLOW_S3_ENDPOINT
+from .settings import DEFAULT_IMAGE, KUBEFLOW_S3_ENDPOINT, KUBEFLOW_S3_SECRET
 
-DEFAULT_SECRET = "mlpipeline-minio-artifact"
+DEFAULT_SECRET = KUBEFLOW_S3_SECRET
 GPU_NODE_LABEL = "cloud.google.com/gke-accelerator"  # the label kfp's accelerator type selects on
 PORT = 8080
 GRPC_PORT = 8081  # the Open Inference Protocol's gRPC service (KServe's gRPC port too)

@@ -36,6 +36,8 @@ DEFAULT_IMAGE = f"ghcr.io/jupyter-pipeline/jupyter-pipeline:{__version__}"
 #: Kubeflow Pipelines' object store as its pods reach it: the ``minio-service`` Service, which keeps
 #: its name (and KFP's ``mlpipeline-minio-artifact`` secret its keys) since SeaweedFS replaced MinIO.
 KUBEFLOW_S3_ENDPOINT = "http://minio-service.kubeflow:9000"
+#: The Kubernetes secret with the store's credentials that Kubeflow Pipelines itself uses.
+KUBEFLOW_S3_SECRET = "mlpipeline-minio-artifact"
 #: The store of pipelines on Kubeflow when none is set: a folder of the pipeline root's bucket, which
 #: exists on every install, because Kubeflow's per-namespace users (SeaweedFS, KFP 2.15+) may read,
 #: write and list but not create buckets.
@@ -227,4 +229,5 @@ _register(
 )
 
 __all__ = ["Settings", "from_options", "Setting", "Resolved", "settings", "read_config", "config_file", "DEFAULT_IMAGE",
-           "DEFAULT_STORE", "KUBEFLOW_STORE", "KUBEFLOW_S3_ENDPOINT", "SOURCES", "ConfigError", "cluster_store"]
+           "DEFAULT_STORE", "KUBEFLOW_STORE", "KUBEFLOW_S3_ENDPOINT", "KUBEFLOW_S3_SECRET", "SOURCES", "ConfigError",
+           "cluster_store"]

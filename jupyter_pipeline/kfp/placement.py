@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..notebook.pipeline import Stage
+from ..settings import KUBEFLOW_S3_SECRET
 
 #: The Kubernetes resource NVIDIA's device plugin advertises; KFP uses the accelerator type as it.
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -19,7 +20,7 @@ DEFAULT_GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
 #: Label whose value names the GPU model, for ``gpu:N:TYPE`` (GKE users: cloud.google.com/gke-accelerator).
 DEFAULT_GPU_TYPE_LABEL = "nvidia.com/gpu.product"
 #: KFP's own MinIO credentials secret (in every namespace of a standard install) and its keys.
-DEFAULT_SECRET = "mlpipeline-minio-artifact"
+DEFAULT_SECRET = KUBEFLOW_S3_SECRET
 DEFAULT_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
 #: Extra seconds the pod gets beyond a stage's ``timeout:`` before Kubernetes kills it; within
 #: the timeout the stage runner stops the notebook itself and still uploads the executed notebook.
