@@ -56,6 +56,9 @@ class Target:
     #: True if stages run in a container image the target pulls (the publish dialog then shows the
     #: image and its warnings).
     uses_image = False
+    #: True if a process on this machine drives the target's runs under a lease (:mod:`.local.lease`):
+    #: a run whose process is gone then reads ``interrupted``. A run elsewhere outlives its submitter.
+    leases_runs = False
     #: True if ``run`` takes ``options["incremental"]`` (reuse unchanged stages of earlier runs) and
     #: ``options["from_stage"]`` (run that stage and those downstream, reuse those upstream).
     reuses_stages = False
@@ -84,10 +87,11 @@ class Target:
         raise TargetError(f"runs on target '{self.name}' cannot be cancelled from here")
 
     def status(self, store: Store, record: RunRecord, options: dict) -> RunRecord:
-        """The run's current state: its record, marked interrupted if the process driving it is gone."""
+        """The run's current state: its record, marked interrupted if the target leases its runs and
+        the process driving it is gone."""
         from .local.lease import effective_status
 
-        return effective_status(store, record)
+        return effective_status(store, record) if self.leases_runs else record
 
     def sweep(self, pipeline: Pipeline, grid: dict, store: Store, options: dict, on_event=None):
         """Run one variant per combination of ``grid``'s values (options: ``fixed``, ``metric``,
@@ -104,6 +108,7 @@ class LocalTarget(Target):
 
     label = "Local (papermill on this server)"
     can_cancel = True
+    leases_runs = True
     reuses_stages = True
 
     def __init__(self):
@@ -227,7 +232,6 @@ def run_status(store: Store, record: RunRecord, options: dict | None = None, *, 
     is used, marked interrupted if the process that drove it is gone. Listing many runs passes
     ``ask_target=False`` so that a list never waits on a cluster.
     """
-    from .local.lease import effective_status
     from .store import pending
     from .store.records import load_run, run_prefix
 
@@ -238,4 +242,8 @@ def run_status(store: Store, record: RunRecord, options: dict | None = None, *, 
             return get_target(record.target).status(store, record, dict(options or {}))
         except Exception as exc:  # the stored state is still an answer; say why it is all we have
             log.warning("could not read run %s's state from target '%s': %s", record.run_id, record.target, exc)
-    return effective_status(store, record)
+    try:
+        target = get_target(record.target)
+    except Exception:  # a target no longer installed: its record is all there is
+        return record
+    return Target.status(target, store, record, {})  # the stored record, leases checked where they apply

@@ -90,3 +90,25 @@ def test_cli_runs_an_entry_point_target(third_party, tmp_path, fixture_nb):
 def test_local_target_cancels_only_the_runs_it_drives(tmp_path):
     with pytest.raises(TargetError, match="not driven by this process"):
         targets.get("local").cancel(open_store(str(tmp_path)), "nobody-1")
+
+
+def test_only_a_target_that_leases_its_runs_marks_them_interrupted(tmp_path):
+    """A local run whose process is gone reads interrupted; a run on Kubeflow (or an unknown
+    target's) outlives the process that submitted it and keeps its stored state."""
+    import socket
+
+    from jupyter_pipeline.store.records import RunRecord, StageRecord, StageState, save_run
+    from jupyter_pipeline.targets import run_status
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    store = open_store(str(tmp_path / "store"))
+    states = {}
+    for target in ("local", "kfp", "not-installed"):
+        record = RunRecord(run_id=f"20260101-000000-{target}-0001", pipeline="p", notebook="/nowhere/p.ipynb",
+                           store=store.url, target=target, stages={"a": StageRecord(status=StageState.RUNNING)},
+                           owner={"host": socket.gethostname(), "pid": gone.pid})
+        save_run(store, record)
+        states[target] = run_status(store, record, ask_target=False).status.value
+    assert states == {"local": "interrupted", "kfp": "running", "not-installed": "running"}
+    assert LocalTarget.leases_runs and not targets.get("kfp").leases_runs

@@ -147,12 +147,13 @@ def mark_interrupted(store: Store, record: RunRecord, reason: str = DIED, cancel
 
 
 def effective_status(store: Store, record: RunRecord) -> RunRecord:
-    """The record, marked interrupted if it claims to run on this host but its process is gone.
+    """The record of a leased run (a target's ``leases_runs``: local), marked interrupted if its
+    process is gone.
 
     Not before its lease is free: until the dead runner's stage processes have exited, they
     could still write, and the run still counts as running.
     """
-    if (record.status == RunState.RUNNING and record.target == "local" and not owner_alive(record)
+    if (record.status == RunState.RUNNING and not owner_alive(record)
             and not Lease(store.absolute_url(), record.run_id).held()):
         return mark_interrupted(store, record)
     return record
