@@ -319,3 +319,33 @@ def test_body_shorter_than_its_content_length_times_out(server):
         assert time.monotonic() - started < 5
     assert in_flight() == 0  # ... and no longer counted
     assert client.post("/v2/models/small/infer", content=body("small", 1)).status_code == 200
+
+
+def test_a_version_unloaded_takes_its_cached_answers_with_it(tmp_path):
+    """Cached answers are keyed by version: once a version is unloaded they could only wait for
+    eviction, so the server drops them (and keeps the served versions' answers)."""
+    store = str(tmp_path / "store")
+    models = {v: _model(8, 4, 20 + v) for v in (1, 2)}
+    log_model(models[1], "m", store=store)
+    x = np.random.default_rng(7).random((2, 8), dtype=np.float32)
+    content = json.dumps({"inputs": [{"name": "x", "shape": [2, 8], "datatype": "FP32",
+                                      "data": x.reshape(-1).tolist()}]}).encode()
+    config = ServerConfig(store=store, port=0, poll_interval=0.2, cache=True, max_loaded_versions=1)
+    with ServerThread(config) as thread, httpx.Client(base_url=thread.url, timeout=60) as c:
+        cache = thread.server.cache
+
+        def versions():  # the versions the cache holds answers of (read on the server's loop)
+            return thread.call(lambda: sorted({key[1] for key in cache._entries}))
+
+        assert c.post("/v2/models/m/infer", content=content).status_code == 200
+        assert versions() == [1]
+        log_model(models[2], "m", store=store)  # the new latest; at most one version stays loaded
+        deadline = time.time() + 60
+        while thread.call(lambda: sorted(thread.server.repository.state("m").ready)) != [2]:
+            assert time.time() < deadline, "version 1 was never unloaded"
+            time.sleep(0.05)
+        assert c.post("/v2/models/m/infer", content=content).status_code == 200
+        deadline = time.time() + 10
+        while versions() != [2]:
+            assert time.time() < deadline, f"cached versions {versions()}: version 1's answers were kept"
+            time.sleep(0.05)

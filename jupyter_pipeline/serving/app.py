@@ -61,7 +61,7 @@ class ModelServer:
         self.repository = ModelRepository(
             self.store, self.specs, executor=self.executor, max_batch_size=config.max_batch_size,
             max_wait_ms=config.max_batch_wait_ms, max_loaded_versions=config.max_loaded_versions,
-            on_batch=self.metrics.batch_hook, listener=self.metrics)
+            on_batch=self.metrics.batch_hook, listener=self)
         self.inference = Inference(self.repository, self.cache, self.metrics)
         self.app = make_app(self)
         self.in_flight = 0  # REST requests in their handlers (a drain waits for these)
@@ -72,6 +72,19 @@ class ModelServer:
         self._http: GracefulHTTPServer | None = None
         self._grpc = None
         self._poller: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- what the repository reports (its ``listener``) -------------------------------------------
+    def versions_changed(self, model: str, before: set[int], after: set[int]) -> None:
+        """Versions of ``model`` were loaded or unloaded: metrics follow, and the cached answers of
+        versions no longer served are dropped (they could never be hit again, only evicted)."""
+        self.metrics.versions_changed(model, before, after)
+        if self.cache is not None and before - after and self._loop is not None:
+            # Called from the loading thread; only the event loop touches the cache.
+            self._loop.call_soon_threadsafe(self.cache.drop_model, model, set(after))
+
+    def load_failed(self, model: str, version: int) -> None:
+        self.metrics.load_failed(model, version)
 
     @property
     def requests_in_progress(self) -> int:
@@ -85,6 +98,7 @@ class ModelServer:
 
     async def start(self, wait_for_models: bool = False) -> None:
         """Listen, then load models in the background (``/v2/health/ready`` says when)."""
+        self._loop = asyncio.get_running_loop()
         sockets = tornado.netutil.bind_sockets(self.config.port, self.config.address)
         self.port = sockets[0].getsockname()[1]
         # tornado's own body limit answers a bare 400; the handlers answer 413 with a message,
