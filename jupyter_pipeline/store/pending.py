@@ -109,7 +109,12 @@ def end_run(store: Store, record: RunRecord, fault: StoreError) -> StoreError:
     from .records import RunState, StageState, now_iso, save_run, stage_key
 
     for name, rec in record.stages.items():
-        if not rec.status.done or rec.status == StageState.CANCELLED:
+        # A stage the store failed (its notebook could not be fetched, its values not saved: the
+        # error is the store's) did not fail by its code, and one not run after it never got its
+        # chance: both are the outage's, so resume runs them like the stages it cut short.
+        stopped_by_store = rec.status == StageState.FAILED and (rec.error or "").startswith("StoreError")
+        never_ran = rec.status == StageState.SKIPPED and not rec.passed_over
+        if not rec.status.done or rec.status == StageState.CANCELLED or stopped_by_store or never_ran:
             rec.status, rec.finished_at = StageState.INTERRUPTED, rec.finished_at or now_iso()
         output = stage_key(record.run_id, name, "output.ipynb")
         if rec.started_at and not rec.output_notebook and output in waiting(store, output):
