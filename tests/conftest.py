@@ -41,9 +41,10 @@ def fixture_nb():
     return get
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def write_notebook():
-    """Write a notebook of ``(tags, source)`` code cells: ``write_notebook(path, [(["stage:a"], "x = 1")])``."""
+    """Write a notebook of ``(tags, source)`` code cells: ``write_notebook(path, [(["stage:a"], "x = 1")])``.
+    Session-scoped (it holds no state), so module-scoped fixtures may use it too."""
     def write(path: Path, cells: list[tuple[list[str], str]]) -> Path:
         import nbformat
         from nbformat.v4 import new_code_cell, new_notebook

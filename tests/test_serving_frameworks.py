@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import pickle
 import sys
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -122,32 +121,16 @@ def model_params(names):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, write_notebook_module):
+def trained(tmp_path_factory, write_notebook):
     work = tmp_path_factory.mktemp("frameworks")
     store = str(work / "store")
     cells = [(["parameters"], 'outdir = ""'), (["setup"], SETUP)]
     cells += [([f"stage:{name}"], code) for name, code in STAGES.items() if name != "torch" or HAVE_TORCH]
-    nb = write_notebook_module(work / "frameworks.ipynb", cells)
+    nb = write_notebook(work / "frameworks.ipynb", cells)
     record = run_pipeline(nb, {"outdir": str(work)}, store=store, workers=2)
     assert record.status.value == "succeeded", {s: r.error for s, r in record.stages.items() if r.error}
     expected = {f.stem: dict(np.load(f)) for f in work.glob("*.npz")}
     return store, expected, record
-
-
-@pytest.fixture(scope="module")
-def write_notebook_module():
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_notebook
-
-    def write(path: Path, cells):
-        out = []
-        for tags, source in cells:
-            cell = new_code_cell(source)
-            cell.metadata["tags"] = tags
-            out.append(cell)
-        nbformat.write(new_notebook(cells=out), path)
-        return path
-    return write
 
 
 @pytest.fixture(scope="module")
